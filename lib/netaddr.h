@@ -1,0 +1,21 @@
+/* Network address lists (mynetworks): CIDR matching for IPv4 and IPv6. */
+#ifndef ESTAFETA_NETADDR_H
+#define ESTAFETA_NETADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct netaddr_list;
+
+/* Parse items like "127.0.0.0/8", "::1/128", "[::1]/128", "192.0.2.1". */
+struct netaddr_list *netaddr_list_parse(char *const *items, char *err, size_t errsize);
+void netaddr_list_free(struct netaddr_list *list);
+int netaddr_list_match(const struct netaddr_list *list, const struct sockaddr *sa);
+
+/* Printable address (no port) of SA into OUT. IPv4-mapped IPv6 is shown as IPv4. */
+char *netaddr_format(const struct sockaddr *sa, char *out, size_t outsize);
+
+/* Parse "host:port", "[v6]:port" or ":port"/"port" (all addresses). 0 or -1. */
+int netaddr_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *outlen);
+
+#endif

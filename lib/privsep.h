@@ -1,0 +1,26 @@
+/* Dropping privileges: every daemon calls privsep_drop once, after it has
+ * bound its sockets and before it reads input from anyone. */
+#ifndef ESTAFETA_PRIVSEP_H
+#define ESTAFETA_PRIVSEP_H
+
+#include <sys/types.h>
+
+/*
+ * If running as root: look up USER, optionally chroot to CHROOT_DIR
+ * (NULL or "" for none), then setgroups, setresgid, setresuid in that
+ * order, and check that root cannot be regained. If not root: do
+ * nothing (everything runs as the invoking user). Exits on failure.
+ */
+void privsep_drop(const char *user, const char *chroot_dir);
+
+/* Switch to UID/GID (with the user's supplementary groups when NAME is
+ * given) for a delivery child. Returns 0 or -1; on -1 the caller must
+ * exit. Does nothing when not root. */
+int privsep_become(uid_t uid, gid_t gid, const char *name);
+
+/* Look up USER; 0 on success with uid/gid filled, -1 if missing. */
+int privsep_lookup(const char *user, uid_t *uid, gid_t *gid);
+
+int privsep_is_root(void);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * Client for authd's user lookups, speaking the Dovecot auth-master
+ * protocol ("VERSION\t1\t0", "USER\tID\tNAME\tservice=SERVICE", replies
+ * "USER\tID\tNAME\tuid=..\tgid=..\thome=..\tmail=..", "NOTFOUND\tID" or
+ * "FAIL\tID\treason=.."), so the same client also works against
+ * Dovecot's own auth-userdb socket.
+ */
+#ifndef ESTAFETA_USERDB_H
+#define ESTAFETA_USERDB_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+struct userdb_entry {
+	char user[320];
+	uid_t uid;
+	gid_t gid;
+	char home[PATH_MAX];
+	char mail[PATH_MAX];	/* Dovecot mail location, e.g. "maildir:~/Maildir" or "mbox:~/mail:INBOX=/var/mail/u"; "" if unset */
+};
+
+struct userdb_client;
+
+struct userdb_client *userdb_client_new(const char *socket_path);
+void userdb_client_free(struct userdb_client *client);
+
+/*
+ * Look up USER for SERVICE ("smtp", "lmtp"). Returns 1 and fills OUT
+ * when found, 0 when the user does not exist, -1 on a temporary error
+ * (authd down, timeout) with a reason in ERR. Reconnects as needed;
+ * waits at most TIMEOUT_MS.
+ */
+int userdb_lookup(struct userdb_client *client, const char *user, const char *service,
+    int timeout_ms, struct userdb_entry *out, char *err, size_t errsize);
+
+#endif
