@@ -1,0 +1,6 @@
+/*
+ * The unit test suites, one SUITE(name) line each; name_suite() is
+ * defined in tests/unit/test_<name>.c. main.c includes this list twice.
+ */
+SUITE(config)
+SUITE(ipc)
