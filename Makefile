@@ -70,6 +70,7 @@ run:
 
 check:
 	@sh tests/tools/ensure-packages.sh check
+	@[ "$$(id -u)" -ne 0 ] || sh etc/create-users.sh
 	$(MAKE) all $(BUILD)/bin/unit-tests
 	$(BUILD)/bin/unit-tests
 	ESTAFETA_BIN=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q tests/integration

@@ -1,0 +1,72 @@
+#!/bin/sh
+# `make run`: start every daemon in the foreground with all state under
+# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525, the local
+# domain example.test with the virtual user demo@example.test (password
+# "demo"), mail delivered into ./run/mail/demo/Maildir. Nothing is sent
+# off this machine. Ctrl-C stops everything.
+set -eu
+
+bin=$(cd "${1:-build}/bin" && pwd)
+top=$(pwd)/run
+conf=$top/etc/estafeta.conf
+
+if [ "$(id -u)" -eq 0 ]; then
+	sh "$(dirname "$0")/create-users.sh"
+fi
+
+mkdir -p "$top/etc" "$top/sock" "$top/mail" "$top/var-mail" "$top/log"
+chmod 755 "$top" "$top/etc" "$top/sock" "$top/mail"
+chmod 1777 "$top/var-mail"
+
+if [ ! -e "$conf" ]; then
+	cat >"$conf" <<CONF
+# Embedded configuration written by \`make run\`; edit freely, it is kept.
+myhostname = mail.example.test
+local_domains = localhost mail.example.test
+virtual_domains = example.test
+mynetworks = 127.0.0.0/8 [::1]/128
+smtpd_listen = 127.0.0.1:2525
+queue_directory = $top/spool
+queued_socket = $top/sock/queued.sock
+lmtp_socket = $top/sock/lmtp.sock
+userdb_socket = $top/sock/auth-userdb
+alias_database = $top/etc/aliases
+virtual_passwd_file = $top/etc/passwd-file
+mail_spool_directory = $top/var-mail
+syslog = no
+CONF
+fi
+[ -e "$top/etc/passwd-file" ] ||
+	echo "demo@example.test:{PLAIN}demo::::$top/mail/demo::" >"$top/etc/passwd-file"
+[ -e "$top/etc/aliases" ] ||
+	printf 'postmaster: demo@example.test\nabuse: demo@example.test\n' >"$top/etc/aliases"
+chmod 644 "$top/etc/passwd-file" "$top/etc/aliases"
+
+export ESTAFETA_CONFIG="$conf"
+"$bin/sendmail" -bi
+
+pids=""
+stop() {
+	trap - INT TERM EXIT
+	# shellcheck disable=SC2086
+	[ -n "$pids" ] && kill $pids 2>/dev/null
+	wait
+	echo "estafeta: stopped"
+}
+trap stop INT TERM EXIT
+
+for daemon in authd deliverd queued smtpd; do
+	"$bin/$daemon" -f -c "$conf" &
+	pids="$pids $!"
+	sleep 0.2
+done
+
+cat <<INFO
+estafeta: running with state under $top
+  SMTP        127.0.0.1:2525 (try: swaks --server 127.0.0.1:2525 --to demo@example.test)
+  sendmail    ESTAFETA_CONFIG=$conf $bin/sendmail demo@example.test
+  mailbox     $top/mail/demo/Maildir
+  queue       ESTAFETA_CONFIG=$conf $bin/estafeta queue list
+Press Ctrl-C to stop.
+INFO
+wait

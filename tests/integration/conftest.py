@@ -1,0 +1,350 @@
+"""Integration test harness: starts a complete Estafeta host per test.
+
+Every host lives in its own directory under /tmp with its own
+configuration, spool, sockets and mailboxes, and smtpd listens on a free
+port on 127.0.0.1. Nothing is sent anywhere else. When the tests run as
+root (as in CI) the daemons start as root and drop to their own users,
+exactly as in production.
+"""
+
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("ESTAFETA_BIN", REPO / "build" / "bin"))
+SANITIZED = os.environ.get("ESTAFETA_SANITIZED") == "1"
+
+# Start order: user lookups first, the queue last before smtpd, so that
+# each daemon finds its peers' sockets.
+DAEMONS = ("authd", "deliverd", "queued", "smtpd")
+
+VIRTUAL_USERS = {
+    "demo@example.test": "demo",
+    "alice@example.test": "alice-secret",
+    "bob@example.test": "bob-secret",
+}
+
+SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long test, skipped in the sanitizer pass")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+class RawSMTP:
+    """A byte-level SMTP client for malformed input and exact replies."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=15):
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def readline(self):
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by server; pending %r" % self.buffer)
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        """Read one reply, multi-line included; return (code, text)."""
+        lines = []
+        while True:
+            line = self.readline()
+            lines.append(line[4:])
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), "\n".join(lines)
+
+    def cmd(self, line):
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def closed_by_server(self, timeout=5):
+        """True when the server has closed the connection (EOF)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+class MailHost:
+    """One Estafeta installation under DIR, driven by the tests."""
+
+    def __init__(self, settings=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="est-", dir="/tmp"))
+        os.chmod(self.dir, 0o755)
+        self.smtp_port = free_port()
+        self.procs = {}
+        self.logs = {}
+        for sub in ("etc", "sock", "log", "mail", "var-mail"):
+            (self.dir / sub).mkdir()
+            os.chmod(self.dir / sub, 0o755)
+        os.chmod(self.dir / "var-mail", 0o1777)
+
+        self.config_path = self.dir / "etc" / "estafeta.conf"
+        self.settings = {
+            "myhostname": "mail.example.test",
+            "local_domains": "localhost mail.example.test",
+            "virtual_domains": "example.test",
+            "mynetworks": "127.0.0.0/8 [::1]/128",
+            "queue_directory": str(self.dir / "spool"),
+            "queued_socket": str(self.dir / "sock" / "queued.sock"),
+            "lmtp_socket": str(self.dir / "sock" / "lmtp.sock"),
+            "userdb_socket": str(self.dir / "sock" / "auth-userdb"),
+            "alias_database": str(self.dir / "etc" / "aliases"),
+            "virtual_passwd_file": str(self.dir / "etc" / "passwd-file"),
+            "mail_spool_directory": str(self.dir / "var-mail"),
+            "smtpd_listen": "127.0.0.1:%d" % self.smtp_port,
+            "syslog": "no",
+        }
+        self.settings.update(settings or {})
+        self.write_config()
+        self.write_users()
+        self.write_aliases(
+            "# test aliases\n"
+            "postmaster: demo@example.test\n"
+            "team@example.test: alice@example.test, bob@example.test\n")
+        self.env = dict(os.environ, ESTAFETA_CONFIG=str(self.config_path))
+
+    # Files
+
+    def write_config(self):
+        lines = ["# written by tests/integration/conftest.py"]
+        lines += ["%s = %s" % item for item in self.settings.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def write_users(self, users=None):
+        users = VIRTUAL_USERS if users is None else users
+        lines = []
+        for address, password in users.items():
+            home = self.dir / "mail" / address.split("@")[0]
+            lines.append("%s:{PLAIN}%s::::%s::" % (address, password, home))
+        path = self.dir / "etc" / "passwd-file"
+        path.write_text("\n".join(lines) + "\n")
+        os.chmod(path, 0o644)
+
+    def write_aliases(self, text):
+        path = Path(self.settings["alias_database"])
+        path.write_text(text)
+        os.chmod(path, 0o644)
+
+    def newaliases(self):
+        result = self.run("sendmail", "-bi")
+        assert result.returncode == 0, result.stderr
+        return result
+
+    # Processes
+
+    def bin(self, name):
+        return str(BIN / name)
+
+    def start(self, *names):
+        names = names or DAEMONS
+        for name in DAEMONS:
+            if name not in names or name in self.procs:
+                continue
+            log = open(self.dir / "log" / ("%s.log" % name), "ab")
+            self.logs[name] = log
+            self.procs[name] = subprocess.Popen(
+                [self.bin(name), "-f", "-c", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.wait_ready(name)
+
+    def ready_probe(self, name):
+        if name == "smtpd":
+            try:
+                socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        path = {"authd": "userdb_socket", "deliverd": "lmtp_socket",
+                "queued": "queued_socket"}[name]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.settings[path])
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    def wait_ready(self, name, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError("%s exited with status %s:\n%s"
+                                   % (name, proc.returncode, self.log()))
+            if self.ready_probe(name):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("%s not ready after %ss:\n%s" % (name, timeout, self.log()))
+
+    def stop(self, *names, timeout=10):
+        names = names or tuple(reversed(DAEMONS))
+        for name in names:
+            proc = self.procs.pop(name, None)
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self.logs.pop(name).close()
+
+    def kill(self, name, sig=signal.SIGKILL):
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait()
+        self.logs.pop(name).close()
+        # deliverd and queued leave children or sockets behind only as
+        # the real daemons would after a crash; nothing is cleaned here.
+
+    def restart(self, name):
+        self.stop(name)
+        self.start(name)
+
+    def run(self, name, *args, input=None, timeout=60, env=None):
+        return subprocess.run(
+            [self.bin(name), *args], input=input, capture_output=True,
+            timeout=timeout, env=dict(self.env, **(env or {})))
+
+    # Clients
+
+    def smtp(self):
+        return smtplib.SMTP("127.0.0.1", self.smtp_port,
+                            local_hostname="client.example.test", timeout=30)
+
+    def raw(self, source=None):
+        conn = RawSMTP(self.smtp_port, source=source)
+        code, _ = conn.reply()
+        assert code == 220
+        return conn
+
+    # Mailboxes
+
+    def maildir(self, address):
+        local = address.split("@")[0]
+        return self.dir / "mail" / local / "Maildir"
+
+    def message_files(self, address):
+        maildir = self.maildir(address)
+        files = []
+        for sub in ("new", "cur"):
+            folder = maildir / sub
+            if folder.is_dir():
+                files += sorted(p for p in folder.iterdir() if p.is_file())
+        return files
+
+    def messages(self, address):
+        return [p.read_bytes() for p in self.message_files(address)]
+
+    def wait_for_messages(self, address, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages(address)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    # Logs
+
+    def log(self):
+        text = []
+        for path in sorted((self.dir / "log").glob("*.log")):
+            text.append(path.read_text(errors="replace"))
+        return "".join(text)
+
+    def wait_for_log(self, pattern, timeout=10):
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = regex.search(self.log())
+            if match:
+                return match
+            time.sleep(0.05)
+        return None
+
+    def sanitizer_reports(self):
+        return [line for line in self.log().splitlines() if SANITIZER_REPORT.search(line)]
+
+    def destroy(self, keep):
+        self.stop()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "report_" + report.when, report)
+
+
+@pytest.fixture
+def make_mailhost(request):
+    hosts = []
+
+    def factory(start=True, aliases=None, **settings):
+        host = MailHost({k: str(v) for k, v in settings.items()})
+        hosts.append(host)
+        if aliases is not None:
+            host.write_aliases(aliases)
+        if start:
+            host.newaliases()
+            host.start()
+        return host
+
+    yield factory
+
+    for host in hosts:
+        reports = host.sanitizer_reports()
+        failed = getattr(request.node, "report_call", None)
+        keep = bool(reports) or (failed is not None and failed.failed)
+        host.destroy(keep)
+        assert not reports, "sanitizer reports in %s:\n%s" % (host.dir, "\n".join(reports))
+
+
+@pytest.fixture
+def mailhost(make_mailhost):
+    return make_mailhost()

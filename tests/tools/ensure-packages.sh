@@ -1,0 +1,46 @@
+#!/bin/sh
+# Install the Debian packages that `make run` (build) or `make check`
+# (check) needs. As root, missing packages are installed with apt-get;
+# as another user, the exact apt-get line is printed and the script fails.
+set -eu
+
+build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev"
+check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd adduser"
+
+case "${1:-build}" in
+build) wanted=$build_packages ;;
+check) wanted=$check_packages ;;
+*) echo "usage: $0 build|check" >&2; exit 2 ;;
+esac
+
+missing=""
+for package in $wanted; do
+	status=$(dpkg-query -W -f '${Status}' "$package" 2>/dev/null || true)
+	case "$status" in
+	*" installed") ;;
+	*) missing="$missing $package" ;;
+	esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing packages; install them with:" >&2
+	echo "  sudo apt-get install --no-install-recommends$missing" >&2
+	exit 1
+fi
+
+# No package may start a daemon or a download while it installs.
+if [ ! -x /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Postfix is installed for its smtp-source load generator only: leave it
+# unconfigured so it never touches this host's mail.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+
+echo "installing:$missing"
+apt-get update -q >/dev/null
+# shellcheck disable=SC2086
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >/dev/null
