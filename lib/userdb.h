@@ -33,4 +33,21 @@ void userdb_client_free(struct userdb_client *client);
 int userdb_lookup(struct userdb_client *client, const char *user, const char *service,
     int timeout_ms, struct userdb_entry *out, char *err, size_t errsize);
 
+/*
+ * Dovecot's tab-escaping of protocol fields: \001 becomes "\0011", TAB
+ * "\001t", CR "\001r", LF "\001n". userdb_tab_escape returns a new
+ * string, and userdb_tab_unescape decodes TEXT in place.
+ */
+char *userdb_tab_escape(const char *text);
+void userdb_tab_unescape(char *text);
+
+/*
+ * Parse the TAB-separated fields of a USER reply that follow the id
+ * ("NAME\tuid=..\tgid=..\thome=..\tmail=.."), unescaping each, into
+ * OUT. Unknown fields are ignored, and a missing uid or gid becomes
+ * (uid_t)-1 or (gid_t)-1. FIELDS is modified. Returns 0, or -1 if the name is missing
+ * or a uid, gid or value is invalid or too long.
+ */
+int userdb_entry_parse(char *fields, struct userdb_entry *out);
+
 #endif
