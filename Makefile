@@ -92,7 +92,7 @@ install: all
 		install -m 644 etc/estafeta.conf $(DESTDIR)$(SYSCONFDIR)/estafeta/estafeta.conf
 	install -d $(DESTDIR)$(LOCALSTATEDIR)/spool/estafeta
 	install -d $(DESTDIR)/lib/systemd/system
-	install -m 644 etc/systemd/*.service $(DESTDIR)/lib/systemd/system/
+	install -m 644 etc/systemd/*.service etc/systemd/*.target $(DESTDIR)/lib/systemd/system/
 	for s in 1 5 8; do install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
 		for f in man/*.$$s; do [ -e "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man$$s/; done; done
 
