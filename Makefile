@@ -71,6 +71,7 @@ run:
 check:
 	@sh tests/tools/ensure-packages.sh check
 	@[ "$$(id -u)" -ne 0 ] || sh etc/create-users.sh
+	/usr/bin/python3 tests/tools/gen-config-man.py --check .
 	$(MAKE) all $(BUILD)/bin/unit-tests
 	$(BUILD)/bin/unit-tests
 	ESTAFETA_BIN=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q tests/integration
@@ -96,9 +97,13 @@ install: all
 	for s in 1 5 8; do install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
 		for f in man/*.$$s; do [ -e "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man$$s/; done; done
 
+# Regenerate man/estafeta.conf.5 from the parameter tables.
+man:
+	/usr/bin/python3 tests/tools/gen-config-man.py .
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit run check install clean
+.PHONY: all unit run check install clean man
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -390,6 +391,19 @@ config_list(const char *name)
 	v->list[n] = NULL;
 	free(copy);
 	return v->list;
+}
+
+const char *
+config_myhostname(void)
+{
+	static char hostname[256];
+	const char *configured = config_string("myhostname");
+
+	if (*configured != '\0')
+		return configured;
+	if (hostname[0] == '\0' && gethostname(hostname, sizeof hostname - 1) < 0)
+		strlcpy_x(hostname, "localhost", sizeof hostname);
+	return hostname;
 }
 
 void

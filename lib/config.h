@@ -66,6 +66,9 @@ int config_bool(const char *name);
 /* A NULL-terminated list of items; owned by the config, do not free. */
 char *const *config_list(const char *name);
 
+/* myhostname, or the system host name when it is empty. */
+const char *config_myhostname(void);
+
 /* Print every parameter as "name = value" (effective values). */
 void config_print(int only_changed);
 
