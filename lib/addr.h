@@ -9,14 +9,14 @@
 #define ADDR_MAX	(ADDR_MAX_LOCAL + 1 + ADDR_MAX_DOMAIN)
 
 struct mailaddr {
-	char local[ADDR_MAX_LOCAL * 4 + 1];	/* room for UTF-8 */
+	char local[ADDR_MAX_LOCAL * 4 + 1];	/* room for UTF-8; a quoted local part is stored unquoted */
 	char domain[ADDR_MAX_DOMAIN + 1];	/* lower-cased; "" for a bare local part */
 };
 
 enum addr_flags {
 	ADDR_ALLOW_EMPTY	= 0x1,	/* "<>" allowed (reverse-path) */
 	ADDR_ALLOW_UTF8		= 0x2,	/* SMTPUTF8 was given */
-	ADDR_ALLOW_NO_DOMAIN	= 0x4,	/* "postmaster" alone (RCPT TO:<postmaster>) */
+	ADDR_ALLOW_NO_DOMAIN	= 0x4,	/* a local part alone, domain "" (RCPT TO:<postmaster>, sendmail root); the caller checks which names it takes */
 };
 
 /*
@@ -44,7 +44,7 @@ int addr_is_null(const struct mailaddr *addr);
 void addr_split_detail(const char *local, char delimiter, char *user, size_t usersize,
     char *detail, size_t detailsize);
 
-/* Validate a domain name (or address literal "[1.2.3.4]", "[IPv6:...]"). */
+/* 1 if DOMAIN is a valid domain name or address literal ("[192.0.2.1]", "[IPv6:...]"), else 0. */
 int addr_valid_domain(const char *domain, int flags);
 
 #endif

@@ -15,7 +15,8 @@ int netaddr_list_match(const struct netaddr_list *list, const struct sockaddr *s
 /* Printable address (no port) of SA into OUT. IPv4-mapped IPv6 is shown as IPv4. */
 char *netaddr_format(const struct sockaddr *sa, char *out, size_t outsize);
 
-/* Parse "host:port", "[v6]:port" or ":port"/"port" (all addresses). 0 or -1. */
+/* Parse "192.0.2.1:port", "[v6]:port" or ":port"/"port" (every IPv4 address,
+ * 0.0.0.0). Hosts must be numeric. 0 or -1. */
 int netaddr_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *outlen);
 
 #endif
