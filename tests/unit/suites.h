@@ -4,3 +4,7 @@
  */
 SUITE(config)
 SUITE(ipc)
+SUITE(userdb)
+SUITE(header)
+SUITE(cdbmap)
+SUITE(aliases)
