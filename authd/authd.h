@@ -1,0 +1,65 @@
+/* authd: user lookups for smtpd and deliverd (and Dovecot's clients). */
+#ifndef ESTAFETA_AUTHD_H
+#define ESTAFETA_AUTHD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct event_base;
+
+/* One userdb field besides uid, gid and home, e.g. "mail" = "maildir:~/Maildir". */
+struct user_field {
+	char *name;
+	char *value;
+};
+
+/* The result of a successful lookup, owned by the caller (user_record_clear). */
+struct user_record {
+	char *name;		/* canonical name sent back to the client */
+	uid_t uid;
+	gid_t gid;
+	char *home;		/* NULL when the entry has none */
+	struct user_field *fields;
+	size_t nfields;
+};
+
+enum lookup_result {
+	LOOKUP_FOUND,
+	LOOKUP_NOT_FOUND,
+	LOOKUP_TEMPFAIL,	/* the reason is in the caller's buffer */
+};
+
+/* users.c: the lookup order over both backends. */
+void users_init(int started_as_root);
+void users_reload(void);
+enum lookup_result users_lookup(const char *name, struct user_record *out,
+    char *reason, size_t reasonsize);
+/* Call EMIT for every user whose name matches the fnmatch(3) MASK (NULL: all). */
+int users_list(const char *mask, void (*emit)(const char *name, void *arg), void *arg);
+void user_record_clear(struct user_record *record);
+
+/* passwd_file.c: the virtual users of virtual_passwd_file. */
+struct passwd_entry {
+	char *name;		/* lower-case user@domain */
+	char *password;		/* "{SCHEME}hash" as written, for the passdb */
+	char *uid;		/* as written; "" means virtual_mail_user */
+	char *gid;
+	char *home;
+	char **extra;		/* NULL-terminated "key=value" or "key" items */
+	int line;
+};
+
+void passwd_file_set_path(const char *path);
+/* Reread the file when it changed on disk (or FORCE). 0, or -1 when it
+ * could not be read; the previous entries stay in use then. */
+int passwd_file_refresh(int force);
+const struct passwd_entry *passwd_file_find(const char *name);
+/* The users sorted by name, without repeated names; *COUNT receives how many. */
+const struct passwd_entry *const *passwd_file_users(size_t *count);
+/* The reason of the last failed refresh, or NULL when the file is usable. */
+const char *passwd_file_error(void);
+
+/* master.c: the Dovecot auth-master protocol on userdb_socket. */
+void master_listen(struct event_base *base, int listen_fd);
+
+#endif
