@@ -1,0 +1,198 @@
+/* The SMTP command table and the commands that need no transaction state. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "smtpd.h"
+#include "util.h"
+
+struct command {
+	const char *name;
+	enum session_counter counter;
+	void (*handler)(struct session *s, char *args);
+};
+
+static void command_ehlo(struct session *s, char *args);
+static void command_helo(struct session *s, char *args);
+static void command_rset(struct session *s, char *args);
+static void command_noop(struct session *s, char *args);
+static void command_quit(struct session *s, char *args);
+static void command_vrfy(struct session *s, char *args);
+static void command_expn(struct session *s, char *args);
+static void command_help(struct session *s, char *args);
+
+static const struct command commands[] = {
+	{ "EHLO", COUNT_EHLO, command_ehlo },
+	{ "HELO", COUNT_HELO, command_helo },
+	{ "MAIL", COUNT_MAIL, command_mail },
+	{ "RCPT", COUNT_RCPT, command_rcpt },
+	{ "DATA", COUNT_DATA, command_data },
+	{ "BDAT", COUNT_BDAT, command_bdat },
+	{ "RSET", COUNT_RSET, command_rset },
+	{ "NOOP", COUNT_NOOP, command_noop },
+	{ "QUIT", COUNT_QUIT, command_quit },
+	{ "VRFY", COUNT_VRFY, command_vrfy },
+	{ "EXPN", COUNT_EXPN, command_expn },
+	{ "HELP", COUNT_HELP, command_help },
+	{ NULL, COUNT_UNKNOWN, NULL },
+};
+
+/*
+ * Run one command line. The counter of the command counts it as
+ * successful unless it sent an error reply.
+ */
+void
+command_dispatch(struct session *s, char *line)
+{
+	const struct command *cmd;
+	size_t name_len = strcspn(line, " ");
+	char *args = line + name_len;
+	unsigned errors_before = s->errors;
+
+	while (*args == ' ')
+		args++;
+	for (cmd = commands; cmd->name != NULL; cmd++)
+		if (name_len == 4 && ascii_ncasecmp(line, cmd->name, 4) == 0)
+			break;
+
+	if (cmd->name == NULL) {
+		char text[64];
+
+		log_sanitize(text, sizeof text, line, name_len);
+		log_info("%s[%s]: unrecognized command: %s", s->name, s->ip, text);
+		s->last_command = "UNKNOWN";
+		session_reply(s, "500 5.5.2 Error: command not recognized");
+	} else {
+		s->last_command = cmd->name;
+		cmd->handler(s, args);
+	}
+
+	s->counters[cmd->counter].total++;
+	if (s->errors == errors_before)
+		s->counters[cmd->counter].ok++;
+}
+
+/* Forget the transaction; an unfinished spool file is aborted. */
+void
+transaction_reset(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+
+	if (tx->queue_id[0] != '\0' && s->queue_request != QUEUE_COMMIT)
+		queue_client_abort(s);
+	if (tx->spool_fd >= 0)
+		close(tx->spool_fd);
+	if (tx->spool_buffer != NULL)
+		evbuffer_free(tx->spool_buffer);
+	for (size_t i = 0; i < tx->nrecipients; i++)
+		free(tx->recipients[i]);
+	free(tx->recipients);
+
+	memset(tx, 0, sizeof *tx);
+	tx->spool_fd = -1;
+}
+
+/* A HELO/EHLO name goes into Received: fields, so it must be printable ASCII. */
+static int
+helo_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > SMTPD_HELO_MAX)
+		return 0;
+	for (const char *p = name; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+greeting_accept(struct session *s, char *args, const char *command)
+{
+	if (!helo_name_valid(args)) {
+		session_reply(s, "501 5.5.4 Syntax: %s hostname", command);
+		return 0;
+	}
+	transaction_reset(s);
+	strlcpy_x(s->helo, args, sizeof s->helo);
+	return 1;
+}
+
+static void
+command_ehlo(struct session *s, char *args)
+{
+	const struct smtpd_settings *settings = &s->server->settings;
+
+	if (!greeting_accept(s, args, "EHLO"))
+		return;
+	s->esmtp = 1;
+	session_reply(s,
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %lld\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-SMTPUTF8\r\n"
+	    "250 CHUNKING",
+	    settings->hostname, settings->message_size_limit);
+}
+
+static void
+command_helo(struct session *s, char *args)
+{
+	if (!greeting_accept(s, args, "HELO"))
+		return;
+	s->esmtp = 0;
+	session_reply(s, "250 %s", s->server->settings.hostname);
+}
+
+static void
+command_rset(struct session *s, char *args)
+{
+	if (*args != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: RSET");
+		return;
+	}
+	transaction_reset(s);
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+command_noop(struct session *s, char *args)
+{
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+command_quit(struct session *s, char *args)
+{
+	s->quit = 1;
+	session_reply(s, "221 2.0.0 Bye");
+	session_close(s);
+}
+
+static void
+command_vrfy(struct session *s, char *args)
+{
+	if (*args == '\0') {
+		session_reply(s, "501 5.5.4 Syntax: VRFY address");
+		return;
+	}
+	/* RFC 5321 3.5.3: 252 when the server will not verify but will try delivery. */
+	session_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+command_expn(struct session *s, char *args)
+{
+	session_reply(s, "502 5.5.1 Error: EXPN not supported");
+}
+
+static void
+command_help(struct session *s, char *args)
+{
+	session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+}

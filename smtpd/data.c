@@ -1,0 +1,375 @@
+/*
+ * DATA and BDAT: message content into the spool file that queued
+ * created, then COMMIT. The reply 250 goes out only after queued has
+ * made the message durable (COMMIT-OK).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "log.h"
+#include "smtpd.h"
+#include "util.h"
+
+/* Input bytes decoded per step; the output needs one byte more. */
+#define DECODE_STEP 16384
+
+static char decode_output[DECODE_STEP + 1];
+
+/* Write the buffered content to the spool file. */
+static void
+spool_flush(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+
+	while (!tx->write_failed && evbuffer_get_length(tx->spool_buffer) > 0) {
+		if (evbuffer_write(tx->spool_buffer, tx->spool_fd) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("%s: write to the queue file failed: %s", tx->queue_id,
+			    strerror(errno));
+			tx->write_failed = 1;
+		}
+	}
+}
+
+static void
+spool_write(struct session *s, const char *data, size_t len)
+{
+	struct transaction *tx = &s->tx;
+
+	evbuffer_add(tx->spool_buffer, data, len);
+	tx->spool_bytes += (long long)len;
+	if (evbuffer_get_length(tx->spool_buffer) >= SMTPD_SPOOL_BUFFER)
+		spool_flush(s);
+}
+
+/* Add decoded message content, unless the message is already too big. */
+static void
+spool_append_content(struct session *s, const char *data, size_t len)
+{
+	struct transaction *tx = &s->tx;
+
+	tx->message_bytes += (long long)len;
+	if (tx->message_bytes > s->server->settings.message_size_limit)
+		tx->too_big = 1;
+	if (tx->too_big || tx->write_failed || len == 0)
+		return;
+	spool_write(s, data, len);
+}
+
+/* Take the new spool file and start it with our Received: field. */
+static void
+spool_open(struct session *s, int fd, const char *queue_id, enum smtp_data_mode mode)
+{
+	struct transaction *tx = &s->tx;
+	char *received;
+
+	tx->spool_fd = fd;
+	strlcpy_x(tx->queue_id, queue_id, sizeof tx->queue_id);
+	tx->spool_buffer = evbuffer_new();
+	smtp_data_init(&tx->decoder, mode, s->server->settings.data_line_length_limit);
+	log_info("%s: client=%s[%s]", tx->queue_id, s->name, s->ip);
+
+	received = received_header(s);
+	spool_write(s, received, strlen(received));
+	free(received);
+}
+
+/* Reject a message after its end: log, reply, drop the spool file. */
+static void
+message_reject(struct session *s, const char *reply)
+{
+	session_log_reject(s, s->last_command, reply, NULL);
+	session_reply_raw(s, reply);
+	transaction_reset(s);
+	session_set_state(s, SESSION_COMMAND);
+}
+
+/* The reply for a message with a problem, or NULL if it can be queued. */
+static const char *
+message_problem(struct session *s, char *reply, size_t replysize)
+{
+	const struct smtpd_settings *settings = &s->server->settings;
+	const struct transaction *tx = &s->tx;
+	unsigned flags = tx->decoder.flags;
+
+	if (tx->too_big)
+		snprintf(reply, replysize, "552 5.3.4 Message size exceeds fixed limit of %lld bytes",
+		    settings->message_size_limit);
+	else if ((flags & SMTP_DATA_BARE_LF) && !settings->normalize_bare_lf)
+		snprintf(reply, replysize,
+		    "550 5.5.2 Error: bare LF received; lines must end with CRLF (RFC 5321 2.3.8)");
+	else if ((flags & SMTP_DATA_NUL) && tx->body != BODY_BINARYMIME)
+		snprintf(reply, replysize, "554 5.6.0 Error: message contains NUL characters");
+	else if (flags & SMTP_DATA_LONG_LINE)
+		snprintf(reply, replysize, "554 5.6.0 Error: message has a line longer than %zu bytes",
+		    settings->data_line_length_limit);
+	else if (tx->write_failed)
+		snprintf(reply, replysize, "451 4.3.0 Error: queue file write error, try again later");
+	else
+		return NULL;
+	return reply;
+}
+
+/* The whole message is in: reject it, or close the file and COMMIT. */
+static void
+message_end(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+	char reply[256];
+
+	spool_flush(s);
+	if (message_problem(s, reply, sizeof reply) != NULL) {
+		message_reject(s, reply);
+		return;
+	}
+
+	if (close(tx->spool_fd) < 0) {
+		log_error("%s: closing the queue file failed: %s", tx->queue_id, strerror(errno));
+		tx->spool_fd = -1;
+		message_reject(s, "451 4.3.0 Error: queue file write error, try again later");
+		return;
+	}
+	tx->spool_fd = -1;
+
+	if (queue_client_commit(s) < 0) {
+		message_reject(s, "451 4.3.0 Error: queue file commit failed, try again later");
+		return;
+	}
+	session_pause_for_queue(s);
+}
+
+void
+data_commit_done(struct session *s, const char *error)
+{
+	struct transaction *tx = &s->tx;
+	char sender[ADDR_MAX * 4 + 8];
+
+	if (error != NULL) {
+		char reply[256];
+
+		snprintf(reply, sizeof reply, "451 4.3.0 Error: queue file commit failed, try again later");
+		log_warn("%s: commit failed: %s", tx->queue_id, error);
+		session_log_reject(s, "END-OF-MESSAGE", reply, NULL);
+		session_reply_raw(s, reply);
+	} else {
+		log_info("%s: from=<%s>, size=%lld, nrcpt=%zu", tx->queue_id,
+		    addr_format(&tx->sender, sender, sizeof sender), tx->spool_bytes, tx->nrecipients);
+		session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
+	}
+
+	/* The id is committed (or gone with a failed commit): nothing to abort. */
+	tx->queue_id[0] = '\0';
+	transaction_reset(s);
+	session_set_state(s, SESSION_COMMAND);
+	session_resume(s);
+}
+
+void
+data_queue_file_ready(struct session *s, enum queue_request request, int fd,
+    const char *queue_id, const char *error)
+{
+	if (error != NULL) {
+		const char *reply = "451 4.3.0 Error: queue file creation failed, try again later";
+
+		if (request == QUEUE_NEW_FOR_DATA) {
+			session_reply_raw(s, reply);
+			session_set_state(s, SESSION_COMMAND);
+		} else {
+			strlcpy_x(s->chunk_reply, reply, sizeof s->chunk_reply);
+			session_set_state(s, SESSION_CHUNK);
+		}
+		session_resume(s);
+		return;
+	}
+
+	if (request == QUEUE_NEW_FOR_DATA) {
+		spool_open(s, fd, queue_id, SMTP_DATA_DOT);
+		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+		session_set_state(s, SESSION_DATA);
+	} else {
+		spool_open(s, fd, queue_id, SMTP_DATA_CHUNK);
+		session_set_state(s, SESSION_CHUNK);
+	}
+	session_resume(s);
+}
+
+void
+command_data(struct session *s, char *args)
+{
+	struct transaction *tx = &s->tx;
+
+	if (*args != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!tx->active) {
+		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (tx->nrecipients == 0) {
+		session_reply(s, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	if (tx->chunking) {
+		session_reply(s, "503 5.5.1 Error: DATA after BDAT in the same transaction");
+		return;
+	}
+	if (tx->body == BODY_BINARYMIME) {
+		session_reply(s, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
+		return;
+	}
+	if (queue_client_new(s, QUEUE_NEW_FOR_DATA) < 0) {
+		session_reply(s, "451 4.3.0 Error: queue file creation failed, try again later");
+		return;
+	}
+	session_pause_for_queue(s);
+}
+
+/* Decode DATA content from the input buffer until the end of data. */
+void
+data_read(struct session *s)
+{
+	struct evbuffer *input = bufferevent_get_input(s->bev);
+	struct transaction *tx = &s->tx;
+
+	while (!tx->decoder.done && evbuffer_get_length(input) > 0) {
+		struct evbuffer_iovec vec;
+		size_t len, outlen, used;
+
+		evbuffer_peek(input, -1, NULL, &vec, 1);
+		len = vec.iov_len < DECODE_STEP ? vec.iov_len : DECODE_STEP;
+		used = smtp_data_decode(&tx->decoder, vec.iov_base, len, decode_output, &outlen);
+		spool_append_content(s, decode_output, outlen);
+		evbuffer_drain(input, used);
+	}
+	if (tx->decoder.done) {
+		s->last_command = "END-OF-MESSAGE";
+		message_end(s);
+	}
+}
+
+/*
+ * Parse "SIZE [LAST]". Returns 0, or -1 when the size is missing or
+ * invalid: then the chunk cannot be skipped, so the bytes that follow
+ * are read as commands, as in every SMTP server.
+ */
+static int
+parse_bdat_args(const char *args, unsigned long long *size, int *last)
+{
+	char *end;
+
+	if (*args < '0' || *args > '9')
+		return -1;
+	errno = 0;
+	*size = strtoull(args, &end, 10);
+	if (errno != 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	*last = 0;
+	if (ascii_casecmp(end, "LAST") == 0)
+		*last = 1;
+	else if (*end != '\0')
+		return -1;
+	return 0;
+}
+
+/* The reply for a BDAT chunk that cannot be taken, or "" if it can. */
+static void
+bdat_check(struct session *s, char *reply, size_t replysize)
+{
+	const struct transaction *tx = &s->tx;
+
+	reply[0] = '\0';
+	if (!tx->active)
+		snprintf(reply, replysize, "503 5.5.1 Error: need MAIL command");
+	else if (tx->nrecipients == 0)
+		snprintf(reply, replysize, "503 5.5.1 Error: need RCPT command");
+}
+
+void
+command_bdat(struct session *s, char *args)
+{
+	struct transaction *tx = &s->tx;
+
+	if (parse_bdat_args(args, &s->chunk_size, &s->chunk_last) < 0) {
+		session_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	s->chunk_remaining = s->chunk_size;
+	bdat_check(s, s->chunk_reply, sizeof s->chunk_reply);
+
+	if (s->chunk_reply[0] == '\0' && tx->queue_id[0] == '\0') {
+		tx->chunking = 1;
+		if (queue_client_new(s, QUEUE_NEW_FOR_BDAT) == 0) {
+			session_pause_for_queue(s);
+			return;
+		}
+		strlcpy_x(s->chunk_reply, "451 4.3.0 Error: queue file creation failed, try again later",
+		    sizeof s->chunk_reply);
+	}
+	session_set_state(s, SESSION_CHUNK);
+}
+
+/* The chunk is complete: reply, and at LAST end the message. */
+static void
+chunk_end(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+	char reply[256];
+
+	/* A rejected chunk fails the whole transaction (RFC 3030 4.2). */
+	if (s->chunk_reply[0] != '\0') {
+		strlcpy_x(reply, s->chunk_reply, sizeof reply);
+		s->chunk_reply[0] = '\0';
+		message_reject(s, reply);
+		return;
+	}
+	if (tx->too_big) {
+		message_problem(s, reply, sizeof reply);
+		message_reject(s, reply);
+		return;
+	}
+
+	if (!s->chunk_last) {
+		session_reply(s, "250 2.0.0 Ok: %llu octets received", s->chunk_size);
+		session_set_state(s, SESSION_COMMAND);
+		return;
+	}
+	spool_append_content(s, decode_output, smtp_data_finish(&tx->decoder, decode_output));
+	s->last_command = "END-OF-MESSAGE";
+	message_end(s);
+}
+
+/* Read the bytes of the current BDAT chunk from the input buffer. */
+void
+chunk_read(struct session *s)
+{
+	struct evbuffer *input = bufferevent_get_input(s->bev);
+	struct transaction *tx = &s->tx;
+
+	while (s->chunk_remaining > 0 && evbuffer_get_length(input) > 0) {
+		struct evbuffer_iovec vec;
+		size_t len, outlen;
+
+		evbuffer_peek(input, -1, NULL, &vec, 1);
+		len = vec.iov_len < DECODE_STEP ? vec.iov_len : DECODE_STEP;
+		if (len > s->chunk_remaining)
+			len = (size_t)s->chunk_remaining;
+		if (s->chunk_reply[0] == '\0') {
+			smtp_data_decode(&tx->decoder, vec.iov_base, len, decode_output, &outlen);
+			spool_append_content(s, decode_output, outlen);
+		}
+		evbuffer_drain(input, len);
+		s->chunk_remaining -= len;
+	}
+	if (s->chunk_remaining == 0)
+		chunk_end(s);
+}

@@ -1,0 +1,352 @@
+/*
+ * smtpd: the ESMTP server. One process and one libevent loop serve
+ * every session. Listening sockets are bound as root, then the process
+ * drops to smtpd_user before it reads anything from a client.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <systemd/sd-daemon.h>
+
+#include "cdbmap.h"
+#include "config.h"
+#include "log.h"
+#include "netaddr.h"
+#include "privsep.h"
+#include "smtpd.h"
+#include "userdb.h"
+#include "util.h"
+
+#define LISTEN_BACKLOG 128
+
+struct smtpd smtpd;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: smtpd [-f] [-c config] [-o name=value]...\n");
+	exit(2);
+}
+
+static void
+settings_load_hostname(struct smtpd_settings *settings)
+{
+	const char *configured = config_string("myhostname");
+
+	if (*configured != '\0') {
+		strlcpy_x(settings->hostname, configured, sizeof settings->hostname);
+		return;
+	}
+	if (gethostname(settings->hostname, sizeof settings->hostname) < 0)
+		fatal("gethostname");
+	settings->hostname[sizeof settings->hostname - 1] = '\0';
+}
+
+static void
+settings_load(struct smtpd_settings *settings)
+{
+	const char *bare_lf = config_string("smtpd_bare_lf");
+	const char *delimiter = config_string("recipient_delimiter");
+
+	settings_load_hostname(settings);
+	settings->message_size_limit = config_size("message_size_limit");
+	settings->recipient_limit = config_int("smtpd_recipient_limit");
+	settings->client_connection_limit = config_int("smtpd_client_connection_limit");
+	settings->max_connections = config_int("smtpd_max_connections");
+	settings->timeout = config_time("smtpd_timeout");
+	settings->data_timeout = config_time("smtpd_data_timeout");
+	settings->queue_timeout = config_time("smtpd_queue_timeout");
+	settings->userdb_timeout = config_time("smtpd_userdb_timeout");
+	settings->hard_error_limit = config_int("smtpd_hard_error_limit");
+	settings->line_length_limit = (size_t)config_size("smtpd_line_length_limit");
+	settings->data_line_length_limit = (size_t)config_size("smtpd_data_line_length_limit");
+
+	if (strcmp(bare_lf, "reject") == 0)
+		settings->normalize_bare_lf = 0;
+	else if (strcmp(bare_lf, "normalize") == 0)
+		settings->normalize_bare_lf = 1;
+	else
+		fatalx("invalid smtpd_bare_lf value \"%s\": expected reject or normalize", bare_lf);
+
+	if (strlen(delimiter) > 1)
+		fatalx("invalid recipient_delimiter \"%s\": expected one character or nothing",
+		    delimiter);
+	settings->recipient_delimiter = delimiter[0];
+
+	settings->local_domains = config_list("local_domains");
+	settings->virtual_domains = config_list("virtual_domains");
+	settings->queued_socket = config_string("queued_socket");
+	settings->userdb_socket = config_string("userdb_socket");
+	snprintf(settings->alias_map_path, sizeof settings->alias_map_path, "%s.cdb",
+	    config_string("alias_database"));
+}
+
+static void
+load_mynetworks(struct smtpd *server)
+{
+	char err[256];
+
+	server->mynetworks = netaddr_list_parse(config_list("mynetworks"), err, sizeof err);
+	if (server->mynetworks == NULL)
+		fatalx("invalid mynetworks: %s", err);
+}
+
+/* Count the sessions from the address of SA. */
+static long long
+sessions_from(struct smtpd *server, const char *ip)
+{
+	struct session *s;
+	long long count = 0;
+
+	TAILQ_FOREACH(s, &server->sessions, entry)
+		if (strcmp(s->ip, ip) == 0)
+			count++;
+	return count;
+}
+
+/* Reply 421 and close without starting a session (the limits were hit). */
+static void
+reject_connection(int fd, const char *reply)
+{
+	/* A fresh socket has room for one short line; nothing waits on it. */
+	if (write(fd, reply, strlen(reply)) < 0)
+		log_debug("write to rejected client failed: %s", strerror(errno));
+	close(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct smtpd *server = arg;
+	const struct smtpd_settings *settings = &server->settings;
+	char ip[SMTPD_IP_MAX], reply[512];
+
+	netaddr_format(sa, ip, sizeof ip);
+
+	if ((long long)server->nsessions >= settings->max_connections) {
+		log_warn("connection limit of %lld reached: rejecting unknown[%s]",
+		    settings->max_connections, ip);
+		snprintf(reply, sizeof reply,
+		    "421 4.3.2 %s Error: too many connections, try again later\r\n", settings->hostname);
+		reject_connection(fd, reply);
+		return;
+	}
+	if (settings->client_connection_limit > 0 &&
+	    sessions_from(server, ip) >= settings->client_connection_limit) {
+		log_warn("connection concurrency limit exceeded: %lld from unknown[%s]",
+		    sessions_from(server, ip) + 1, ip);
+		snprintf(reply, sizeof reply,
+		    "421 4.7.0 %s Error: too many connections from %s\r\n", settings->hostname, ip);
+		reject_connection(fd, reply);
+		return;
+	}
+	session_accept(server, fd, sa, (socklen_t)salen);
+}
+
+static void
+accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+	/* EMFILE and the like: the listener keeps going after a warning. */
+	log_warn("accept failed: %s", strerror(errno));
+}
+
+/* Bind one smtpd_listen item. Returns the socket, or -1 for an address
+ * family the kernel does not support (an IPv6-less host). */
+static int
+listen_socket(const char *item)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd, on = 1;
+
+	if (netaddr_parse_listen(item, &ss, &sslen) < 0)
+		fatalx("invalid smtpd_listen address \"%s\": expected IPv4:port or [IPv6]:port", item);
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && errno == EAFNOSUPPORT) {
+		log_warn("skipping smtpd_listen address %s: address family not supported", item);
+		return -1;
+	}
+	if (fd < 0)
+		fatal("socket for %s", item);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0)
+		fatal("SO_REUSEADDR on %s", item);
+	if (ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
+		fatal("IPV6_V6ONLY on %s", item);
+	if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
+		if (errno == EADDRNOTAVAIL && ss.ss_family == AF_INET6) {
+			log_warn("skipping smtpd_listen address %s: no IPv6 on this host", item);
+			close(fd);
+			return -1;
+		}
+		fatal("bind %s", item);
+	}
+	if (listen(fd, LISTEN_BACKLOG) < 0)
+		fatal("listen on %s", item);
+	return fd;
+}
+
+static void
+listen_all(struct smtpd *server)
+{
+	char *const *items = config_list("smtpd_listen");
+
+	for (size_t i = 0; items[i] != NULL; i++) {
+		int fd = listen_socket(items[i]);
+		struct evconnlistener *listener;
+
+		if (fd < 0)
+			continue;
+		if (server->nlisteners == SMTPD_MAX_LISTENERS)
+			fatalx("too many smtpd_listen addresses (at most %d)", SMTPD_MAX_LISTENERS);
+		listener = evconnlistener_new(server->base, accept_cb, server,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (listener == NULL)
+			fatalx("cannot watch listening socket %s", items[i]);
+		evconnlistener_set_error_cb(listener, accept_error_cb);
+		server->listeners[server->nlisteners++] = listener;
+		log_info("listening on %s", items[i]);
+	}
+	if (server->nlisteners == 0)
+		fatalx("no usable smtpd_listen address");
+}
+
+/* Each session holds up to three descriptors: the client, queued and the spool file. */
+static void
+raise_file_limit(long long max_connections)
+{
+	struct rlimit rl;
+	rlim_t wanted = (rlim_t)max_connections * 3 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= wanted)
+		return;
+	rl.rlim_cur = wanted < rl.rlim_max ? wanted : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("cannot raise the open file limit to %llu: %s",
+		    (unsigned long long)rl.rlim_cur, strerror(errno));
+}
+
+static void
+signal_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct smtpd *server = arg;
+
+	log_info("received signal %d, stopping", (int)sig);
+	event_base_loopbreak(server->base);
+}
+
+static void
+signal_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct smtpd *server = arg;
+
+	/* The alias map is also reopened on its own when the file changes. */
+	log_info("received SIGHUP, reopening the alias map");
+	cdbmap_close(server->aliases);
+	server->aliases = cdbmap_open(server->settings.alias_map_path);
+}
+
+static void
+parse_options(int argc, char **argv, int *foreground, const char **config_file)
+{
+	char *overrides[64];
+	size_t noverrides = 0;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "fc:o:")) != -1) {
+		switch (ch) {
+		case 'f':
+			*foreground = 1;
+			break;
+		case 'c':
+			*config_file = optarg;
+			break;
+		case 'o':
+			if (noverrides == sizeof overrides / sizeof overrides[0])
+				fatalx("too many -o options");
+			overrides[noverrides++] = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	config_load_or_die(*config_file);
+	for (size_t i = 0; i < noverrides; i++) {
+		char err[256], *eq = strchr(overrides[i], '=');
+
+		if (eq == NULL)
+			fatalx("invalid -o %s: expected name=value", overrides[i]);
+		*eq = '\0';
+		if (config_set(overrides[i], eq + 1, err, sizeof err) < 0)
+			fatalx("invalid -o %s: %s", overrides[i], err);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct smtpd *server = &smtpd;
+	const char *config_file = NULL;
+	int foreground = 0;
+	struct event *sigterm, *sigint, *sighup;
+
+	log_init("smtpd", 1, 0);
+	parse_options(argc, argv, &foreground, &config_file);
+	log_init("smtpd", foreground, config_bool("syslog"));
+	log_set_debug(config_bool("debug"));
+
+	signal(SIGPIPE, SIG_IGN);
+	TAILQ_INIT(&server->sessions);
+	settings_load(&server->settings);
+	load_mynetworks(server);
+	raise_file_limit(server->settings.max_connections);
+
+	server->base = event_base_new();
+	if (server->base == NULL)
+		fatalx("event_base_new failed");
+	listen_all(server);
+
+	privsep_drop(config_string("smtpd_user"), NULL);
+
+	server->aliases = cdbmap_open(server->settings.alias_map_path);
+	server->userdb = userdb_client_new(server->settings.userdb_socket);
+
+	sigterm = evsignal_new(server->base, SIGTERM, signal_stop_cb, server);
+	sigint = evsignal_new(server->base, SIGINT, signal_stop_cb, server);
+	sighup = evsignal_new(server->base, SIGHUP, signal_reload_cb, server);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
+
+	log_info("daemon started: myhostname=%s", server->settings.hostname);
+	sd_notify(0, "READY=1");
+	event_base_dispatch(server->base);
+
+	sd_notify(0, "STOPPING=1");
+	for (size_t i = 0; i < server->nlisteners; i++)
+		evconnlistener_free(server->listeners[i]);
+	session_free_all(server);
+	userdb_client_free(server->userdb);
+	cdbmap_close(server->aliases);
+	netaddr_list_free(server->mynetworks);
+	event_free(sigterm);
+	event_free(sigint);
+	event_free(sighup);
+	event_base_free(server->base);
+	log_info("daemon stopped");
+	return 0;
+}

@@ -1,0 +1,191 @@
+/* smtpd: the ESMTP server. Shared types of its modules. */
+#ifndef ESTAFETA_SMTPD_H
+#define ESTAFETA_SMTPD_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "addr.h"
+#include "queue_proto.h"
+#include "smtp_data.h"
+
+#define SMTPD_IP_MAX		64	/* printable IPv4 or IPv6 address */
+#define SMTPD_HELO_MAX		255
+#define SMTPD_SPOOL_BUFFER	(64 * 1024)	/* bytes collected before a write to the spool file */
+
+/* Configuration read once at start-up. */
+struct smtpd_settings {
+	char hostname[256];
+	long long message_size_limit;
+	long long recipient_limit;
+	long long client_connection_limit;
+	long long max_connections;
+	long long timeout;
+	long long data_timeout;
+	long long queue_timeout;
+	long long userdb_timeout;
+	long long hard_error_limit;
+	size_t line_length_limit;
+	size_t data_line_length_limit;
+	int normalize_bare_lf;
+	char recipient_delimiter;
+	char *const *local_domains;
+	char *const *virtual_domains;
+	const char *queued_socket;
+	const char *userdb_socket;
+	char alias_map_path[4096];
+};
+
+struct session;
+
+#define SMTPD_MAX_LISTENERS	16
+
+struct smtpd {
+	struct event_base *base;
+	struct evconnlistener *listeners[SMTPD_MAX_LISTENERS];
+	size_t nlisteners;
+	struct smtpd_settings settings;
+	struct netaddr_list *mynetworks;
+	struct cdbmap *aliases;
+	struct userdb_client *userdb;
+	TAILQ_HEAD(, session) sessions;
+	size_t nsessions;
+	unsigned long long next_session_id;
+};
+
+enum session_state {
+	SESSION_COMMAND,	/* reading command lines */
+	SESSION_DATA,		/* reading DATA content up to CRLF.CRLF */
+	SESSION_CHUNK,		/* reading the bytes of one BDAT chunk */
+	SESSION_WAIT_QUEUE,	/* input paused until queued replies */
+	SESSION_CLOSING,	/* sending the last replies, then closing */
+};
+
+/* Counters for the "disconnect from" log line, as Postfix prints them. */
+enum session_counter {
+	COUNT_EHLO, COUNT_HELO, COUNT_MAIL, COUNT_RCPT, COUNT_DATA, COUNT_BDAT,
+	COUNT_RSET, COUNT_NOOP, COUNT_QUIT, COUNT_VRFY, COUNT_EXPN, COUNT_HELP,
+	COUNT_UNKNOWN, COUNT_MAX
+};
+
+enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
+
+/* What happens when queued answers the request in flight. */
+enum queue_request {
+	QUEUE_IDLE,
+	QUEUE_NEW_FOR_DATA,
+	QUEUE_NEW_FOR_BDAT,
+	QUEUE_COMMIT,
+};
+
+/* One mail transaction: MAIL, RCPT..., then DATA or BDAT chunks. */
+struct transaction {
+	int active;			/* MAIL was accepted */
+	struct mailaddr sender;
+	char **recipients;		/* formatted local@domain */
+	size_t nrecipients;
+	enum body_type body;
+	int smtputf8;
+
+	/* The spool file, once queued has created it. */
+	char queue_id[QUEUE_ID_MAX + 1];
+	int spool_fd;
+	struct evbuffer *spool_buffer;
+	long long spool_bytes;		/* written or buffered, Received: included */
+	long long message_bytes;	/* message content only, for the size limit */
+	int too_big;
+	int write_failed;
+	struct smtp_data_decoder decoder;
+	int chunking;			/* BDAT started this message */
+};
+
+struct counter {
+	unsigned ok;
+	unsigned total;
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct smtpd *server;
+	unsigned long long id;
+	struct bufferevent *bev;
+	struct event *close_event;
+	struct sockaddr_storage addr;
+	char ip[SMTPD_IP_MAX];
+	const char *name;		/* reverse DNS name: always "unknown", no lookups */
+	int in_mynetworks;
+
+	enum session_state state;
+	int output_paused;		/* reading stopped until the client reads replies */
+	int discarding_line;		/* inside an overlong command line */
+	const char *last_command;	/* for the timeout and lost connection logs */
+
+	char helo[SMTPD_HELO_MAX + 1];
+	int esmtp;
+	struct transaction tx;
+
+	/* The BDAT chunk being read; the reply is set when the chunk is rejected. */
+	unsigned long long chunk_size;
+	unsigned long long chunk_remaining;
+	int chunk_last;
+	char chunk_reply[256];
+
+	struct ipc_conn *queue;
+	enum queue_request queue_request;
+	struct event *queue_timer;
+
+	unsigned errors;
+	struct counter counters[COUNT_MAX];
+	int quit;
+};
+
+/* smtpd.c */
+extern struct smtpd smtpd;
+
+/* session.c */
+void session_accept(struct smtpd *server, int fd, const struct sockaddr *sa, socklen_t salen);
+void session_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void session_reply_raw(struct session *s, const char *text);
+void session_log_reject(struct session *s, const char *stage, const char *reply,
+    const char *recipient);
+void session_set_state(struct session *s, enum session_state state);
+void session_pause_for_queue(struct session *s);
+void session_resume(struct session *s);
+void session_close(struct session *s);
+void session_process_input(struct session *s);
+void session_free_all(struct smtpd *server);
+
+/* commands.c */
+void command_dispatch(struct session *s, char *line);
+void transaction_reset(struct session *s);
+
+/* envelope.c: MAIL and RCPT */
+void command_mail(struct session *s, char *args);
+void command_rcpt(struct session *s, char *args);
+
+/* data.c: DATA and BDAT */
+void command_data(struct session *s, char *args);
+void command_bdat(struct session *s, char *args);
+void data_read(struct session *s);
+void chunk_read(struct session *s);
+void data_queue_file_ready(struct session *s, enum queue_request request, int fd,
+    const char *queue_id, const char *error);
+void data_commit_done(struct session *s, const char *error);
+
+/* recipient.c */
+int recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply,
+    size_t replysize);
+
+/* received.c */
+char *received_header(const struct session *s);
+
+/* queue_client.c */
+int queue_client_new(struct session *s, enum queue_request request);
+int queue_client_commit(struct session *s);
+void queue_client_abort(struct session *s);
+void queue_client_close(struct session *s);
+
+#endif
