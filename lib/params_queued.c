@@ -1,6 +1,24 @@
-/* Parameters read by queued. */
+/* Parameters read by queued. Defaults for the Postfix names are Postfix's. */
 #include "config.h"
 
+#define DAY (24LL * 3600)
+
 const struct config_param config_params_queued[] = {
+	{ "lmtp_concurrency", CONFIG_INT, "4", 1, 64,
+	  "maximum number of parallel LMTP connections from queued to deliverd" },
+	{ "lmtp_timeout", CONFIG_TIME, "300s", 1, DAY,
+	  "time queued waits for a reply (or for buffer space) on an LMTP connection, in seconds" },
+	{ "minimal_backoff_time", CONFIG_TIME, "300s", 1, 100 * DAY,
+	  "minimum time between delivery attempts of a deferred message, in seconds" },
+	{ "maximal_backoff_time", CONFIG_TIME, "4000s", 1, 100 * DAY,
+	  "maximum time between delivery attempts of a deferred message, in seconds" },
+	{ "queue_run_delay", CONFIG_TIME, "300s", 1, 100 * DAY,
+	  "interval between scans for deferred messages whose next attempt is due, in seconds" },
+	{ "maximal_queue_lifetime", CONFIG_TIME, "5d", 0, 1000 * DAY,
+	  "time a message may stay deferred before it is returned to the sender as undeliverable" },
+	{ "bounce_queue_lifetime", CONFIG_TIME, "5d", 0, 1000 * DAY,
+	  "time a delivery status notification (null sender) may stay deferred before it is dropped" },
+	{ "queue_sync_method", CONFIG_STRING, "syncfs", 0, 0,
+	  "how a commit batch reaches the disk: syncfs (one barrier for the spool file system per batch) or fsync (each file)" },
 	{ NULL, 0, NULL, 0, 0, NULL },
 };

@@ -17,12 +17,30 @@
  *   -> ABORT id=QUEUEID           (data removed; no reply)
  *   A client that disconnects with uncommitted ids has them removed.
  *
- * Admin (estafeta queue, mailq); FLUSH and DELETE need root, the queue
- * user or the invoking user of `make run` (peer credentials decide):
- *   -> LIST                 <- ENTRY id= arrival= size= sender= rcpt=... status= reason= next_attempt=  ... then END
+ *   sender is empty for the null reverse-path <>. Each orcpt, when
+ *   present, follows the rcpt it belongs to (the DSN ORCPT parameter,
+ *   "rfc822;addr"). size must equal the bytes written, or the commit
+ *   fails. queued records the client's uid from the socket credentials.
+ *
+ * Admin (estafeta queue, mailq). LIST is open to every local user, like
+ * mailq; SHOW, FLUSH and DELETE need the peer uid to be root, the
+ * queue_user, or queued's own uid (the invoking user of `make run`):
+ *   -> LIST                 <- ENTRY ... (one per message), then END
  *   -> SHOW id=QUEUEID      <- SHOW-OK with the envelope fields, plus the data file attached; or ERROR reason=
  *   -> FLUSH [id=QUEUEID]   <- OK count=N
  *   -> DELETE id=QUEUEID    <- OK | ERROR reason=
+ *   A request that is not allowed gets ERROR reason=permission denied.
+ *
+ * ENTRY (and SHOW-OK) fields, in this order:
+ *   id=QUEUEID arrival=UNIX_SECONDS size=BYTES sender=ADDR
+ *   queue=active|deferred     active: being delivered or waiting for a
+ *                             delivery slot; deferred: waiting for next_attempt
+ *   next_attempt=UNIX_SECONDS (0 while active)
+ *   attempts=N
+ *   then for each recipient, in envelope order:
+ *   rcpt=ADDR status=pending|deferred|sent|bounced reason=TEXT
+ *   The n-th status and reason belong to the n-th rcpt; reason is empty
+ *   for pending recipients and holds the last reply or error otherwise.
  */
 #ifndef ESTAFETA_QUEUE_PROTO_H
 #define ESTAFETA_QUEUE_PROTO_H

@@ -1,0 +1,385 @@
+/* The group-commit thread (see commit.h for the steps and the rule). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "commit.h"
+#include "envelope.h"
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define COMMIT_BATCH_MAX 1024
+
+static struct {
+	struct spool *spool;
+	int use_syncfs;
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wakeup;
+	struct commit_job *pending_head, *pending_tail;
+	struct commit_job *done_head, *done_tail;
+	int stopping;
+
+	int done_fd;		/* eventfd: the thread signals finished batches */
+	struct event *done_ev;
+} committer = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.wakeup = PTHREAD_COND_INITIALIZER,
+};
+
+/* Thread side. */
+
+/* Scan the data file for bytes >= 0x80 so a local submission without a
+ * body= field still gets BODY=8BITMIME on the way out. */
+static void
+detect_8bit(struct commit_job *job)
+{
+	char buf[65536];
+	off_t offset = 0;
+	ssize_t n;
+
+	if (envelope_attr(job->env, "body") != NULL)
+		return;
+	while ((n = pread(job->data_fd, buf, sizeof buf, offset)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if ((unsigned char)buf[i] >= 0x80) {
+				envelope_set_attr(job->env, "body", "8BITMIME");
+				return;
+			}
+		}
+		offset += n;
+	}
+}
+
+/* Step 1: write tmp/ID. Returns the open file (for fsync) or -1. */
+static int
+write_tmp_envelope(struct commit_job *job)
+{
+	int fd;
+
+	if (job->kind == COMMIT_NEW) {
+		detect_8bit(job);
+		job->text = envelope_format(job->env, &job->text_len);
+	}
+	fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		job->error = errno;
+		return -1;
+	}
+	if (write_all(fd, job->text, job->text_len) < 0) {
+		job->error = errno;
+		close(fd);
+		unlinkat(committer.spool->tmp_fd, job->id, 0);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+fsync_or_error(int fd, int *error)
+{
+	if (fsync(fd) == 0)
+		return 0;
+	if (*error == 0)
+		*error = errno;
+	return -1;
+}
+
+/* Step 2: make the data files and tmp/ envelopes durable. */
+static void
+sync_batch(struct commit_job **jobs, int *tmp_fds, size_t count)
+{
+	const struct spool *spool = committer.spool;
+	int error = 0, have_new = 0;
+
+	if (committer.use_syncfs) {
+		if (syncfs(spool->dir_fd) < 0)
+			error = errno;
+	} else {
+		for (size_t i = 0; i < count; i++) {
+			if (jobs[i]->error != 0 || tmp_fds[i] < 0)
+				continue;
+			if (jobs[i]->kind == COMMIT_NEW) {
+				have_new = 1;
+				if (fsync_or_error(jobs[i]->data_fd, &jobs[i]->error) < 0)
+					continue;
+			}
+			fsync_or_error(tmp_fds[i], &jobs[i]->error);
+		}
+		if (have_new && fsync(spool->data_fd) < 0)
+			error = errno;
+	}
+
+	for (size_t i = 0; i < count; i++)
+		if (jobs[i]->error == 0 && jobs[i]->kind != COMMIT_REMOVE && error != 0)
+			jobs[i]->error = error;
+}
+
+/* Step 3 for one job. */
+static void
+apply_job(struct commit_job *job)
+{
+	const struct spool *spool = committer.spool;
+
+	if (job->kind == COMMIT_REMOVE) {
+		if (unlinkat(spool->queue_fd, job->id, 0) < 0 && errno != ENOENT)
+			job->error = errno;
+		if (unlinkat(spool->data_fd, job->id, 0) < 0 && errno != ENOENT && job->error == 0)
+			job->error = errno;
+		return;
+	}
+	if (job->error != 0) {
+		unlinkat(spool->tmp_fd, job->id, 0);
+		return;
+	}
+	if (renameat(spool->tmp_fd, job->id, spool->queue_fd, job->id) < 0) {
+		job->error = errno;
+		unlinkat(spool->tmp_fd, job->id, 0);
+	}
+}
+
+/* A new message whose last barrier failed is taken back out of queue/,
+ * since its client will be told the commit failed. */
+static void
+undo_new(struct commit_job *job, int error)
+{
+	job->error = error;
+	unlinkat(committer.spool->queue_fd, job->id, 0);
+}
+
+static void
+run_batch(struct commit_job **jobs, size_t count)
+{
+	int tmp_fds[COMMIT_BATCH_MAX];
+
+	for (size_t i = 0; i < count; i++)
+		tmp_fds[i] = jobs[i]->kind == COMMIT_REMOVE ? -1 : write_tmp_envelope(jobs[i]);
+
+	sync_batch(jobs, tmp_fds, count);
+	for (size_t i = 0; i < count; i++)
+		if (tmp_fds[i] >= 0)
+			close(tmp_fds[i]);
+
+	for (size_t i = 0; i < count; i++)
+		apply_job(jobs[i]);
+
+	if (fsync(committer.spool->queue_fd) < 0) {
+		int error = errno;
+
+		for (size_t i = 0; i < count; i++) {
+			if (jobs[i]->error != 0)
+				continue;
+			if (jobs[i]->kind == COMMIT_NEW)
+				undo_new(jobs[i], error);
+			else
+				jobs[i]->error = error;
+		}
+	}
+}
+
+/* Move up to COMMIT_BATCH_MAX pending jobs into JOBS. The caller holds
+ * the lock (or the thread has stopped). Returns the count. */
+static size_t
+take_pending(struct commit_job **jobs)
+{
+	size_t count = 0;
+
+	while (committer.pending_head != NULL && count < COMMIT_BATCH_MAX) {
+		jobs[count++] = committer.pending_head;
+		committer.pending_head = committer.pending_head->next;
+	}
+	if (committer.pending_head == NULL)
+		committer.pending_tail = NULL;
+	return count;
+}
+
+/* Append finished jobs to the done list; same locking rule. */
+static void
+append_done(struct commit_job **jobs, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		jobs[i]->next = NULL;
+		if (committer.done_tail != NULL)
+			committer.done_tail->next = jobs[i];
+		else
+			committer.done_head = jobs[i];
+		committer.done_tail = jobs[i];
+	}
+}
+
+static void *
+commit_thread_main(void *unused)
+{
+	struct commit_job *jobs[COMMIT_BATCH_MAX];
+	uint64_t one = 1;
+
+	for (;;) {
+		size_t count;
+
+		pthread_mutex_lock(&committer.lock);
+		while (committer.pending_head == NULL && !committer.stopping)
+			pthread_cond_wait(&committer.wakeup, &committer.lock);
+		if (committer.pending_head == NULL) {
+			pthread_mutex_unlock(&committer.lock);
+			break;
+		}
+		count = take_pending(jobs);
+		pthread_mutex_unlock(&committer.lock);
+
+		run_batch(jobs, count);
+
+		pthread_mutex_lock(&committer.lock);
+		append_done(jobs, count);
+		pthread_mutex_unlock(&committer.lock);
+		if (write(committer.done_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+			log_error("commit: signal the event loop: %s", strerror(errno));
+	}
+	return NULL;
+}
+
+/* Event loop side. */
+
+static void
+job_free(struct commit_job *job)
+{
+	envelope_free(job->env);
+	free(job->text);
+	if (job->data_fd >= 0)
+		close(job->data_fd);
+	free(job);
+}
+
+static void
+run_done_callbacks(void)
+{
+	struct commit_job *job;
+
+	pthread_mutex_lock(&committer.lock);
+	job = committer.done_head;
+	committer.done_head = committer.done_tail = NULL;
+	pthread_mutex_unlock(&committer.lock);
+
+	while (job != NULL) {
+		struct commit_job *next = job->next;
+
+		if (job->done != NULL)
+			job->done(job, job->arg);
+		job_free(job);
+		job = next;
+	}
+}
+
+static void
+done_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t count;
+
+	if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
+		log_error("commit: read eventfd: %s", strerror(errno));
+	run_done_callbacks();
+}
+
+void
+commit_start(struct event_base *base, struct spool *spool, int use_syncfs)
+{
+	int rc;
+
+	committer.spool = spool;
+	committer.use_syncfs = use_syncfs;
+	committer.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (committer.done_fd < 0)
+		fatal("eventfd");
+	committer.done_ev = event_new(base, committer.done_fd, EV_READ | EV_PERSIST,
+	    done_event_cb, NULL);
+	event_add(committer.done_ev, NULL);
+
+	rc = pthread_create(&committer.thread, NULL, commit_thread_main, NULL);
+	if (rc != 0) {
+		errno = rc;
+		fatal("start the commit thread");
+	}
+}
+
+static void
+submit_job(struct commit_job *job)
+{
+	pthread_mutex_lock(&committer.lock);
+	if (committer.pending_tail != NULL)
+		committer.pending_tail->next = job;
+	else
+		committer.pending_head = job;
+	committer.pending_tail = job;
+	pthread_cond_signal(&committer.wakeup);
+	pthread_mutex_unlock(&committer.lock);
+}
+
+static struct commit_job *
+job_new(enum commit_kind kind, const char *id, commit_done_cb done, void *arg)
+{
+	struct commit_job *job = xcalloc(1, sizeof *job);
+
+	job->kind = kind;
+	strlcpy_x(job->id, id, sizeof job->id);
+	job->data_fd = -1;
+	job->done = done;
+	job->arg = arg;
+	return job;
+}
+
+void
+commit_new(struct envelope *env, int data_fd, commit_done_cb done, void *arg)
+{
+	struct commit_job *job = job_new(COMMIT_NEW, env->id, done, arg);
+
+	job->env = env;
+	job->data_fd = data_fd;
+	submit_job(job);
+}
+
+void
+commit_update(const struct envelope *env, commit_done_cb done, void *arg)
+{
+	struct commit_job *job = job_new(COMMIT_UPDATE, env->id, done, arg);
+
+	job->text = envelope_format(env, &job->text_len);
+	submit_job(job);
+}
+
+void
+commit_remove(const char *id, commit_done_cb done, void *arg)
+{
+	submit_job(job_new(COMMIT_REMOVE, id, done, arg));
+}
+
+void
+commit_stop(void)
+{
+	pthread_mutex_lock(&committer.lock);
+	committer.stopping = 1;
+	pthread_cond_signal(&committer.wakeup);
+	pthread_mutex_unlock(&committer.lock);
+
+	pthread_join(committer.thread, NULL);
+	run_done_callbacks();
+
+	/* Callbacks may have submitted more jobs (a bounce commit leads to
+	 * an envelope update). Run them here: blocking is fine at exit. */
+	while (committer.pending_head != NULL) {
+		struct commit_job *jobs[COMMIT_BATCH_MAX];
+		size_t count = take_pending(jobs);
+
+		run_batch(jobs, count);
+		append_done(jobs, count);
+		run_done_callbacks();
+	}
+	event_free(committer.done_ev);
+	close(committer.done_fd);
+}

@@ -1,0 +1,346 @@
+/* Envelope files: format, parsing and per-recipient state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "util.h"
+
+static const char *const status_names[] = {
+	[RCPT_PENDING] = "pending",
+	[RCPT_DEFERRED] = "deferred",
+	[RCPT_SENT] = "sent",
+	[RCPT_FAILED] = "failed",
+	[RCPT_BOUNCED] = "bounced",
+};
+
+const char *
+envelope_status_name(enum rcpt_status status)
+{
+	return status_names[status];
+}
+
+static int
+envelope_status_parse(const char *name, enum rcpt_status *out)
+{
+	for (size_t i = 0; i < sizeof status_names / sizeof status_names[0]; i++) {
+		if (strcmp(status_names[i], name) == 0) {
+			*out = (enum rcpt_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+struct envelope *
+envelope_new(const char *id, const char *sender)
+{
+	struct envelope *env = xcalloc(1, sizeof *env);
+
+	strlcpy_x(env->id, id, sizeof env->id);
+	env->sender = xstrdup(sender);
+	return env;
+}
+
+void
+envelope_free(struct envelope *env)
+{
+	if (env == NULL)
+		return;
+	for (size_t i = 0; i < env->nattrs; i++) {
+		free(env->attrs[i].key);
+		free(env->attrs[i].value);
+	}
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].address);
+		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].dsn);
+		free(env->rcpts[i].reason);
+	}
+	free(env->attrs);
+	free(env->rcpts);
+	free(env->sender);
+	free(env);
+}
+
+struct envelope_rcpt *
+envelope_add_rcpt(struct envelope *env, const char *address)
+{
+	struct envelope_rcpt *rcpt;
+
+	env->rcpts = xrealloc(env->rcpts, (env->nrcpts + 1) * sizeof *env->rcpts);
+	rcpt = &env->rcpts[env->nrcpts++];
+	memset(rcpt, 0, sizeof *rcpt);
+	rcpt->address = xstrdup(address);
+	rcpt->status = RCPT_PENDING;
+	return rcpt;
+}
+
+const char *
+envelope_attr(const struct envelope *env, const char *key)
+{
+	for (size_t i = 0; i < env->nattrs; i++)
+		if (strcmp(env->attrs[i].key, key) == 0)
+			return env->attrs[i].value;
+	return NULL;
+}
+
+void
+envelope_set_attr(struct envelope *env, const char *key, const char *value)
+{
+	for (size_t i = 0; i < env->nattrs; i++) {
+		if (strcmp(env->attrs[i].key, key) == 0) {
+			free(env->attrs[i].value);
+			env->attrs[i].value = xstrdup(value);
+			return;
+		}
+	}
+	env->attrs = xrealloc(env->attrs, (env->nattrs + 1) * sizeof *env->attrs);
+	env->attrs[env->nattrs].key = xstrdup(key);
+	env->attrs[env->nattrs].value = xstrdup(value);
+	env->nattrs++;
+}
+
+char *
+envelope_clean_text(const char *text, size_t max, int keep_utf8)
+{
+	size_t len = strlen(text);
+	char *out;
+
+	if (len > max)
+		len = max;
+	out = xstrndup(text, len);
+	for (char *p = out; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c == 0x7f || (c >= 0x80 && !keep_utf8))
+			*p = c >= 0x80 ? '?' : ' ';
+	}
+	return out;
+}
+
+void
+envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
+    const char *dsn, const char *reason)
+{
+	rcpt->status = status;
+	free(rcpt->dsn);
+	rcpt->dsn = dsn != NULL ? envelope_clean_text(dsn, 16, 0) : NULL;
+	free(rcpt->reason);
+	rcpt->reason = reason != NULL ? envelope_clean_text(reason, ENVELOPE_REASON_MAX, 1) : NULL;
+}
+
+size_t
+envelope_count(const struct envelope *env, enum rcpt_status status)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].status == status)
+			n++;
+	return n;
+}
+
+static void
+append_field(FILE *fp, const char *key, const char *value)
+{
+	fprintf(fp, "%s=%s\n", key, value);
+}
+
+char *
+envelope_format(const struct envelope *env, size_t *len)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *fp = open_memstream(&buf, &size);
+
+	if (fp == NULL)
+		abort();
+	fprintf(fp, "version=%d\n", ENVELOPE_VERSION);
+	append_field(fp, "id", env->id);
+	fprintf(fp, "arrival=%lld.%06lld\n", env->arrival_usec / 1000000,
+	    env->arrival_usec % 1000000);
+	fprintf(fp, "size=%lld\n", env->size);
+	append_field(fp, "sender", env->sender);
+	fprintf(fp, "attempts=%d\n", env->attempts);
+	fprintf(fp, "next_attempt=%lld\n", env->next_attempt);
+	for (size_t i = 0; i < env->nattrs; i++)
+		append_field(fp, env->attrs[i].key, env->attrs[i].value);
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct envelope_rcpt *rcpt = &env->rcpts[i];
+
+		append_field(fp, "rcpt", rcpt->address);
+		if (rcpt->orcpt != NULL)
+			append_field(fp, "orcpt", rcpt->orcpt);
+		append_field(fp, "status", envelope_status_name(rcpt->status));
+		if (rcpt->dsn != NULL)
+			append_field(fp, "dsn", rcpt->dsn);
+		if (rcpt->reason != NULL)
+			append_field(fp, "reason", rcpt->reason);
+	}
+	fputs("end=1\n", fp);
+	fclose(fp);
+	*len = size;
+	return buf;
+}
+
+static int
+parse_number(const char *text, long long *out)
+{
+	char *end;
+
+	if (*text == '\0')
+		return -1;
+	errno = 0;
+	*out = strtoll(text, &end, 10);
+	return (*end != '\0' || errno != 0) ? -1 : 0;
+}
+
+/* "SECONDS.MICROSECONDS" (or plain seconds) into microseconds. */
+static int
+parse_arrival(const char *text, long long *usec)
+{
+	char *copy = xstrdup(text);
+	char *dot = strchr(copy, '.');
+	long long seconds, fraction = 0;
+	int rc = 0;
+
+	if (dot != NULL) {
+		*dot = '\0';
+		if (strlen(dot + 1) != 6 || parse_number(dot + 1, &fraction) < 0 || fraction < 0)
+			rc = -1;
+	}
+	if (rc == 0 && (parse_number(copy, &seconds) < 0 || seconds < 0))
+		rc = -1;
+	if (rc == 0)
+		*usec = seconds * 1000000 + fraction;
+	free(copy);
+	return rc;
+}
+
+/* Apply one recipient key to the last recipient. */
+static int
+parse_rcpt_field(struct envelope_rcpt *rcpt, const char *key, const char *value)
+{
+	if (strcmp(key, "orcpt") == 0) {
+		free(rcpt->orcpt);
+		rcpt->orcpt = xstrdup(value);
+	} else if (strcmp(key, "status") == 0) {
+		if (envelope_status_parse(value, &rcpt->status) < 0)
+			return -1;
+	} else if (strcmp(key, "dsn") == 0) {
+		free(rcpt->dsn);
+		rcpt->dsn = xstrdup(value);
+	} else if (strcmp(key, "reason") == 0) {
+		free(rcpt->reason);
+		rcpt->reason = xstrdup(value);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/* Apply one message key. Returns -1 with *WHY set if it is invalid. */
+static int
+parse_message_field(struct envelope *env, const char *key, const char *value,
+    const char **why)
+{
+	long long number;
+
+	if (strcmp(key, "id") == 0) {
+		if (strlen(value) >= sizeof env->id) {
+			*why = "queue id too long";
+			return -1;
+		}
+		strlcpy_x(env->id, value, sizeof env->id);
+	} else if (strcmp(key, "arrival") == 0) {
+		if (parse_arrival(value, &env->arrival_usec) < 0) {
+			*why = "invalid arrival";
+			return -1;
+		}
+	} else if (strcmp(key, "size") == 0) {
+		if (parse_number(value, &env->size) < 0 || env->size < 0) {
+			*why = "invalid size";
+			return -1;
+		}
+	} else if (strcmp(key, "sender") == 0) {
+		free(env->sender);
+		env->sender = xstrdup(value);
+	} else if (strcmp(key, "attempts") == 0) {
+		if (parse_number(value, &number) < 0 || number < 0 || number > 1000000) {
+			*why = "invalid attempts";
+			return -1;
+		}
+		env->attempts = (int)number;
+	} else if (strcmp(key, "next_attempt") == 0) {
+		if (parse_number(value, &env->next_attempt) < 0) {
+			*why = "invalid next_attempt";
+			return -1;
+		}
+	} else {
+		envelope_set_attr(env, key, value);
+	}
+	return 0;
+}
+
+struct envelope *
+envelope_parse(const char *text, size_t len, const char **why)
+{
+	struct envelope *env = envelope_new("", "");
+	const char *p = text, *end = text + len;
+	int lineno = 0, complete = 0, have_sender = 0;
+
+	*why = NULL;
+	if (memchr(text, '\0', len) != NULL)
+		*why = "NUL byte in envelope";
+	while (p < end && *why == NULL) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *line, *eq;
+
+		if (nl == NULL) {
+			*why = "last line not terminated";
+			break;
+		}
+		line = xstrndup(p, (size_t)(nl - p));
+		p = nl + 1;
+		lineno++;
+
+		eq = strchr(line, '=');
+		if (eq == NULL || eq == line || complete) {
+			*why = complete ? "data after the end line" : "line without key=value";
+			free(line);
+			break;
+		}
+		*eq = '\0';
+		const char *key = line, *value = eq + 1;
+
+		if (lineno == 1) {
+			if (strcmp(key, "version") != 0 || strcmp(value, "1") != 0)
+				*why = "unsupported envelope version";
+		} else if (strcmp(key, "end") == 0) {
+			complete = 1;
+		} else if (strcmp(key, "rcpt") == 0) {
+			envelope_add_rcpt(env, value);
+		} else if (env->nrcpts > 0) {
+			if (parse_rcpt_field(&env->rcpts[env->nrcpts - 1], key, value) < 0)
+				*why = "invalid recipient field";
+		} else {
+			if (strcmp(key, "sender") == 0)
+				have_sender = 1;
+			parse_message_field(env, key, value, why);
+		}
+		free(line);
+	}
+
+	if (*why == NULL && !complete)
+		*why = "truncated (no end line)";
+	if (*why == NULL && (env->id[0] == '\0' || !have_sender || env->nrcpts == 0))
+		*why = "id, sender or recipients missing";
+	if (*why != NULL) {
+		envelope_free(env);
+		return NULL;
+	}
+	return env;
+}

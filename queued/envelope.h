@@ -1,0 +1,107 @@
+/*
+ * Envelope files: the sender, recipients and per-recipient delivery
+ * state of one queued message, stored next to its data file.
+ *
+ * The format is text, one "key=value" per line like the IPC frames:
+ *
+ *   version=1
+ *   id=4F2A1B3C9D0E1F20
+ *   arrival=1733350000.123456
+ *   size=1234
+ *   sender=alice@example.test          (empty for the null sender)
+ *   attempts=0
+ *   next_attempt=0
+ *   body=8BITMIME, smtputf8=yes, client_addr=..., ...   (optional)
+ *   rcpt=bob@example.test              (then the keys of that recipient:)
+ *   orcpt=rfc822;bob@example.test      (optional)
+ *   status=pending|deferred|sent|failed|bounced
+ *   dsn=4.4.1                          (optional)
+ *   reason=TEXT                        (optional)
+ *   end=1
+ *
+ * The final "end" line marks a complete file. Keys this version does
+ * not know are kept and written back unchanged.
+ */
+#ifndef ESTAFETA_QUEUED_ENVELOPE_H
+#define ESTAFETA_QUEUED_ENVELOPE_H
+
+#include <stddef.h>
+
+#include "queue_proto.h"
+
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_REASON_MAX 500
+
+enum rcpt_status {
+	RCPT_PENDING,	/* not yet tried */
+	RCPT_DEFERRED,	/* tried, temporary failure */
+	RCPT_SENT,	/* delivered: done */
+	RCPT_FAILED,	/* permanent failure, notification not yet queued */
+	RCPT_BOUNCED,	/* permanent failure, notification queued or not needed: done */
+};
+
+struct envelope_rcpt {
+	char *address;
+	char *orcpt;		/* NULL when absent */
+	enum rcpt_status status;
+	char *dsn;		/* enhanced status code of the last attempt, or NULL */
+	char *reason;		/* last reply or error, or NULL */
+};
+
+struct envelope_attr {
+	char *key;
+	char *value;
+};
+
+struct envelope {
+	char id[QUEUE_ID_MAX];
+	long long arrival_usec;	/* Unix time in microseconds */
+	long long size;
+	char *sender;		/* "" for the null sender */
+	int attempts;
+	long long next_attempt;	/* Unix seconds, 0 for "now" */
+
+	/* Optional message attributes from COMMIT (body, smtputf8,
+	 * client_addr, helo, protocol, ...), kept in order. */
+	struct envelope_attr *attrs;
+	size_t nattrs;
+
+	struct envelope_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+struct envelope *envelope_new(const char *id, const char *sender);
+void envelope_free(struct envelope *env);
+
+struct envelope_rcpt *envelope_add_rcpt(struct envelope *env, const char *address);
+
+/* The attribute KEY, or NULL. */
+const char *envelope_attr(const struct envelope *env, const char *key);
+/* Set (replace or add) attribute KEY. */
+void envelope_set_attr(struct envelope *env, const char *key, const char *value);
+
+/* Store DSN and REASON on RCPT with STATUS. REASON is cleaned of
+ * control characters and cut at ENVELOPE_REASON_MAX bytes. */
+void envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
+    const char *dsn, const char *reason);
+
+/* Number of recipients in STATUS. */
+size_t envelope_count(const struct envelope *env, enum rcpt_status status);
+
+/* Serialize into a new buffer. Returns its length in *LEN. */
+char *envelope_format(const struct envelope *env, size_t *len);
+
+/* Parse TEXT (LEN bytes). NULL with a reason in *WHY if invalid. */
+struct envelope *envelope_parse(const char *text, size_t len, const char **why);
+
+const char *envelope_status_name(enum rcpt_status status);
+
+/*
+ * Copy untrusted TEXT into a new string that is safe for an envelope
+ * value, a log line or a DSN field: CR, LF and other control characters
+ * become spaces, bytes >= 0x7f are kept only when KEEP_UTF8 is set, and
+ * the result is cut at MAX bytes.
+ */
+char *envelope_clean_text(const char *text, size_t max, int keep_utf8);
+
+#endif

@@ -1,0 +1,368 @@
+/* Scheduling: attempts, backoff, expiry, bounces and removal. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "bounce.h"
+#include "commit.h"
+#include "config.h"
+#include "envelope.h"
+#include "lmtp_client.h"
+#include "log.h"
+#include "queued.h"
+#include "scheduler.h"
+#include "util.h"
+
+/* dsn for recipients this slice cannot deliver (RFC 3463 X.3.5:
+ * system incorrectly configured). */
+#define OUTBOUND_DISABLED_DSN "4.3.5"
+#define OUTBOUND_DISABLED_REASON "outbound delivery is not enabled"
+
+struct qmsg_list scheduler_messages = TAILQ_HEAD_INITIALIZER(scheduler_messages);
+static struct qmsg_list ready_messages = TAILQ_HEAD_INITIALIZER(ready_messages);
+static size_t ready_count;
+static struct event *queue_run_ev;
+
+static void finish_attempt(struct qmsg *msg);
+
+long long
+scheduler_backoff(int attempts, long long minimal, long long maximal)
+{
+	long long delay = minimal;
+
+	for (int i = 1; i < attempts && delay < maximal; i++)
+		delay *= 2;
+	return delay < maximal ? delay : maximal;
+}
+
+static int
+domain_in_list(const char *domain, char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (ascii_casecmp(domain, *list) == 0)
+			return 1;
+	return 0;
+}
+
+int
+scheduler_is_local(const char *address)
+{
+	const char *at = strrchr(address, '@');
+
+	if (at == NULL)
+		return 1;
+	at++;
+	return ascii_casecmp(at, queued_settings.myhostname) == 0 ||
+	    domain_in_list(at, config_list("local_domains")) ||
+	    domain_in_list(at, config_list("virtual_domains"));
+}
+
+static double
+delay_seconds(const struct envelope *env)
+{
+	return (double)(now_usec() - env->arrival_usec) / 1e6;
+}
+
+void
+scheduler_log_rcpt(const struct qmsg *msg, size_t index, const char *relay,
+    const char *status, const char *reply)
+{
+	const struct envelope_rcpt *rcpt = &msg->env->rcpts[index];
+	char address[512], text[1024];
+
+	log_sanitize(address, sizeof address, rcpt->address, strlen(rcpt->address));
+	log_sanitize(text, sizeof text, reply, strlen(reply));
+	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
+	    msg->env->id, address, relay, delay_seconds(msg->env),
+	    rcpt->dsn != NULL ? rcpt->dsn : "-", status, text);
+}
+
+static void
+log_active(const struct qmsg *msg)
+{
+	char sender[512];
+
+	log_sanitize(sender, sizeof sender, msg->env->sender, strlen(msg->env->sender));
+	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", msg->env->id,
+	    sender, msg->env->size, msg->env->nrcpts);
+}
+
+/* Start an attempt: local recipients go to LMTP; the rest wait. */
+static void
+activate(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+	size_t nlmtp = 0;
+
+	log_active(msg);
+	msg->state = QMSG_READY;
+	free(msg->lmtp_rcpt);
+	msg->lmtp_rcpt = xcalloc(env->nrcpts ? env->nrcpts : 1, 1);
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct envelope_rcpt *rcpt = &env->rcpts[i];
+
+		if (rcpt->status != RCPT_PENDING && rcpt->status != RCPT_DEFERRED)
+			continue;
+		if (scheduler_is_local(rcpt->address)) {
+			msg->lmtp_rcpt[i] = 1;
+			nlmtp++;
+			continue;
+		}
+		/* TODO: hand remote recipients to the outbound SMTP client once
+		 * it exists; until then they wait and expire. */
+		envelope_rcpt_set(rcpt, RCPT_DEFERRED, OUTBOUND_DISABLED_DSN, OUTBOUND_DISABLED_REASON);
+		scheduler_log_rcpt(msg, i, "none", "deferred", OUTBOUND_DISABLED_REASON);
+	}
+
+	if (nlmtp == 0) {
+		msg->state = QMSG_ACTIVE;
+		scheduler_attempt_done(msg);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&ready_messages, msg, ready_entry);
+	ready_count++;
+	lmtp_kick();
+}
+
+void
+scheduler_add(struct envelope *env)
+{
+	struct qmsg *msg = xcalloc(1, sizeof *msg);
+
+	msg->env = env;
+	msg->state = QMSG_DEFERRED;
+	TAILQ_INSERT_TAIL(&scheduler_messages, msg, all_entry);
+	if (env->next_attempt <= (long long)time(NULL))
+		activate(msg);
+}
+
+struct qmsg *
+scheduler_find(const char *id)
+{
+	struct qmsg *msg;
+
+	TAILQ_FOREACH(msg, &scheduler_messages, all_entry)
+		if (strcmp(msg->env->id, id) == 0)
+			return msg;
+	return NULL;
+}
+
+struct qmsg *
+scheduler_next_ready(void)
+{
+	struct qmsg *msg = TAILQ_FIRST(&ready_messages);
+
+	if (msg == NULL)
+		return NULL;
+	TAILQ_REMOVE(&ready_messages, msg, ready_entry);
+	ready_count--;
+	msg->state = QMSG_ACTIVE;
+	return msg;
+}
+
+size_t
+scheduler_ready_count(void)
+{
+	return ready_count;
+}
+
+static void
+removed_cb(struct commit_job *job, void *arg)
+{
+	if (job->error != 0)
+		log_error("%s: remove from the spool failed: %s", job->id, strerror(job->error));
+	else
+		log_info("%s: removed", job->id);
+}
+
+static void
+free_message(struct qmsg *msg)
+{
+	envelope_free(msg->env);
+	free(msg->lmtp_rcpt);
+	free(msg);
+}
+
+static void
+remove_message(struct qmsg *msg)
+{
+	if (msg->state == QMSG_READY) {
+		TAILQ_REMOVE(&ready_messages, msg, ready_entry);
+		ready_count--;
+	}
+	TAILQ_REMOVE(&scheduler_messages, msg, all_entry);
+	commit_remove(msg->env->id, removed_cb, NULL);
+	free_message(msg);
+}
+
+static void
+update_cb(struct commit_job *job, void *arg)
+{
+	if (job->error != 0)
+		log_error("%s: envelope update failed: %s; the last attempt may be repeated",
+		    job->id, strerror(job->error));
+}
+
+/* Recipients still deferred after the queue lifetime fail, keeping the
+ * reason of their last attempt. */
+static void
+expire_if_due(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+	long long lifetime = env->sender[0] == '\0' ?
+	    queued_settings.bounce_queue_lifetime : queued_settings.maximal_queue_lifetime;
+	char sender[512];
+
+	if (envelope_count(env, RCPT_DEFERRED) == 0 ||
+	    now_usec() - env->arrival_usec < lifetime * 1000000)
+		return;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct envelope_rcpt *rcpt = &env->rcpts[i];
+		char *reason;
+
+		if (rcpt->status != RCPT_DEFERRED)
+			continue;
+		reason = xasprintf("message delivery time exceeded, last error: %s",
+		    rcpt->reason != NULL ? rcpt->reason : "none");
+		envelope_rcpt_set(rcpt, RCPT_FAILED,
+		    rcpt->dsn != NULL && rcpt->dsn[0] == '4' ? rcpt->dsn : "4.4.7", reason);
+		free(reason);
+	}
+	log_sanitize(sender, sizeof sender, env->sender, strlen(env->sender));
+	log_info("%s: from=<%s>, status=expired, returned to sender", env->id, sender);
+}
+
+static void
+mark_failed_bounced(struct envelope *env)
+{
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].status == RCPT_FAILED)
+			env->rcpts[i].status = RCPT_BOUNCED;
+}
+
+static void
+bounce_done(struct qmsg *msg, const char *bounce_id)
+{
+	if (bounce_id != NULL) {
+		log_info("%s: sender non-delivery notification: %s", msg->env->id, bounce_id);
+		mark_failed_bounced(msg->env);
+	}
+	finish_attempt(msg);
+}
+
+void
+scheduler_attempt_done(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+
+	env->attempts++;
+	if (msg->deleted) {
+		remove_message(msg);
+		return;
+	}
+	expire_if_due(msg);
+
+	if (envelope_count(env, RCPT_FAILED) > 0) {
+		if (env->sender[0] != '\0') {
+			bounce_send(msg, bounce_done);
+			return;
+		}
+		log_info("%s: no bounce to the null sender; %zu failed recipients dropped",
+		    env->id, envelope_count(env, RCPT_FAILED));
+		mark_failed_bounced(env);
+	}
+	finish_attempt(msg);
+}
+
+/* Remove the message if every recipient is done, else defer it. */
+static void
+finish_attempt(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+	long long backoff;
+
+	if (msg->deleted || (envelope_count(env, RCPT_PENDING) == 0 &&
+	    envelope_count(env, RCPT_DEFERRED) == 0 && envelope_count(env, RCPT_FAILED) == 0)) {
+		remove_message(msg);
+		return;
+	}
+
+	backoff = scheduler_backoff(env->attempts, queued_settings.minimal_backoff_time,
+	    queued_settings.maximal_backoff_time);
+	env->next_attempt = (long long)time(NULL) + backoff;
+	msg->state = QMSG_DEFERRED;
+	commit_update(env, update_cb, NULL);
+}
+
+size_t
+scheduler_flush(const char *id)
+{
+	struct qmsg *msg, *next;
+	size_t count = 0;
+
+	TAILQ_FOREACH_SAFE(msg, &scheduler_messages, all_entry, next) {
+		if (id != NULL && strcmp(msg->env->id, id) != 0)
+			continue;
+		if (msg->state != QMSG_DEFERRED)
+			continue;
+		msg->env->next_attempt = 0;
+		count++;
+		activate(msg);
+	}
+	return count;
+}
+
+int
+scheduler_delete(const char *id)
+{
+	struct qmsg *msg = scheduler_find(id);
+
+	if (msg == NULL)
+		return -1;
+	if (msg->state == QMSG_ACTIVE)
+		msg->deleted = 1;
+	else
+		remove_message(msg);
+	return 0;
+}
+
+/* Queue run: make due deferred messages ready (Postfix's queue_run_delay). */
+static void
+queue_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	long long now = (long long)time(NULL);
+	struct qmsg *msg, *next;
+
+	TAILQ_FOREACH_SAFE(msg, &scheduler_messages, all_entry, next)
+		if (msg->state == QMSG_DEFERRED && msg->env->next_attempt <= now)
+			activate(msg);
+}
+
+void
+scheduler_init(void)
+{
+	struct timeval interval = { .tv_sec = queued_settings.queue_run_delay };
+
+	queue_run_ev = event_new(queued_base, -1, EV_PERSIST, queue_run_cb, NULL);
+	event_add(queue_run_ev, &interval);
+}
+
+void
+scheduler_stop(void)
+{
+	struct qmsg *msg;
+
+	if (queue_run_ev != NULL)
+		event_free(queue_run_ev);
+	queue_run_ev = NULL;
+	while ((msg = TAILQ_FIRST(&scheduler_messages)) != NULL) {
+		TAILQ_REMOVE(&scheduler_messages, msg, all_entry);
+		free_message(msg);
+	}
+	TAILQ_INIT(&ready_messages);
+	ready_count = 0;
+}

@@ -1,0 +1,79 @@
+/*
+ * The scheduler: every committed message, its delivery attempts,
+ * deferral with exponential backoff, expiry and removal.
+ *
+ * A message is DEFERRED (waiting for next_attempt; a queue run every
+ * queue_run_delay, or FLUSH, makes it READY), READY (waiting for an
+ * LMTP connection) or ACTIVE (being delivered or finishing an attempt).
+ */
+#ifndef ESTAFETA_QUEUED_SCHEDULER_H
+#define ESTAFETA_QUEUED_SCHEDULER_H
+
+#include <stddef.h>
+#include <sys/queue.h>
+
+struct envelope;
+
+enum qmsg_state {
+	QMSG_DEFERRED,
+	QMSG_READY,
+	QMSG_ACTIVE,
+};
+
+struct qmsg {
+	struct envelope *env;
+	enum qmsg_state state;
+	int deleted;		/* DELETE arrived during an attempt */
+	/* Per recipient: 1 if this attempt hands it to LMTP. */
+	unsigned char *lmtp_rcpt;
+	TAILQ_ENTRY(qmsg) all_entry;
+	TAILQ_ENTRY(qmsg) ready_entry;
+};
+
+TAILQ_HEAD(qmsg_list, qmsg);
+
+/* glibc's <sys/queue.h> lacks the BSD _SAFE iterator. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)				\
+	for ((var) = TAILQ_FIRST(head);						\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);		\
+	    (var) = (tvar))
+#endif
+
+/* Every message, in arrival order of this process. */
+extern struct qmsg_list scheduler_messages;
+
+void scheduler_init(void);
+void scheduler_stop(void);
+
+/* Take a committed message (ENV is owned from now on) and start it. */
+void scheduler_add(struct envelope *env);
+
+struct qmsg *scheduler_find(const char *id);
+
+/* Make deferred messages (all, or the one with ID) ready now.
+ * Returns how many were rescheduled. */
+size_t scheduler_flush(const char *id);
+
+/* Remove the message with ID. 0, or -1 if there is none. */
+int scheduler_delete(const char *id);
+
+/* For the LMTP client: the next READY message (now ACTIVE), or NULL. */
+struct qmsg *scheduler_next_ready(void);
+size_t scheduler_ready_count(void);
+
+/* For the LMTP client: the attempt on MSG is over; the outcome of each
+ * recipient is in its envelope. */
+void scheduler_attempt_done(struct qmsg *msg);
+
+/* 1 if ADDRESS is delivered by deliverd (local or virtual domain, or no domain). */
+int scheduler_is_local(const char *address);
+
+/* Log one recipient's outcome the Postfix way. */
+void scheduler_log_rcpt(const struct qmsg *msg, size_t index, const char *relay,
+    const char *status, const char *reply);
+
+/* The delay before attempt number ATTEMPTS + 1 (exposed for tests). */
+long long scheduler_backoff(int attempts, long long minimal, long long maximal);
+
+#endif

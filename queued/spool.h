@@ -1,0 +1,70 @@
+/*
+ * The spool: queue ids and the files of each message.
+ *
+ * Layout under queue_directory (every directory mode 0700, owned by
+ * queue_user):
+ *   data/ID    the message as the client wrote it, created at NEW
+ *   tmp/ID     an envelope being written, renamed into queue/ when done
+ *   queue/ID   the committed envelope (see envelope.h)
+ *   corrupt/ID envelopes that could not be read, kept for the admin
+ *
+ * A message is committed exactly when queue/ID exists, because the
+ * commit renames a complete, synced envelope into queue/ (commit.c).
+ * Recovery at start-up follows from that: tmp/ files and data/ files
+ * without an envelope were never acknowledged and are removed; every
+ * envelope in queue/ is loaded and delivered.
+ */
+#ifndef ESTAFETA_QUEUED_SPOOL_H
+#define ESTAFETA_QUEUED_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "queue_proto.h"
+
+struct envelope;
+
+struct spool {
+	char *path;
+	int dir_fd;		/* queue_directory itself */
+	int data_fd;		/* data/ */
+	int tmp_fd;		/* tmp/ */
+	int queue_fd;		/* queue/ */
+	int corrupt_fd;		/* corrupt/ */
+};
+
+/* Create queue_directory and its subdirectories (mode 0700) owned by
+ * UID/GID when running as root. Exits on failure. */
+void spool_create(const char *path, uid_t uid, gid_t gid);
+
+/* Open the directories. Exits on failure. */
+void spool_open(struct spool *spool, const char *path);
+void spool_close(struct spool *spool);
+
+/*
+ * Create data/ID for a new message with a fresh queue id. Stores the
+ * id, a write-only descriptor for the client and a read-only one for
+ * queued (used for fsync and size checks). 0, or -1 with errno set.
+ */
+int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd);
+
+/* Open data/ID for reading. Descriptor or -1 with errno set. */
+int spool_open_data(const struct spool *spool, const char *id);
+
+/* Remove the files of an uncommitted message (data/ID). */
+void spool_remove_data(const struct spool *spool, const char *id);
+
+/* Queue ids: 13 hex digits of the microsecond clock, then 3 of a counter. */
+void spool_new_id(char id[QUEUE_ID_MAX]);
+int spool_id_valid(const char *id);
+
+/*
+ * Recover after a start: remove tmp/ files and data files without an
+ * envelope, move unreadable envelopes to corrupt/, and call LOAD for
+ * each committed message (LOAD owns the envelope). Returns the number
+ * of messages loaded.
+ */
+size_t spool_recover(struct spool *spool,
+    void (*load)(struct envelope *env, void *arg), void *arg);
+
+#endif
