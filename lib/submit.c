@@ -1,5 +1,6 @@
 /* Blocking submission client for queued (see submit.h, queue_proto.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,19 @@ struct submit {
 	size_t buflen;
 };
 
+static void set_error(char *err, size_t errsize, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void
-set_error(char *err, size_t errsize, const char *fmt, const char *detail)
+set_error(char *err, size_t errsize, const char *fmt, ...)
 {
-	if (err != NULL && errsize > 0)
-		snprintf(err, errsize, fmt, detail);
+	va_list ap;
+
+	if (err == NULL || errsize == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errsize, fmt, ap);
+	va_end(ap);
 }
 
 static void
