@@ -131,6 +131,7 @@ prepare_files(void)
 		fatalx("user %s not found: create it (adduser --system --group %s) or set queue_user",
 		    queue_user, queue_user);
 	spool_create(config_string("queue_directory"), uid, gid);
+	spool_lock(config_string("queue_directory"));
 
 	if (slash != NULL && slash != socket_dir) {
 		*slash = '\0';

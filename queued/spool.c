@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +50,18 @@ spool_create(const char *path, uid_t uid, gid_t gid)
 		create_owned_dir(sub, uid, gid);
 		free(sub);
 	}
+}
+
+int
+spool_lock(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		fatal("open queue_directory %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		fatal("lock queue_directory %s (is another queued running on it?)", path);
+	return fd;
 }
 
 static int

@@ -37,6 +37,11 @@ struct spool {
  * UID/GID when running as root. Exits on failure. */
 void spool_create(const char *path, uid_t uid, gid_t gid);
 
+/* Lock queue_directory for this process: two schedulers on one spool
+ * would deliver every message twice and remove each other's files.
+ * Returns the descriptor that holds the lock; exits if it is taken. */
+int spool_lock(const char *path);
+
 /* Open the directories. Exits on failure. */
 void spool_open(struct spool *spool, const char *path);
 void spool_close(struct spool *spool);
