@@ -127,31 +127,45 @@ schedule_kick(void)
 		event_active(kick_ev, EV_TIMEOUT, 1);
 }
 
-/* Store the outcome of transaction recipient R from REPLY_CODE and TEXT. */
+/* The status a reply class gives a recipient: 2 delivered, 5 failed,
+ * anything else deferred. */
+static enum rcpt_status
+reply_status(int class)
+{
+	if (class == 2)
+		return RCPT_SENT;
+	if (class == 5)
+		return RCPT_FAILED;
+	return RCPT_DEFERRED;
+}
+
+/* Store the outcome of transaction recipient R from REPLY_CODE and TEXT.
+ * Without an enhanced status code in TEXT, the dsn is CLASS.0.0. */
 static void
 record_outcome(struct lmtp_conn *conn, size_t r, int code, const char *text)
 {
 	struct envelope_rcpt *rcpt = &conn->msg->env->rcpts[conn->rcpts[r]];
+	enum rcpt_status status = reply_status(code / 100);
 	char dsn[16], *reason;
-	int class = code / 100;
 	unsigned a, b, c;
 	int end = 0;
 
-	if (sscanf(text, "%1u.%3u.%3u%n", &a, &b, &c, &end) == 3 && (int)a == class &&
+	if (sscanf(text, "%1u.%3u.%3u%n", &a, &b, &c, &end) == 3 && (int)a == code / 100 &&
 	    (text[end] == ' ' || text[end] == '\0'))
 		snprintf(dsn, sizeof dsn, "%u.%u.%u", a, b, c);
+	else if (status == RCPT_DEFERRED)
+		snprintf(dsn, sizeof dsn, "4.0.0");
 	else
-		snprintf(dsn, sizeof dsn, "%d.0.0", class == 2 ? 2 : class == 5 ? 5 : 4);
+		snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
 
 	reason = xasprintf("%d %s", code, text);
-	if (class == 2)
-		envelope_rcpt_set(rcpt, RCPT_SENT, dsn, reason);
-	else if (class == 5)
-		envelope_rcpt_set(rcpt, RCPT_FAILED, dsn, reason);
+	envelope_rcpt_set(rcpt, status, dsn, reason);
+	if (status == RCPT_SENT)
+		scheduler_log_rcpt(conn->msg, conn->rcpts[r], relay_name, "sent", reason);
+	else if (status == RCPT_FAILED)
+		scheduler_log_rcpt(conn->msg, conn->rcpts[r], relay_name, "bounced", reason);
 	else
-		envelope_rcpt_set(rcpt, RCPT_DEFERRED, dsn, reason);
-	scheduler_log_rcpt(conn->msg, conn->rcpts[r], relay_name,
-	    class == 2 ? "sent" : class == 5 ? "bounced" : "deferred", reason);
+		scheduler_log_rcpt(conn->msg, conn->rcpts[r], relay_name, "deferred", reason);
 	free(reason);
 	conn->finished[r] = 1;
 }
@@ -679,8 +693,8 @@ lmtp_kick(void)
 		if (conn_open() < 0) {
 			char reason[1024];
 
+			/* The reason is logged with each deferred recipient. */
 			snprintf(reason, sizeof reason, "connect to %s: %s", relay_name, strerror(errno));
-			log_warn("%s", reason);
 			defer_ready_message(reason);
 		}
 	}
