@@ -27,16 +27,6 @@ static struct event *queue_run_ev;
 
 static void finish_attempt(struct qmsg *msg);
 
-long long
-scheduler_backoff(int attempts, long long minimal, long long maximal)
-{
-	long long delay = minimal;
-
-	for (int i = 1; i < attempts && delay < maximal; i++)
-		delay *= 2;
-	return delay < maximal ? delay : maximal;
-}
-
 static int
 domain_in_list(const char *domain, char *const *list)
 {

@@ -73,7 +73,16 @@ int scheduler_is_local(const char *address);
 void scheduler_log_rcpt(const struct qmsg *msg, size_t index, const char *relay,
     const char *status, const char *reply);
 
-/* The delay before attempt number ATTEMPTS + 1 (exposed for tests). */
-long long scheduler_backoff(int attempts, long long minimal, long long maximal);
+/* The delay in seconds after attempt number ATTEMPTS (1 for the first):
+ * MINIMAL, doubled for each further attempt, at most MAXIMAL. */
+static inline long long
+scheduler_backoff(int attempts, long long minimal, long long maximal)
+{
+	long long delay = minimal;
+
+	for (int i = 1; i < attempts && delay < maximal; i++)
+		delay *= 2;
+	return delay < maximal ? delay : maximal;
+}
 
 #endif

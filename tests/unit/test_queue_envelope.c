@@ -1,0 +1,246 @@
+/*
+ * Unit tests for queued's pure parts: the envelope file format, the
+ * delivery status notification text and the retry backoff. The queued
+ * sources are compiled in here because unit-tests links only lib/.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../queued/envelope.c"
+#include "../../queued/bounce_report.c"
+#include "../../queued/scheduler.h"
+
+static struct envelope *
+sample_envelope(void)
+{
+	struct envelope *env = envelope_new("4F2A1B3C9D0E1F20", "alice@example.test");
+	struct envelope_rcpt *rcpt;
+
+	env->arrival_usec = 1733350000123456LL;
+	env->size = 1234;
+	env->attempts = 2;
+	env->next_attempt = 1733350600;
+	envelope_set_attr(env, "protocol", "ESMTP");
+	envelope_set_attr(env, "client_addr", "127.0.0.1");
+
+	rcpt = envelope_add_rcpt(env, "bob@example.test");
+	envelope_rcpt_set(rcpt, RCPT_SENT, "2.0.0", "250 2.0.0 ok");
+	rcpt = envelope_add_rcpt(env, "carol@example.test");
+	rcpt->orcpt = xstrdup("rfc822;carol@example.test");
+	envelope_rcpt_set(rcpt, RCPT_FAILED, "5.1.1", "550 5.1.1 <carol@example.test>: user unknown");
+	envelope_add_rcpt(env, "dave@remote.example");
+	return env;
+}
+
+START_TEST(envelope_round_trip)
+{
+	struct envelope *env = sample_envelope(), *parsed;
+	const char *why;
+	size_t len;
+	char *text = envelope_format(env, &len);
+
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_str_eq(parsed->id, "4F2A1B3C9D0E1F20");
+	ck_assert_int_eq(parsed->arrival_usec, 1733350000123456LL);
+	ck_assert_int_eq(parsed->size, 1234);
+	ck_assert_str_eq(parsed->sender, "alice@example.test");
+	ck_assert_int_eq(parsed->attempts, 2);
+	ck_assert_int_eq(parsed->next_attempt, 1733350600);
+	ck_assert_str_eq(envelope_attr(parsed, "protocol"), "ESMTP");
+	ck_assert_str_eq(envelope_attr(parsed, "client_addr"), "127.0.0.1");
+	ck_assert_uint_eq(parsed->nrcpts, 3);
+	ck_assert_int_eq(parsed->rcpts[0].status, RCPT_SENT);
+	ck_assert_str_eq(parsed->rcpts[1].orcpt, "rfc822;carol@example.test");
+	ck_assert_int_eq(parsed->rcpts[1].status, RCPT_FAILED);
+	ck_assert_str_eq(parsed->rcpts[1].dsn, "5.1.1");
+	ck_assert_int_eq(parsed->rcpts[2].status, RCPT_PENDING);
+	ck_assert_ptr_null(parsed->rcpts[2].reason);
+
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+START_TEST(envelope_null_sender_kept)
+{
+	struct envelope *env = envelope_new("4F2A1B3C9D0E1F21", ""), *parsed;
+	const char *why;
+	size_t len;
+	char *text;
+
+	envelope_add_rcpt(env, "alice@example.test");
+	text = envelope_format(env, &len);
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_str_eq(parsed->sender, "");
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+static const char *
+parse_error(const char *text)
+{
+	const char *why = NULL;
+	struct envelope *env = envelope_parse(text, strlen(text), &why);
+
+	ck_assert_ptr_null(env);
+	ck_assert_ptr_nonnull(why);
+	return why;
+}
+
+START_TEST(envelope_rejects_bad_files)
+{
+	ck_assert_str_eq(parse_error("version=1\nid=A\nsender=\nrcpt=b@c\n"), "truncated (no end line)");
+	ck_assert_str_eq(parse_error("version=2\nid=A\nsender=\nrcpt=b@c\nend=1\n"),
+	    "unsupported envelope version");
+	ck_assert_str_eq(parse_error("version=1\nid=A\nsender=\nend=1\n"),
+	    "id, sender or recipients missing");
+	ck_assert_str_eq(parse_error("version=1\nid=A\nrcpt=b@c\nend=1\n"),
+	    "id, sender or recipients missing");
+	ck_assert_str_eq(parse_error("version=1\nid=A\nsender=\nrcpt=b@c\nstatus=gone\nend=1\n"),
+	    "invalid recipient field");
+	ck_assert_str_eq(parse_error("version=1\nid=A\nsender=\nrcpt=b@c\nend=1\nx=1\n"),
+	    "data after the end line");
+	ck_assert_str_eq(parse_error("version=1\nid=A\nsender=\nrcpt=b@c\nend=1"),
+	    "last line not terminated");
+	ck_assert_str_eq(parse_error("version=1\nid=A\narrival=12.5\nsender=\nrcpt=b@c\nend=1\n"),
+	    "invalid arrival");
+	ck_assert_str_eq(parse_error("version=1\nno equals sign\n"), "line without key=value");
+}
+END_TEST
+
+START_TEST(envelope_reason_cleaned)
+{
+	struct envelope *env = envelope_new("4F2A1B3C9D0E1F22", "a@b");
+	struct envelope_rcpt *rcpt = envelope_add_rcpt(env, "c@d");
+	char long_reason[2000];
+
+	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.0.0", "451 line one\r\nline two\tend");
+	ck_assert_str_eq(rcpt->reason, "451 line one  line two end");
+
+	memset(long_reason, 'x', sizeof long_reason - 1);
+	long_reason[sizeof long_reason - 1] = '\0';
+	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.0.0", long_reason);
+	ck_assert_uint_eq(strlen(rcpt->reason), ENVELOPE_REASON_MAX);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(backoff_doubles_to_maximum)
+{
+	ck_assert_int_eq(scheduler_backoff(1, 300, 4000), 300);
+	ck_assert_int_eq(scheduler_backoff(2, 300, 4000), 600);
+	ck_assert_int_eq(scheduler_backoff(3, 300, 4000), 1200);
+	ck_assert_int_eq(scheduler_backoff(4, 300, 4000), 2400);
+	ck_assert_int_eq(scheduler_backoff(5, 300, 4000), 4000);
+	ck_assert_int_eq(scheduler_backoff(1000000, 300, 4000), 4000);
+	ck_assert_int_eq(scheduler_backoff(0, 300, 4000), 300);
+}
+END_TEST
+
+START_TEST(diagnostic_code_types)
+{
+	char *code = bounce_diagnostic_code("550 5.1.1 <x@y>: user unknown");
+
+	ck_assert_str_eq(code, "smtp; 550 5.1.1 <x@y>: user unknown");
+	free(code);
+
+	code = bounce_diagnostic_code("message delivery time exceeded");
+	ck_assert_str_eq(code, "X-Estafeta; message delivery time exceeded");
+	free(code);
+}
+END_TEST
+
+START_TEST(diagnostic_code_no_injection)
+{
+	char long_reply[1000];
+	char *code = bounce_diagnostic_code("550 bad\r\nX-Injected: yes\n\xc3\xa9");
+
+	ck_assert_ptr_null(strchr(code, '\r'));
+	ck_assert_ptr_null(strchr(code, '\n'));
+	ck_assert_str_eq(code, "smtp; 550 bad  X-Injected: yes ??");
+	free(code);
+
+	memset(long_reply, 'a', sizeof long_reply - 1);
+	long_reply[sizeof long_reply - 1] = '\0';
+	memcpy(long_reply, "550 ", 4);
+	code = bounce_diagnostic_code(long_reply);
+	ck_assert_uint_eq(strlen(code), strlen("smtp; ") + BOUNCE_DIAGNOSTIC_MAX);
+	free(code);
+}
+END_TEST
+
+START_TEST(bounce_report_structure)
+{
+	struct envelope *env = sample_envelope();
+	const char *headers = "From: <alice@example.test>\nSubject: hello\n";
+	size_t len;
+	int eightbit = -1;
+	char *text = bounce_build(env, headers, strlen(headers), "mail.example.test",
+	    "4F2A1B3C9D0E1F99", 1733350000, &len, &eightbit);
+
+	ck_assert_uint_eq(strlen(text), len);
+	ck_assert_int_eq(eightbit, 0);
+	ck_assert_ptr_nonnull(strstr(text, "From: MAILER-DAEMON@mail.example.test"));
+	ck_assert_ptr_nonnull(strstr(text, "To: <alice@example.test>\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Content-Type: multipart/report; report-type=delivery-status;"));
+	ck_assert_ptr_nonnull(strstr(text, "\nReporting-MTA: dns; mail.example.test\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nArrival-Date: "));
+	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; carol@example.test\n"
+	    "Original-Recipient: rfc822;carol@example.test\n"
+	    "Action: failed\nStatus: 5.1.1\n"
+	    "Diagnostic-Code: smtp; 550 5.1.1 <carol@example.test>: user unknown\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Content-Type: text/rfc822-headers\n\n"
+	    "From: <alice@example.test>\nSubject: hello\n"));
+	ck_assert_ptr_nonnull(strstr(text, "--4F2A1B3C9D0E1F99.1733350000/mail.example.test--\n"));
+	/* Only failed recipients are reported. */
+	ck_assert_ptr_null(strstr(text, "Final-Recipient: rfc822; bob@example.test"));
+	ck_assert_ptr_null(strstr(text, "Final-Recipient: rfc822; dave@remote.example"));
+	ck_assert_ptr_null(strchr(text, '\r'));
+
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(bounce_report_invalid_status)
+{
+	struct envelope *env = envelope_new("4F2A1B3C9D0E1F23", "alice@example.test");
+	struct envelope_rcpt *rcpt = envelope_add_rcpt(env, "b\xc3\xa9@example.test");
+	size_t len;
+	int eightbit;
+	char *text;
+
+	envelope_rcpt_set(rcpt, RCPT_FAILED, "2.0.0", "odd");
+	text = bounce_build(env, "", 0, "mail.example.test", "4F2A1B3C9D0E1F98", 0, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Status: 5.0.0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Final-Recipient: utf-8; b\xc3\xa9@example.test\n"));
+	ck_assert_int_eq(eightbit, 1);
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
+Suite *
+queue_envelope_suite(void)
+{
+	Suite *suite = suite_create("queue_envelope");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, envelope_round_trip);
+	tcase_add_test(tc, envelope_null_sender_kept);
+	tcase_add_test(tc, envelope_rejects_bad_files);
+	tcase_add_test(tc, envelope_reason_cleaned);
+	tcase_add_test(tc, backoff_doubles_to_maximum);
+	tcase_add_test(tc, diagnostic_code_types);
+	tcase_add_test(tc, diagnostic_code_no_injection);
+	tcase_add_test(tc, bounce_report_structure);
+	tcase_add_test(tc, bounce_report_invalid_status);
+	suite_add_tcase(suite, tc);
+	return suite;
+}
