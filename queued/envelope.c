@@ -124,11 +124,15 @@ void
 envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
     const char *dsn, const char *reason)
 {
+	/* Copy first: DSN or REASON may be the recipient's current value. */
+	char *new_dsn = dsn != NULL ? envelope_clean_text(dsn, 16, 0) : NULL;
+	char *new_reason = reason != NULL ? envelope_clean_text(reason, ENVELOPE_REASON_MAX, 1) : NULL;
+
 	rcpt->status = status;
 	free(rcpt->dsn);
-	rcpt->dsn = dsn != NULL ? envelope_clean_text(dsn, 16, 0) : NULL;
+	rcpt->dsn = new_dsn;
 	free(rcpt->reason);
-	rcpt->reason = reason != NULL ? envelope_clean_text(reason, ENVELOPE_REASON_MAX, 1) : NULL;
+	rcpt->reason = new_reason;
 }
 
 size_t

@@ -21,8 +21,9 @@ FAST_RETRY = {"minimal_backoff_time": "1s", "maximal_backoff_time": "1s",
 
 
 def send_smtp(host, sender, rcpts, data):
+    """Send DATA (LF line ends) through smtpd, which expects CRLF."""
     with host.smtp() as client:
-        refused = client.sendmail(sender, rcpts, data)
+        refused = client.sendmail(sender, rcpts, data.replace(b"\n", b"\r\n"))
     assert refused == {}
 
 

@@ -123,6 +123,11 @@ START_TEST(envelope_reason_cleaned)
 	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.0.0", "451 line one\r\nline two\tend");
 	ck_assert_str_eq(rcpt->reason, "451 line one  line two end");
 
+	/* Setting a recipient's own values again must not read freed memory. */
+	envelope_rcpt_set(rcpt, RCPT_FAILED, rcpt->dsn, rcpt->reason);
+	ck_assert_str_eq(rcpt->dsn, "4.0.0");
+	ck_assert_str_eq(rcpt->reason, "451 line one  line two end");
+
 	memset(long_reason, 'x', sizeof long_reason - 1);
 	long_reason[sizeof long_reason - 1] = '\0';
 	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.0.0", long_reason);
