@@ -66,6 +66,10 @@ main(int argc, char **argv)
 	const char *config_path = NULL;
 	int opt;
 
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		fputs(help_text, stdout);
+		return EX_OK;
+	}
 	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
 		switch (opt) {
 		case 'c':
@@ -83,7 +87,7 @@ main(int argc, char **argv)
 	if (argc == 0)
 		usage();
 
-	if (strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
+	if (strcmp(argv[0], "help") == 0) {
 		fputs(help_text, stdout);
 		return EX_OK;
 	}
