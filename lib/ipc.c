@@ -149,7 +149,8 @@ ipc_msg_encode(const struct ipc_msg *msg, char **out, size_t *outlen)
 		return -1;
 	}
 
-	buf = xmalloc(IPC_HEADER_SIZE + len);
+	/* One more byte for the NUL that the last sprintf writes. */
+	buf = xmalloc(IPC_HEADER_SIZE + len + 1);
 	word = htonl((uint32_t)len);
 	memcpy(buf, &word, 4);
 	word = htonl(msg->fd >= 0 ? IPC_FLAG_FD : 0);
