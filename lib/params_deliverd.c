@@ -1,6 +1,32 @@
-/* Parameters read by deliverd. */
+/* Parameters read by deliverd. Defaults for the Postfix names are Postfix 3.7's. */
+#include <limits.h>
+
 #include "config.h"
 
 const struct config_param config_params_deliverd[] = {
+	{ "mail_location", CONFIG_STRING, "maildir:~/Maildir", 0, 0,
+	  "mailbox of users whose userdb entry has no mail field, in Dovecot syntax: maildir:~/Maildir or mbox:~/mail:INBOX=/var/mail/%u" },
+	{ "mail_spool_directory", CONFIG_STRING, "/var/mail", 0, 0,
+	  "directory of mbox inboxes (one file per user, named after the user) for mbox locations without INBOX=" },
+	{ "default_privs", CONFIG_STRING, "nobody", 0, 0,
+	  "user that |command and /file targets of the aliases file run as" },
+	{ "command_time_limit", CONFIG_TIME, "1000s", 1, 7 * 24 * 3600,
+	  "time a |command target may run before it is killed and the delivery fails, in seconds" },
+	{ "deliverd_max_processes", CONFIG_INT, "20", 1, 10000,
+	  "maximum number of deliveries running at once; more requests wait for a free slot" },
+	{ "deliverd_max_sessions", CONFIG_INT, "100", 1, 10000,
+	  "maximum number of LMTP connections served at once; later connections wait in the listen backlog" },
+	{ "deliverd_timeout", CONFIG_TIME, "300s", 1, 24 * 3600,
+	  "time deliverd waits for the next LMTP command or more DATA before it closes the connection, in seconds" },
+	{ "deliverd_temp_directory", CONFIG_STRING, "/tmp", 0, 0,
+	  "directory for the unlinked temporary file that holds a message while it is delivered" },
+	{ "deliverd_recursion_limit", CONFIG_INT, "20", 1, 1000,
+	  "maximum depth of nested aliases and :include: files before expansion fails with 5.4.6" },
+	{ "deliverd_expansion_limit", CONFIG_INT, "1000", 1, 100000,
+	  "maximum number of destinations one recipient may expand to through aliases" },
+	{ "lmtp_socket_mode", CONFIG_STRING, "0666", 0, 0,
+	  "octal permissions of lmtp_socket; any user who can connect can deliver mail to local users" },
+	{ "lmtp_socket_group", CONFIG_STRING, "", 0, 0,
+	  "group that owns lmtp_socket (with lmtp_socket_mode 0660, the group of the LMTP clients); empty leaves root's group" },
 	{ NULL, 0, NULL, 0, 0, NULL },
 };

@@ -1,0 +1,220 @@
+/*
+ * deliverd: local delivery over LMTP (RFC 2033).
+ *
+ * Processes:
+ *   master (root)      binds lmtp_socket, accepts connections and forks
+ *                      one session per connection and one worker per
+ *                      delivery; it parses no LMTP input itself.
+ *   session            drops to smtpd_user before it reads a byte, speaks
+ *                      LMTP, resolves recipients (aliases, authd userdb),
+ *                      keeps the message in an unlinked temporary file and
+ *                      sends one DELIVER request per destination to the
+ *                      master, with the file attached.
+ *   worker             looks the user up again as root, creates a missing
+ *                      home directory, switches to the recipient's uid (or
+ *                      default_privs for alias commands and files), delivers
+ *                      and sends one RESULT back.
+ *
+ * Master <-> session frames (lib/ipc.h), over a socketpair per session:
+ *   -> DELIVER id=N kind=mailbox|command|file session=ID sender=ADDR
+ *              recipient=ADDR orig_recipient=ADDR [user=NAME forward=yes|no]
+ *              [detail=TEXT] [text=COMMAND-OR-PATH] [privs=default|user]
+ *              with the message file attached
+ *   <- RESULT  id=N status=SYSEXITS dsn=X.Y.Z text=TEXT
+ */
+#ifndef ESTAFETA_DELIVERD_H
+#define ESTAFETA_DELIVERD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "userdb.h"
+
+struct ipc_msg;
+
+/* Outcome of one delivery: sysexits code, enhanced status code, text. */
+struct delivery_result {
+	int status;		/* EX_OK, EX_TEMPFAIL, EX_NOUSER, ... */
+	char dsn[16];		/* "2.0.0", "4.3.0", "5.1.1" */
+	char text[512];
+};
+
+void result_set(struct delivery_result *result, int status, const char *dsn,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Whether STATUS is a temporary failure (EX_TEMPFAIL and EX_OSERR, as
+ * Postfix's sys_exits table has it); every other non-zero code is permanent. */
+int result_is_temporary(int status);
+
+/* Turn a command's exit status into a result (sysexits meaning). */
+void result_from_exit_code(struct delivery_result *result, int code, const char *what);
+
+/* Frame conversions between DELIVER/RESULT messages and structs. */
+struct ipc_msg *result_to_msg(const struct delivery_result *result, long id);
+void result_from_msg(struct delivery_result *result, const struct ipc_msg *msg);
+
+/* The message being delivered: an unlinked file with LF line ends. */
+struct message {
+	int fd;
+	off_t size;
+	const char *sender;	/* "" for the null reverse-path */
+};
+
+/* Everything a worker needs for one delivery (one DELIVER frame). */
+struct delivery_request {
+	long id;
+	const char *kind;		/* "mailbox", "command" or "file" */
+	const char *session_id;
+	const char *sender;
+	const char *recipient;		/* address this destination was reached as */
+	const char *orig_recipient;	/* the LMTP RCPT address */
+	const char *user;		/* userdb name (mailbox) */
+	const char *detail;		/* address extension, "" if none */
+	const char *text;		/* command line or file path */
+	int forward;			/* mailbox: honour ~/.forward */
+	int default_privs;		/* command/file: run as default_privs */
+	long long start_usec;		/* end of DATA, for the delay= log field */
+};
+
+/* Fill REQUEST from MSG (pointers into MSG). -1 if a field is missing. */
+int request_from_msg(struct delivery_request *request, const struct ipc_msg *msg);
+
+/* Log one delivery the way Postfix does: "ID: to=<TO>, orig_to=<..>,
+ * relay=local, delay=.., dsn=.., status=sent|deferred|bounced (text)". */
+void log_delivery(const struct delivery_request *request, const struct delivery_result *result,
+    const char *to);
+
+/* Merge ONE into COMBINED: a temporary failure beats a permanent one,
+ * which beats success. */
+void result_merge(struct delivery_result *combined, const struct delivery_result *one);
+
+/* myhostname, or the system host name when it is empty. */
+const char *local_hostname(void);
+
+/* resolve.c: what one RCPT address expands to. */
+enum target_kind {
+	TARGET_MAILBOX,		/* a user's mailbox (and maybe ~/.forward) */
+	TARGET_COMMAND,		/* |command from the aliases file */
+	TARGET_FILE,		/* /file from the aliases file */
+	TARGET_REMOTE,		/* an address outside local delivery: resubmitted */
+	TARGET_FAILED,		/* an alias member that cannot be delivered */
+};
+
+struct target {
+	enum target_kind kind;
+	char *address;		/* address this destination was reached as */
+	char *user;		/* mailbox: userdb name */
+	char *detail;		/* address extension, "" if none */
+	char *text;		/* command line, file path or remote address */
+	int forward;		/* mailbox of a system user: honour ~/.forward */
+	struct delivery_result failure;	/* TARGET_FAILED */
+};
+
+struct target_list {
+	struct target *items;
+	size_t count;
+	size_t capacity;
+};
+
+struct mailaddr;
+struct resolver;
+
+/* A resolver for one LMTP session. REFUSE_UID0: the daemon runs as
+ * root, so a recipient with uid 0 is rejected. */
+struct resolver *resolver_new(int refuse_uid0);
+void resolver_free(struct resolver *resolver);
+
+/* Reopen the alias map if newaliases rebuilt it. */
+void resolver_refresh(struct resolver *resolver);
+
+/*
+ * Expand RCPT through the aliases and userdb into OUT (zeroed by the
+ * caller). Returns 1 when at least one destination can be tried (alias
+ * members that failed are TARGET_FAILED entries), or 0 with FAILURE
+ * filled: unknown user (5.1.1), userdb unavailable (4.3.0), ...
+ */
+int resolve_recipient(struct resolver *resolver, const struct mailaddr *rcpt,
+    struct target_list *out, struct delivery_result *failure);
+void target_list_free(struct target_list *list);
+
+/* master.c: run the root master on the bound listening socket. */
+void master_run(int listen_fd);
+
+/* session.c: serve one LMTP connection; CHANNEL leads to the master. */
+void session_run(int client_fd, int channel, uid_t peer_uid);
+
+/* worker.c: perform one delivery and send the RESULT on RESULT_FD. */
+void worker_run(const struct ipc_msg *request, int msg_fd, int result_fd);
+
+/*
+ * Copy the message into FD after PREFIX (extra header lines, may be
+ * NULL). MBOXRD quotes body lines matching ^>*From  with one more '>'.
+ * Reads with pread, so several workers can share one descriptor.
+ * Returns 0 or -1 with errno set.
+ */
+int message_write(const struct message *msg, int fd, const char *prefix, int mboxrd);
+
+/* "Return-Path: <sender>\nDelivered-To: recipient\n", a new string. */
+char *message_delivery_prefix(const char *sender, const char *recipient);
+
+/* The "From sender date" separator line of mbox, with its LF. */
+char *message_mbox_separator(const char *sender);
+
+/*
+ * Dovecot mail locations: "maildir:PATH", "mbox:PATH[:INBOX=PATH]", with
+ * '~' the home directory and %u, %n, %d the user, its local part and
+ * domain. Stores the type ("maildir"/"mbox") and the path of the inbox
+ * (the Maildir, or the mbox file). Returns 0, or -1 for an unsupported
+ * location.
+ */
+int mail_location_inbox(const char *location, const struct userdb_entry *user,
+    const char *spool_directory, char *type, size_t typesize, char *path, size_t pathsize);
+
+/* maildir.c: deliver into the Maildir at ROOT (FOLDER NULL for INBOX,
+ * or a Maildir++ folder name like "Junk"). */
+void maildir_deliver(const struct message *msg, const char *root, const char *folder,
+    const char *recipient, struct delivery_result *result);
+
+/* mbox.c: append to the mbox file PATH under an fcntl lock and, with
+ * MBOX_DOTLOCK, a PATH.lock file. MBOX_CHECK_OWNER rejects a file that
+ * the current user does not own. */
+#define MBOX_DOTLOCK		0x1
+#define MBOX_CHECK_OWNER	0x2
+void mbox_deliver(const struct message *msg, const char *path, const char *recipient,
+    int flags, struct delivery_result *result);
+
+/* command.c: pipe the message into /bin/sh -c COMMAND as the current user. */
+struct command_env {
+	const char *sender;
+	const char *recipient;
+	const char *local;
+	const char *domain;
+	const char *extension;
+	const char *home;
+	const char *user;
+};
+void command_deliver(const struct message *msg, const char *command,
+    const struct command_env *env, struct delivery_result *result);
+
+/* forward.c: resubmit the message to queued for RCPTS (envelope sender
+ * kept), with "Delivered-To: DELIVERED_TO" added on top. */
+void forward_submit(const struct message *msg, char *const *rcpts, size_t count,
+    const char *delivered_to, const char *session_id, struct delivery_result *result);
+
+/* forward.c: deliver through the user's ~/.forward, if there is one.
+ * Returns 1 when the file took over the delivery (RESULT filled), 0 when
+ * there is no .forward and the mailbox gets the message. Runs as the user. */
+int forward_deliver(const struct message *msg, const struct delivery_request *request,
+    const struct userdb_entry *user, struct delivery_result *result);
+
+/* worker.c: deliver to a /file target: a path ending in '/' is a
+ * Maildir, anything else an mbox file (dotlocked when its directory is
+ * writable). Runs as the user the target belongs to. */
+void file_deliver(const struct message *msg, const char *path, const char *recipient,
+    struct delivery_result *result);
+
+/* worker.c: deliver to the user's own mailbox (as the user). */
+void mailbox_deliver(const struct message *msg, const struct delivery_request *request,
+    const struct userdb_entry *user, struct delivery_result *result);
+
+#endif

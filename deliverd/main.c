@@ -1,0 +1,148 @@
+/*
+ * deliverd [-f] [-c CONFIG] [-o name=value]...
+ *
+ * Binds lmtp_socket as root, then runs the master (see deliverd.h for
+ * the process layout). Started as an ordinary user, every process runs
+ * as that user.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "deliverd.h"
+#include "ipc.h"
+#include "log.h"
+#include "privsep.h"
+#include "util.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: deliverd [-f] [-c config] [-o name=value]...\n");
+	exit(64);
+}
+
+static mode_t
+socket_mode(void)
+{
+	const char *text = config_string("lmtp_socket_mode");
+	char *end;
+	long mode = strtol(text, &end, 8);
+
+	if (*text == '\0' || *end != '\0' || mode < 0 || mode > 0777)
+		fatalx("invalid lmtp_socket_mode \"%s\": expected octal permissions such as 0666", text);
+	return (mode_t)mode;
+}
+
+/* Create the socket's directory, bind, and set the group if configured. */
+static int
+open_listener(void)
+{
+	const char *path = config_string("lmtp_socket");
+	const char *group = config_string("lmtp_socket_group");
+	char dir[PATH_MAX];
+	char *slash;
+	int fd;
+
+	strlcpy_x(dir, path, sizeof dir);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir_p(dir, 0755) < 0)
+			fatal("cannot create the directory of lmtp_socket %s", dir);
+	}
+
+	fd = ipc_listen(path, socket_mode());
+	if (fd < 0)
+		fatal("cannot listen on lmtp_socket %s", path);
+
+	if (group[0] != '\0') {
+		struct group *gr = getgrnam(group);
+
+		if (gr == NULL)
+			fatalx("lmtp_socket_group %s not found", group);
+		if (chown(path, (uid_t)-1, gr->gr_gid) < 0)
+			fatal("cannot give %s to group %s", path, group);
+	}
+	return fd;
+}
+
+/* Check the users the children switch to before anyone connects. */
+static void
+check_users(void)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (!privsep_is_root())
+		return;
+	if (privsep_lookup(config_string("smtpd_user"), &uid, &gid) < 0)
+		fatalx("smtpd_user %s not found: create it (adduser --system --group %s) or set another user",
+		    config_string("smtpd_user"), config_string("smtpd_user"));
+	if (privsep_lookup(config_string("default_privs"), &uid, &gid) < 0)
+		log_warn("default_privs user %s not found: |command and /file aliases will fail",
+		    config_string("default_privs"));
+	else if (uid == 0)
+		fatalx("default_privs must not be root");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config_file = NULL;
+	char *overrides[64];
+	size_t noverrides = 0;
+	int foreground = 0, opt, fd;
+
+	while ((opt = getopt(argc, argv, "fc:o:")) != -1) {
+		switch (opt) {
+		case 'f':
+			foreground = 1;
+			break;
+		case 'c':
+			config_file = optarg;
+			break;
+		case 'o':
+			if (noverrides == sizeof overrides / sizeof overrides[0])
+				usage();
+			overrides[noverrides++] = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	config_load_or_die(config_file);
+	for (size_t i = 0; i < noverrides; i++) {
+		char err[512], *eq = strchr(overrides[i], '=');
+
+		if (eq == NULL)
+			fatalx("-o %s: expected name=value", overrides[i]);
+		*eq = '\0';
+		if (config_set(overrides[i], eq + 1, err, sizeof err) < 0)
+			fatalx("-o %s: %s", overrides[i], err);
+	}
+	log_init("deliverd", foreground, config_bool("syslog"));
+	log_set_debug(config_bool("debug"));
+
+	check_users();
+	umask(022);
+	fd = open_listener();
+	umask(077);
+	log_info("listening for LMTP on %s", config_string("lmtp_socket"));
+	sd_notify(0, "READY=1");
+
+	master_run(fd);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,60 @@
+/* The LMTP session process: its state and the steps shared by its files. */
+#ifndef ESTAFETA_DELIVERD_SESSION_H
+#define ESTAFETA_DELIVERD_SESSION_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "deliverd.h"
+
+/* One accepted RCPT and what it resolved to. */
+struct recipient {
+	char address[ADDR_MAX * 4 + 2];
+	struct target_list targets;
+	struct delivery_result result;	/* combined over all destinations */
+	int have_result;
+};
+
+struct session {
+	int fd;			/* the LMTP client */
+	int channel;		/* socketpair end leading to the master */
+	char id[16];		/* logged with every line; new for each transaction */
+	long long timeout_seconds;
+	int errors;
+	struct resolver *resolver;
+
+	char in[64 * 1024];
+	size_t in_start, in_end;
+	char out[16 * 1024];
+	size_t out_len;
+
+	int lhlo_done;
+	int in_transaction;
+	int smtputf8;
+	char sender[ADDR_MAX * 4 + 2];
+	struct recipient *rcpts;
+	size_t nrcpts;
+};
+
+/* Queue a reply line "CODE text" (session_reply) or "CODE-text" (more
+ * lines follow); replies go out when the input is drained. */
+void session_reply(struct session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void session_reply_continued(struct session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void session_flush(struct session *s);
+void session_reset(struct session *s);
+
+/* The reply code for a failed result: 451/452 for temporary failures,
+ * 550/552 for permanent ones. */
+int session_reply_code(const struct delivery_result *result);
+
+/* message_size_limit if smtpd's parameter table has it, else 0 (none). */
+long long session_size_limit(void);
+
+/* session_deliver.c: deliver the message in FD (SIZE bytes) to every
+ * accepted recipient and reply once per recipient, in RCPT order. */
+void session_deliver(struct session *s, int fd, off_t size);
+
+#endif
