@@ -15,7 +15,7 @@
 #include "spool.h"
 #include "util.h"
 
-/* Longest original header section returned in a notification. */
+/* Maximum bytes of the original header section in a notification. */
 #define BOUNCE_HEADERS_MAX (64 * 1024)
 
 struct bounce_request {

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "util.h"
 
-/* Longest diagnostic text in a notification. */
+/* Maximum bytes of diagnostic text per recipient in a notification. */
 #define BOUNCE_DIAGNOSTIC_MAX 400
 
 static int

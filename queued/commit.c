@@ -147,7 +147,7 @@ apply_job(struct commit_job *job)
 }
 
 /* A new message whose last barrier failed is taken back out of queue/,
- * since its client will be told the commit failed. */
+ * because its client receives COMMIT-FAIL. */
 static void
 undo_new(struct commit_job *job, int error)
 {
@@ -219,7 +219,7 @@ static void *
 commit_thread_main(void *unused)
 {
 	struct commit_job *jobs[COMMIT_BATCH_MAX];
-	uint64_t one = 1;
+	uint64_t increment = 1;
 
 	for (;;) {
 		size_t count;
@@ -239,7 +239,7 @@ commit_thread_main(void *unused)
 		pthread_mutex_lock(&committer.lock);
 		append_done(jobs, count);
 		pthread_mutex_unlock(&committer.lock);
-		if (write(committer.done_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+		if (write(committer.done_fd, &increment, sizeof increment) < 0 && errno != EAGAIN)
 			log_error("commit: signal the event loop: %s", strerror(errno));
 	}
 	return NULL;

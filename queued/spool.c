@@ -106,8 +106,8 @@ spool_new_id(char id[QUEUE_ID_MAX])
 	static long long last_usec;
 	long long usec = now_usec();
 
-	/* The counter tells apart ids made within one microsecond; O_EXCL
-	 * in spool_create_data catches the rest (a clock set back). */
+	/* The counter distinguishes ids made within one microsecond, and
+	 * O_EXCL in spool_create_data catches the rest (a clock set back). */
 	if (usec != last_usec)
 		counter = 0;
 	last_usec = usec;

@@ -10,9 +10,9 @@
  *
  * A message is committed exactly when queue/ID exists, because the
  * commit renames a complete, synced envelope into queue/ (commit.c).
- * Recovery at start-up follows from that: tmp/ files and data/ files
- * without an envelope were never acknowledged and are removed; every
- * envelope in queue/ is loaded and delivered.
+ * Recovery at start-up follows from that. Files in tmp/ and data files
+ * without an envelope were never acknowledged, so they are removed.
+ * Every envelope in queue/ is loaded and delivered.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
