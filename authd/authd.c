@@ -103,15 +103,20 @@ userdb_socket_open(int as_root)
 		log_warn("cannot create the directory of %s: %s", path, strerror(errno));
 	free(dir);
 
-	/* No window in which the socket exists with wider permissions. */
+	/*
+	 * The socket is created with its final mode and, as root, with its
+	 * final group (the effective gid at bind time), so no client ever sees
+	 * it with other permissions.
+	 */
+	if (as_root && setegid(socket_group()) < 0)
+		fatal("cannot switch to the group of %s", path);
 	old_umask = umask(0777 & ~mode);
 	fd = ipc_listen(path, mode);
 	umask(old_umask);
 	if (fd < 0)
 		fatal("cannot listen on userdb_socket %s", path);
-
-	if (as_root && chown(path, (uid_t)-1, socket_group()) < 0)
-		fatal("cannot set the group of %s", path);
+	if (as_root && setegid(0) < 0)
+		fatal("cannot switch back to group root");
 	return fd;
 }
 

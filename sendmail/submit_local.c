@@ -218,16 +218,20 @@ has_utf8_address(const struct local_submission *sub)
 }
 
 /*
- * Write the message after the added fields. With -t, Bcc and Resent-Bcc
- * fields are left out. A message whose header does not end with an empty
- * line (no header at all, or a line that is no field) gets one, so that
- * the added fields do not run into its body.
+ * Write the message after the added fields, leaving out Bcc and
+ * Resent-Bcc fields with -t. A message without any header field is all
+ * body, so an empty line goes first. Otherwise its first line could join
+ * the added fields (a line starting with white space would continue the
+ * From: field). A header that ends without an empty line stays as it is.
  */
 static int
 write_message(struct submit *s, const struct local_submission *sub,
     const struct header_list *headers, const struct message *msg)
 {
 	size_t pos = 0;
+
+	if (headers->count == 0 && (msg->len == 0 || msg->data[0] != '\n'))
+		return submit_write(s, "\n", 1) < 0 ? -1 : submit_write(s, msg->data, msg->len);
 
 	for (size_t i = 0; i < headers->count; i++) {
 		const struct header_field *field = &headers->fields[i];
@@ -238,13 +242,6 @@ write_message(struct submit *s, const struct local_submission *sub,
 		if (submit_write(s, msg->data + pos, start - pos) < 0)
 			return -1;
 		pos = start + field->len;
-	}
-	/* msg->data is NUL-terminated, so header_len may equal msg->len here. */
-	if (msg->data[headers->header_len] != '\n') {
-		if (submit_write(s, msg->data + pos, headers->header_len - pos) < 0 ||
-		    submit_write(s, "\n", 1) < 0)
-			return -1;
-		pos = headers->header_len;
 	}
 	return submit_write(s, msg->data + pos, msg->len - pos);
 }

@@ -258,6 +258,18 @@ def test_body_without_header_separated(queue_host):
     assert re.search(rb"\nFrom: [^\n]*\n\njust a body line\n$", message)
 
 
+def test_body_starting_with_space_separated(queue_host):
+    _, message = submit(queue_host, "alice@example.test", input=b"  indented first line\n")
+    assert re.search(rb"\nFrom: [^\n]*\n\n  indented first line\n$", message)
+
+
+def test_header_without_separator_unchanged(queue_host):
+    original = b"From: a@example.test\nSubject: no empty line\nthis line ends the header\n"
+    _, message = submit(queue_host, "alice@example.test", input=original)
+    assert message.endswith(b"\nMessage-ID: <%s@mail.example.test>\n" % queue_ids(queue_host)[0].encode()
+                            + original)
+
+
 def test_empty_message(queue_host):
     _, message = submit(queue_host, "alice@example.test", input=b"")
     assert field_names(message) == [b"received", b"date", b"message-id", b"from"]
