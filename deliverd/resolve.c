@@ -346,10 +346,11 @@ split_address(const char *address, char *local, size_t localsize, char *domain,
 }
 
 static void expand_targets(struct expansion *expansion, const char *alias_address,
-    const struct alias_target_list *targets);
+    const char *detail, const struct alias_target_list *targets);
 
 static void
-expand_include(struct expansion *expansion, const char *alias_address, const char *path)
+expand_include(struct expansion *expansion, const char *alias_address, const char *detail,
+    const char *path)
 {
 	struct alias_target_list targets = { 0 };
 	struct delivery_result failure;
@@ -364,15 +365,16 @@ expand_include(struct expansion *expansion, const char *alias_address, const cha
 		result_set(&failure, EX_CONFIG, "5.3.5", "invalid :include: file %s: %s", path, err);
 		target_add_failure(expansion, alias_address, &failure);
 	} else {
-		expand_targets(expansion, alias_address, &targets);
+		expand_targets(expansion, alias_address, detail, &targets);
 	}
 	alias_target_list_free(&targets);
 	free(text);
 }
 
-/* Expand the members of the alias ALIAS_ADDRESS. */
+/* Expand the members of the alias ALIAS_ADDRESS, which was found with
+ * its address extension DETAIL removed ("" if none). */
 static void
-expand_targets(struct expansion *expansion, const char *alias_address,
+expand_targets(struct expansion *expansion, const char *alias_address, const char *detail,
     const struct alias_target_list *targets)
 {
 	char local[ADDR_MAX_LOCAL * 4 + 1], domain[ADDR_MAX_DOMAIN + 1];
@@ -399,13 +401,13 @@ expand_targets(struct expansion *expansion, const char *alias_address,
 			expand_address(expansion, target->text, "", 0);
 			break;
 		case ALIAS_TARGET_COMMAND:
-			target_add(expansion, TARGET_COMMAND, alias_address, NULL, NULL, target->text, 0);
+			target_add(expansion, TARGET_COMMAND, alias_address, NULL, detail, target->text, 0);
 			break;
 		case ALIAS_TARGET_FILE:
-			target_add(expansion, TARGET_FILE, alias_address, NULL, NULL, target->text, 0);
+			target_add(expansion, TARGET_FILE, alias_address, NULL, detail, target->text, 0);
 			break;
 		case ALIAS_TARGET_INCLUDE:
-			expand_include(expansion, alias_address, target->text);
+			expand_include(expansion, alias_address, detail, target->text);
 			break;
 		}
 	}
@@ -413,7 +415,8 @@ expand_targets(struct expansion *expansion, const char *alias_address,
 
 /* Expand the alias VALUE found for ADDRESS, one level deeper. */
 static void
-expand_alias(struct expansion *expansion, const char *address, const char *value)
+expand_alias(struct expansion *expansion, const char *address, const char *detail,
+    const char *value)
 {
 	struct alias_target_list targets = { 0 };
 	struct delivery_result failure;
@@ -434,7 +437,7 @@ expand_alias(struct expansion *expansion, const char *address, const char *value
 	}
 
 	expansion->chain[expansion->depth++] = address;
-	expand_targets(expansion, address, &targets);
+	expand_targets(expansion, address, detail, &targets);
 	expansion->depth--;
 	alias_target_list_free(&targets);
 }
@@ -494,7 +497,7 @@ expand_address(struct expansion *expansion, const char *local, const char *domai
 		value = alias_lookup(expansion->resolver, local, domain, class == DOMAIN_VIRTUAL,
 		    detail, sizeof detail);
 	if (value != NULL)
-		expand_alias(expansion, address, value);
+		expand_alias(expansion, address, detail, value);
 	else
 		expand_user(expansion, address, local, domain, class);
 	free(value);

@@ -120,9 +120,9 @@ deliver_request(const struct session *s, const struct recipient *rcpt,
 	ipc_msg_add(msg, "recipient", target->address);
 	ipc_msg_add(msg, "orig_recipient", rcpt->address);
 	ipc_msg_addf(msg, "start", "%lld", start_usec);
+	ipc_msg_add(msg, "detail", target->detail);
 	if (target->kind == TARGET_MAILBOX) {
 		ipc_msg_add(msg, "user", target->user);
-		ipc_msg_add(msg, "detail", target->detail);
 		ipc_msg_add(msg, "forward", target->forward ? "yes" : "no");
 	} else {
 		ipc_msg_add(msg, "text", target->text);
