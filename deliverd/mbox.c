@@ -85,9 +85,9 @@ mbox_open(const char *path, int flags, struct delivery_result *result)
 	struct stat st;
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
 
+	/* Permissions are often fixed by an admin, so this failure is temporary. */
 	if (fd < 0) {
-		result_set(result, errno == EACCES ? EX_CANTCREAT : EX_TEMPFAIL,
-		    errno == EACCES ? "5.2.0" : "4.2.0", "cannot open %s: %s", path, strerror(errno));
+		result_set(result, EX_TEMPFAIL, "4.2.0", "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
