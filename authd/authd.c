@@ -1,7 +1,9 @@
 /*
  * authd: serves user lookups (userdb) on userdb_socket with the Dovecot
  * auth-master protocol, from system users and a Dovecot-style
- * passwd-file. It binds as root, then runs as smtpd_user.
+ * passwd-file, and password checks (passdb) of the passwd-file's users on
+ * auth_socket with the Dovecot authentication protocol. It binds as root,
+ * then runs as smtpd_user.
  */
 #include <errno.h>
 #include <grp.h>
@@ -54,47 +56,51 @@ apply_overrides(char **overrides, int count)
 	}
 }
 
+/* The octal permissions in parameter NAME. */
 static mode_t
-socket_mode(void)
+socket_mode(const char *name)
 {
-	const char *text = config_string("userdb_socket_mode");
+	const char *text = config_string(name);
 	char *end;
 	long mode;
 
 	errno = 0;
 	mode = strtol(text, &end, 8);
 	if (*text == '\0' || *end != '\0' || errno != 0 || mode < 0 || mode > 0777)
-		fatalx("invalid userdb_socket_mode \"%s\": expected octal permissions such as 0660",
-		    text);
+		fatalx("invalid %s \"%s\": expected octal permissions such as 0660", name, text);
 	return (mode_t)mode;
 }
 
+/* The group in parameter NAME, or the primary group of smtpd_user when it is empty. */
 static gid_t
-socket_group(void)
+socket_group(const char *name)
 {
-	const char *name = config_string("userdb_socket_group");
+	const char *group = config_string(name);
 	struct group *gr;
 	uid_t uid;
 	gid_t gid;
 
-	if (*name == '\0') {
+	if (*group == '\0') {
 		if (privsep_lookup(config_string("smtpd_user"), &uid, &gid) < 0)
-			fatalx("smtpd_user %s not found: create it or set userdb_socket_group",
-			    config_string("smtpd_user"));
+			fatalx("smtpd_user %s not found: create it or set %s",
+			    config_string("smtpd_user"), name);
 		return gid;
 	}
-	gr = getgrnam(name);
+	gr = getgrnam(group);
 	if (gr == NULL)
-		fatalx("userdb_socket_group %s not found", name);
+		fatalx("%s %s not found", name, group);
 	return gr->gr_gid;
 }
 
-/* Create userdb_socket (and its directory) with the configured mode and group. */
+/*
+ * Create the socket PATH of parameter PREFIX (and its directory) with the
+ * mode and group in PREFIX_mode and PREFIX_group.
+ */
 static int
-userdb_socket_open(int as_root)
+socket_open(const char *prefix, const char *path, int as_root)
 {
-	const char *path = config_string("userdb_socket");
-	mode_t mode = socket_mode();
+	char *mode_name = xasprintf("%s_mode", prefix), *group_name = xasprintf("%s_group", prefix);
+	mode_t mode = socket_mode(mode_name);
 	char *dir = xstrdup(path);
 	mode_t old_umask;
 	int fd;
@@ -108,16 +114,35 @@ userdb_socket_open(int as_root)
 	 * final group (the effective gid at bind time), so no client ever sees
 	 * it with other permissions.
 	 */
-	if (as_root && setegid(socket_group()) < 0)
+	if (as_root && setegid(socket_group(group_name)) < 0)
 		fatal("cannot switch to the group of %s", path);
 	old_umask = umask(0777 & ~mode);
 	fd = ipc_listen(path, mode);
 	umask(old_umask);
 	if (fd < 0)
-		fatal("cannot listen on userdb_socket %s", path);
+		fatal("cannot listen on %s %s", prefix, path);
 	if (as_root && setegid(0) < 0)
 		fatal("cannot switch back to group root");
+	free(mode_name);
+	free(group_name);
 	return fd;
+}
+
+/* auth_socket, or auth-client next to userdb_socket when it is empty. */
+static const char *
+auth_socket_path(void)
+{
+	static char *path;
+	char *dir;
+
+	if (*config_string("auth_socket") != '\0')
+		return config_string("auth_socket");
+	if (path == NULL) {
+		dir = xstrdup(config_string("userdb_socket"));
+		path = xasprintf("%s/auth-client", dirname(dir));
+		free(dir);
+	}
+	return path;
 }
 
 static void
@@ -139,7 +164,7 @@ main(int argc, char **argv)
 {
 	char *overrides[MAX_OVERRIDES];
 	const char *config_file = NULL;
-	int foreground = 0, noverrides = 0, opt, listen_fd, as_root;
+	int foreground = 0, noverrides = 0, opt, userdb_fd, auth_fd, as_root;
 	struct event_base *base;
 	struct event *sigterm, *sigint, *sighup;
 
@@ -170,14 +195,17 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	as_root = privsep_is_root();
-	listen_fd = userdb_socket_open(as_root);
+	/* userdb_socket last: clients take it as the sign that authd is ready. */
+	auth_fd = socket_open("auth_socket", auth_socket_path(), as_root);
+	userdb_fd = socket_open("userdb_socket", config_string("userdb_socket"), as_root);
 	privsep_drop(config_string("smtpd_user"), NULL);
 	users_init(as_root);
 
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("cannot create the event loop");
-	master_listen(base, listen_fd);
+	master_listen(base, userdb_fd);
+	client_listen(base, auth_fd);
 	sigterm = evsignal_new(base, SIGTERM, on_stop, base);
 	sigint = evsignal_new(base, SIGINT, on_stop, base);
 	sighup = evsignal_new(base, SIGHUP, on_reload, NULL);
@@ -185,8 +213,9 @@ main(int argc, char **argv)
 	evsignal_add(sigint, NULL);
 	evsignal_add(sighup, NULL);
 
-	log_info("started: userdb_socket=%s, virtual_passwd_file=%s",
-	    config_string("userdb_socket"), config_string("virtual_passwd_file"));
+	log_info("started: userdb_socket=%s, auth_socket=%s, virtual_passwd_file=%s",
+	    config_string("userdb_socket"), auth_socket_path(),
+	    config_string("virtual_passwd_file"));
 	sd_notify(0, "READY=1");
 	event_base_dispatch(base);
 

@@ -62,4 +62,27 @@ const char *passwd_file_error(void);
 /* master.c: the Dovecot auth-master protocol on userdb_socket. */
 void master_listen(struct event_base *base, int listen_fd);
 
+/* client.c: the Dovecot authentication (client) protocol on auth_socket. */
+void client_listen(struct event_base *base, int listen_fd);
+
+/*
+ * password.c: check PASSWORD against STORED ("{SCHEME}data", or a crypt(3)
+ * string). Returns 1 on a match, 0 on a mismatch, -1 for an unknown
+ * scheme or malformed data.
+ */
+int password_check(const char *stored, const char *password);
+/* Decode base64 TEXT into a new buffer. 0, or -1 if TEXT is not base64. */
+int base64_decode(const char *text, unsigned char **out, size_t *outlen);
+
+/*
+ * listener.c: accept connections on LISTEN_FD and call ACCEPT for each.
+ * WHAT names the socket in log lines. Exits when libevent fails.
+ */
+struct evconnlistener;
+struct sockaddr;
+typedef void (*listener_accept_fn)(struct evconnlistener *listener, int fd,
+    struct sockaddr *addr, int addrlen, void *arg);
+void listener_start(struct event_base *base, int listen_fd, listener_accept_fn accept,
+    const char *what);
+
 #endif

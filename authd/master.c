@@ -333,7 +333,7 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-accept_conn(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
+accept_conn(struct evconnlistener *listener, int fd, struct sockaddr *addr,
     int addrlen, void *arg)
 {
 	struct event_base *base = evconnlistener_get_base(listener);
@@ -358,38 +358,8 @@ accept_conn(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr
 	    (unsigned)conn->peer_uid);
 }
 
-static struct event *resume_timer;
-
-static void
-resume_accepting(evutil_socket_t fd, short what, void *arg)
-{
-	evconnlistener_enable(arg);
-}
-
-/*
- * EMFILE and the like: the listening socket stays readable, so pause
- * accepting for a second instead of spinning, then try again.
- */
-static void
-accept_error(struct evconnlistener *listener, void *arg)
-{
-	struct timeval pause = { 1, 0 };
-
-	log_error("userdb: accept failed: %s; pausing new connections for 1 second",
-	    strerror(EVUTIL_SOCKET_ERROR()));
-	evconnlistener_disable(listener);
-	evtimer_add(resume_timer, &pause);
-}
-
 void
 master_listen(struct event_base *base, int listen_fd)
 {
-	struct evconnlistener *listener;
-
-	listener = evconnlistener_new(base, accept_conn, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-	if (listener == NULL)
-		fatalx("userdb: cannot listen on the userdb socket");
-	resume_timer = evtimer_new(base, resume_accepting, listener);
-	evconnlistener_set_error_cb(listener, accept_error);
+	listener_start(base, listen_fd, accept_conn, "userdb");
 }

@@ -16,5 +16,13 @@ const struct config_param config_params_authd[] = {
 	  "octal permissions of userdb_socket; with 0660 only its owner (root) and userdb_socket_group can connect" },
 	{ "userdb_socket_group", CONFIG_STRING, "", 0, 0,
 	  "group that owns userdb_socket; empty means the primary group of smtpd_user" },
+	{ "auth_socket", CONFIG_STRING, "", 0, 0,
+	  "Unix socket where authd checks passwords with the Dovecot authentication protocol (Postfix smtpd_sasl_type = dovecot); empty means auth-client in the directory of userdb_socket" },
+	{ "auth_socket_mode", CONFIG_STRING, "0660", 0, 0,
+	  "octal permissions of auth_socket; with 0660 only its owner (root) and auth_socket_group can connect" },
+	{ "auth_socket_group", CONFIG_STRING, "", 0, 0,
+	  "group that owns auth_socket; empty means the primary group of smtpd_user" },
+	{ "auth_failure_delay", CONFIG_TIME, "2s", 0, 60,
+	  "time in seconds before authd reports a failed authentication, to slow down password guessing" },
 	{ NULL, 0, NULL, 0, 0, NULL },
 };

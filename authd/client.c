@@ -1,0 +1,492 @@
+/*
+ * Password checks (passdb) on auth_socket with the Dovecot authentication
+ * protocol version 1, the client side of which Postfix's
+ * smtpd_sasl_type = dovecot speaks. The server greets with VERSION, one
+ * MECH line per mechanism, SPID, CUID, COOKIE and DONE. The client sends
+ * VERSION and CPID, then for each attempt:
+ *
+ *   AUTH\tID\tMECH\tservice=S[\trip=IP][\tresp=BASE64]...
+ *   CONT\tID\tBASE64                       (the response to a CONT challenge)
+ *
+ * and gets CONT\tID\tBASE64 challenges, then OK\tID\tuser=NAME or
+ * FAIL\tID\tuser=NAME (FAIL\tID\ttemp\treason=TEXT when the password
+ * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. A failed
+ * attempt is answered after auth_failure_delay, to slow down guessing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "authd.h"
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "userdb.h"
+#include "util.h"
+
+#define CLIENT_PROTOCOL_MAJOR	1
+#define CLIENT_PROTOCOL_MINOR	2
+#define CLIENT_LINE_MAX		16384
+#define CLIENT_REQUESTS_MAX	64	/* attempts in progress per connection */
+
+enum mechanism {
+	MECH_PLAIN,
+	MECH_LOGIN,
+};
+
+struct auth_attempt {
+	struct auth_attempt *next;
+	struct client_conn *conn;
+	unsigned long id;
+	enum mechanism mech;
+	int login_step;		/* LOGIN: 0 expects the user name, 1 the password */
+	char *login_user;
+	char service[32];
+	char rip[64];
+	struct event *delay;	/* pending FAIL reply */
+	char *delayed_reply;
+};
+
+struct client_conn {
+	struct bufferevent *bev;
+	int version_received;
+	uid_t peer_uid;
+	pid_t peer_pid;
+	struct auth_attempt *attempts;
+	size_t nattempts;
+};
+
+static struct event_base *client_base;
+static unsigned long next_connection_id;
+
+static void
+attempt_free(struct auth_attempt *attempt)
+{
+	struct auth_attempt **link = &attempt->conn->attempts;
+
+	while (*link != NULL && *link != attempt)
+		link = &(*link)->next;
+	if (*link != NULL) {
+		*link = attempt->next;
+		attempt->conn->nattempts--;
+	}
+	if (attempt->delay != NULL)
+		event_free(attempt->delay);
+	if (attempt->login_user != NULL)
+		explicit_bzero(attempt->login_user, strlen(attempt->login_user));
+	free(attempt->login_user);
+	free(attempt->delayed_reply);
+	free(attempt);
+}
+
+static void
+conn_free(struct client_conn *conn)
+{
+	while (conn->attempts != NULL)
+		attempt_free(conn->attempts);
+	bufferevent_free(conn->bev);
+	free(conn);
+}
+
+static void
+conn_reply(struct client_conn *conn, const char *line)
+{
+	bufferevent_write(conn->bev, line, strlen(line));
+	bufferevent_write(conn->bev, "\n", 1);
+}
+
+static struct auth_attempt *
+attempt_find(struct client_conn *conn, unsigned long id)
+{
+	for (struct auth_attempt *a = conn->attempts; a != NULL; a = a->next)
+		if (a->id == id)
+			return a;
+	return NULL;
+}
+
+static void
+send_delayed(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_attempt *attempt = arg;
+
+	conn_reply(attempt->conn, attempt->delayed_reply);
+	attempt_free(attempt);
+}
+
+/* Send the reply and free ATTEMPT; a failure waits for auth_failure_delay first. */
+static void
+attempt_finish(struct auth_attempt *attempt, const char *reply, int delayed)
+{
+	struct timeval delay = { config_time("auth_failure_delay"), 0 };
+
+	if (!delayed || delay.tv_sec == 0) {
+		conn_reply(attempt->conn, reply);
+		attempt_free(attempt);
+		return;
+	}
+	attempt->delayed_reply = xstrdup(reply);
+	attempt->delay = evtimer_new(client_base, send_delayed, attempt);
+	evtimer_add(attempt->delay, &delay);
+}
+
+static void
+log_attempt(const struct auth_attempt *attempt, const char *user, const char *status)
+{
+	char safe_user[200];
+
+	log_sanitize(safe_user, sizeof safe_user, user, strlen(user));
+	log_info("auth: method=%s, user=<%s>, service=%s, rip=%s, status=%s",
+	    attempt->mech == MECH_PLAIN ? "PLAIN" : "LOGIN", safe_user,
+	    attempt->service[0] != '\0' ? attempt->service : "-",
+	    attempt->rip[0] != '\0' ? attempt->rip : "-", status);
+}
+
+/*
+ * Check USER's PASSWORD against the passwd-file and send the result.
+ * System users (names without '@') cannot log in yet.
+ */
+static void
+attempt_verify(struct auth_attempt *attempt, const char *user, const char *password)
+{
+	const struct passwd_entry *entry;
+	char *lower = xstrdup(user), *escaped, reply[1024];
+	int refresh_failed, match;
+
+	ascii_lower(lower);
+	refresh_failed = passwd_file_refresh(0) < 0;
+	entry = strchr(lower, '@') != NULL ? passwd_file_find(lower) : NULL;
+	escaped = userdb_tab_escape(entry != NULL ? entry->name : user);
+
+	if (entry == NULL && refresh_failed) {
+		log_attempt(attempt, user, "failed (the passwd-file cannot be read)");
+		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s\ttemp\treason=%s", attempt->id,
+		    escaped, "Temporary authentication failure");
+		attempt_finish(attempt, reply, 0);
+	} else if (entry == NULL) {
+		/* TODO: system users need a root worker that calls PAM; not built yet. */
+		log_attempt(attempt, user, strchr(lower, '@') != NULL ? "failed (unknown user)" :
+		    "failed (system users cannot authenticate yet)");
+		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s", attempt->id, escaped);
+		attempt_finish(attempt, reply, 1);
+	} else if ((match = password_check(entry->password, password)) == 1) {
+		log_attempt(attempt, entry->name, "ok");
+		snprintf(reply, sizeof reply, "OK\t%lu\tuser=%s", attempt->id, escaped);
+		attempt_finish(attempt, reply, 0);
+	} else {
+		if (match < 0)
+			log_error("%s:%d: the password of %s has an unsupported scheme or format",
+			    config_string("virtual_passwd_file"), entry->line, entry->name);
+		log_attempt(attempt, entry->name, match < 0 ? "failed (unsupported password scheme)" :
+		    "failed (password mismatch)");
+		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s", attempt->id, escaped);
+		attempt_finish(attempt, reply, 1);
+	}
+	free(escaped);
+	free(lower);
+}
+
+static void
+attempt_fail_now(struct auth_attempt *attempt, const char *reason)
+{
+	char reply[256];
+
+	snprintf(reply, sizeof reply, "FAIL\t%lu\treason=%s", attempt->id, reason);
+	attempt_finish(attempt, reply, 1);
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd. An authzid of another user is rejected. */
+static void
+mech_plain(struct auth_attempt *attempt, unsigned char *data, size_t len)
+{
+	char *authzid = (char *)data, *authcid, *password, *end = (char *)data + len;
+
+	authcid = memchr(authzid, '\0', len);
+	password = authcid != NULL ? memchr(authcid + 1, '\0', (size_t)(end - authcid - 1)) : NULL;
+	if (authcid == NULL || password == NULL || memchr(password + 1, '\0',
+	    (size_t)(end - password - 1)) != NULL) {
+		log_attempt(attempt, "", "failed (malformed PLAIN response)");
+		attempt_fail_now(attempt, "Invalid PLAIN response");
+		return;
+	}
+	authcid++;
+	password++;
+	if (*authzid != '\0' && strcmp(authzid, authcid) != 0) {
+		log_attempt(attempt, authcid, "failed (authorization identity differs)");
+		attempt_fail_now(attempt, "Authorization identity not allowed");
+		return;
+	}
+	attempt_verify(attempt, authcid, password);
+}
+
+static void
+mech_login(struct auth_attempt *attempt, unsigned char *data, size_t len)
+{
+	char reply[64];
+
+	if (memchr(data, '\0', len) != NULL) {
+		log_attempt(attempt, "", "failed (NUL byte in LOGIN response)");
+		attempt_fail_now(attempt, "Invalid LOGIN response");
+		return;
+	}
+	if (attempt->login_step == 0) {
+		attempt->login_user = xstrndup((char *)data, len);
+		attempt->login_step = 1;
+		/* "Password:" */
+		snprintf(reply, sizeof reply, "CONT\t%lu\tUGFzc3dvcmQ6", attempt->id);
+		conn_reply(attempt->conn, reply);
+		return;
+	}
+	attempt_verify(attempt, attempt->login_user, (char *)data);
+}
+
+/* Feed one client response (base64 TEXT) to the mechanism. */
+static void
+attempt_input(struct auth_attempt *attempt, const char *text)
+{
+	unsigned char *data = NULL;
+	size_t len = 0;
+
+	if (*text == '\0') {
+		data = xcalloc(1, 1);
+	} else if (base64_decode(text, &data, &len) < 0) {
+		log_attempt(attempt, "", "failed (invalid base64 data)");
+		attempt_fail_now(attempt, "Invalid base64 data");
+		return;
+	}
+	data = xrealloc(data, len + 1);
+	data[len] = '\0';
+
+	if (attempt->mech == MECH_PLAIN)
+		mech_plain(attempt, data, len);
+	else
+		mech_login(attempt, data, len);
+	explicit_bzero(data, len);
+	free(data);
+}
+
+static int
+parse_id(const char *text, unsigned long *id)
+{
+	char *end;
+
+	if (*text < '0' || *text > '9' || strlen(text) > 10)
+		return -1;
+	*id = strtoul(text, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+static size_t
+split_fields(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		char *tab = strchr(line, '\t');
+
+		fields[n++] = line;
+		if (tab == NULL)
+			break;
+		*tab = '\0';
+		line = tab + 1;
+	}
+	return n;
+}
+
+/* AUTH\tID\tMECH[\tparams]. Returns 0, or -1 to drop the client. */
+static int
+handle_auth(struct client_conn *conn, char **fields, size_t count)
+{
+	struct auth_attempt *attempt;
+	const char *resp = NULL;
+	unsigned long id;
+	char reply[128];
+
+	if (count < 3 || parse_id(fields[1], &id) < 0 || attempt_find(conn, id) != NULL ||
+	    conn->nattempts >= CLIENT_REQUESTS_MAX) {
+		log_warn("auth: malformed or duplicate AUTH request from pid %ld (uid %u)",
+		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+		return -1;
+	}
+	attempt = xcalloc(1, sizeof *attempt);
+	attempt->conn = conn;
+	attempt->id = id;
+	attempt->next = conn->attempts;
+	conn->attempts = attempt;
+	conn->nattempts++;
+
+	for (size_t i = 3; i < count; i++) {
+		userdb_tab_unescape(fields[i]);
+		if (strncmp(fields[i], "service=", 8) == 0)
+			log_sanitize(attempt->service, sizeof attempt->service, fields[i] + 8,
+			    strlen(fields[i] + 8));
+		else if (strncmp(fields[i], "rip=", 4) == 0)
+			log_sanitize(attempt->rip, sizeof attempt->rip, fields[i] + 4,
+			    strlen(fields[i] + 4));
+		else if (strncmp(fields[i], "resp=", 5) == 0)
+			resp = fields[i] + 5;
+	}
+
+	if (ascii_casecmp(fields[2], "PLAIN") == 0) {
+		attempt->mech = MECH_PLAIN;
+	} else if (ascii_casecmp(fields[2], "LOGIN") == 0) {
+		attempt->mech = MECH_LOGIN;
+	} else {
+		snprintf(reply, sizeof reply,
+		    "FAIL\t%lu\treason=Unsupported authentication mechanism", id);
+		attempt_finish(attempt, reply, 0);
+		return 0;
+	}
+
+	if (resp != NULL) {
+		attempt_input(attempt, resp);
+	} else {
+		/* PLAIN: an empty challenge; LOGIN: "Username:". */
+		snprintf(reply, sizeof reply, "CONT\t%lu\t%s", id,
+		    attempt->mech == MECH_PLAIN ? "" : "VXNlcm5hbWU6");
+		conn_reply(conn, reply);
+	}
+	return 0;
+}
+
+/* CONT\tID\tBASE64. Returns 0, or -1 to drop the client. */
+static int
+handle_cont(struct client_conn *conn, char **fields, size_t count)
+{
+	struct auth_attempt *attempt;
+	unsigned long id;
+
+	if (count < 2 || parse_id(fields[1], &id) < 0 ||
+	    (attempt = attempt_find(conn, id)) == NULL || attempt->delay != NULL) {
+		log_warn("auth: CONT for an unknown request from pid %ld (uid %u)",
+		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+		return -1;
+	}
+	attempt_input(attempt, count > 2 ? fields[2] : "");
+	return 0;
+}
+
+static int
+handle_line(struct client_conn *conn, char *line)
+{
+	char *fields[64], safe[80];
+	size_t count = split_fields(line, fields, sizeof fields / sizeof fields[0]);
+
+	if (strcmp(fields[0], "VERSION") == 0) {
+		if (count < 3 || strtol(fields[1], NULL, 10) != CLIENT_PROTOCOL_MAJOR) {
+			log_warn("auth: client pid %ld (uid %u) speaks another protocol version",
+			    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+			return -1;
+		}
+		conn->version_received = 1;
+		return 0;
+	}
+	if (!conn->version_received) {
+		log_warn("auth: client pid %ld (uid %u) did not start with VERSION",
+		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+		return -1;
+	}
+	if (strcmp(fields[0], "CPID") == 0)
+		return 0;
+	if (strcmp(fields[0], "AUTH") == 0)
+		return handle_auth(conn, fields, count);
+	if (strcmp(fields[0], "CONT") == 0)
+		return handle_cont(conn, fields, count);
+	log_warn("auth: unknown command \"%s\" from pid %ld (uid %u)",
+	    log_sanitize(safe, sizeof safe, fields[0], strlen(fields[0])),
+	    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+	return -1;
+}
+
+static void
+conn_read(struct bufferevent *bev, void *arg)
+{
+	struct client_conn *conn = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len;
+	char *line;
+
+	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
+		int rc = -1;
+
+		if (strlen(line) != len)
+			log_warn("auth: NUL byte in a request from pid %ld", (long)conn->peer_pid);
+		else if (len > CLIENT_LINE_MAX)
+			log_warn("auth: request line longer than %d bytes from pid %ld",
+			    CLIENT_LINE_MAX, (long)conn->peer_pid);
+		else
+			rc = handle_line(conn, line);
+		explicit_bzero(line, len);
+		free(line);
+		if (rc < 0) {
+			conn_free(conn);
+			return;
+		}
+	}
+	if (evbuffer_get_length(in) > CLIENT_LINE_MAX) {
+		log_warn("auth: request line longer than %d bytes from pid %ld", CLIENT_LINE_MAX,
+		    (long)conn->peer_pid);
+		conn_free(conn);
+	}
+}
+
+static void
+conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client_conn *conn = arg;
+
+	/* Pending delayed failures are dropped: the client is gone. */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		conn_free(conn);
+}
+
+static void
+send_handshake(struct client_conn *conn)
+{
+	unsigned char cookie[16];
+	char hex[33];
+
+	if (getrandom(cookie, sizeof cookie, 0) != sizeof cookie)
+		memset(cookie, 0, sizeof cookie);
+	for (size_t i = 0; i < sizeof cookie; i++)
+		snprintf(hex + 2 * i, 3, "%02x", cookie[i]);
+	evbuffer_add_printf(bufferevent_get_output(conn->bev),
+	    "VERSION\t%d\t%d\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
+	    "SPID\t%ld\nCUID\t%lu\nCOOKIE\t%s\nDONE\n", CLIENT_PROTOCOL_MAJOR,
+	    CLIENT_PROTOCOL_MINOR, (long)getpid(), ++next_connection_id, hex);
+}
+
+static void
+accept_conn(struct evconnlistener *listener, int fd, struct sockaddr *addr,
+    int addrlen, void *arg)
+{
+	struct client_conn *conn = xcalloc(1, sizeof *conn);
+
+	ipc_peer_cred(fd, &conn->peer_uid, NULL, &conn->peer_pid);
+	conn->bev = bufferevent_socket_new(client_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (conn->bev == NULL) {
+		log_error("auth: cannot set up a connection from pid %ld", (long)conn->peer_pid);
+		close(fd);
+		free(conn);
+		return;
+	}
+	bufferevent_setcb(conn->bev, conn_read, NULL, conn_event, conn);
+	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	send_handshake(conn);
+	log_debug("auth: connection from pid %ld (uid %u)", (long)conn->peer_pid,
+	    (unsigned)conn->peer_uid);
+}
+
+void
+client_listen(struct event_base *base, int listen_fd)
+{
+	client_base = base;
+	listener_start(base, listen_fd, accept_conn, "auth");
+}

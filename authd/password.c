@@ -1,0 +1,170 @@
+/*
+ * Password checks against the stored form of a Dovecot passwd-file,
+ * "{SCHEME}data". Supported schemes:
+ *
+ *   PLAIN, CLEAR, CLEARTEXT        the password itself
+ *   SHA256, SHA512                 base64 of the digest
+ *   SSHA256, SSHA512               base64 of the digest of password+salt, then the salt
+ *   CRYPT, SHA256-CRYPT, SHA512-CRYPT, MD5-CRYPT, BLF-CRYPT
+ *                                  crypt(3) strings ($5$, $6$, $1$, $2y$, ...)
+ *
+ * Without a {SCHEME} prefix the data is a crypt(3) string, which is
+ * Dovecot's default_pass_scheme (CRYPT).
+ */
+#include <crypt.h>
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "authd.h"
+#include "log.h"
+#include "util.h"
+
+typedef char *(*crypt_r_fn)(const char *phrase, const char *setting, struct crypt_data *data);
+
+/*
+ * crypt_r from libxcrypt (libcrypt.so.1, an Essential package on Debian).
+ * TODO: link with -lcrypt and call crypt_r directly once the Makefile
+ * passes it; it is loaded at run time only because the build does not.
+ */
+static crypt_r_fn
+crypt_function(void)
+{
+	static crypt_r_fn function;
+	static int tried;
+
+	if (!tried) {
+		void *library = dlopen("libcrypt.so.1", RTLD_NOW | RTLD_LOCAL);
+
+		tried = 1;
+		if (library != NULL)
+			function = (crypt_r_fn)dlsym(library, "crypt_r");
+		if (function == NULL)
+			log_error("crypt(3) is not available (libcrypt.so.1: %s); crypt password schemes fail",
+			    dlerror());
+	}
+	return function;
+}
+
+static int
+equal_secret(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+static int
+check_crypt(const char *password, const char *hash)
+{
+	crypt_r_fn crypt_r_function = crypt_function();
+	struct crypt_data *data;
+	const char *result;
+	int match;
+
+	if (crypt_r_function == NULL || *hash == '\0')
+		return -1;
+	/* 32 KiB with libxcrypt: too large for the stack of an event callback. */
+	data = xcalloc(1, sizeof *data);
+	result = crypt_r_function(password, hash, data);
+	/* libxcrypt returns a string starting with '*' for an invalid setting. */
+	if (result == NULL || result[0] == '*') {
+		free(data);
+		return -1;
+	}
+	match = equal_secret(result, strlen(result), hash, strlen(hash));
+	explicit_bzero(data, sizeof *data);
+	free(data);
+	return match;
+}
+
+int
+base64_decode(const char *text, unsigned char **out, size_t *outlen)
+{
+	size_t len = strlen(text);
+	unsigned char *buf;
+	int n;
+
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	buf = xmalloc(len / 4 * 3 + 1);
+	n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	/* EVP_DecodeBlock counts the padding as data bytes. */
+	if (text[len - 1] == '=')
+		n--;
+	if (text[len - 2] == '=')
+		n--;
+	*out = buf;
+	*outlen = (size_t)n;
+	return 0;
+}
+
+/* {SHA256}, {SHA512} and their salted forms {SSHA256}, {SSHA512}. */
+static int
+check_digest(const char *password, const char *encoded, const EVP_MD *md, int salted)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE], *stored;
+	size_t digest_len = (size_t)EVP_MD_get_size(md), stored_len;
+	EVP_MD_CTX *ctx;
+	unsigned int n;
+	int match;
+
+	if (base64_decode(encoded, &stored, &stored_len) < 0)
+		return -1;
+	if (stored_len < digest_len || (!salted && stored_len != digest_len)) {
+		free(stored);
+		return -1;
+	}
+
+	ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, md, NULL);
+	EVP_DigestUpdate(ctx, password, strlen(password));
+	if (salted)
+		EVP_DigestUpdate(ctx, stored + digest_len, stored_len - digest_len);
+	EVP_DigestFinal_ex(ctx, digest, &n);
+	EVP_MD_CTX_free(ctx);
+
+	match = equal_secret(digest, n, stored, digest_len);
+	free(stored);
+	return match;
+}
+
+int
+password_check(const char *stored, const char *password)
+{
+	const char *close, *data;
+	char scheme[32];
+	size_t len;
+
+	if (stored[0] != '{')
+		return check_crypt(password, stored);
+	close = strchr(stored, '}');
+	if (close == NULL || (size_t)(close - stored - 1) >= sizeof scheme)
+		return -1;
+	len = (size_t)(close - stored - 1);
+	memcpy(scheme, stored + 1, len);
+	scheme[len] = '\0';
+	data = close + 1;
+
+	if (ascii_casecmp(scheme, "PLAIN") == 0 || ascii_casecmp(scheme, "CLEAR") == 0 ||
+	    ascii_casecmp(scheme, "CLEARTEXT") == 0)
+		return equal_secret(password, strlen(password), data, strlen(data));
+	if (ascii_casecmp(scheme, "CRYPT") == 0 || ascii_casecmp(scheme, "SHA256-CRYPT") == 0 ||
+	    ascii_casecmp(scheme, "SHA512-CRYPT") == 0 || ascii_casecmp(scheme, "MD5-CRYPT") == 0 ||
+	    ascii_casecmp(scheme, "BLF-CRYPT") == 0)
+		return check_crypt(password, data);
+	if (ascii_casecmp(scheme, "SHA256") == 0)
+		return check_digest(password, data, EVP_sha256(), 0);
+	if (ascii_casecmp(scheme, "SHA512") == 0)
+		return check_digest(password, data, EVP_sha512(), 0);
+	if (ascii_casecmp(scheme, "SSHA256") == 0)
+		return check_digest(password, data, EVP_sha256(), 1);
+	if (ascii_casecmp(scheme, "SSHA512") == 0)
+		return check_digest(password, data, EVP_sha512(), 1);
+	return -1;
+}
