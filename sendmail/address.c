@@ -100,12 +100,15 @@ local_user_get(struct local_user *user)
 int
 address_list_add_text(struct address_list *list, const char *text)
 {
-	char *found[256];
-	size_t count = header_addresses(text, found, 256);
-	size_t stored = count < 256 ? count : 256;
+	size_t count = header_addresses(text, NULL, 0);
+	char **found;
 	int rc = count > 0 ? 0 : -1;
 
-	for (size_t i = 0; i < stored; i++) {
+	if (count == 0)
+		return -1;
+	found = xcalloc(count, sizeof *found);
+	count = header_addresses(text, found, count);
+	for (size_t i = 0; i < count; i++) {
 		char normalized[ADDR_MAX * 4 + 2];
 
 		if (address_normalize(found[i], normalized, sizeof normalized) == 0)
@@ -114,5 +117,6 @@ address_list_add_text(struct address_list *list, const char *text)
 			rc = -1;
 		free(found[i]);
 	}
+	free(found);
 	return rc;
 }
