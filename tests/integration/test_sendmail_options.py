@@ -192,6 +192,13 @@ def test_t_adds_command_line_recipients(queue_host):
     assert envelope["recipients"] == ["demo@example.test", "alice@example.test"]
 
 
+def test_t_many_recipients(queue_host):
+    addresses = ["user%d@example.test" % i for i in range(300)]
+    original = b"To: " + ",\n ".join(addresses).encode() + b"\nSubject: many\n\nbody\n"
+    envelope, _ = submit(queue_host, "-t", input=original)
+    assert envelope["recipients"] == addresses
+
+
 def test_t_resent_fields_win(queue_host):
     original = (b"Resent-To: bob@example.test\nResent-Bcc: secret@example.test\n"
                 b"To: alice@example.test\nSubject: resent\n\nbody\n")
