@@ -12,7 +12,6 @@
  * Dovecot's default_pass_scheme (CRYPT).
  */
 #include <crypt.h>
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,32 +22,6 @@
 #include "log.h"
 #include "util.h"
 
-typedef char *(*crypt_r_fn)(const char *phrase, const char *setting, struct crypt_data *data);
-
-/*
- * crypt_r from libxcrypt (libcrypt.so.1, an Essential package on Debian).
- * TODO: link with -lcrypt and call crypt_r directly once the Makefile
- * passes it; it is loaded at run time only because the build does not.
- */
-static crypt_r_fn
-crypt_function(void)
-{
-	static crypt_r_fn function;
-	static int tried;
-
-	if (!tried) {
-		void *library = dlopen("libcrypt.so.1", RTLD_NOW | RTLD_LOCAL);
-
-		tried = 1;
-		if (library != NULL)
-			function = (crypt_r_fn)dlsym(library, "crypt_r");
-		if (function == NULL)
-			log_error("crypt(3) is not available (libcrypt.so.1: %s); crypt password schemes fail",
-			    dlerror());
-	}
-	return function;
-}
-
 static int
 equal_secret(const void *a, size_t alen, const void *b, size_t blen)
 {
@@ -58,16 +31,15 @@ equal_secret(const void *a, size_t alen, const void *b, size_t blen)
 static int
 check_crypt(const char *password, const char *hash)
 {
-	crypt_r_fn crypt_r_function = crypt_function();
 	struct crypt_data *data;
 	const char *result;
 	int match;
 
-	if (crypt_r_function == NULL || *hash == '\0')
+	if (*hash == '\0')
 		return -1;
 	/* 32 KiB with libxcrypt: too large for the stack of an event callback. */
 	data = xcalloc(1, sizeof *data);
-	result = crypt_r_function(password, hash, data);
+	result = crypt_r(password, hash, data);
 	/* libxcrypt returns a string starting with '*' for an invalid setting. */
 	if (result == NULL || result[0] == '*') {
 		free(data);
