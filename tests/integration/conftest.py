@@ -114,6 +114,7 @@ class MailHost:
         self.smtp_port = free_port()
         self.procs = {}
         self.logs = {}
+        self.process_groups = set()
         for sub in ("etc", "sock", "log", "mail", "var-mail"):
             (self.dir / sub).mkdir()
             os.chmod(self.dir / sub, 0o755)
@@ -185,7 +186,9 @@ class MailHost:
             self.logs[name] = log
             self.procs[name] = subprocess.Popen(
                 [self.bin(name), "-f", "-c", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env)
+                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                start_new_session=True)
+            self.process_groups.add(self.procs[name].pid)
             self.wait_ready(name)
 
     def ready_probe(self, name):
@@ -310,6 +313,13 @@ class MailHost:
 
     def destroy(self, keep):
         self.stop()
+        # Children left behind by a daemon killed with SIGKILL, as after a
+        # real crash, are cleaned up here so no test leaks processes.
+        for group in self.process_groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
