@@ -65,7 +65,8 @@ command_exec(const char *command, const struct command_env *env, int input_fd, i
 }
 
 /* A separate process writes the message into the command's standard
- * input, so a command that writes much output cannot deadlock with us. */
+ * input while this one reads the command's output, so neither pipe can
+ * fill up and block both sides. */
 static pid_t
 start_feeder(const struct message *msg, const char *prefix, int input_fd)
 {

@@ -142,7 +142,7 @@ forward_read(const char *home, const char *session_id)
 
 	/* Anyone else who could write the file could run commands as the user. */
 	if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		log_warn("%s: ignoring %s: it must be owned by the user (or root) and writable by nobody else",
+		log_warn("%s: ignoring %s: it must be owned by the user (or root) and writable only by its owner",
 		    session_id, path);
 		free(text);
 		return NULL;

@@ -442,10 +442,11 @@ expand_alias(struct expansion *expansion, const char *address, const char *detai
 	alias_target_list_free(&targets);
 }
 
-/* Find the user ADDRESS belongs to and add their mailbox. */
+/* Find the user ADDRESS belongs to and add their mailbox; ~/.forward
+ * is read for system users unless NO_FORWARD ("\user"). */
 static void
 expand_user(struct expansion *expansion, const char *address, const char *local,
-    const char *domain, enum domain_class class)
+    const char *domain, enum domain_class class, int no_forward)
 {
 	struct resolver *resolver = expansion->resolver;
 	struct delivery_result failure;
@@ -471,12 +472,13 @@ expand_user(struct expansion *expansion, const char *address, const char *local,
 		return;
 	}
 	target_add(expansion, TARGET_MAILBOX, address, entry.user, detail, NULL,
-	    class == DOMAIN_LOCAL);
+	    class == DOMAIN_LOCAL && !no_forward);
 }
 
 /*
- * Expand one address: aliases first (unless ALLOW_ALIAS is 0, for
- * "\user", or the alias is already being expanded), then the userdb.
+ * Expand one address: aliases first, then the userdb. ALLOW_ALIAS 0
+ * ("\user") skips the aliases and ~/.forward; an alias already being
+ * expanded is skipped too.
  */
 static void
 expand_address(struct expansion *expansion, const char *local, const char *domain,
@@ -499,7 +501,7 @@ expand_address(struct expansion *expansion, const char *local, const char *domai
 	if (value != NULL)
 		expand_alias(expansion, address, detail, value);
 	else
-		expand_user(expansion, address, local, domain, class);
+		expand_user(expansion, address, local, domain, class, !allow_alias);
 	free(value);
 	free(address);
 }

@@ -369,7 +369,7 @@ handle_rcpt(struct session *s, char *arg)
 	session_reply(s, 250, "2.1.5 <%s> OK", rcpt->address);
 }
 
-/* Create the unlinked temporary file that holds the message. */
+/* Create the unlinked temporary file for the message. */
 static int
 message_temp_file(void)
 {
@@ -390,7 +390,7 @@ message_temp_file(void)
 /*
  * Read the message after 354 into a temporary file: dot-stuffing
  * removed, CRLF turned into LF. Returns the descriptor, or -1 after
- * reading to the end of the data (REASON then says why: too big, disk).
+ * reading to the end of the data, with FAILURE set (too big, disk error).
  */
 static int
 read_message(struct session *s, off_t *size, struct delivery_result *failure)
