@@ -3,7 +3,9 @@ aliases, loop detection and limits, with Python's smtplib.LMTP as client."""
 
 import os
 import re
+import shutil
 import smtplib
+import subprocess
 import time
 
 import pytest
@@ -314,3 +316,20 @@ def test_log_lines(mailhost):
     assert mailhost.wait_for_log(
         r"[0-9A-F]{10}: to=<alice@example.test>, orig_to=<team@example.test>, relay=local, "
         r"delay=[0-9.]+, dsn=2\.0\.0, status=sent \(delivered to maildir\)")
+
+
+@pytest.mark.skipif(shutil.which("smtp-source") is None, reason="Postfix's smtp-source is not installed")
+def test_postfix_lmtp_client(mailhost):
+    """Postfix's smtp-source, in LMTP mode over the Unix socket: two
+    sessions, six messages."""
+    result = subprocess.run(
+        ["smtp-source", "-L", "-s", "2", "-m", "6", "-l", "2000", "-M", "client.example.test",
+         "-f", "sender@example.org", "-t", "bob@example.test",
+         "unix:" + mailhost.settings["lmtp_socket"]],
+        capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    messages = mailhost.messages("bob@example.test")
+    assert len(messages) == 6
+    for message in messages:
+        assert message.startswith(b"Return-Path: <sender@example.org>\nDelivered-To: bob@example.test\n")
+        assert b"\r" not in message
