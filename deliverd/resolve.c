@@ -150,8 +150,9 @@ target_exists(const struct target_list *list, const struct target *target)
 	return 0;
 }
 
-/* Append a destination (strings copied), dropping exact duplicates. */
-static void
+/* Append a destination (strings copied). Returns it, or NULL when an
+ * equal one is already listed. */
+static struct target *
 target_add(struct expansion *expansion, enum target_kind kind, const char *address,
     const char *user, const char *detail, const char *text, int forward)
 {
@@ -166,7 +167,7 @@ target_add(struct expansion *expansion, enum target_kind kind, const char *addre
 	};
 
 	if (target_exists(list, &target))
-		return;
+		return NULL;
 	if (list->count == list->capacity) {
 		list->capacity = list->capacity ? list->capacity * 2 : 4;
 		list->items = xrealloc(list->items, list->capacity * sizeof *list->items);
@@ -175,17 +176,19 @@ target_add(struct expansion *expansion, enum target_kind kind, const char *addre
 	target.user = xstrdup(target.user);
 	target.detail = xstrdup(target.detail);
 	target.text = xstrdup(target.text);
-	list->items[list->count++] = target;
+	list->items[list->count] = target;
+	return &list->items[list->count++];
 }
 
 static void
 target_add_failure(struct expansion *expansion, const char *address,
     const struct delivery_result *failure)
 {
-	struct target_list *list = expansion->out;
+	struct target *target = target_add(expansion, TARGET_FAILED, address, NULL, NULL,
+	    failure->text, 0);
 
-	target_add(expansion, TARGET_FAILED, address, NULL, NULL, failure->text, 0);
-	list->items[list->count - 1].failure = *failure;
+	if (target != NULL)
+		target->failure = *failure;
 }
 
 /* Lower-cased "local@domain" (or "local@myhostname" for a bare local part). */
