@@ -104,7 +104,7 @@ message_problem(struct session *s, char *reply, size_t replysize)
 		    settings->message_size_limit);
 	else if ((flags & SMTP_DATA_BARE_LF) && !settings->normalize_bare_lf)
 		snprintf(reply, replysize,
-		    "550 5.5.2 Error: bare LF received; lines must end with CRLF (RFC 5321 2.3.8)");
+		    "550 5.5.2 Error: bare LF received; lines must end with CRLF");
 	else if ((flags & SMTP_DATA_NUL) && tx->body != BODY_BINARYMIME)
 		snprintf(reply, replysize, "554 5.6.0 Error: message contains NUL characters");
 	else if (flags & SMTP_DATA_LONG_LINE)
@@ -257,8 +257,8 @@ data_read(struct session *s)
 
 /*
  * Parse "SIZE [LAST]". Returns 0, or -1 when the size is missing or
- * invalid: then the chunk cannot be skipped, so the bytes that follow
- * are read as commands, as in every SMTP server.
+ * invalid. Then the chunk cannot be skipped, so the bytes that follow
+ * are read as commands.
  */
 static int
 parse_bdat_args(const char *args, unsigned long long *size, int *last)
@@ -325,7 +325,7 @@ chunk_end(struct session *s)
 	struct transaction *tx = &s->tx;
 	char reply[256];
 
-	/* A rejected chunk fails the whole transaction (RFC 3030 4.2). */
+	/* A rejected chunk fails the whole transaction, as RFC 3030 requires. */
 	if (s->chunk_reply[0] != '\0') {
 		strlcpy_x(reply, s->chunk_reply, sizeof reply);
 		s->chunk_reply[0] = '\0';

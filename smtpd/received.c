@@ -18,7 +18,7 @@ format_date(char *out, size_t outsize)
 }
 
 /*
- * The with-protocol name: RFC 3848 (SMTP, ESMTP) and RFC 6531 3.7.3
+ * The with-protocol name: RFC 3848 (SMTP, ESMTP) and RFC 6531
  * (UTF8SMTP for a transaction with SMTPUTF8).
  */
 static const char *

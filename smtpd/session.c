@@ -5,7 +5,7 @@
  * Replies go into the bufferevent's output buffer, which libevent
  * writes from the event loop after every complete command in the
  * input has been handled. So a pipelined group of commands gets its
- * replies in one write, when the input buffer is empty (RFC 2920 3.1).
+ * replies in one write, when the input buffer is empty (RFC 2920).
  */
 #include <errno.h>
 #include <stdarg.h>

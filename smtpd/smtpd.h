@@ -73,7 +73,7 @@ enum session_counter {
 
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
-/* What happens when queued answers the request in flight. */
+/* The request in flight to queued, which decides what its reply does. */
 enum queue_request {
 	QUEUE_IDLE,
 	QUEUE_NEW_FOR_DATA,
