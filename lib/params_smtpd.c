@@ -23,7 +23,7 @@ const struct config_param config_params_smtpd[] = {
 	{ "smtpd_queue_timeout", CONFIG_TIME, "120s", 1, 24 * HOUR,
 	  "how long smtpd waits for queued to create or commit a message before replying 451, in seconds" },
 	{ "smtpd_userdb_timeout", CONFIG_TIME, "5s", 1, 300,
-	  "how long one recipient lookup in authd's userdb may take before RCPT gets 451, in seconds" },
+	  "how long one recipient lookup in authd's userdb may take before RCPT gets 451 4.3.0, in seconds; other sessions go on meanwhile" },
 	{ "smtpd_hard_error_limit", CONFIG_INT, "20", 1, 100000,
 	  "error replies in one session after which smtpd replies 421 and disconnects" },
 	{ "smtpd_line_length_limit", CONFIG_SIZE, "4096", 512, 1024 * KIB,

@@ -41,22 +41,37 @@ static const struct command commands[] = {
 };
 
 /*
- * Run one command line. The counter of the command counts it as
- * successful unless it sent an error reply.
+ * Count the command that just finished as successful unless it sent an
+ * error reply. A command that waits for queued or authd, or for the
+ * bytes of a BDAT chunk, finishes when its reply is sent.
  */
+void
+command_finish(struct session *s)
+{
+	if (s->command_counter < 0)
+		return;
+	if (s->errors == s->command_errors)
+		s->counters[s->command_counter].ok++;
+	s->command_counter = -1;
+}
+
+/* Run one command line. */
 void
 command_dispatch(struct session *s, char *line)
 {
 	const struct command *cmd;
 	size_t name_len = strcspn(line, " ");
 	char *args = line + name_len;
-	unsigned errors_before = s->errors;
 
 	while (*args == ' ')
 		args++;
 	for (cmd = commands; cmd->name != NULL; cmd++)
 		if (name_len == 4 && ascii_ncasecmp(line, cmd->name, 4) == 0)
 			break;
+
+	s->command_counter = (int)cmd->counter;
+	s->command_errors = s->errors;
+	s->counters[cmd->counter].total++;
 
 	if (cmd->name == NULL) {
 		char text[64];
@@ -70,9 +85,8 @@ command_dispatch(struct session *s, char *line)
 		cmd->handler(s, args);
 	}
 
-	s->counters[cmd->counter].total++;
-	if (s->errors == errors_before)
-		s->counters[cmd->counter].ok++;
+	if (s->state != SESSION_WAITING && s->state != SESSION_CHUNK)
+		command_finish(s);
 }
 
 /* Forget the transaction; an unfinished spool file is aborted. */

@@ -87,6 +87,7 @@ message_reject(struct session *s, const char *reply)
 {
 	session_log_reject(s, s->last_command, reply, NULL);
 	session_reply_raw(s, reply);
+	command_finish(s);
 	transaction_reset(s);
 	session_set_state(s, SESSION_COMMAND);
 }
@@ -142,7 +143,7 @@ message_end(struct session *s)
 		message_reject(s, "451 4.3.0 Error: queue file commit failed, try again later");
 		return;
 	}
-	session_pause_for_queue(s);
+	session_pause(s);
 }
 
 void
@@ -164,6 +165,8 @@ data_commit_done(struct session *s, const char *error)
 		session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
 	}
 
+	command_finish(s);
+
 	/* The id is committed (or gone with a failed commit): nothing to abort. */
 	tx->queue_id[0] = '\0';
 	transaction_reset(s);
@@ -180,6 +183,7 @@ data_queue_file_ready(struct session *s, enum queue_request request, int fd,
 
 		if (request == QUEUE_NEW_FOR_DATA) {
 			session_reply_raw(s, reply);
+			command_finish(s);
 			session_set_state(s, SESSION_COMMAND);
 		} else {
 			strlcpy_x(s->chunk_reply, reply, sizeof s->chunk_reply);
@@ -192,6 +196,7 @@ data_queue_file_ready(struct session *s, enum queue_request request, int fd,
 	if (request == QUEUE_NEW_FOR_DATA) {
 		spool_open(s, fd, queue_id, SMTP_DATA_DOT);
 		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+		command_finish(s);
 		session_set_state(s, SESSION_DATA);
 	} else {
 		spool_open(s, fd, queue_id, SMTP_DATA_CHUNK);
@@ -229,7 +234,7 @@ command_data(struct session *s, char *args)
 		session_reply(s, "451 4.3.0 Error: queue file creation failed, try again later");
 		return;
 	}
-	session_pause_for_queue(s);
+	session_pause(s);
 }
 
 /* Decode DATA content from the input buffer until the end of data. */
@@ -309,7 +314,7 @@ command_bdat(struct session *s, char *args)
 	if (s->chunk_reply[0] == '\0' && tx->queue_id[0] == '\0') {
 		tx->chunking = 1;
 		if (queue_client_new(s, QUEUE_NEW_FOR_BDAT) == 0) {
-			session_pause_for_queue(s);
+			session_pause(s);
 			return;
 		}
 		strlcpy_x(s->chunk_reply, "451 4.3.0 Error: queue file creation failed, try again later",
@@ -340,6 +345,7 @@ chunk_end(struct session *s)
 
 	if (!s->chunk_last) {
 		session_reply(s, "250 2.0.0 Ok: %llu octets received", s->chunk_size);
+		command_finish(s);
 		session_set_state(s, SESSION_COMMAND);
 		return;
 	}

@@ -186,7 +186,7 @@ command_rcpt(struct session *s, char *args)
 {
 	struct transaction *tx = &s->tx;
 	struct mailaddr rcpt;
-	char *path, *rest, reply[1024], formatted[ADDR_MAX * 4 + 8];
+	char *path, *rest, reply[2048], formatted[ADDR_MAX * 4 + 8];
 	const char *why;
 	int code;
 
@@ -217,6 +217,7 @@ command_rcpt(struct session *s, char *args)
 		return;
 	}
 	addr_format(&rcpt, formatted, sizeof formatted);
+	strlcpy_x(s->lookup.recipient, formatted, sizeof s->lookup.recipient);
 	if (!tx->smtputf8 && addr_has_utf8(&rcpt)) {
 		session_reply(s, "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8");
 		return;
@@ -227,13 +228,27 @@ command_rcpt(struct session *s, char *args)
 	}
 
 	code = recipient_check(s, &rcpt, reply, sizeof reply);
+	if (code == RECIPIENT_PENDING) {
+		session_pause(s);
+		return;
+	}
+	rcpt_finish(s, code, reply);
+}
+
+/* Reply to RCPT with the result of the recipient check: add it on 250. */
+void
+rcpt_finish(struct session *s, int code, const char *reply)
+{
+	struct transaction *tx = &s->tx;
+	const char *recipient = s->lookup.recipient;
+
 	if (code != 250) {
-		session_log_reject(s, "RCPT", reply, formatted);
+		session_log_reject(s, "RCPT", reply, recipient);
 		session_reply_raw(s, reply);
 		return;
 	}
 
 	tx->recipients = xrealloc(tx->recipients, (tx->nrecipients + 1) * sizeof *tx->recipients);
-	tx->recipients[tx->nrecipients++] = xstrdup(formatted);
+	tx->recipients[tx->nrecipients++] = xstrdup(recipient);
 	session_reply(s, "250 2.1.5 Ok");
 }

@@ -1,7 +1,8 @@
 /*
  * Recipient policy at RCPT time: local and virtual recipients must
  * exist (alias map or authd's userdb), other domains are relayed only
- * for clients in mynetworks.
+ * for clients in mynetworks. The userdb lookup is asynchronous: the
+ * session waits for it with its input paused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 #include "cdbmap.h"
 #include "log.h"
 #include "smtpd.h"
-#include "userdb.h"
+#include "userdb_async.h"
 #include "util.h"
 
 enum domain_class { DOMAIN_REMOTE, DOMAIN_LOCAL, DOMAIN_VIRTUAL };
@@ -56,74 +57,126 @@ alias_exists(struct smtpd *server, const char *key)
 	return rc == 1;
 }
 
-/*
- * Look KEY up as an alias, then as a user. Returns 1 if found, 0 if
- * not, -1 if authd could not be asked.
- */
+static void recipient_lookup_done(void *arg, int result, const char *error);
+
+/* The reply for a recipient that was not found in any table. */
 static int
-recipient_key_exists(struct session *s, const char *key)
+recipient_unknown(struct session *s, char *reply, size_t replysize)
 {
-	struct smtpd *server = s->server;
-	struct userdb_entry entry;
-	char err[256];
-	int rc;
+	snprintf(reply, replysize,
+	    "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s recipient table",
+	    s->lookup.recipient, s->lookup.virtual ? "virtual" : "local");
+	return 550;
+}
 
-	if (alias_exists(server, key))
-		return 1;
+static int
+recipient_lookup_failed(struct session *s, const char *error, char *reply, size_t replysize)
+{
+	char text[512];
 
-	/* TODO: the lookup blocks the event loop for up to smtpd_userdb_timeout; make it asynchronous. */
-	rc = userdb_lookup(server->userdb, key, "smtp", (int)(server->settings.userdb_timeout * 1000),
-	    &entry, err, sizeof err);
-	if (rc < 0) {
-		char text[512];
-
-		log_sanitize(text, sizeof text, key, strlen(key));
-		log_warn("userdb lookup of %s failed: %s", text, err);
-	}
-	return rc;
+	log_sanitize(text, sizeof text, s->lookup.keys[s->lookup.next - 1],
+	    strlen(s->lookup.keys[s->lookup.next - 1]));
+	log_warn("userdb lookup of %s failed: %s", text, error);
+	snprintf(reply, replysize,
+	    "451 4.3.0 <%s>: Recipient address rejected: temporary lookup failure, try again later",
+	    s->lookup.recipient);
+	return 451;
 }
 
 /*
- * Check the user part of RCPT in a local (KEY_DOMAIN NULL) or virtual
+ * Try the next key: the alias map first, then authd's userdb. Returns
+ * 250 when found, RECIPIENT_PENDING while a userdb lookup runs, or the
+ * error code with REPLY set.
+ */
+static int
+recipient_lookup_next(struct session *s, char *reply, size_t replysize)
+{
+	struct recipient_lookup *lookup = &s->lookup;
+
+	while (lookup->next < lookup->nkeys) {
+		const char *key = lookup->keys[lookup->next++];
+		char err[256];
+		int result;
+
+		if (alias_exists(s->server, key))
+			return 250;
+
+		lookup->request = userdb_async_lookup(s->server->userdb, key, recipient_lookup_done,
+		    s, &result, err, sizeof err);
+		if (lookup->request != NULL)
+			return RECIPIENT_PENDING;
+		if (result < 0)
+			return recipient_lookup_failed(s, err, reply, replysize);
+	}
+	return recipient_unknown(s, reply, replysize);
+}
+
+/* The userdb replied: finish RCPT, or try the next key. */
+static void
+recipient_lookup_done(void *arg, int result, const char *error)
+{
+	struct session *s = arg;
+	char reply[2048];
+	int code;
+
+	s->lookup.request = NULL;
+	if (result > 0)
+		code = 250;
+	else if (result < 0)
+		code = recipient_lookup_failed(s, error, reply, sizeof reply);
+	else
+		code = recipient_lookup_next(s, reply, sizeof reply);
+	if (code == RECIPIENT_PENDING)
+		return;
+
+	rcpt_finish(s, code, reply);
+	command_finish(s);
+	session_set_state(s, SESSION_COMMAND);
+	session_resume(s);
+}
+
+void
+recipient_lookup_cancel(struct session *s)
+{
+	userdb_async_cancel(s->lookup.request);
+	s->lookup.request = NULL;
+}
+
+/*
+ * Set up the keys for RCPT in a local (KEY_DOMAIN NULL) or virtual
  * domain: first the full local part, then the part before the
  * recipient delimiter ("user+detail" -> "user").
  */
-static int
-recipient_exists(struct session *s, const struct mailaddr *rcpt, const char *key_domain)
+static void
+recipient_lookup_keys(struct session *s, const struct mailaddr *rcpt, const char *key_domain)
 {
+	struct recipient_lookup *lookup = &s->lookup;
 	char local[sizeof rcpt->local], user[sizeof rcpt->local], detail[sizeof rcpt->local];
-	char key[sizeof rcpt->local + sizeof rcpt->domain + 1];
-	int rc;
 
 	strlcpy_x(local, rcpt->local, sizeof local);
 	ascii_lower(local);
 	addr_split_detail(local, s->server->settings.recipient_delimiter, user, sizeof user,
 	    detail, sizeof detail);
 
-	if (key_domain != NULL)
-		snprintf(key, sizeof key, "%s@%s", local, key_domain);
-	else
-		strlcpy_x(key, local, sizeof key);
-	rc = recipient_key_exists(s, key);
-	if (rc != 0 || detail[0] == '\0')
-		return rc;
+	lookup->nkeys = detail[0] != '\0' ? 2 : 1;
+	lookup->next = 0;
+	lookup->virtual = key_domain != NULL;
+	for (int i = 0; i < lookup->nkeys; i++) {
+		const char *part = i == 0 ? local : user;
 
-	if (key_domain != NULL)
-		snprintf(key, sizeof key, "%s@%s", user, key_domain);
-	else
-		strlcpy_x(key, user, sizeof key);
-	return recipient_key_exists(s, key);
+		if (key_domain != NULL)
+			snprintf(lookup->keys[i], sizeof lookup->keys[i], "%s@%s", part, key_domain);
+		else
+			strlcpy_x(lookup->keys[i], part, sizeof lookup->keys[i]);
+	}
 }
 
 int
 recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply, size_t replysize)
 {
 	const struct smtpd_settings *settings = &s->server->settings;
-	char formatted[ADDR_MAX * 4 + 8];
+	const char *formatted = s->lookup.recipient;
 	enum domain_class class;
-	int rc;
-
-	addr_format(rcpt, formatted, sizeof formatted);
 
 	/* RFC 5321 4.5.1: postmaster is accepted bare and in every local domain. */
 	if (rcpt->domain[0] == '\0') {
@@ -144,17 +197,6 @@ recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply, siz
 	if (class == DOMAIN_LOCAL && ascii_casecmp(rcpt->local, "postmaster") == 0)
 		return 250;
 
-	rc = recipient_exists(s, rcpt, class == DOMAIN_VIRTUAL ? rcpt->domain : NULL);
-	if (rc > 0)
-		return 250;
-	if (rc < 0) {
-		snprintf(reply, replysize,
-		    "451 4.3.0 <%s>: Recipient address rejected: temporary lookup failure, try again later",
-		    formatted);
-		return 451;
-	}
-	snprintf(reply, replysize,
-	    "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s recipient table",
-	    formatted, class == DOMAIN_VIRTUAL ? "virtual" : "local");
-	return 550;
+	recipient_lookup_keys(s, rcpt, class == DOMAIN_VIRTUAL ? rcpt->domain : NULL);
+	return recipient_lookup_next(s, reply, replysize);
 }

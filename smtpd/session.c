@@ -68,6 +68,7 @@ session_accept(struct smtpd *server, int fd, const struct sockaddr *sa, socklen_
 	s->in_mynetworks = netaddr_list_match(server->mynetworks, sa);
 	s->tx.spool_fd = -1;
 	s->last_command = "CONNECT";
+	s->command_counter = -1;
 
 	s->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
@@ -132,6 +133,7 @@ session_free(struct session *s)
 {
 	char counters[512];
 
+	recipient_lookup_cancel(s);
 	transaction_reset(s);
 	queue_client_close(s);
 
@@ -213,11 +215,11 @@ session_log_reject(struct session *s, const char *stage, const char *reply,
 	    s->esmtp ? "ESMTP" : "SMTP", helo);
 }
 
-/* Stop taking input until queued replies (session_resume). */
+/* Stop taking input until queued or authd replies (session_resume). */
 void
-session_pause_for_queue(struct session *s)
+session_pause(struct session *s)
 {
-	session_set_state(s, SESSION_WAIT_QUEUE);
+	session_set_state(s, SESSION_WAITING);
 	bufferevent_disable(s->bev, EV_READ);
 }
 
@@ -365,7 +367,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	}
 	if (s->output_paused) {
 		s->output_paused = 0;
-		if (s->state != SESSION_WAIT_QUEUE)
+		if (s->state != SESSION_WAITING)
 			bufferevent_enable(s->bev, EV_READ);
 		session_process_input(s);
 	}

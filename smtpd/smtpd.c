@@ -23,7 +23,7 @@
 #include "netaddr.h"
 #include "privsep.h"
 #include "smtpd.h"
-#include "userdb.h"
+#include "userdb_async.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 128
@@ -323,7 +323,8 @@ main(int argc, char **argv)
 	privsep_drop(config_string("smtpd_user"), NULL);
 
 	server->aliases = cdbmap_open(server->settings.alias_map_path);
-	server->userdb = userdb_client_new(server->settings.userdb_socket);
+	server->userdb = userdb_async_new(server->base, server->settings.userdb_socket,
+	    server->settings.userdb_timeout);
 
 	sigterm = evsignal_new(server->base, SIGTERM, signal_stop_cb, server);
 	sigint = evsignal_new(server->base, SIGINT, signal_stop_cb, server);
@@ -340,7 +341,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < server->nlisteners; i++)
 		evconnlistener_free(server->listeners[i]);
 	session_free_all(server);
-	userdb_client_free(server->userdb);
+	userdb_async_free(server->userdb);
 	cdbmap_close(server->aliases);
 	netaddr_list_free(server->mynetworks);
 	event_free(sigterm);

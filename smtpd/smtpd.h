@@ -50,7 +50,7 @@ struct smtpd {
 	struct smtpd_settings settings;
 	struct netaddr_list *mynetworks;
 	struct cdbmap *aliases;
-	struct userdb_client *userdb;
+	struct userdb_async *userdb;
 	TAILQ_HEAD(, session) sessions;
 	size_t nsessions;
 	unsigned long long next_session_id;
@@ -60,7 +60,7 @@ enum session_state {
 	SESSION_COMMAND,	/* reading command lines */
 	SESSION_DATA,		/* reading DATA content up to CRLF.CRLF */
 	SESSION_CHUNK,		/* reading the bytes of one BDAT chunk */
-	SESSION_WAIT_QUEUE,	/* input paused until queued replies */
+	SESSION_WAITING,	/* input paused until queued or authd replies */
 	SESSION_CLOSING,	/* sending the last replies, then closing */
 };
 
@@ -137,8 +137,20 @@ struct session {
 	enum queue_request queue_request;
 	struct event *queue_timer;
 
+	/* A recipient lookup in authd's userdb in flight (RCPT). */
+	struct recipient_lookup {
+		struct userdb_request *request;
+		char recipient[ADDR_MAX * 4 + 8];	/* formatted, for the reply */
+		char keys[2][ADDR_MAX * 4 + 8];		/* user+detail, then user */
+		int nkeys;
+		int next;
+		int virtual;
+	} lookup;
+
 	unsigned errors;
 	struct counter counters[COUNT_MAX];
+	int command_counter;		/* counter of the command still running, or -1 */
+	unsigned command_errors;	/* errors when that command started */
 	int quit;
 };
 
@@ -152,7 +164,7 @@ void session_reply_raw(struct session *s, const char *text);
 void session_log_reject(struct session *s, const char *stage, const char *reply,
     const char *recipient);
 void session_set_state(struct session *s, enum session_state state);
-void session_pause_for_queue(struct session *s);
+void session_pause(struct session *s);
 void session_resume(struct session *s);
 void session_close(struct session *s);
 void session_process_input(struct session *s);
@@ -160,11 +172,13 @@ void session_free_all(struct smtpd *server);
 
 /* commands.c */
 void command_dispatch(struct session *s, char *line);
+void command_finish(struct session *s);
 void transaction_reset(struct session *s);
 
 /* envelope.c: MAIL and RCPT */
 void command_mail(struct session *s, char *args);
 void command_rcpt(struct session *s, char *args);
+void rcpt_finish(struct session *s, int code, const char *reply);
 
 /* data.c: DATA and BDAT */
 void command_data(struct session *s, char *args);
@@ -176,8 +190,15 @@ void data_queue_file_ready(struct session *s, enum queue_request request, int fd
 void data_commit_done(struct session *s, const char *error);
 
 /* recipient.c */
+#define RECIPIENT_PENDING 0	/* recipient_check started a userdb lookup */
+/*
+ * Check RCPT, whose formatted address is already in s->lookup.recipient.
+ * Returns 250, an error code with REPLY set, or RECIPIENT_PENDING: then
+ * the lookup ends with rcpt_finish and the session resumes.
+ */
 int recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply,
     size_t replysize);
+void recipient_lookup_cancel(struct session *s);
 
 /* received.c */
 char *received_header(const struct session *s);

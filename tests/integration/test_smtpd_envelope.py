@@ -1,6 +1,10 @@
 """smtpd MAIL and RCPT: command order, paths, parameters, recipient
 policy (users, aliases, postmaster, relay) and limits."""
 
+import os
+import socket
+import time
+
 import pytest
 
 
@@ -263,4 +267,55 @@ def test_too_many_recipients(make_mailhost):
     for _ in range(3):
         assert conn.cmd("RCPT TO:<demo@example.test>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<alice@example.test>"), 452, "4.5.3")
+    conn.close()
+
+
+def test_slow_userdb_blocks_one_session(make_mailhost):
+    host = make_mailhost(smtpd_userdb_timeout="2s")
+    host.stop("authd")
+    # A userdb socket that accepts connections and never replies.
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(host.settings["userdb_socket"]):
+        os.unlink(host.settings["userdb_socket"])
+    silent.bind(host.settings["userdb_socket"])
+    os.chmod(host.settings["userdb_socket"], 0o666)
+    silent.listen(8)
+    try:
+        waiting = session(host)
+        assert waiting.cmd("MAIL FROM:<sender@example.net>")[0] == 250
+        waiting.send(b"RCPT TO:<demo@example.test>\r\n")
+        started = time.monotonic()
+
+        # Another session is served while the lookup waits.
+        other = session(host)
+        assert other.cmd("NOOP") == (250, "2.0.0 Ok")
+        assert time.monotonic() - started < 1.5
+        other.close()
+
+        assert_reply(waiting.reply(), 451, "4.3.0")
+        assert time.monotonic() - started >= 1.5
+        assert waiting.cmd("NOOP") == (250, "2.0.0 Ok")
+        waiting.close()
+    finally:
+        silent.close()
+
+
+def test_rcpt_counted_in_disconnect_line(mailhost):
+    conn = session(mailhost)
+    assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
+    assert conn.cmd("RCPT TO:<demo@example.test>")[0] == 250
+    assert conn.cmd("RCPT TO:<nobody@example.test>")[0] == 550
+    assert conn.cmd("QUIT")[0] == 221
+    conn.close()
+    assert mailhost.wait_for_log(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=1 "
+                                 r"rcpt=1/2 quit=1 commands=4/5")
+
+
+def test_userdb_reconnect_after_restart(mailhost):
+    conn = session(mailhost)
+    assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
+    assert conn.cmd("RCPT TO:<demo@example.test>")[0] == 250
+    mailhost.restart("authd")
+    assert conn.cmd("RCPT TO:<alice@example.test>")[0] == 250
+    assert conn.cmd("RCPT TO:<nobody@example.test>")[0] == 550
     conn.close()
