@@ -251,7 +251,10 @@ conn_failf(struct lmtp_conn *conn, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
-	log_warn("%s: %s", relay_name, reason);
+	if (conn->msg != NULL)
+		log_warn("%s: %s: %s", conn->msg->env->id, relay_name, reason);
+	else
+		log_warn("%s: %s", relay_name, reason);
 	conn_fail(conn, reason);
 }
 
@@ -621,12 +624,12 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		conn_failf(conn, "timed out while %s", state_name(conn->state));
+		conn_failf(conn, "timed out with %s while %s", relay_name, state_name(conn->state));
 	else if (what & BEV_EVENT_EOF)
-		conn_failf(conn, "lost connection while %s", state_name(conn->state));
+		conn_failf(conn, "lost connection with %s while %s", relay_name, state_name(conn->state));
 	else
-		conn_failf(conn, "connection error while %s: %s", state_name(conn->state),
-		    strerror(error));
+		conn_failf(conn, "connection error with %s while %s: %s", relay_name,
+		    state_name(conn->state), strerror(error));
 }
 
 /* Open a connection; 0, or -1 with errno set. */
