@@ -251,10 +251,7 @@ conn_failf(struct lmtp_conn *conn, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
-	if (conn->msg != NULL)
-		log_warn("%s: %s: %s", conn->msg->env->id, relay_name, reason);
-	else
-		log_warn("%s: %s", relay_name, reason);
+	log_warn("%s: %s", conn->msg != NULL ? conn->msg->env->id : relay_name, reason);
 	conn_fail(conn, reason);
 }
 
