@@ -294,12 +294,22 @@ remove_orphan_data(struct spool *spool)
 	closedir(dir);
 }
 
+static int
+compare_arrival(const void *a, const void *b)
+{
+	const struct envelope *left = *(struct envelope *const *)a;
+	const struct envelope *right = *(struct envelope *const *)b;
+
+	return (left->arrival_usec > right->arrival_usec) - (left->arrival_usec < right->arrival_usec);
+}
+
 size_t
 spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg), void *arg)
 {
-	DIR *dir;
+	struct envelope **envs = NULL;
+	size_t count = 0, capacity = 0;
 	struct dirent *de;
-	size_t count = 0;
+	DIR *dir;
 
 	remove_all_at(spool->tmp_fd, "removed unfinished envelope file");
 	remove_orphan_data(spool);
@@ -315,9 +325,19 @@ spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg)
 		env = load_envelope(spool, de->d_name);
 		if (env == NULL)
 			continue;
-		load(env, arg);
-		count++;
+		if (count == capacity) {
+			capacity = capacity ? capacity * 2 : 256;
+			envs = xrealloc(envs, capacity * sizeof *envs);
+		}
+		envs[count++] = env;
 	}
 	closedir(dir);
+
+	/* Oldest first, so delivery and the queue listing follow arrival. */
+	if (count > 0)
+		qsort(envs, count, sizeof *envs, compare_arrival);
+	for (size_t i = 0; i < count; i++)
+		load(envs[i], arg);
+	free(envs);
 	return count;
 }
