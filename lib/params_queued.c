@@ -18,6 +18,8 @@ const struct config_param config_params_queued[] = {
 	  "time a message may stay deferred before it is returned to the sender as undeliverable" },
 	{ "bounce_queue_lifetime", CONFIG_TIME, "5d", 0, 1000 * DAY,
 	  "time a delivery status notification (null sender) may stay deferred before it is dropped" },
+	{ "delay_warning_time", CONFIG_TIME, "0h", 0, 1000 * DAY,
+	  "time after which the sender of a still deferred message is warned once; 0 turns warnings off" },
 	{ "queue_sync_method", CONFIG_STRING, "syncfs", 0, 0,
 	  "how a commit batch reaches the disk: syncfs (one barrier for the spool file system per batch) or fsync (each file)" },
 	{ NULL, 0, NULL, 0, 0, NULL },

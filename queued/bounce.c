@@ -74,9 +74,15 @@ bounce_committed(struct commit_job *job, void *arg)
 }
 
 void
-bounce_send(struct qmsg *msg, bounce_done_cb done)
+bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done)
 {
 	struct bounce_request *request;
+	struct bounce_report report = {
+		.env = msg->env,
+		.kind = kind,
+		.myhostname = queued_settings.myhostname,
+		.now = time(NULL),
+	};
 	struct envelope *bounce;
 	char id[QUEUE_ID_MAX], *headers, *text;
 	size_t headers_len, len;
@@ -90,8 +96,12 @@ bounce_send(struct qmsg *msg, bounce_done_cb done)
 	}
 
 	headers = read_original_headers(msg->env->id, &headers_len);
-	text = bounce_build(msg->env, headers, headers_len, queued_settings.myhostname, id,
-	    time(NULL), &len, &eightbit);
+	report.headers = headers;
+	report.headers_len = headers_len;
+	report.bounce_id = id;
+	report.retry_until = (time_t)(msg->env->arrival_usec / 1000000 +
+	    queued_settings.maximal_queue_lifetime);
+	text = bounce_build(&report, &len, &eightbit);
 	free(headers);
 	if (write_all(client_fd, text, len) < 0) {
 		log_error("%s: write the delivery status notification: %s", msg->env->id,

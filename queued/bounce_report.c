@@ -60,20 +60,40 @@ format_date(char *out, size_t size, time_t when)
 	strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-static void
-write_human_part(FILE *fp, const struct envelope *env, const char *myhostname)
+/* 1 if RCPT is one of the recipients REPORT is about. */
+static int
+reported(const struct bounce_report *report, const struct envelope_rcpt *rcpt)
 {
+	if (report->kind == BOUNCE_DELAYED)
+		return rcpt->status == RCPT_DEFERRED;
+	return rcpt->status == RCPT_FAILED;
+}
+
+static void
+write_human_part(FILE *fp, const struct bounce_report *report)
+{
+	const struct envelope *env = report->env;
+
 	fprintf(fp, "Content-Description: Notification\n"
 	    "Content-Type: text/plain; charset=utf-8\n\n"
-	    "This is the mail system at host %s.\n\n"
-	    "Your message could not be delivered to one or more recipients.\n"
-	    "The delivery report and the header of your message are attached.\n\n",
-	    myhostname);
+	    "This is the mail system at host %s.\n\n", report->myhostname);
+	if (report->kind == BOUNCE_DELAYED) {
+		char until[64];
+
+		format_date(until, sizeof until, report->retry_until);
+		fprintf(fp, "Your message could not be delivered yet to one or more recipients.\n"
+		    "Delivery will be retried until %s, and you will be notified\n"
+		    "again only if it fails. You do not need to send it again.\n\n", until);
+	} else {
+		fputs("Your message could not be delivered to one or more recipients.\n"
+		    "The delivery report and the header of your message are attached.\n\n", fp);
+	}
+
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *rcpt = &env->rcpts[i];
 		char *reason;
 
-		if (rcpt->status != RCPT_FAILED)
+		if (!reported(report, rcpt))
 			continue;
 		reason = envelope_clean_text(rcpt->reason != NULL ? rcpt->reason : "unknown error",
 		    BOUNCE_DIAGNOSTIC_MAX, 0);
@@ -83,10 +103,23 @@ write_human_part(FILE *fp, const struct envelope *env, const char *myhostname)
 	fputs("\n", fp);
 }
 
-static void
-write_status_part(FILE *fp, const struct envelope *env, const char *myhostname)
+/* The Status field of RCPT: its dsn when that fits the report, else the
+ * generic code of the report's class. */
+static const char *
+report_status(const struct bounce_report *report, const struct envelope_rcpt *rcpt)
 {
-	char arrival[64];
+	const char *status = valid_status(rcpt->dsn);
+
+	if (report->kind == BOUNCE_DELAYED)
+		return status != NULL && status[0] == '4' ? status : "4.0.0";
+	return status != NULL ? status : "5.0.0";
+}
+
+static void
+write_status_part(FILE *fp, const struct bounce_report *report)
+{
+	const struct envelope *env = report->env;
+	char arrival[64], until[64];
 
 	format_date(arrival, sizeof arrival, (time_t)(env->arrival_usec / 1000000));
 	fprintf(fp, "Content-Description: Delivery report\n"
@@ -94,14 +127,13 @@ write_status_part(FILE *fp, const struct envelope *env, const char *myhostname)
 	    "Reporting-MTA: dns; %s\n"
 	    "X-Estafeta-Queue-ID: %s\n"
 	    "Arrival-Date: %s\n",
-	    myhostname, env->id, arrival);
+	    report->myhostname, env->id, arrival);
 
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *rcpt = &env->rcpts[i];
-		const char *status = valid_status(rcpt->dsn);
 		char *diagnostic;
 
-		if (rcpt->status != RCPT_FAILED)
+		if (!reported(report, rcpt))
 			continue;
 		fprintf(fp, "\nFinal-Recipient: %s; %s\n",
 		    has_8bit(rcpt->address) ? "utf-8" : "rfc822", rcpt->address);
@@ -112,47 +144,56 @@ write_status_part(FILE *fp, const struct envelope *env, const char *myhostname)
 			free(orcpt);
 		}
 		diagnostic = bounce_diagnostic_code(rcpt->reason != NULL ? rcpt->reason : "unknown error");
-		fprintf(fp, "Action: failed\nStatus: %s\nDiagnostic-Code: %s\n",
-		    status != NULL ? status : "5.0.0", diagnostic);
+		fprintf(fp, "Action: %s\nStatus: %s\nDiagnostic-Code: %s\n",
+		    report->kind == BOUNCE_DELAYED ? "delayed" : "failed",
+		    report_status(report, rcpt), diagnostic);
 		free(diagnostic);
+		if (report->kind == BOUNCE_DELAYED) {
+			format_date(until, sizeof until, report->retry_until);
+			fprintf(fp, "Will-Retry-Until: %s\n", until);
+		}
 	}
 	fputs("\n", fp);
 }
 
 char *
-bounce_build(const struct envelope *env, const char *headers, size_t headers_len,
-    const char *myhostname, const char *bounce_id, time_t now, size_t *len, int *eightbit)
+bounce_build(const struct bounce_report *report, size_t *len, int *eightbit)
 {
+	const char *myhostname = report->myhostname;
 	char *buf = NULL, date[64], *boundary;
 	size_t size = 0;
 	FILE *fp = open_memstream(&buf, &size);
 
 	if (fp == NULL)
 		fatal("open_memstream");
-	format_date(date, sizeof date, now);
-	boundary = xasprintf("%s.%lld/%s", bounce_id, (long long)now, myhostname);
+	format_date(date, sizeof date, report->now);
+	boundary = xasprintf("%s.%lld/%s", report->bounce_id, (long long)report->now, myhostname);
 
 	fprintf(fp, "Date: %s\n"
 	    "From: MAILER-DAEMON@%s (Mail Delivery System)\n"
 	    "To: <%s>\n"
-	    "Subject: Undelivered Mail Returned to Sender\n"
+	    "Subject: %s\n"
 	    "Message-ID: <%s@%s>\n"
 	    "Auto-Submitted: auto-replied\n"
 	    "MIME-Version: 1.0\n"
 	    "Content-Type: multipart/report; report-type=delivery-status;\n"
 	    "\tboundary=\"%s\"\n\n"
 	    "This is a MIME-encapsulated delivery status notification.\n\n",
-	    date, myhostname, env->sender, bounce_id, myhostname, boundary);
+	    date, myhostname, report->env->sender,
+	    report->kind == BOUNCE_DELAYED ? "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender",
+	    report->bounce_id, myhostname, boundary);
 
 	fprintf(fp, "--%s\n", boundary);
-	write_human_part(fp, env, myhostname);
+	write_human_part(fp, report);
 	fprintf(fp, "--%s\n", boundary);
-	write_status_part(fp, env, myhostname);
+	write_status_part(fp, report);
 	fprintf(fp, "--%s\n"
-	    "Content-Description: Undelivered Message Headers\n"
-	    "Content-Type: text/rfc822-headers\n\n", boundary);
-	fwrite(headers, 1, headers_len, fp);
-	if (headers_len > 0 && headers[headers_len - 1] != '\n')
+	    "Content-Description: %s Message Headers\n"
+	    "Content-Type: text/rfc822-headers\n\n", boundary,
+	    report->kind == BOUNCE_DELAYED ? "Delayed" : "Undelivered");
+	fwrite(report->headers, 1, report->headers_len, fp);
+	if (report->headers_len > 0 && report->headers[report->headers_len - 1] != '\n')
 		fputc('\n', fp);
 	fprintf(fp, "\n--%s--\n", boundary);
 	fclose(fp);

@@ -103,6 +103,7 @@ read_settings(void)
 	s->queue_run_delay = config_time("queue_run_delay");
 	s->maximal_queue_lifetime = config_time("maximal_queue_lifetime");
 	s->bounce_queue_lifetime = config_time("bounce_queue_lifetime");
+	s->delay_warning_time = config_time("delay_warning_time");
 	s->queue_uid = privsep_lookup(config_string("queue_user"), &uid, &gid) == 0 ? uid : (uid_t)-1;
 
 	if (s->minimal_backoff_time > s->maximal_backoff_time)

@@ -19,6 +19,7 @@ struct queued_settings {
 	long long queue_run_delay;	/* seconds */
 	long long maximal_queue_lifetime;	/* seconds */
 	long long bounce_queue_lifetime;	/* seconds */
+	long long delay_warning_time;	/* seconds, 0 for no warnings */
 	uid_t queue_uid;		/* queue_user, or (uid_t)-1 if it does not exist */
 };
 

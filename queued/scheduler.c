@@ -235,37 +235,76 @@ mark_failed_bounced(struct envelope *env)
 }
 
 static void
-bounce_done(struct qmsg *msg, const char *bounce_id)
+delay_warning_done(struct qmsg *msg, const char *bounce_id)
+{
+	if (bounce_id != NULL) {
+		log_info("%s: sender delay notification: %s", msg->env->id, bounce_id);
+		envelope_set_attr(msg->env, "delay_warning_sent", "yes");
+	}
+	finish_attempt(msg);
+}
+
+/* Warn the sender once when recipients are still deferred after
+ * delay_warning_time (0 turns warnings off, as in Postfix). */
+static void
+send_delay_warning(struct qmsg *msg)
+{
+	const struct envelope *env = msg->env;
+	long long after = queued_settings.delay_warning_time;
+
+	if (after == 0 || msg->deleted || env->sender[0] == '\0' ||
+	    envelope_attr(env, "delay_warning_sent") != NULL ||
+	    envelope_count(env, RCPT_DEFERRED) == 0 ||
+	    now_usec() - env->arrival_usec < after * 1000000) {
+		finish_attempt(msg);
+		return;
+	}
+	bounce_send(msg, BOUNCE_DELAYED, delay_warning_done);
+}
+
+static void
+failure_notice_done(struct qmsg *msg, const char *bounce_id)
 {
 	if (bounce_id != NULL) {
 		log_info("%s: sender non-delivery notification: %s", msg->env->id, bounce_id);
 		mark_failed_bounced(msg->env);
 	}
-	finish_attempt(msg);
+	send_delay_warning(msg);
 }
 
-void
-scheduler_attempt_done(struct qmsg *msg)
+/* Return failed recipients to the sender, unless it is the null sender. */
+static void
+send_failure_notice(struct qmsg *msg)
 {
 	struct envelope *env = msg->env;
 
-	env->attempts++;
+	if (envelope_count(env, RCPT_FAILED) == 0) {
+		send_delay_warning(msg);
+		return;
+	}
+	if (env->sender[0] == '\0') {
+		log_info("%s: no bounce to the null sender; %zu failed recipients dropped",
+		    env->id, envelope_count(env, RCPT_FAILED));
+		mark_failed_bounced(env);
+		send_delay_warning(msg);
+		return;
+	}
+	bounce_send(msg, BOUNCE_FAILED, failure_notice_done);
+}
+
+/* The steps after an attempt run in order, each possibly waiting for a
+ * notification to be committed: expiry, failure notice, delay warning,
+ * then removal or deferral (finish_attempt). */
+void
+scheduler_attempt_done(struct qmsg *msg)
+{
+	msg->env->attempts++;
 	if (msg->deleted) {
 		remove_message(msg);
 		return;
 	}
 	expire_if_due(msg);
-
-	if (envelope_count(env, RCPT_FAILED) > 0) {
-		if (env->sender[0] != '\0') {
-			bounce_send(msg, bounce_done);
-			return;
-		}
-		log_info("%s: no bounce to the null sender; %zu failed recipients dropped",
-		    env->id, envelope_count(env, RCPT_FAILED));
-		mark_failed_bounced(env);
-	}
-	finish_attempt(msg);
+	send_failure_notice(msg);
 }
 
 /* Remove the message if every recipient is done, else defer it. */

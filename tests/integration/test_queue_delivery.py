@@ -7,6 +7,7 @@ socket (QueueClient), and go out to the real deliverd over LMTP.
 import email
 import email.policy
 import os
+import re
 import signal
 import threading
 import time
@@ -308,3 +309,31 @@ def test_parallel_commits_all_delivered(mailhost):
 def test_sigterm_stops_cleanly(mailhost):
     mailhost.stop("queued")
     assert mailhost.wait_for_log(r"estafeta/queued\[\d+\]: stopped")
+
+
+def test_delay_warning_sent_once(make_mailhost):
+    host = make_mailhost(delay_warning_time="1s", **FAST_RETRY)
+    send_smtp(host, "alice@example.test", ["someone@remote.example"], message("slow"))
+    match = host.wait_for_log(r"([0-9A-F]+): sender delay notification: ([0-9A-F]+)")
+    assert match
+    queue_id = match.group(1)
+
+    assert len(host.wait_for_messages("alice@example.test", 1)) == 1
+    reports = bounces_in(host, "alice@example.test")
+    assert len(reports) == 1
+    assert reports[0]["Subject"] == "Delayed Mail (still being retried)"
+    rcpt = delivery_status(reports[0])[1]
+    assert rcpt["final-recipient"] == "rfc822; someone@remote.example"
+    assert rcpt["action"] == "delayed"
+    assert rcpt["status"].startswith("4.")
+    assert "will-retry-until" in rcpt
+
+    # Later attempts keep the message queued and send no second warning.
+    attempts = len(re.findall(queue_id + r": to=<someone@remote.example>", host.log()))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(re.findall(
+            queue_id + r": to=<someone@remote.example>", host.log())) < attempts + 2:
+        time.sleep(0.2)
+    assert len(re.findall(queue_id + r": to=<someone@remote.example>", host.log())) >= attempts + 2
+    assert len(re.findall(queue_id + r": sender delay notification", host.log())) == 1
+    assert queue_id in queued_ids(host)

@@ -186,8 +186,12 @@ START_TEST(bounce_report_structure)
 	const char *headers = "From: <alice@example.test>\nSubject: hello\n";
 	size_t len;
 	int eightbit = -1;
-	char *text = bounce_build(env, headers, strlen(headers), "mail.example.test",
-	    "4F2A1B3C9D0E1F99", 1733350000, &len, &eightbit);
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_FAILED, .headers = headers,
+		.headers_len = strlen(headers), .myhostname = "mail.example.test",
+		.bounce_id = "4F2A1B3C9D0E1F99", .now = 1733350000,
+	};
+	char *text = bounce_build(&report, &len, &eightbit);
 
 	ck_assert_uint_eq(strlen(text), len);
 	ck_assert_int_eq(eightbit, 0);
@@ -207,7 +211,34 @@ START_TEST(bounce_report_structure)
 	ck_assert_ptr_null(strstr(text, "Final-Recipient: rfc822; bob@example.test"));
 	ck_assert_ptr_null(strstr(text, "Final-Recipient: rfc822; dave@remote.example"));
 	ck_assert_ptr_null(strchr(text, '\r'));
+	ck_assert_ptr_null(strstr(text, "Will-Retry-Until"));
 
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(delay_report_lists_deferred)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_DELAYED, .retry_until = 1733782000, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F97", .now = 1733360000,
+	};
+	size_t len;
+	int eightbit;
+	char *text;
+
+	envelope_rcpt_set(&env->rcpts[2], RCPT_DEFERRED, "4.3.5", "outbound delivery is not enabled");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Subject: Delayed Mail (still being retried)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; dave@remote.example\n"
+	    "Action: delayed\nStatus: 4.3.5\n"
+	    "Diagnostic-Code: X-Estafeta; outbound delivery is not enabled\n"
+	    "Will-Retry-Until: "));
+	/* Failed and delivered recipients are not part of a delay report. */
+	ck_assert_ptr_null(strstr(text, "carol@example.test"));
+	ck_assert_ptr_null(strstr(text, "Final-Recipient: rfc822; bob@example.test"));
 	free(text);
 	envelope_free(env);
 }
@@ -221,8 +252,13 @@ START_TEST(bounce_report_invalid_status)
 	int eightbit;
 	char *text;
 
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_FAILED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F98",
+	};
+
 	envelope_rcpt_set(rcpt, RCPT_FAILED, "2.0.0", "odd");
-	text = bounce_build(env, "", 0, "mail.example.test", "4F2A1B3C9D0E1F98", 0, &len, &eightbit);
+	text = bounce_build(&report, &len, &eightbit);
 	ck_assert_ptr_nonnull(strstr(text, "Status: 5.0.0\n"));
 	ck_assert_ptr_nonnull(strstr(text, "Final-Recipient: utf-8; b\xc3\xa9@example.test\n"));
 	ck_assert_int_eq(eightbit, 1);
@@ -246,6 +282,7 @@ queue_envelope_suite(void)
 	tcase_add_test(tc, diagnostic_code_no_injection);
 	tcase_add_test(tc, bounce_report_structure);
 	tcase_add_test(tc, bounce_report_invalid_status);
+	tcase_add_test(tc, delay_report_lists_deferred);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
