@@ -504,6 +504,14 @@ session_command(struct session *s, char *line)
 		s->errors++;
 	}
 
+	/* An orphan of a crashed master would fail every later delivery
+	 * on this connection; closing it makes the client reconnect to the
+	 * restarted deliverd. */
+	if (s->master_lost) {
+		session_reply(s, 421, "4.3.0 %s delivery service restarting, closing the connection",
+		    local_hostname());
+		return -1;
+	}
 	if (s->errors >= MAX_ERRORS) {
 		session_reply(s, 421, "4.7.0 %s too many errors, closing the connection",
 		    local_hostname());

@@ -22,6 +22,7 @@ struct session {
 	char id[16];		/* logged with every line; new for each transaction */
 	long long timeout_seconds;
 	int errors;
+	int master_lost;	/* the master died: reply, then close so the client reconnects */
 	struct resolver *resolver;
 
 	char in[64 * 1024];

@@ -166,6 +166,7 @@ collect_results(struct session *s, long *request_rcpt, size_t pending)
 		if (reply == NULL) {
 			log_error("%s: lost the connection to the deliverd master: %s", s->id,
 			    errno ? strerror(errno) : "end of file");
+			s->master_lost = 1;
 			result_set(&result, EX_TEMPFAIL, "4.3.0", "delivery service unavailable");
 			for (long i = 0; request_rcpt[i] != -2; i++)
 				if (request_rcpt[i] >= 0)
@@ -229,6 +230,7 @@ dispatch_recipient(struct session *s, size_t rcpt_index, const struct message *m
 		if (ipc_send(s->channel, request, msg->fd) < 0) {
 			log_error("%s: cannot send a delivery request to the deliverd master: %s", s->id,
 			    strerror(errno));
+			s->master_lost = 1;
 			result_set(&result, EX_TEMPFAIL, "4.3.0", "delivery service unavailable");
 			recipient_add_result(rcpt, &result);
 		} else {
