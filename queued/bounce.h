@@ -27,7 +27,7 @@ typedef void (*bounce_done_cb)(struct qmsg *msg, const char *bounce_id);
  * sender. DONE runs once it is committed. */
 void bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done);
 
-/* What a notification is built from. */
+/* The inputs of one notification. */
 struct bounce_report {
 	const struct envelope *env;	/* the original message */
 	enum bounce_kind kind;
