@@ -62,8 +62,6 @@ queue_client_connect(struct session *s)
 		return -1;
 	}
 	s->queue = ipc_conn_new(s->server->base, sock, queue_client_message_cb, s);
-	if (s->queue_timer == NULL)
-		s->queue_timer = evtimer_new(s->server->base, queue_client_timeout_cb, s);
 	return 0;
 }
 
@@ -82,6 +80,8 @@ queue_client_send(struct session *s, struct ipc_msg *msg, enum queue_request req
 		return -1;
 	}
 	s->queue_request = request;
+	if (s->queue_timer == NULL)
+		s->queue_timer = evtimer_new(s->server->base, queue_client_timeout_cb, s);
 	evtimer_add(s->queue_timer, &tv);
 	return 0;
 }
@@ -155,7 +155,7 @@ queue_client_close(struct session *s)
 		ipc_conn_free(s->queue);
 		s->queue = NULL;
 	}
-	if (s->queue_timer != NULL && s->queue_request == QUEUE_IDLE) {
+	if (s->queue_timer != NULL) {
 		event_free(s->queue_timer);
 		s->queue_timer = NULL;
 	}

@@ -2,6 +2,7 @@
 and CR (SMTP smuggling), NUL bytes, size and line limits, BDAT chunks,
 and what reaches the queue when a message is rejected or cut off."""
 
+import signal
 import subprocess
 import time
 
@@ -261,6 +262,39 @@ def test_queued_down(mailhost):
     assert_reply(conn.cmd("DATA"), 451, "4.3.0")
     assert conn.cmd("NOOP")[0] == 250
     conn.close()
+
+
+def test_queued_stopped_before_data(make_mailhost):
+    host = make_mailhost(smtpd_queue_timeout="2s")
+    queued = host.procs["queued"]
+    conn = start_transaction(host)
+    queued.send_signal(signal.SIGSTOP)
+    try:
+        assert_reply(conn.cmd("DATA"), 451, "4.3.0")
+    finally:
+        queued.send_signal(signal.SIGCONT)
+    assert conn.cmd("NOOP")[0] == 250
+    assert conn.cmd("DATA")[0] == 354
+    assert_reply(conn.cmd(b"Subject: retry\r\n\r\nbody\r\n."), 250, "2.0.0")
+    conn.close()
+
+
+def test_queued_stopped_before_commit(make_mailhost):
+    host = make_mailhost(smtpd_queue_timeout="2s")
+    queued = host.procs["queued"]
+    conn = start_transaction(host)
+    assert conn.cmd("DATA")[0] == 354
+    queued.send_signal(signal.SIGSTOP)
+    try:
+        # No 250 without COMMIT-OK: the client must retry later.
+        assert_reply(conn.cmd(b"Subject: stuck\r\n\r\nbody\r\n."), 451, "4.3.0")
+    finally:
+        queued.send_signal(signal.SIGCONT)
+    assert conn.cmd("NOOP")[0] == 250
+    conn.close()
+    # queued may still commit the COMMIT it had already received, so
+    # the message can arrive twice after the client retries: at least
+    # once, never lost.
 
 
 def test_two_messages_one_session(mailhost):

@@ -1,8 +1,7 @@
 """smtpd MAIL and RCPT: command order, paths, parameters, recipient
 policy (users, aliases, postmaster, relay) and limits."""
 
-import os
-import socket
+import signal
 import time
 
 import pytest
@@ -272,14 +271,9 @@ def test_too_many_recipients(make_mailhost):
 
 def test_slow_userdb_blocks_one_session(make_mailhost):
     host = make_mailhost(smtpd_userdb_timeout="2s")
-    host.stop("authd")
-    # A userdb socket that accepts connections and never replies.
-    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if os.path.exists(host.settings["userdb_socket"]):
-        os.unlink(host.settings["userdb_socket"])
-    silent.bind(host.settings["userdb_socket"])
-    os.chmod(host.settings["userdb_socket"], 0o666)
-    silent.listen(8)
+    authd = host.procs["authd"]
+    # A stopped authd accepts connections (the kernel queues them) but never replies.
+    authd.send_signal(signal.SIGSTOP)
     try:
         waiting = session(host)
         assert waiting.cmd("MAIL FROM:<sender@example.net>")[0] == 250
@@ -295,9 +289,12 @@ def test_slow_userdb_blocks_one_session(make_mailhost):
         assert_reply(waiting.reply(), 451, "4.3.0")
         assert time.monotonic() - started >= 1.5
         assert waiting.cmd("NOOP") == (250, "2.0.0 Ok")
-        waiting.close()
     finally:
-        silent.close()
+        authd.send_signal(signal.SIGCONT)
+
+    # Once authd runs again, lookups work on the same session.
+    assert waiting.cmd("RCPT TO:<demo@example.test>")[0] == 250
+    waiting.close()
 
 
 def test_rcpt_counted_in_disconnect_line(mailhost):
