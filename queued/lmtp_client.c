@@ -7,6 +7,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -25,6 +26,7 @@
 #define LMTP_REPLY_MAX	1000		/* reply text kept for logs and bounces */
 #define LMTP_CHUNK	(64 * 1024)	/* message bytes read per write callback */
 #define LMTP_IDLE_TIME	10		/* seconds before an idle connection is closed */
+#define LMTP_REUSE_TIME	300		/* seconds after which a connection takes no new message */
 
 enum lmtp_state {
 	LMTP_GREETING,
@@ -41,6 +43,7 @@ struct lmtp_conn {
 	struct bufferevent *bev;
 	enum lmtp_state state;
 	struct event *idle_ev;
+	time_t opened;
 	int ext_8bitmime;
 	int ext_smtputf8;
 
@@ -269,15 +272,21 @@ conn_send(struct lmtp_conn *conn, const char *fmt, ...)
 }
 
 static void
+send_quit(struct lmtp_conn *conn)
+{
+	event_del(conn->idle_ev);
+	conn_send(conn, "QUIT\r\n");
+	conn->state = LMTP_QUIT;
+	set_timeouts(conn, 1);
+}
+
+static void
 idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lmtp_conn *conn = arg;
 
-	if (conn->state != LMTP_IDLE)
-		return;
-	conn_send(conn, "QUIT\r\n");
-	conn->state = LMTP_QUIT;
-	set_timeouts(conn, 1);
+	if (conn->state == LMTP_IDLE)
+		send_quit(conn);
 }
 
 static void
@@ -341,13 +350,34 @@ start_transaction(struct lmtp_conn *conn, struct qmsg *msg)
 	set_timeouts(conn, 1);
 }
 
+/* 1 if every recipient of the transaction got a temporary failure. */
+static int
+all_deferred(const struct lmtp_conn *conn)
+{
+	for (size_t r = 0; r < conn->nrcpts; r++)
+		if (conn->msg->env->rcpts[conn->rcpts[r]].status != RCPT_DEFERRED)
+			return 0;
+	return 1;
+}
+
+/*
+ * The transaction is over. The connection is kept for the next message
+ * unless every recipient was deferred or it is older than
+ * LMTP_REUSE_TIME: a server that only fails temporarily (a deliverd
+ * worker whose master is gone, say) is left, so the next message gets
+ * a fresh connection.
+ */
 static void
 transaction_done(struct lmtp_conn *conn)
 {
 	struct qmsg *msg = conn->msg;
+	int reconnect = all_deferred(conn) || time(NULL) - conn->opened >= LMTP_REUSE_TIME;
 
 	free_transaction(conn);
-	become_idle(conn);
+	if (reconnect)
+		send_quit(conn);
+	else
+		become_idle(conn);
 	scheduler_attempt_done(msg);
 	schedule_kick();
 }
@@ -655,6 +685,7 @@ conn_open(void)
 
 	conn = xcalloc(1, sizeof *conn);
 	conn->data_fd = -1;
+	conn->opened = time(NULL);
 	conn->state = LMTP_GREETING;
 	conn->bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	conn->idle_ev = event_new(queued_base, -1, 0, idle_cb, conn);
