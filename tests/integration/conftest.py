@@ -108,7 +108,8 @@ class RawSMTP:
 class MailHost:
     """One Estafeta installation under DIR, driven by the tests."""
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, netns=None):
+        self.netns = netns
         self.dir = Path(tempfile.mkdtemp(prefix="est-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.smtp_port = free_port()
@@ -185,13 +186,21 @@ class MailHost:
             log = open(self.dir / "log" / ("%s.log" % name), "ab")
             self.logs[name] = log
             self.procs[name] = subprocess.Popen(
-                [self.bin(name), "-f", "-c", str(self.config_path)],
+                self.netns_prefix() + [self.bin(name), "-f", "-c", str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 start_new_session=True)
             self.process_groups.add(self.procs[name].pid)
             self.wait_ready(name)
 
+    def netns_prefix(self):
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
     def ready_probe(self, name):
+        if name == "smtpd" and self.netns:
+            host, port = self.settings["smtpd_listen"].rsplit(":", 1)
+            probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
+            return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
+                                  capture_output=True).returncode == 0
         if name == "smtpd":
             try:
                 socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1).close()
@@ -335,8 +344,8 @@ def pytest_runtest_makereport(item, call):
 def make_mailhost(request):
     hosts = []
 
-    def factory(start=True, aliases=None, **settings):
-        host = MailHost({k: str(v) for k, v in settings.items()})
+    def factory(start=True, aliases=None, netns=None, **settings):
+        host = MailHost({k: str(v) for k, v in settings.items()}, netns=netns)
         hosts.append(host)
         if aliases is not None:
             host.write_aliases(aliases)
