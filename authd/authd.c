@@ -21,40 +21,11 @@
 
 #include "authd.h"
 #include "config.h"
+#include "daemon.h"
 #include "ipc.h"
 #include "log.h"
 #include "privsep.h"
 #include "util.h"
-
-#define MAX_OVERRIDES 64
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: authd [-f] [-c config] [-o name=value]...\n");
-	exit(EX_USAGE);
-}
-
-/* Apply the -o name=value options on top of the loaded configuration. */
-static void
-apply_overrides(char **overrides, int count)
-{
-	char err[512];
-
-	for (int i = 0; i < count; i++) {
-		char *eq = strchr(overrides[i], '=');
-
-		if (eq == NULL) {
-			fprintf(stderr, "authd: invalid -o %s: expected name=value\n", overrides[i]);
-			exit(EX_USAGE);
-		}
-		*eq = '\0';
-		if (config_set(overrides[i], eq + 1, err, sizeof err) < 0) {
-			fprintf(stderr, "authd: -o %s: %s\n", overrides[i], err);
-			exit(EX_USAGE);
-		}
-	}
-}
 
 /* The octal permissions in parameter NAME. */
 static mode_t
@@ -162,37 +133,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	char *overrides[MAX_OVERRIDES];
-	const char *config_file = NULL;
-	int foreground = 0, noverrides = 0, opt, userdb_fd, auth_fd, as_root;
+	int userdb_fd, auth_fd, as_root;
 	struct event_base *base;
 	struct event *sigterm, *sigint, *sighup;
 
-	while ((opt = getopt(argc, argv, "fc:o:")) != -1) {
-		switch (opt) {
-		case 'f':
-			foreground = 1;
-			break;
-		case 'c':
-			config_file = optarg;
-			break;
-		case 'o':
-			if (noverrides == MAX_OVERRIDES)
-				usage();
-			overrides[noverrides++] = optarg;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc)
-		usage();
-
-	config_load_or_die(config_file);
-	apply_overrides(overrides, noverrides);
-	log_init("authd", foreground, config_bool("syslog"));
-	log_set_debug(config_bool("debug"));
-	signal(SIGPIPE, SIG_IGN);
+	daemon_start("authd", argc, argv);
 
 	as_root = privsep_is_root();
 	/* userdb_socket last: clients take it as the sign that authd is ready. */

@@ -17,18 +17,12 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "deliverd.h"
 #include "ipc.h"
 #include "log.h"
 #include "privsep.h"
 #include "util.h"
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: deliverd [-f] [-c config] [-o name=value]...\n");
-	exit(64);
-}
 
 static mode_t
 socket_mode(void)
@@ -97,43 +91,9 @@ check_users(void)
 int
 main(int argc, char **argv)
 {
-	const char *config_file = NULL;
-	char *overrides[64];
-	size_t noverrides = 0;
-	int foreground = 0, opt, fd;
+	int fd;
 
-	while ((opt = getopt(argc, argv, "fc:o:")) != -1) {
-		switch (opt) {
-		case 'f':
-			foreground = 1;
-			break;
-		case 'c':
-			config_file = optarg;
-			break;
-		case 'o':
-			if (noverrides == sizeof overrides / sizeof overrides[0])
-				usage();
-			overrides[noverrides++] = optarg;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc)
-		usage();
-
-	config_load_or_die(config_file);
-	for (size_t i = 0; i < noverrides; i++) {
-		char err[512], *eq = strchr(overrides[i], '=');
-
-		if (eq == NULL)
-			fatalx("-o %s: expected name=value", overrides[i]);
-		*eq = '\0';
-		if (config_set(overrides[i], eq + 1, err, sizeof err) < 0)
-			fatalx("-o %s: %s", overrides[i], err);
-	}
-	log_init("deliverd", foreground, config_bool("syslog"));
-	log_set_debug(config_bool("debug"));
+	daemon_start("deliverd", argc, argv);
 
 	check_users();
 	umask(022);

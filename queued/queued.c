@@ -17,6 +17,7 @@
 
 #include "commit.h"
 #include "config.h"
+#include "daemon.h"
 #include "envelope.h"
 #include "ipc.h"
 #include "lmtp_client.h"
@@ -33,56 +34,6 @@ struct spool queued_spool;
 struct event_base *queued_base;
 
 static char myhostname[256];
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: queued [-f] [-c CONFIG] [-o name=value]...\n");
-	exit(EX_USAGE);
-}
-
-static void
-load_config(int argc, char **argv, int *foreground)
-{
-	const char *path = NULL;
-	char **overrides = xcalloc((size_t)argc + 1, sizeof *overrides);
-	size_t noverrides = 0;
-	char err[1024];
-	int ch;
-
-	while ((ch = getopt(argc, argv, "fc:o:")) != -1) {
-		switch (ch) {
-		case 'f':
-			*foreground = 1;
-			break;
-		case 'c':
-			path = optarg;
-			break;
-		case 'o':
-			overrides[noverrides++] = optarg;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc)
-		usage();
-
-	log_init("queued", 1, 0);
-	config_load_or_die(path);
-	for (size_t i = 0; i < noverrides; i++) {
-		char *name = xstrdup(overrides[i]);
-		char *eq = strchr(name, '=');
-
-		if (eq == NULL)
-			fatalx("invalid -o %s: expected name=value", overrides[i]);
-		*eq = '\0';
-		if (config_set(name, eq + 1, err, sizeof err) < 0)
-			fatalx("invalid -o %s: %s", overrides[i], err);
-		free(name);
-	}
-	free(overrides);
-}
 
 static void
 read_settings(void)
@@ -169,17 +120,14 @@ main(int argc, char **argv)
 {
 	struct event *signal_events[3];
 	const int signals[3] = { SIGTERM, SIGINT, SIGHUP };
-	int foreground = 0, listen_fd;
+	int listen_fd;
 	size_t loaded;
 
-	load_config(argc, argv, &foreground);
-	log_init("queued", foreground, config_bool("syslog"));
-	log_set_debug(config_bool("debug"));
+	daemon_start("queued", argc, argv);
 	read_settings();
 
 	listen_fd = prepare_files();
 	privsep_drop(config_string("queue_user"), NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	queued_base = event_base_new();
 	if (queued_base == NULL)

@@ -19,6 +19,7 @@
 
 #include "cdbmap.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "netaddr.h"
 #include "privsep.h"
@@ -29,13 +30,6 @@
 #define LISTEN_BACKLOG 128
 
 struct smtpd smtpd;
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: smtpd [-f] [-c config] [-o name=value]...\n");
-	exit(2);
-}
 
 static void
 settings_load_hostname(struct smtpd_settings *settings)
@@ -257,59 +251,13 @@ signal_reload_cb(evutil_socket_t sig, short what, void *arg)
 	server->aliases = cdbmap_open(server->settings.alias_map_path);
 }
 
-static void
-parse_options(int argc, char **argv, int *foreground, const char **config_file)
-{
-	char *overrides[64];
-	size_t noverrides = 0;
-	int ch;
-
-	while ((ch = getopt(argc, argv, "fc:o:")) != -1) {
-		switch (ch) {
-		case 'f':
-			*foreground = 1;
-			break;
-		case 'c':
-			*config_file = optarg;
-			break;
-		case 'o':
-			if (noverrides == sizeof overrides / sizeof overrides[0])
-				fatalx("too many -o options");
-			overrides[noverrides++] = optarg;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc)
-		usage();
-
-	config_load_or_die(*config_file);
-	for (size_t i = 0; i < noverrides; i++) {
-		char err[256], *eq = strchr(overrides[i], '=');
-
-		if (eq == NULL)
-			fatalx("invalid -o %s: expected name=value", overrides[i]);
-		*eq = '\0';
-		if (config_set(overrides[i], eq + 1, err, sizeof err) < 0)
-			fatalx("invalid -o %s: %s", overrides[i], err);
-	}
-}
-
 int
 main(int argc, char **argv)
 {
 	struct smtpd *server = &smtpd;
-	const char *config_file = NULL;
-	int foreground = 0;
 	struct event *sigterm, *sigint, *sighup;
 
-	log_init("smtpd", 1, 0);
-	parse_options(argc, argv, &foreground, &config_file);
-	log_init("smtpd", foreground, config_bool("syslog"));
-	log_set_debug(config_bool("debug"));
-
-	signal(SIGPIPE, SIG_IGN);
+	daemon_start("smtpd", argc, argv);
 	TAILQ_INIT(&server->sessions);
 	settings_load(&server->settings);
 	load_mynetworks(server);
