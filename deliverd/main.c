@@ -58,7 +58,17 @@ open_listener(void)
 	if (fd < 0)
 		fatal("cannot listen on lmtp_socket %s", path);
 
-	if (group[0] != '\0') {
+	/* queued connects as queue_user, so by default its group gets the socket. */
+	if (group[0] == '\0' && privsep_is_root()) {
+		uid_t uid;
+		gid_t gid;
+
+		if (privsep_lookup(config_string("queue_user"), &uid, &gid) < 0)
+			fatalx("queue_user %s not found: create it or set lmtp_socket_group",
+			    config_string("queue_user"));
+		if (chown(path, (uid_t)-1, gid) < 0)
+			fatal("cannot give %s to the group of %s", path, config_string("queue_user"));
+	} else if (group[0] != '\0') {
 		struct group *gr = getgrnam(group);
 
 		if (gr == NULL)

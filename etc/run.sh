@@ -15,6 +15,14 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 mkdir -p "$top/etc" "$top/sock" "$top/mail" "$top/var-mail" "$top/log"
+
+# One instance per state directory: a second one would fight the first
+# for its ports and sockets.
+if [ -e "$top/run.pid" ] && kill -0 "$(cat "$top/run.pid")" 2>/dev/null; then
+	echo "estafeta: already running with state under $top (pid $(cat "$top/run.pid")); stop it first" >&2
+	exit 1
+fi
+echo $$ >"$top/run.pid"
 chmod 755 "$top" "$top/etc" "$top/sock" "$top/mail"
 chmod 1777 "$top/var-mail"
 
@@ -39,7 +47,15 @@ fi
 [ -e "$top/etc/passwd-file" ] ||
 	echo "demo@example.test:{PLAIN}demo::::$top/mail/demo::" >"$top/etc/passwd-file"
 [ -e "$top/etc/aliases" ] ||
-	printf 'postmaster: demo@example.test\nabuse: demo@example.test\n' >"$top/etc/aliases"
+	cat >"$top/etc/aliases" <<ALIASES
+# Mail for root, postmaster and abuse (cron's reports among it) goes to
+# the demo user; root itself has no mailbox.
+root: demo@example.test
+postmaster: root
+abuse: root
+postmaster@example.test: demo@example.test
+abuse@example.test: demo@example.test
+ALIASES
 chmod 644 "$top/etc/passwd-file" "$top/etc/aliases"
 
 export ESTAFETA_CONFIG="$conf"
@@ -48,17 +64,24 @@ export ESTAFETA_CONFIG="$conf"
 pids=""
 stop() {
 	trap - INT TERM EXIT
+	# Ctrl-C reaches the daemons too, so some may have exited already.
 	# shellcheck disable=SC2086
-	[ -n "$pids" ] && kill $pids 2>/dev/null
-	wait
+	[ -z "$pids" ] || kill $pids 2>/dev/null || true
+	wait || true
+	rm -f "$top/run.pid"
 	echo "estafeta: stopped"
+	exit 0
 }
 trap stop INT TERM EXIT
 
 for daemon in authd deliverd queued smtpd; do
 	"$bin/$daemon" -f -c "$conf" &
 	pids="$pids $!"
-	sleep 0.2
+	sleep 0.3
+	if ! kill -0 $! 2>/dev/null; then
+		echo "estafeta: $daemon failed to start; see the messages above" >&2
+		exit 1
+	fi
 done
 
 cat <<INFO

@@ -387,6 +387,15 @@ ipc_listen(const char *socket_path, mode_t mode)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	/* A socket file that still accepts connections belongs to a running
+	 * daemon: taking it over would cut that daemon off from its clients. */
+	sock = ipc_connect(socket_path);
+	if (sock >= 0) {
+		close(sock);
+		errno = EADDRINUSE;
+		return -1;
+	}
+
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (sock < 0)
 		return -1;

@@ -63,7 +63,8 @@ int ipc_send(int sock, const struct ipc_msg *msg, int fd);	/* fd -1: none; 0 or 
 /* Returns a message, or NULL on EOF (errno 0) or error (errno set). */
 struct ipc_msg *ipc_recv(int sock);
 
-/* Listening socket at PATH (unlinks a stale one) with MODE. fd or -1. */
+/* Listening socket at PATH with MODE; a stale socket file is replaced,
+ * but one that accepts connections fails with EADDRINUSE. fd or -1. */
 int ipc_listen(const char *socket_path, mode_t mode);
 
 /* Peer credentials of a connected Unix socket. 0 or -1. */

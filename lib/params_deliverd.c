@@ -24,9 +24,9 @@ const struct config_param config_params_deliverd[] = {
 	  "maximum depth of nested aliases and :include: files before expansion fails with 5.4.6" },
 	{ "deliverd_expansion_limit", CONFIG_INT, "1000", 1, 100000,
 	  "maximum number of destinations one recipient may expand to through aliases" },
-	{ "lmtp_socket_mode", CONFIG_STRING, "0666", 0, 0,
-	  "octal permissions of lmtp_socket; any user who can connect can deliver mail to local users" },
+	{ "lmtp_socket_mode", CONFIG_STRING, "0660", 0, 0,
+	  "octal permissions of lmtp_socket; any user who can connect can deliver mail to local users, bypassing queued" },
 	{ "lmtp_socket_group", CONFIG_STRING, "", 0, 0,
-	  "group that owns lmtp_socket (with lmtp_socket_mode 0660, the group of the LMTP clients); empty leaves root's group" },
+	  "group that owns lmtp_socket, the group of its LMTP clients (add Postfix's user to it to use lmtp:unix:); empty means the group of queue_user" },
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
