@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -125,6 +126,23 @@ config_parse_bool(const char *text, int *out)
 	return -1;
 }
 
+/* Whether WORD is one of the space-separated WORDS. */
+static int
+config_word_in(const char *words, const char *word)
+{
+	size_t len = strlen(word);
+
+	for (const char *p = words; *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n == len && len > 0 && strncmp(p, word, n) == 0)
+			return 1;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
 /* Check TEXT against the type and limits of PARAM. 0, or -1 with ERR. */
 static int
 config_validate(const struct config_param *param, const char *text, char *err,
@@ -132,6 +150,21 @@ config_validate(const struct config_param *param, const char *text, char *err,
 {
 	long long number = 0;
 	int flag;
+
+	if (param->choices != NULL && !config_word_in(param->choices, text)) {
+		snprintf(err, errsize, "invalid value \"%s\" for %s: expected one of: %s",
+		    text, param->name, param->choices);
+		return -1;
+	}
+	if (param->check != NULL) {
+		char reason[512];
+
+		if (param->check(text, reason, sizeof reason) < 0) {
+			snprintf(err, errsize, "invalid value \"%s\" for %s: %s", text, param->name,
+			    reason);
+			return -1;
+		}
+	}
 
 	switch (param->type) {
 	case CONFIG_STRING:
@@ -252,6 +285,7 @@ config_load(const char *path, char *err, size_t errsize)
 	char *line = NULL, *logical = NULL;
 	size_t cap = 0;
 	int lineno = 0, logical_lineno = 0, rc = 0;
+	struct stat st;
 	FILE *fp;
 
 	config_values_init();
@@ -264,6 +298,11 @@ config_load(const char *path, char *err, size_t errsize)
 	fp = fopen(path, "r");
 	if (fp == NULL) {
 		snprintf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errsize, "%s: not a regular file", path);
+		fclose(fp);
 		return -1;
 	}
 
@@ -291,6 +330,10 @@ config_load(const char *path, char *err, size_t errsize)
 	}
 	if (rc == 0 && logical != NULL)
 		rc = config_parse_line(logical, path, logical_lineno, err, errsize);
+	if (rc == 0 && ferror(fp)) {
+		snprintf(err, errsize, "%s: read error: %s", path, strerror(errno));
+		rc = -1;
+	}
 	free(logical);
 	free(line);
 	fclose(fp);

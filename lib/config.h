@@ -27,7 +27,17 @@ struct config_param {
 	long long min;		/* numeric types only */
 	long long max;
 	const char *help;	/* one line: what it sets, in what unit */
+	const char *choices;	/* CONFIG_STRING: the allowed words, space-separated; NULL: any */
+	/* Extra check of a value's meaning; 0, or -1 with a reason in ERR. */
+	int (*check)(const char *value, char *err, size_t errsize);
 };
+
+/* Checks for config_param.check (lib/config_checks.c). A list is checked
+ * item by item. */
+int config_check_networks(const char *value, char *err, size_t errsize);
+int config_check_listen(const char *value, char *err, size_t errsize);
+int config_check_octal_mode(const char *value, char *err, size_t errsize);
+int config_check_hostname(const char *value, char *err, size_t errsize);
 
 /*
  * The parameter tables, one per program family, each ending with a NULL

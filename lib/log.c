@@ -85,6 +85,16 @@ log_debug(const char *fmt, ...)
 	errno = saved_errno;
 }
 
+static void
+log_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(LOG_CRIT, "fatal: ", fmt, ap);
+	va_end(ap);
+}
+
 void
 fatal(const char *fmt, ...)
 {
@@ -95,7 +105,7 @@ fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	log_error("fatal: %s: %s", line, strerror(saved_errno));
+	log_fatal("%s: %s", line, strerror(saved_errno));
 	exit(1);
 }
 
@@ -108,7 +118,7 @@ fatalx(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	log_error("fatal: %s", line);
+	log_fatal("%s", line);
 	exit(1);
 }
 

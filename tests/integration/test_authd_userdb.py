@@ -387,7 +387,7 @@ def test_invalid_socket_mode_rejected(make_mailhost):
     host = make_mailhost(start=False, userdb_socket_mode="rw")
     result = host.run("authd", "-f", "-c", str(host.config_path), timeout=10)
     assert result.returncode != 0
-    assert b'invalid userdb_socket_mode "rw"' in result.stderr
+    assert b'invalid value "rw" for userdb_socket_mode' in result.stderr
 
 
 def test_stops_on_sigterm(authd_host):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ENTRY = re.compile(
     r'\{\s*"(?P<name>\w+)",\s*CONFIG_(?P<type>\w+),\s*"(?P<default>(?:[^"\\]|\\.)*)",\s*'
-    r'(?P<min>[^,]+),\s*(?P<max>[^,]+),\s*(?P<help>(?:"(?:[^"\\]|\\.)*"\s*)+)\}', re.S)
+    r'(?P<min>[^,]+),\s*(?P<max>[^,]+),\s*(?P<help>(?:"(?:[^"\\]|\\.)*"\s*)+),\s*'
+    r'(?P<choices>NULL|"(?:[^"\\]|\\.)*"),\s*(?P<check>\w+)\s*\}', re.S)
 
 FAMILIES = [
     ("common", "COMMON PARAMETERS", "Read by several programs."),
@@ -107,6 +108,8 @@ def render(repo):
         for entry in entries:
             default = entry["default"] or "(empty)"
             line = "Type: %s. Default: %s." % (TYPE_WORDS[entry["type"]], default)
+            if entry["choices"] != "NULL":
+                line += " One of: %s." % unquote(entry["choices"])
             if entry["type"] in ("INT", "SIZE", "TIME"):
                 line += " Range: %s to %s." % (entry["min"].strip(), entry["max"].strip())
             out.append(".TP\n.B %s\n%s\n.br\n%s\n" % (

@@ -138,6 +138,57 @@ START_TEST(set_checks_type)
 }
 END_TEST
 
+START_TEST(meaning_checked_on_set)
+{
+	static const struct {
+		const char *name;
+		const char *value;
+		const char *reason;
+	} bad[] = {
+		{ "mynetworks", "300.0.0.0/8", "invalid value \"300.0.0.0/8\" for mynetworks" },
+		{ "mynetworks", "10.0.0.0/33", "for mynetworks" },
+		{ "mynetworks", "garbage", "for mynetworks" },
+		{ "smtpd_listen", "127.0.0.1:99999", "is not a listen address" },
+		{ "smtpd_bare_lf", "maybe", "expected one of: reject normalize" },
+		{ "queue_sync_method", "sometimes", "expected one of: syncfs fsync" },
+		{ "lmtp_socket_mode", "999", "expected octal permissions" },
+		{ "myhostname", "a b", "expected a host name" },
+		{ "myhostname", "-bad.example", "expected a host name" },
+	};
+	static const struct {
+		const char *name;
+		const char *value;
+	} good[] = {
+		{ "mynetworks", "127.0.0.0/8 [::1]/128 192.0.2.1" },
+		{ "smtpd_listen", "127.0.0.1:2525 [::1]:2525 25" },
+		{ "smtpd_bare_lf", "normalize" },
+		{ "lmtp_socket_mode", "0660" },
+		{ "myhostname", "mail.example.org" },
+		{ "myhostname", "" },
+	};
+	char err[512];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(config_set(bad[i].name, bad[i].value, err, sizeof err) == -1,
+		    "%s = %s accepted", bad[i].name, bad[i].value);
+		ck_assert_msg(strstr(err, bad[i].reason) != NULL, "%s = %s: \"%s\"",
+		    bad[i].name, bad[i].value, err);
+	}
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(config_set(good[i].name, good[i].value, err, sizeof err) == 0,
+		    "%s = %s rejected: %s", good[i].name, good[i].value, err);
+}
+END_TEST
+
+START_TEST(load_rejects_directory)
+{
+	char err[512];
+
+	ck_assert_int_eq(config_load("/tmp", err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+}
+END_TEST
+
 Suite *
 config_suite(void)
 {
@@ -151,6 +202,8 @@ config_suite(void)
 	tcase_add_test(tc, load_reports_file_and_line);
 	tcase_add_test(tc, load_missing_file);
 	tcase_add_test(tc, set_checks_type);
+	tcase_add_test(tc, meaning_checked_on_set);
+	tcase_add_test(tc, load_rejects_directory);
 	suite_add_tcase(s, tc);
 	return s;
 }
