@@ -49,6 +49,35 @@ spool_write(struct session *s, const char *data, size_t len)
 		spool_flush(s);
 }
 
+/* Whether LINE (the first line of content, LEN bytes, maybe without
+ * its LF) starts a header section: a field name and a colon, or the
+ * empty line of an empty header section. */
+static int
+starts_with_header_field(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	if (len == 0 || line[0] == '\n')
+		return 1;
+	while (i < len && line[i] > ' ' && line[i] < 127 && line[i] != ':')
+		i++;
+	return i > 0 && i < len && line[i] == ':';
+}
+
+/* Write the held first line. A message without a header gets an empty
+ * line after our Received: field, so that its first line stays body,
+ * as Postfix's cleanup does. */
+static void
+spool_write_first_line(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+
+	if (!starts_with_header_field(tx->first_line, tx->first_line_len))
+		spool_write(s, "\n", 1);
+	spool_write(s, tx->first_line, tx->first_line_len);
+	tx->first_line_done = 1;
+}
+
 /* Add decoded message content, unless the message is already too big. */
 static void
 spool_append_content(struct session *s, const char *data, size_t len)
@@ -60,7 +89,24 @@ spool_append_content(struct session *s, const char *data, size_t len)
 		tx->too_big = 1;
 	if (tx->too_big || tx->write_failed || len == 0)
 		return;
-	spool_write(s, data, len);
+
+	if (!tx->first_line_done) {
+		size_t room = sizeof tx->first_line - tx->first_line_len;
+		size_t take = len < room ? len : room;
+		const char *lf = memchr(data, '\n', take);
+
+		if (lf != NULL)
+			take = (size_t)(lf - data) + 1;
+		memcpy(tx->first_line + tx->first_line_len, data, take);
+		tx->first_line_len += take;
+		data += take;
+		len -= take;
+		if (lf == NULL && tx->first_line_len < sizeof tx->first_line)
+			return;
+		spool_write_first_line(s);
+	}
+	if (len > 0)
+		spool_write(s, data, len);
 }
 
 /* Take the new spool file and start it with our Received: field. */
@@ -125,6 +171,8 @@ message_end(struct session *s)
 	struct transaction *tx = &s->tx;
 	char reply[256];
 
+	if (!tx->first_line_done && !tx->too_big && !tx->write_failed)
+		spool_write_first_line(s);
 	spool_flush(s);
 	if (message_problem(s, reply, sizeof reply) != NULL) {
 		message_reject(s, reply);

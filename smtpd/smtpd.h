@@ -100,6 +100,12 @@ struct transaction {
 	int write_failed;
 	struct smtp_data_decoder decoder;
 	int chunking;			/* BDAT started this message */
+
+	/* The first line of content, held until it is complete to see
+	 * whether the message starts with a header field. */
+	char first_line[1000];
+	size_t first_line_len;
+	int first_line_done;
 };
 
 struct counter {

@@ -105,6 +105,38 @@ def test_empty_message(mailhost):
     conn.close()
 
 
+def body_after_header(message):
+    """The part of a delivered message after its first empty line."""
+    return message.split(b"\n\n", 1)[1]
+
+
+@pytest.mark.parametrize("content,body", [
+    (b"just a body line\r\nsecond line\r\n", b"just a body line\nsecond line\n"),
+    (b"no newline at the end", b"no newline at the end\n"),
+    (b"x" * 1500 + b"\r\n", b"x" * 1500 + b"\n"),
+    (b"Not a header: the space comes first\r\n", b"Not a header: the space comes first\n"),
+])
+def test_headerless_message_gets_separator(mailhost, content, body):
+    conn = start_transaction(mailhost)
+    assert conn.cmd("DATA")[0] == 354
+    assert conn.cmd(content + (b"" if content.endswith(b"\n") else b"\r\n") + b".")[0] == 250
+    conn.close()
+
+    message = mailhost.wait_for_messages("demo@example.test", 1)[0]
+    assert body_after_header(message) == body
+
+
+def test_header_first_line_unchanged(mailhost):
+    conn = start_transaction(mailhost)
+    assert conn.cmd("DATA")[0] == 354
+    assert conn.cmd(b"Subject: kept\r\nX-Other: 1\r\n\r\nbody\r\n.")[0] == 250
+    conn.close()
+
+    message = mailhost.wait_for_messages("demo@example.test", 1)[0]
+    assert b"\nSubject: kept\nX-Other: 1\n\nbody\n" in message
+    assert body_after_header(message) == b"body\n"
+
+
 def test_data_with_argument(mailhost):
     conn = start_transaction(mailhost)
     assert_reply(conn.cmd("DATA now"), 501, "5.5.4")
