@@ -45,7 +45,11 @@ run_newaliases(const char *source)
 		return EX_NOINPUT;
 	}
 	cdb_path = xasprintf("%s.cdb", source);
+	/* The admin who runs newaliases must see the warnings (a name
+	 * defined twice, say), not only syslog. */
+	log_init("newaliases", 1, config_bool("syslog"));
 	rc = aliases_compile(source, cdb_path, err, sizeof err);
+	log_init("newaliases", 0, config_bool("syslog"));
 	free(cdb_path);
 	if (rc < 0) {
 		warnx_sendmail("%s", err);

@@ -288,6 +288,15 @@ def test_newaliases_other_file(make_mailhost):
     assert read_cdb(host.dir / "etc" / "other-aliases.cdb") == {"abuse": "demo@example.test"}
 
 
+def test_newaliases_warns_on_stderr(make_mailhost):
+    host = make_mailhost(start=False, aliases="twice: demo@example.test\ntwice: alice@example.test\n")
+    result = host.run("sendmail", "-bi")
+    assert result.returncode == 0
+    assert b"duplicate alias twice" in result.stderr
+    assert b"compiled" not in result.stderr
+    assert read_cdb(host.dir / "etc" / "aliases.cdb") == {"twice": "demo@example.test"}
+
+
 def test_newaliases_replaces_old_map(make_mailhost):
     host = make_mailhost(start=False, aliases="old: demo@example.test\n")
     assert host.run("sendmail", "-bi").returncode == 0
