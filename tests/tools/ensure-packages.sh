@@ -4,8 +4,8 @@
 # as another user, the exact apt-get line is printed and the script fails.
 set -eu
 
-build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev"
-check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd adduser"
+build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev"
+check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd iproute2"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;
