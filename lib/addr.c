@@ -257,6 +257,10 @@ addr_scan_mailbox(const char *text, size_t avail, int flags, struct mailaddr *ou
 			    "non-ASCII address without SMTPUTF8" : "invalid local part";
 			return 0;
 		}
+		if (local_len > ADDR_MAX_LOCAL) {
+			*why = "local part longer than 64 octets";
+			return 0;
+		}
 		memcpy(out->local, text, local_len);
 		out->local[local_len] = '\0';
 	}

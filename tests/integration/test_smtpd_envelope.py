@@ -18,6 +18,21 @@ def assert_reply(reply, code, enhanced):
     assert reply[1].startswith(enhanced + " "), reply
 
 
+@pytest.mark.parametrize("length", [65, 300, 3000])
+def test_huge_local_part_rejected(mailhost, length):
+    conn = session(mailhost)
+    assert_reply(conn.cmd("MAIL FROM:<%s@b.test>" % ("a" * length)), 501, "5.1.7")
+    assert_reply(conn.cmd("MAIL FROM:<sender@b.test>"), 250, "2.1.0")
+    assert_reply(conn.cmd("RCPT TO:<%s@example.test>" % ("a" * length)), 501, "5.1.3")
+    assert_reply(conn.cmd("RCPT TO:<demo@example.test>"), 250, "2.1.5")
+    conn.close()
+
+    # smtpd is one process for all sessions: it must still be serving.
+    other = session(mailhost)
+    assert_reply(other.cmd("NOOP"), 250, "2.0.0")
+    other.close()
+
+
 def test_rcpt_before_mail(mailhost):
     conn = session(mailhost)
     assert_reply(conn.cmd("RCPT TO:<demo@example.test>"), 503, "5.5.1")

@@ -134,6 +134,22 @@ START_TEST(path_lengths)
 }
 END_TEST
 
+/* A local part far longer than the buffer for it must be rejected
+ * before anything is copied (it used to overflow the stack). */
+START_TEST(path_huge_local_part)
+{
+	static char text[4000];
+	struct mailaddr a;
+
+	text[0] = '<';
+	memset(text + 1, 'a', 3000);
+	strcpy(text + 3001, "@b.test>");
+	ck_assert_int_eq(parse(text, 0, &a), -1);
+	ck_assert_int_eq(parse(text, ADDR_ALLOW_UTF8, &a), -1);
+	ck_assert_int_eq(addr_parse_plain(text + 1, 0, &a, &(const char *){ NULL }), -1);
+}
+END_TEST
+
 START_TEST(path_utf8)
 {
 	struct mailaddr a;
@@ -243,6 +259,7 @@ addr_suite(void)
 	tcase_add_test(tc, path_address_literals);
 	tcase_add_test(tc, path_syntax_errors);
 	tcase_add_test(tc, path_lengths);
+	tcase_add_test(tc, path_huge_local_part);
 	tcase_add_test(tc, path_utf8);
 	tcase_add_test(tc, path_without_domain);
 	tcase_add_test(tc, plain_addresses);
