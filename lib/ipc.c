@@ -195,7 +195,11 @@ ipc_msg_decode(const char *body, size_t len)
 			return NULL;
 		}
 		*eq = '\0';
-		ipc_msg_add(msg, line, eq + 1);
+		if (ipc_msg_add(msg, line, eq + 1) < 0) {
+			free(line);
+			ipc_msg_free(msg);
+			return NULL;
+		}
 		free(line);
 	}
 	return msg;
@@ -451,6 +455,11 @@ struct ipc_conn {
 	size_t incap;
 	int infds[8];
 	size_t ninfds;
+	/* Stream offsets: of inbuf[0], and of the end of the read that
+	 * brought each descriptor. A descriptor travels with the first byte
+	 * of its frame, so its frame starts before that end. */
+	unsigned long long consumed;
+	unsigned long long infd_limit[8];
 
 	struct ipc_outframe *out_head;
 	struct ipc_outframe *out_tail;
@@ -480,6 +489,12 @@ ipc_conn_dispatch(struct ipc_conn *conn)
 		uint32_t len, flags;
 		struct ipc_msg *msg;
 
+		if (conn->ninfds > 0 && conn->infd_limit[0] <= conn->consumed) {
+			log_warn("ipc: descriptor without a frame that carries it; dropping connection");
+			ipc_conn_fail(conn);
+			return -1;
+		}
+
 		memcpy(&len, conn->inbuf, 4);
 		memcpy(&flags, conn->inbuf + 4, 4);
 		len = ntohl(len);
@@ -503,7 +518,10 @@ ipc_conn_dispatch(struct ipc_conn *conn)
 			msg->fd = conn->infds[0];
 			conn->ninfds--;
 			memmove(conn->infds, conn->infds + 1, conn->ninfds * sizeof(int));
+			memmove(conn->infd_limit, conn->infd_limit + 1,
+			    conn->ninfds * sizeof conn->infd_limit[0]);
 		}
+		conn->consumed += IPC_HEADER_SIZE + len;
 		conn->inlen -= IPC_HEADER_SIZE + len;
 		memmove(conn->inbuf, conn->inbuf + IPC_HEADER_SIZE + len, conn->inlen);
 
@@ -520,6 +538,7 @@ static void
 ipc_conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ipc_conn *conn = arg;
+	size_t nfds_before;
 	ssize_t n;
 
 	if (conn->incap - conn->inlen < 65536) {
@@ -528,8 +547,11 @@ ipc_conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			conn->incap = IPC_MAX_FRAME * 2 + 65536;
 		conn->inbuf = xrealloc(conn->inbuf, conn->incap);
 	}
+	nfds_before = conn->ninfds;
 	n = ipc_recvmsg(fd, conn->inbuf + conn->inlen, conn->incap - conn->inlen,
 	    conn->infds, &conn->ninfds, sizeof conn->infds / sizeof conn->infds[0]);
+	for (size_t i = nfds_before; i < conn->ninfds; i++)
+		conn->infd_limit[i] = conn->consumed + conn->inlen + (size_t)(n > 0 ? n : 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -653,6 +675,16 @@ ipc_conn_shutdown(struct ipc_conn *conn)
 {
 	event_del(conn->read_ev);
 	event_active(conn->close_ev, EV_TIMEOUT, 1);
+}
+
+size_t
+ipc_conn_pending(const struct ipc_conn *conn)
+{
+	size_t pending = 0;
+
+	for (const struct ipc_outframe *f = conn->out_head; f != NULL; f = f->next)
+		pending += f->len - f->sent;
+	return pending;
 }
 
 int

@@ -83,6 +83,8 @@ struct ipc_conn *ipc_conn_new(struct event_base *base, int sock, ipc_msg_cb cb, 
 /* Queue a frame for sending; FD (or -1) is dup()ed, so the caller keeps its own. */
 int ipc_conn_send(struct ipc_conn *conn, const struct ipc_msg *msg, int fd);
 int ipc_conn_fd(const struct ipc_conn *conn);
+/* Bytes queued by ipc_conn_send and not yet written to the socket. */
+size_t ipc_conn_pending(const struct ipc_conn *conn);
 /* Drop the peer from inside a message callback: the NULL callback runs
  * from the event loop afterwards, and frees CONN there. */
 void ipc_conn_shutdown(struct ipc_conn *conn);

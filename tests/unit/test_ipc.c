@@ -59,6 +59,7 @@ START_TEST(decode_rejects_malformed)
 	ck_assert_ptr_null(ipc_msg_decode("a=b\n", 4));			/* no type */
 	ck_assert_ptr_null(ipc_msg_decode("T\n=v\n", 5));		/* empty key */
 	ck_assert_ptr_null(ipc_msg_decode("T\nk=\0v\n", 6));		/* NUL */
+	ck_assert_ptr_null(ipc_msg_decode("T\nk=a\rb\n", 8));		/* CR in a value */
 }
 END_TEST
 
@@ -173,6 +174,68 @@ START_TEST(event_conn_rejects_oversized_frame)
 }
 END_TEST
 
+/* Send MSG's frame without the descriptor flag but with FD attached. */
+static void
+send_unflagged_with_fd(int sock, const struct ipc_msg *msg, int fd)
+{
+	union {
+		struct cmsghdr hdr;
+		char space[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr mh = { 0 };
+	struct iovec iov;
+	struct cmsghdr *cm;
+	char *buf;
+	size_t len;
+
+	ck_assert_int_eq(ipc_msg_encode(msg, &buf, &len), 0);
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	memset(&control, 0, sizeof control);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = control.space;
+	mh.msg_controllen = sizeof control.space;
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	ck_assert_int_eq(sendmsg(sock, &mh, 0), (ssize_t)len);
+	free(buf);
+}
+
+START_TEST(event_conn_rejects_stray_descriptor)
+{
+	struct event_test t = { .last_fd = -1 };
+	int pair[2], pipefd[2];
+	struct ipc_msg *msg = ipc_msg_new("PING");
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	t.base = event_base_new();
+	ipc_conn_new(t.base, pair[1], event_test_cb, &t);
+
+	send_unflagged_with_fd(pair[0], msg, pipefd[0]);
+	ck_assert_int_eq(ipc_send(pair[0], msg, -1), 0);
+	ck_assert_int_eq(ipc_send(pair[0], msg, pipefd[1]), 0);
+	event_base_dispatch(t.base);
+
+	/* The stray descriptor is noticed at the latest when the frame
+	 * after the one it came with is dispatched, and the peer dropped
+	 * before any descriptor is handed out. */
+	ck_assert_int_le(t.count, 2);
+	ck_assert_int_eq(t.last_fd, -1);
+	ck_assert_int_eq(t.closed, 1);
+
+	close(pair[0]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	ipc_msg_free(msg);
+	event_base_free(t.base);
+}
+END_TEST
+
 Suite *
 ipc_suite(void)
 {
@@ -185,6 +248,7 @@ ipc_suite(void)
 	tcase_add_test(tc, blocking_send_with_descriptor);
 	tcase_add_test(tc, event_conn_receives_frames);
 	tcase_add_test(tc, event_conn_rejects_oversized_frame);
+	tcase_add_test(tc, event_conn_rejects_stray_descriptor);
 	suite_add_tcase(s, tc);
 	return s;
 }
