@@ -36,6 +36,7 @@
 #define CLIENT_PROTOCOL_MINOR	2
 #define CLIENT_LINE_MAX		16384
 #define CLIENT_REQUESTS_MAX	64	/* attempts in progress per connection */
+#define CLIENT_FLUSH_TIMEOUT	10	/* seconds to send the last replies to a dropped client */
 
 enum mechanism {
 	MECH_PLAIN,
@@ -67,6 +68,8 @@ struct client_conn {
 static struct event_base *client_base;
 static unsigned long next_connection_id;
 
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+
 static void
 attempt_free(struct auth_attempt *attempt)
 {
@@ -94,6 +97,34 @@ conn_free(struct client_conn *conn)
 		attempt_free(conn->attempts);
 	bufferevent_free(conn->bev);
 	free(conn);
+}
+
+static void
+conn_flushed(struct bufferevent *bev, void *arg)
+{
+	conn_free(arg);
+}
+
+/*
+ * Drop CONN after a bad request: stop reading, forget its attempts
+ * (delayed failures included), and free it once the replies to its
+ * earlier requests are sent, or after CLIENT_FLUSH_TIMEOUT if the
+ * client does not read them.
+ */
+static void
+conn_close(struct client_conn *conn)
+{
+	struct timeval timeout = { CLIENT_FLUSH_TIMEOUT, 0 };
+
+	while (conn->attempts != NULL)
+		attempt_free(conn->attempts);
+	bufferevent_disable(conn->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0) {
+		conn_free(conn);
+		return;
+	}
+	bufferevent_setcb(conn->bev, NULL, conn_flushed, conn_event, conn);
+	bufferevent_set_timeouts(conn->bev, NULL, &timeout);
 }
 
 static void
@@ -426,14 +457,14 @@ conn_read(struct bufferevent *bev, void *arg)
 		explicit_bzero(line, len);
 		free(line);
 		if (rc < 0) {
-			conn_free(conn);
+			conn_close(conn);
 			return;
 		}
 	}
 	if (evbuffer_get_length(in) > CLIENT_LINE_MAX) {
 		log_warn("auth: request line longer than %d bytes from pid %ld", CLIENT_LINE_MAX,
 		    (long)conn->peer_pid);
-		conn_free(conn);
+		conn_close(conn);
 	}
 }
 
@@ -442,8 +473,10 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct client_conn *conn = arg;
 
-	/* Pending delayed failures are dropped: the client is gone. */
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	/* Pending delayed failures are dropped, because the client is gone
+	 * or, on BEV_EVENT_TIMEOUT, a dropped client did not read its last
+	 * replies within CLIENT_FLUSH_TIMEOUT. */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
 		conn_free(conn);
 }
 

@@ -265,6 +265,22 @@ def test_cont_for_unknown_request_closes(auth_host):
     assert host.wait_for_log(r"auth: CONT for an unknown request")
 
 
+def test_replies_sent_before_drop(auth_host):
+    host = auth_host()
+    client = connect(host)
+    # One write, so authd reads the valid requests and the bad one together.
+    client.sock.sendall((
+        "AUTH\t1\tLOGIN\tservice=smtp\n"
+        "CONT\t1\t" + b64("demo@example.test") + "\n"
+        "CONT\t1\t" + b64("demo") + "\n"
+        "CONT\t1\t" + b64("demo") + "\n").encode())
+    assert client.readline() == "CONT\t1\t" + b64("Username:")
+    assert client.readline() == "CONT\t1\t" + b64("Password:")
+    assert client.readline() == "OK\t1\tuser=demo@example.test"
+    assert client.closed_by_server()
+    assert host.wait_for_log(r"auth: CONT for an unknown request")
+
+
 def test_duplicate_request_id_closes(auth_host):
     host = auth_host(auth_failure_delay=5)
     client = connect(host)
