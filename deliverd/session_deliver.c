@@ -91,6 +91,12 @@ log_session_delivery(const struct session *s, const struct recipient *rcpt,
 	log_delivery(&request, result, to);
 }
 
+/*
+ * Merge one destination's RESULT into RCPT's single LMTP reply.
+ * TODO: bounce or defer failed alias members on their own, as Postfix's
+ * local(8) does; now one member's 4xx makes the retry repeat the members
+ * already delivered, and one member's 5xx bounces the whole recipient.
+ */
 static void
 recipient_add_result(struct recipient *rcpt, const struct delivery_result *result)
 {
