@@ -23,5 +23,14 @@ const struct config_param config_params_queued[] = {
 	{ "queue_sync_method", CONFIG_STRING, "syncfs", 0, 0,
 	  "how a commit batch reaches the disk: syncfs (one barrier for the spool file system per batch) or fsync (each file)",
 	  "syncfs fsync", NULL },
+	{ "queue_connection_user_limit", CONFIG_INT, "50", 1, 1000000,
+	  "maximum number of simultaneous connections to queued_socket from one local user; "
+	  "root, queue_user and smtpd_user have no such limit", NULL, NULL },
+	{ "queue_uncommitted_user_limit", CONFIG_INT, "20", 1, 1000000,
+	  "maximum number of queue files one local user may hold open in queued at a time (created with NEW "
+	  "and not yet committed or aborted); root, queue_user and smtpd_user have no such limit", NULL, NULL },
+	{ "queue_uncommitted_limit", CONFIG_INT, "1000", 1, 1000000,
+	  "maximum number of queue files all clients together may hold open in queued at a time; "
+	  "queued lowers it to a quarter of its descriptor limit if that is smaller", NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };

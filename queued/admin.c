@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "client.h"
 #include "envelope.h"
 #include "ipc.h"
 #include "log.h"
+#include "log_repeat.h"
 #include "queued.h"
 #include "scheduler.h"
 #include "spool.h"
@@ -19,13 +21,13 @@ admin_allowed(uid_t uid)
 }
 
 static void
-send_simple(struct ipc_conn *conn, const char *type, const char *key, const char *value)
+send_simple(struct client *client, const char *type, const char *key, const char *value)
 {
 	struct ipc_msg *reply = ipc_msg_new(type);
 
 	if (key != NULL)
 		ipc_msg_add(reply, key, value);
-	ipc_conn_send(conn, reply, -1);
+	client_send(client, reply, -1);
 	ipc_msg_free(reply);
 }
 
@@ -60,7 +62,7 @@ add_message_fields(struct ipc_msg *reply, const struct qmsg *msg)
 }
 
 static void
-handle_list(struct ipc_conn *conn)
+handle_list(struct client *client)
 {
 	struct qmsg *msg;
 
@@ -68,26 +70,26 @@ handle_list(struct ipc_conn *conn)
 		struct ipc_msg *entry = ipc_msg_new("ENTRY");
 
 		add_message_fields(entry, msg);
-		ipc_conn_send(conn, entry, -1);
+		client_send(client, entry, -1);
 		ipc_msg_free(entry);
 	}
-	send_simple(conn, "END", NULL, NULL);
+	send_simple(client, "END", NULL, NULL);
 }
 
 static void
-handle_show(struct ipc_conn *conn, const char *id)
+handle_show(struct client *client, const char *id)
 {
 	const struct qmsg *msg = id != NULL ? scheduler_find(id) : NULL;
 	struct ipc_msg *reply;
 	int fd;
 
 	if (msg == NULL) {
-		send_simple(conn, "ERROR", "reason", "queue id not found");
+		send_simple(client, "ERROR", "reason", "queue id not found");
 		return;
 	}
 	fd = spool_open_data(&queued_spool, msg->env->id);
 	if (fd < 0) {
-		send_simple(conn, "ERROR", "reason", strerror(errno));
+		send_simple(client, "ERROR", "reason", strerror(errno));
 		return;
 	}
 
@@ -95,19 +97,19 @@ handle_show(struct ipc_conn *conn, const char *id)
 	add_message_fields(reply, msg);
 	for (size_t i = 0; i < msg->env->nattrs; i++)
 		ipc_msg_add(reply, msg->env->attrs[i].key, msg->env->attrs[i].value);
-	ipc_conn_send(conn, reply, fd);
+	client_send(client, reply, fd);
 	ipc_msg_free(reply);
 	close(fd);
 }
 
 static void
-handle_flush(struct ipc_conn *conn, const char *id, uid_t uid)
+handle_flush(struct client *client, const char *id, uid_t uid)
 {
 	size_t count;
 	struct ipc_msg *reply;
 
 	if (id != NULL && scheduler_find(id) == NULL) {
-		send_simple(conn, "ERROR", "reason", "queue id not found");
+		send_simple(client, "ERROR", "reason", "queue id not found");
 		return;
 	}
 	count = scheduler_flush(id);
@@ -115,44 +117,46 @@ handle_flush(struct ipc_conn *conn, const char *id, uid_t uid)
 
 	reply = ipc_msg_new("OK");
 	ipc_msg_addf(reply, "count", "%zu", count);
-	ipc_conn_send(conn, reply, -1);
+	client_send(client, reply, -1);
 	ipc_msg_free(reply);
 }
 
 static void
-handle_delete(struct ipc_conn *conn, const char *id, uid_t uid)
+handle_delete(struct client *client, const char *id, uid_t uid)
 {
 	if (id == NULL || scheduler_delete(id) < 0) {
-		send_simple(conn, "ERROR", "reason", "queue id not found");
+		send_simple(client, "ERROR", "reason", "queue id not found");
 		return;
 	}
 	log_info("%s: delete requested by uid %u", id, (unsigned)uid);
-	send_simple(conn, "OK", NULL, NULL);
+	send_simple(client, "OK", NULL, NULL);
 }
 
 int
-admin_handle(struct ipc_conn *conn, const struct ipc_msg *request, uid_t peer_uid)
+admin_handle(struct client *client, const struct ipc_msg *request)
 {
+	static struct log_repeat denied_repeat;
 	const char *type = request->type;
 	const char *id = ipc_msg_get(request, "id");
 
 	if (strcmp(type, "LIST") == 0) {
-		handle_list(conn);
+		handle_list(client);
 		return 0;
 	}
 	if (strcmp(type, "SHOW") != 0 && strcmp(type, "FLUSH") != 0 && strcmp(type, "DELETE") != 0)
 		return -1;
 
-	if (!admin_allowed(peer_uid)) {
-		log_warn("%s request from uid %u rejected: permission denied", type, (unsigned)peer_uid);
-		send_simple(conn, "ERROR", "reason", "permission denied");
+	if (!admin_allowed(client->uid)) {
+		log_repeat(&denied_repeat, LOG_REPEAT_WARN, "%s request from uid %u rejected: permission denied",
+		    type, (unsigned)client->uid);
+		send_simple(client, "ERROR", "reason", "permission denied");
 		return 0;
 	}
 	if (strcmp(type, "SHOW") == 0)
-		handle_show(conn, id);
+		handle_show(client, id);
 	else if (strcmp(type, "FLUSH") == 0)
-		handle_flush(conn, id, peer_uid);
+		handle_flush(client, id, client->uid);
 	else
-		handle_delete(conn, id, peer_uid);
+		handle_delete(client, id, client->uid);
 	return 0;
 }

@@ -5,10 +5,12 @@
  * undeliverable mail to the sender. See man/queued.8.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -22,11 +24,13 @@
 #include "ipc.h"
 #include "lmtp_client.h"
 #include "log.h"
+#include "log_repeat.h"
 #include "privsep.h"
 #include "queued.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "submission.h"
+#include "uid_limits.h"
 #include "util.h"
 
 struct queued_settings queued_settings;
@@ -56,6 +60,12 @@ read_settings(void)
 	s->bounce_queue_lifetime = config_time("bounce_queue_lifetime");
 	s->delay_warning_time = config_time("delay_warning_time");
 	s->queue_uid = privsep_lookup(config_string("queue_user"), &uid, &gid) == 0 ? uid : (uid_t)-1;
+	if (!privsep_is_root())
+		s->smtpd_uid = getuid();
+	else if (privsep_lookup(config_string("smtpd_user"), &uid, &gid) == 0)
+		s->smtpd_uid = uid;
+	else
+		s->smtpd_uid = (uid_t)-1;
 
 	if (s->minimal_backoff_time > s->maximal_backoff_time)
 		fatalx("configuration error: minimal_backoff_time (%llds) is larger than maximal_backoff_time (%llds)",
@@ -98,6 +108,29 @@ prepare_files(void)
 	return sock;
 }
 
+/* Raise the soft RLIMIT_NOFILE to the hard limit, since every client
+ * connection and uncommitted queue file takes a descriptor. Returns the
+ * soft limit in effect. */
+static long long
+raise_descriptor_limit(void)
+{
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+		fatal("getrlimit RLIMIT_NOFILE");
+	if (limit.rlim_cur < limit.rlim_max) {
+		rlim_t before = limit.rlim_cur;
+
+		limit.rlim_cur = limit.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &limit) < 0) {
+			log_warn("cannot raise the descriptor limit from %llu to %llu: %s",
+			    (unsigned long long)before, (unsigned long long)limit.rlim_max, strerror(errno));
+			limit.rlim_cur = before;
+		}
+	}
+	return limit.rlim_cur == RLIM_INFINITY ? LLONG_MAX : (long long)limit.rlim_cur;
+}
+
 static void
 load_message(struct envelope *env, void *arg)
 {
@@ -120,11 +153,14 @@ main(int argc, char **argv)
 {
 	struct event *signal_events[3];
 	const int signals[3] = { SIGTERM, SIGINT, SIGHUP };
+	long long descriptor_limit;
 	int listen_fd;
 	size_t loaded;
 
 	daemon_start("queued", argc, argv);
 	read_settings();
+	descriptor_limit = raise_descriptor_limit();
+	uid_limits_init(descriptor_limit);
 
 	listen_fd = prepare_files();
 	privsep_drop(config_string("queue_user"), NULL);
@@ -145,8 +181,8 @@ main(int argc, char **argv)
 		event_add(signal_events[i], NULL);
 	}
 
-	log_info("started: %zu messages in %s, listening on %s", loaded,
-	    config_string("queue_directory"), config_string("queued_socket"));
+	log_info("started: %zu messages in %s, listening on %s, descriptor limit %lld", loaded,
+	    config_string("queue_directory"), config_string("queued_socket"), descriptor_limit);
 	sd_notify(0, "READY=1");
 	event_base_dispatch(queued_base);
 
@@ -157,6 +193,7 @@ main(int argc, char **argv)
 	scheduler_stop();
 	for (size_t i = 0; i < 3; i++)
 		event_free(signal_events[i]);
+	log_repeat_flush_all();
 	spool_close(&queued_spool);
 	event_base_free(queued_base);
 	log_info("stopped");

@@ -21,6 +21,9 @@ struct queued_settings {
 	long long bounce_queue_lifetime;	/* seconds */
 	long long delay_warning_time;	/* seconds, 0 for no warnings */
 	uid_t queue_uid;		/* queue_user, or (uid_t)-1 if it does not exist */
+	uid_t smtpd_uid;		/* uid smtpd runs as: smtpd_user's when queued
+					 * starts as root (or (uid_t)-1 if it does not
+					 * exist), else queued's own */
 };
 
 extern struct queued_settings queued_settings;

@@ -10,41 +10,23 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "client.h"
 #include "commit.h"
+#include "commit_request.h"
 #include "envelope.h"
 #include "ipc.h"
 #include "log.h"
+#include "log_repeat.h"
 #include "queued.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "submission.h"
+#include "uid_limits.h"
 #include "util.h"
 
-/* Uncommitted messages one client may hold open at a time. */
-#define CLIENT_FILES_MAX 64
-/* Recipients one message may have. */
-#define COMMIT_RCPT_MAX 10000
-
-/* COMMIT fields copied into the envelope as message attributes. */
-static const char *const commit_attrs[] = {
-	"client_addr", "client_name", "helo", "protocol", "body", "smtputf8",
-	"submitter", "sasl_user",
-};
-
-struct client_file {
-	char id[QUEUE_ID_MAX];
-	int own_fd;		/* read-only descriptor of data/ID */
-};
-
-struct client {
-	struct ipc_conn *conn;	/* NULL once the peer is gone */
-	uid_t uid;
-	pid_t pid;
-	struct client_file files[CLIENT_FILES_MAX];
-	size_t nfiles;
-	size_t commits_in_flight;
-	TAILQ_ENTRY(client) entry;
-};
+/* Seconds to stop accepting after accept fails (EMFILE and the like):
+ * the listening socket stays readable, so retrying at once would spin. */
+#define ACCEPT_PAUSE 1
 
 struct commit_request {
 	struct client *client;
@@ -52,19 +34,8 @@ struct commit_request {
 
 static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static struct event *accept_ev;
+static struct event *accept_resume_ev;
 static int listen_sock = -1;
-
-static void
-reply_fail(struct client *client, const char *type, const char *id, const char *reason)
-{
-	struct ipc_msg *reply = ipc_msg_new(type);
-
-	if (id != NULL)
-		ipc_msg_add(reply, "id", id);
-	ipc_msg_add(reply, "reason", reason);
-	ipc_conn_send(client->conn, reply, -1);
-	ipc_msg_free(reply);
-}
 
 static struct client_file *
 find_file(struct client *client, const char *id)
@@ -87,34 +58,46 @@ discard_file(struct client *client, struct client_file *file)
 {
 	close(file->own_fd);
 	spool_remove_data(&queued_spool, file->id);
+	uid_usage_release_file(client->usage);
 	drop_file(client, file);
 }
 
 static void
 handle_new(struct client *client)
 {
+	static struct log_repeat limit_repeat, create_repeat;
 	struct client_file *file;
 	struct ipc_msg *reply;
+	const char *limit_reason;
 	int client_fd;
 
 	if (client->nfiles == CLIENT_FILES_MAX) {
-		reply_fail(client, "NEW-FAIL", NULL, "too many uncommitted messages on one connection");
+		client_send_fail(client, "NEW-FAIL", NULL, "too many uncommitted messages on one connection");
 		return;
 	}
+	limit_reason = uid_usage_take_file(client->usage);
+	if (limit_reason != NULL) {
+		log_repeat(&limit_repeat, LOG_REPEAT_WARN, "NEW from uid %u rejected: %s",
+		    (unsigned)client->uid, limit_reason);
+		client_send_fail(client, "NEW-FAIL", NULL, limit_reason);
+		return;
+	}
+
 	file = &client->files[client->nfiles];
 	if (spool_create_data(&queued_spool, file->id, &client_fd, &file->own_fd) < 0) {
 		char reason[256];
 
 		snprintf(reason, sizeof reason, "cannot create a queue file: %s", strerror(errno));
-		log_error("%s", reason);
-		reply_fail(client, "NEW-FAIL", NULL, reason);
+		log_repeat(&create_repeat, LOG_REPEAT_ERROR, "%s", reason);
+		uid_usage_release_file(client->usage);
+		client_send_fail(client, "NEW-FAIL", NULL, reason);
 		return;
 	}
 	client->nfiles++;
 
 	reply = ipc_msg_new("NEW-OK");
 	ipc_msg_add(reply, "id", file->id);
-	ipc_conn_send(client->conn, reply, client_fd);
+	client_send(client, reply, client_fd);
 	ipc_msg_free(reply);
 	close(client_fd);
 }
@@ -149,6 +132,7 @@ commit_done(struct commit_job *job, void *arg)
 
 	free(request);
 	client->commits_in_flight--;
+	uid_usage_release_file(client->usage);
 
 	if (job->error != 0) {
 		char reason[256];
@@ -156,77 +140,19 @@ commit_done(struct commit_job *job, void *arg)
 		snprintf(reason, sizeof reason, "queue file write error: %s", strerror(job->error));
 		log_error("%s: commit failed: %s", job->id, reason);
 		spool_remove_data(&queued_spool, job->id);
-		if (client->conn != NULL)
-			reply_fail(client, "COMMIT-FAIL", job->id, reason);
+		client_send_fail(client, "COMMIT-FAIL", job->id, reason);
 	} else {
 		log_committed(job->env, client->uid);
-		if (client->conn != NULL) {
-			reply = ipc_msg_new("COMMIT-OK");
-			ipc_msg_add(reply, "id", job->id);
-			ipc_conn_send(client->conn, reply, -1);
-			ipc_msg_free(reply);
-		}
+		reply = ipc_msg_new("COMMIT-OK");
+		ipc_msg_add(reply, "id", job->id);
+		client_send(client, reply, -1);
+		ipc_msg_free(reply);
 		scheduler_add(job->env);
 		job->env = NULL;
 	}
 
 	if (client->conn == NULL && client->commits_in_flight == 0)
 		free_client(client);
-}
-
-static int
-has_control_chars(const char *text)
-{
-	for (; *text != '\0'; text++)
-		if ((unsigned char)*text < 0x20 || *text == 0x7f)
-			return 1;
-	return 0;
-}
-
-/* Build the envelope from a COMMIT request. NULL with *WHY set if invalid. */
-static struct envelope *
-envelope_from_commit(const struct ipc_msg *request, const char *id, const char **why)
-{
-	const char *sender = ipc_msg_get(request, "sender");
-	struct envelope *env;
-	size_t nrcpts = ipc_msg_count(request, "rcpt");
-
-	if (sender == NULL || has_control_chars(sender)) {
-		*why = "sender missing or invalid";
-		return NULL;
-	}
-	if (nrcpts == 0 || nrcpts > COMMIT_RCPT_MAX) {
-		*why = nrcpts == 0 ? "no recipients" : "too many recipients";
-		return NULL;
-	}
-
-	env = envelope_new(id, sender);
-	env->arrival_usec = now_usec();
-	env->size = ipc_msg_get_int(request, "size", -1);
-
-	/* Fields in order, so each orcpt follows its rcpt. */
-	for (size_t i = 0; i < request->nfields; i++) {
-		const struct ipc_field *field = &request->fields[i];
-
-		if (strcmp(field->key, "rcpt") == 0) {
-			if (field->value[0] == '\0' || has_control_chars(field->value)) {
-				*why = "invalid recipient";
-				envelope_free(env);
-				return NULL;
-			}
-			envelope_add_rcpt(env, field->value);
-		} else if (strcmp(field->key, "orcpt") == 0 && env->nrcpts > 0) {
-			free(env->rcpts[env->nrcpts - 1].orcpt);
-			env->rcpts[env->nrcpts - 1].orcpt = xstrdup(field->value);
-		}
-	}
-	for (size_t i = 0; i < sizeof commit_attrs / sizeof commit_attrs[0]; i++) {
-		const char *value = ipc_msg_get(request, commit_attrs[i]);
-
-		if (value != NULL)
-			envelope_set_attr(env, commit_attrs[i], value);
-	}
-	return env;
 }
 
 static void
@@ -236,17 +162,16 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 	struct client_file *file = find_file(client, id);
 	struct commit_request *commit;
 	struct envelope *env;
-	const char *why = NULL;
 	struct stat st;
 	char reason[256];
 
 	if (file == NULL) {
-		reply_fail(client, "COMMIT-FAIL", id, "unknown queue id");
+		client_send_fail(client, "COMMIT-FAIL", id, "unknown queue id");
 		return;
 	}
-	env = envelope_from_commit(request, id, &why);
+	env = commit_request_envelope(request, id, client->uid, reason, sizeof reason);
 	if (env == NULL) {
-		reply_fail(client, "COMMIT-FAIL", id, why);
+		client_send_fail(client, "COMMIT-FAIL", id, reason);
 		discard_file(client, file);
 		return;
 	}
@@ -254,7 +179,7 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		snprintf(reason, sizeof reason, "size mismatch: %lld bytes announced, %lld in the queue file",
 		    env->size, (long long)st.st_size);
 		log_warn("%s: commit rejected: %s", id, reason);
-		reply_fail(client, "COMMIT-FAIL", id, reason);
+		client_send_fail(client, "COMMIT-FAIL", id, reason);
 		envelope_free(env);
 		discard_file(client, file);
 		return;
@@ -262,6 +187,8 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 	snprintf(reason, sizeof reason, "%u", (unsigned)client->uid);
 	envelope_set_attr(env, "uid", reason);
 
+	/* The file stays counted in the client's uid_usage until the commit
+	 * is done, because queued keeps its descriptor open until then. */
 	commit = xmalloc(sizeof *commit);
 	commit->client = client;
 	client->commits_in_flight++;
@@ -287,6 +214,7 @@ client_closed(struct client *client)
 		discard_file(client, &client->files[0]);
 	ipc_conn_free(client->conn);
 	client->conn = NULL;
+	uid_usage_disconnect(client->usage);
 	if (client->commits_in_flight == 0)
 		free_client(client);
 }
@@ -301,35 +229,76 @@ client_msg_cb(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 		return;
 	}
 
+	/* The frames already read are still delivered after a drop, so
+	 * they are ignored here. */
+	if (client->dropped || client_output_full(client)) {
+		ipc_msg_free(msg);
+		return;
+	}
+
 	if (strcmp(msg->type, "NEW") == 0)
 		handle_new(client);
 	else if (strcmp(msg->type, "COMMIT") == 0)
 		handle_commit(client, msg);
 	else if (strcmp(msg->type, "ABORT") == 0)
 		handle_abort(client, msg);
-	else if (admin_handle(conn, msg, client->uid) < 0)
-		reply_fail(client, "ERROR", NULL, "unknown request");
+	else if (admin_handle(client, msg) < 0)
+		client_send_fail(client, "ERROR", NULL, "unknown request");
 	ipc_msg_free(msg);
+}
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	event_add(accept_ev, NULL);
+}
+
+static void
+accept_failed(int error)
+{
+	static struct log_repeat repeat;
+	struct timeval pause = { ACCEPT_PAUSE, 0 };
+
+	log_repeat(&repeat, LOG_REPEAT_ERROR,
+	    "accept on queued_socket failed: %s; pausing new connections for %d second",
+	    strerror(error), ACCEPT_PAUSE);
+	event_del(accept_ev);
+	evtimer_add(accept_resume_ev, &pause);
 }
 
 static void
 accept_cb(evutil_socket_t fd, short what, void *arg)
 {
+	static struct log_repeat cred_repeat, limit_repeat;
 	struct client *client;
+	struct uid_usage *usage;
+	uid_t uid;
+	pid_t pid;
 	int sock = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (sock < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_error("accept on queued_socket: %s", strerror(errno));
+			accept_failed(errno);
 		return;
 	}
-	client = xcalloc(1, sizeof *client);
-	if (ipc_peer_cred(sock, &client->uid, NULL, &client->pid) < 0) {
-		log_error("peer credentials on queued_socket: %s", strerror(errno));
+	if (ipc_peer_cred(sock, &uid, NULL, &pid) < 0) {
+		log_repeat(&cred_repeat, LOG_REPEAT_ERROR, "cannot read peer credentials on queued_socket: %s",
+		    strerror(errno));
 		close(sock);
-		free(client);
 		return;
 	}
+	usage = uid_usage_connect(uid);
+	if (usage == NULL) {
+		log_repeat(&limit_repeat, LOG_REPEAT_WARN,
+		    "connection from uid %u rejected: queue_connection_user_limit reached", (unsigned)uid);
+		close(sock);
+		return;
+	}
+
+	client = xcalloc(1, sizeof *client);
+	client->uid = uid;
+	client->pid = pid;
+	client->usage = usage;
 	client->conn = ipc_conn_new(queued_base, sock, client_msg_cb, client);
 	TAILQ_INSERT_TAIL(&clients, client, entry);
 }
@@ -339,6 +308,7 @@ submission_start(int listen_fd)
 {
 	listen_sock = listen_fd;
 	accept_ev = event_new(queued_base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
+	accept_resume_ev = evtimer_new(queued_base, accept_resume, NULL);
 	event_add(accept_ev, NULL);
 }
 
@@ -350,6 +320,9 @@ submission_stop(void)
 	if (accept_ev != NULL)
 		event_free(accept_ev);
 	accept_ev = NULL;
+	if (accept_resume_ev != NULL)
+		event_free(accept_resume_ev);
+	accept_resume_ev = NULL;
 	if (listen_sock >= 0)
 		close(listen_sock);
 	listen_sock = -1;

@@ -4,12 +4,15 @@ QueueClient is also used by the other test_queue_* files.
 """
 
 import os
+import pickle
+import select
 import socket
 import struct
 
 import pytest
 
 IPC_FLAG_FD = 1
+NOBODY = 65534
 
 
 class QueueClient:
@@ -54,14 +57,18 @@ class QueueClient:
         assert msg_type == "NEW-OK", fields
         return dict(fields)["id"], fd
 
-    def submit(self, sender, rcpts, data, extra=()):
-        """Submit DATA (bytes, LF line ends); return the COMMIT reply."""
+    def submit(self, sender, rcpts, data, extra=(), protocol="LOCAL"):
+        """Submit DATA (bytes, LF line ends); return the COMMIT reply.
+        PROTOCOL None sends no protocol field."""
         queue_id, fd = self.new()
         os.write(fd, data)
         os.close(fd)
         fields = [("id", queue_id), ("sender", sender)]
         fields += [("rcpt", r) for r in rcpts]
-        fields += [("size", str(len(data))), ("protocol", "LOCAL")] + list(extra)
+        fields += [("size", str(len(data)))]
+        if protocol is not None:
+            fields += [("protocol", protocol)]
+        fields += list(extra)
         msg_type, reply, _ = self.request("COMMIT", fields)
         return msg_type, dict(reply), queue_id
 
@@ -78,6 +85,66 @@ class QueueClient:
 
     def close(self):
         self.sock.close()
+
+
+class Nobody:
+    """A child process that runs FUNCTION(hold, *args) as nobody and sends
+    back its result. Objects the function appends to HOLD (open
+    connections) stay alive until release()."""
+
+    def __init__(self, function, *args, timeout=60):
+        if os.geteuid() != 0:
+            pytest.skip("needs root to connect as another user")
+        self.timeout = timeout
+        result_read, result_write = os.pipe()
+        release_read, self.release_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(result_read)
+            os.close(self.release_write)
+            self._child(function, args, result_write, release_read)
+        os.close(result_write)
+        os.close(release_read)
+        self.result_read = result_read
+
+    def _child(self, function, args, result_write, release_read):
+        code = 1
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            hold = []
+            try:
+                outcome = ("ok", function(hold, *args))
+            except Exception as e:  # reported to the parent, which fails the test
+                outcome = ("error", repr(e))
+            with os.fdopen(result_write, "wb") as out:
+                pickle.dump(outcome, out)
+            select.select([release_read], [], [], self.timeout)
+            code = 0
+        finally:
+            os._exit(code)
+
+    def result(self):
+        """The function's return value; raises if it raised."""
+        with os.fdopen(self.result_read, "rb") as f:
+            status, value = pickle.load(f)
+        if status != "ok":
+            raise AssertionError("child as nobody failed: " + value)
+        return value
+
+    def release(self):
+        os.close(self.release_write)
+        _, status = os.waitpid(self.pid, 0)
+        return os.WEXITSTATUS(status)
+
+
+def as_nobody(function, *args):
+    """Run FUNCTION(hold, *args) as nobody and return its result."""
+    child = Nobody(function, *args)
+    try:
+        return child.result()
+    finally:
+        child.release()
 
 
 def values(fields, key):
@@ -241,3 +308,81 @@ def test_delete_removes_message(mailhost, queue):
     msg_type, fields, _ = queue.request("DELETE", [("id", queue_id)])
     assert msg_type == "ERROR"
     assert dict(fields)["reason"] == "queue id not found"
+
+
+def show(mailhost, queue_id):
+    client = QueueClient(mailhost.settings["queued_socket"])
+    try:
+        msg_type, fields, fd = client.request("SHOW", [("id", queue_id)])
+    finally:
+        client.close()
+    if fd is not None:
+        os.close(fd)
+    assert msg_type == "SHOW-OK", fields
+    return dict(fields)
+
+
+@pytest.mark.parametrize("field", [
+    "helo", "client_addr", "client_name", "protocol", "submitter", "sasl_user", "orcpt", "body"])
+def test_commit_control_chars_rejected(mailhost, queue, field):
+    msg_type, reply, queue_id = queue.submit(
+        "alice@example.test", ["bob@example.test"], message("control " + field),
+        extra=[(field, "evil\x1b[2J\x07")])
+    assert msg_type == "COMMIT-FAIL"
+    assert reply["reason"] == "invalid %s: control character" % field
+    assert not (mailhost.dir / "spool" / "data" / queue_id).exists()
+    assert not (mailhost.dir / "spool" / "queue" / queue_id).exists()
+    assert "\x1b[2J" not in mailhost.log()
+
+
+def test_commit_delete_char_rejected(queue):
+    msg_type, reply, _ = queue.submit(
+        "alice@example.test", ["bob@example.test"], message("delete char"),
+        extra=[("client_name", "host\x7f.example.test")])
+    assert msg_type == "COMMIT-FAIL"
+    assert reply["reason"] == "invalid client_name: control character"
+
+
+FORGED = [("client_addr", "192.0.2.99"), ("client_name", "forged.example.test"),
+          ("helo", "forged.example.test"), ("protocol", "ESMTP"),
+          ("submitter", "root"), ("sasl_user", "admin")]
+
+
+def submit_forged(hold, path):
+    client = QueueClient(path)
+    hold.append(client)
+    msg_type, _, queue_id = client.submit(
+        "alice@example.test", ["bob@example.test"], message("forged"),
+        extra=FORGED, protocol=None)
+    return msg_type, queue_id
+
+
+def test_commit_fields_from_nobody_ignored(mailhost):
+    mailhost.stop("deliverd")
+    msg_type, queue_id = as_nobody(submit_forged, mailhost.settings["queued_socket"])
+    assert msg_type == "COMMIT-OK"
+    envelope = show(mailhost, queue_id)
+    assert "client_addr" not in envelope
+    assert "client_name" not in envelope
+    assert "helo" not in envelope
+    assert "sasl_user" not in envelope
+    assert envelope["protocol"] == "LOCAL"
+    assert envelope["submitter"] == "nobody"
+    assert envelope["uid"] == str(NOBODY)
+    assert mailhost.wait_for_log(
+        queue_id + r": client_addr, client_name, sasl_user, submitter from uid 65534 ignored")
+    assert mailhost.wait_for_log(queue_id + r": committed, client=unknown\[local\], protocol=LOCAL")
+    assert "192.0.2.99" not in mailhost.log()
+
+
+def test_commit_fields_from_root_kept(mailhost, queue):
+    mailhost.stop("deliverd")
+    msg_type, _, queue_id = queue.submit(
+        "alice@example.test", ["bob@example.test"], message("trusted"),
+        extra=FORGED, protocol=None)
+    assert msg_type == "COMMIT-OK"
+    envelope = show(mailhost, queue_id)
+    for key, value in FORGED:
+        assert envelope[key] == value
+    assert mailhost.wait_for_log(
+        queue_id + r": committed, client=forged.example.test\[192.0.2.99\], protocol=ESMTP, uid=0")
