@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "commit_request.h"
 #include "envelope.h"
 #include "ipc.h"
@@ -116,6 +117,18 @@ set_attrs(struct envelope *env, const struct ipc_msg *request, uid_t uid)
 	envelope_set_attr(env, "submitter", name);
 }
 
+/* Whether ADDRESS is a mailbox in RFC 5321 syntax, as addr_format()
+ * writes it. The LMTP client puts it between angle brackets, so
+ * anything else could add parameters to MAIL FROM or RCPT TO. */
+static int
+address_valid(const char *address)
+{
+	struct mailaddr parsed;
+	const char *why;
+
+	return addr_parse_plain(address, ADDR_ALLOW_UTF8, &parsed, &why) == 0;
+}
+
 /* Add the recipients in field order, so that each orcpt follows its rcpt. */
 static int
 add_rcpts(struct envelope *env, const struct ipc_msg *request)
@@ -124,7 +137,7 @@ add_rcpts(struct envelope *env, const struct ipc_msg *request)
 		const struct ipc_field *field = &request->fields[i];
 
 		if (strcmp(field->key, "rcpt") == 0) {
-			if (field->value[0] == '\0')
+			if (!address_valid(field->value))
 				return -1;
 			envelope_add_rcpt(env, field->value);
 		} else if (strcmp(field->key, "orcpt") == 0 && env->nrcpts > 0) {
@@ -147,6 +160,10 @@ commit_request_envelope(const struct ipc_msg *request, const char *id, uid_t uid
 		return NULL;
 	if (sender == NULL) {
 		snprintf(why, whysize, "sender missing");
+		return NULL;
+	}
+	if (sender[0] != '\0' && !address_valid(sender)) {
+		snprintf(why, whysize, "invalid sender");
 		return NULL;
 	}
 	if (nrcpts == 0 || nrcpts > COMMIT_RCPT_MAX) {

@@ -343,6 +343,26 @@ def test_commit_delete_char_rejected(queue):
     assert reply["reason"] == "invalid client_name: control character"
 
 
+@pytest.mark.parametrize("sender,rcpt,reason", [
+    ("alice@example.test> SIZE=1", "bob@example.test", "invalid sender"),
+    ("alice@example.test", "bob@example.test> NOTIFY=NEVER", "invalid recipient"),
+    ("alice@example.test", "bob", "invalid recipient"),
+    ("not an address", "bob@example.test", "invalid sender"),
+])
+def test_commit_invalid_address_rejected(queue, sender, rcpt, reason):
+    msg_type, reply, _ = queue.submit(sender, [rcpt], message("bad address"))
+    assert msg_type == "COMMIT-FAIL"
+    assert reply["reason"] == reason
+
+
+def test_commit_quoted_local_part_kept(mailhost, queue):
+    msg_type, _, queue_id = queue.submit(
+        "\"odd > sender\"@example.test", ["demo@example.test"], message("quoted"))
+    assert msg_type == "COMMIT-OK"
+    delivered = mailhost.wait_for_messages("demo@example.test", 1)
+    assert b'Return-Path: <"odd > sender"@example.test>' in delivered[0]
+
+
 FORGED = [("client_addr", "192.0.2.99"), ("client_name", "forged.example.test"),
           ("helo", "forged.example.test"), ("protocol", "ESMTP"),
           ("submitter", "root"), ("sasl_user", "admin")]
