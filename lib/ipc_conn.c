@@ -44,6 +44,7 @@ struct ipc_conn {
 
 	struct ipc_outframe *out_head;
 	struct ipc_outframe *out_tail;
+	size_t out_pending;		/* bytes in the output frames not yet sent */
 	int failed;
 };
 
@@ -182,6 +183,7 @@ ipc_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 			f->fd = -1;
 		}
 		f->sent += (size_t)n;
+		conn->out_pending -= (size_t)n;
 		if (f->sent < f->len)
 			continue;
 		conn->out_head = f->next;
@@ -239,6 +241,7 @@ ipc_conn_send(struct ipc_conn *conn, const struct ipc_msg *msg, int fd)
 	else
 		conn->out_head = f;
 	conn->out_tail = f;
+	conn->out_pending += f->len;
 	/* Write from the event loop, never from inside the caller: a failed
 	 * write runs the owner's NULL callback, which frees CONN. */
 	event_active(conn->write_ev, EV_WRITE, 1);
@@ -261,11 +264,7 @@ ipc_conn_shutdown(struct ipc_conn *conn)
 size_t
 ipc_conn_pending(const struct ipc_conn *conn)
 {
-	size_t pending = 0;
-
-	for (const struct ipc_outframe *f = conn->out_head; f != NULL; f = f->next)
-		pending += f->len - f->sent;
-	return pending;
+	return conn->out_pending;
 }
 
 int

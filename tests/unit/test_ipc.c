@@ -236,6 +236,36 @@ START_TEST(event_conn_rejects_stray_descriptor)
 }
 END_TEST
 
+START_TEST(event_conn_counts_pending_output)
+{
+	struct event_test t = { .last_fd = -1 };
+	struct ipc_conn *conn;
+	int pair[2];
+	struct ipc_msg *msg = ipc_msg_new("LIST");
+	char *buf;
+	size_t len;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+	t.base = event_base_new();
+	conn = ipc_conn_new(t.base, pair[1], event_test_cb, &t);
+	ipc_msg_add(msg, "id", "ABC");
+	ck_assert_int_eq(ipc_msg_encode(msg, &buf, &len), 0);
+
+	ck_assert_uint_eq(ipc_conn_pending(conn), 0);
+	ck_assert_int_eq(ipc_conn_send(conn, msg, -1), 0);
+	ck_assert_int_eq(ipc_conn_send(conn, msg, -1), 0);
+	ck_assert_uint_eq(ipc_conn_pending(conn), 2 * len);
+	event_base_loop(t.base, EVLOOP_NONBLOCK);
+	ck_assert_uint_eq(ipc_conn_pending(conn), 0);
+
+	free(buf);
+	ipc_msg_free(msg);
+	ipc_conn_free(conn);
+	close(pair[0]);
+	event_base_free(t.base);
+}
+END_TEST
+
 Suite *
 ipc_suite(void)
 {
@@ -249,6 +279,7 @@ ipc_suite(void)
 	tcase_add_test(tc, event_conn_receives_frames);
 	tcase_add_test(tc, event_conn_rejects_oversized_frame);
 	tcase_add_test(tc, event_conn_rejects_stray_descriptor);
+	tcase_add_test(tc, event_conn_counts_pending_output);
 	suite_add_tcase(s, tc);
 	return s;
 }
