@@ -82,6 +82,10 @@ struct evconnlistener;
 struct sockaddr;
 typedef void (*listener_accept_fn)(struct evconnlistener *listener, int fd,
     struct sockaddr *addr, int addrlen, void *arg);
+/* Split LINE at TABs in place (both protocols separate fields with
+ * TAB); returns the number of fields, at most MAX. */
+size_t authd_split_fields(char *line, char **fields, size_t max);
+
 void listener_start(struct event_base *base, int listen_fd, listener_accept_fn accept,
     const char *what);
 

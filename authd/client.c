@@ -314,23 +314,6 @@ parse_id(const char *text, unsigned long *id)
 	return *end == '\0' ? 0 : -1;
 }
 
-static size_t
-split_fields(char *line, char **fields, size_t max)
-{
-	size_t n = 0;
-
-	while (n < max) {
-		char *tab = strchr(line, '\t');
-
-		fields[n++] = line;
-		if (tab == NULL)
-			break;
-		*tab = '\0';
-		line = tab + 1;
-	}
-	return n;
-}
-
 /* AUTH\tID\tMECH[\tparams]. Returns 0, or -1 to drop the client. */
 static int
 handle_auth(struct client_conn *conn, char **fields, size_t count)
@@ -408,7 +391,7 @@ static int
 handle_line(struct client_conn *conn, char *line)
 {
 	char *fields[64], safe[80];
-	size_t count = split_fields(line, fields, sizeof fields / sizeof fields[0]);
+	size_t count = authd_split_fields(line, fields, sizeof fields / sizeof fields[0]);
 
 	if (strcmp(fields[0], "VERSION") == 0) {
 		if (count < 3 || strtol(fields[1], NULL, 10) != CLIENT_PROTOCOL_MAJOR) {

@@ -100,24 +100,6 @@ reply_user(struct master_conn *conn, const char *id, const struct user_record *r
 	evbuffer_add(out, "\n", 1);
 }
 
-/* Split LINE at TABs in place; returns the number of fields (at most MAX). */
-static size_t
-split_fields(char *line, char **fields, size_t max)
-{
-	size_t n = 0;
-
-	while (n < max) {
-		char *tab = strchr(line, '\t');
-
-		fields[n++] = line;
-		if (tab == NULL)
-			break;
-		*tab = '\0';
-		line = tab + 1;
-	}
-	return n;
-}
-
 static int
 valid_id(const char *text)
 {
@@ -265,7 +247,7 @@ handle_line(struct master_conn *conn, char *line)
 	if (!conn->version_received)
 		return handle_version(conn, line);
 
-	count = split_fields(line, fields, sizeof fields / sizeof fields[0]);
+	count = authd_split_fields(line, fields, sizeof fields / sizeof fields[0]);
 	if (strcmp(fields[0], "USER") == 0)
 		return handle_user(conn, fields, count);
 	if (strcmp(fields[0], "LIST") == 0)
