@@ -80,6 +80,15 @@ check:
 	ESTAFETA_BIN=$(CURDIR)/build-san/bin ESTAFETA_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 \
 		/usr/bin/python3 -m pytest -q -m 'not slow' tests/integration
 
+# Estafeta beside a private Postfix instance, both on loopback (as root):
+# the tables go into doc/benchmarks.md; BENCH_ARGS=--quick for a short run.
+bench:
+	@sh tests/tools/ensure-packages.sh build
+	@sh bench/ensure-packages.sh
+	@[ "$$(id -u)" -ne 0 ] || sh etc/create-users.sh
+	$(MAKE) all
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/estafeta $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
 	for p in smtpd queued deliverd authd; do \
@@ -104,6 +113,6 @@ man:
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit run check install clean man
+.PHONY: all unit run check bench install clean man
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
