@@ -5,6 +5,7 @@
  * it is still root, switches to the recipient's uid, and delivers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -75,7 +76,7 @@ become_recipient(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
 static int
 create_home(const char *home, uid_t uid, gid_t gid)
 {
-	char parent[PATH_MAX];
+	char parent[PATH_MAX], temp[PATH_MAX];
 	char *slash;
 
 	strlcpy_x(parent, home, sizeof parent);
@@ -90,10 +91,28 @@ create_home(const char *home, uid_t uid, gid_t gid)
 		if (rc < 0)
 			return -1;
 	}
-	if (mkdir(home, 0700) < 0)
-		return errno == EEXIST ? 0 : -1;
-	if (privsep_is_root() && chown(home, uid, gid) < 0)
+	/* Build the directory under a temporary name and move it into place
+	 * only once the user owns it: a concurrent worker for the same user
+	 * must never find HOME still owned by root. */
+	if ((size_t)snprintf(temp, sizeof temp, "%s.new.%ld", home, (long)getpid()) >= sizeof temp) {
+		errno = ENAMETOOLONG;
 		return -1;
+	}
+	if (mkdir(temp, 0700) < 0)
+		return -1;
+	if (privsep_is_root() && chown(temp, uid, gid) < 0) {
+		rmdir(temp);
+		return -1;
+	}
+	if (renameat2(AT_FDCWD, temp, AT_FDCWD, home, RENAME_NOREPLACE) < 0) {
+		int saved = errno;
+
+		rmdir(temp);
+		if (saved == EEXIST)
+			return 0;
+		errno = saved;
+		return -1;
+	}
 	log_info("created home directory %s for uid %u", home, (unsigned)uid);
 	return 0;
 }

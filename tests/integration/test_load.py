@@ -124,3 +124,19 @@ def test_load_survives_kill9(make_mailhost):
     print("accepted %d, delivered %d files, duplicates %d, kills %s"
           % (len(ids), len(delivered), duplicates, done))
     assert not missing, "accepted but lost: %s" % sorted(missing)[:20]
+
+
+def test_first_deliveries_create_home_once(mailhost):
+    """Concurrent first deliveries to a user whose home does not exist
+    yet all succeed at the first attempt: no worker finds the new home
+    before it belongs to the user."""
+    proc = subprocess.run(
+        [SMTP_SOURCE, "-s", "20", "-m", "60", "-l", "512", "-M", "client.example.test",
+         "-f", "load@client.example.test", "-t", "alice@example.test",
+         "127.0.0.1:%d" % mailhost.smtp_port],
+        capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    delivered = mailhost.wait_for_messages("alice@example.test", 60, timeout=30)
+    assert len(delivered) == 60
+    assert "status=deferred" not in mailhost.log()
