@@ -27,7 +27,7 @@ SETTINGS = {
     # smtpd_client_event_limit_exceptions), so lift Estafeta's as well.
     "smtpd_client_connection_limit": "0",
     "smtpd_max_connections": "2000",
-    # Room for the 10 MB workload; the same value as on the Postfix side.
+    # Room for the 10 MB workload, the same value as on the Postfix side.
     "message_size_limit": "52428800",
 }
 

@@ -1,4 +1,4 @@
-"""What the benchmark ran on: hardware, file system, kernel, versions."""
+"""Description of the machine a run used: hardware, file system, kernel, versions."""
 
 import os
 import platform

@@ -23,8 +23,8 @@ from common import create_maildir, free_port, wait_for_port
 TEMPLATES = Path(__file__).resolve().parent / "postfix"
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
-# virtual(8) writes every mailbox as this user; Postfix needs a static uid
-# of at least virtual_minimum_uid (100).
+# virtual(8) writes every mailbox as this user, a static uid of at least
+# virtual_minimum_uid (100).
 MAILBOX_USER = "nobody"
 MAILBOX_GROUP = "nogroup"
 
@@ -48,8 +48,8 @@ class PostfixHost:
         for sub in ("etc", "data", "log", "mail", "spool"):
             (self.dir / sub).mkdir()
             os.chmod(self.dir / sub, 0o755)
-        # `postfix start` creates the queue's subdirectories; the master
-        # needs a data_directory of its own user for its lock file.
+        # `postfix start` creates the queue's subdirectories. The master
+        # needs a data_directory owned by its own user for its lock file.
         postfix_user = pwd.getpwnam("postfix")
         os.chown(self.dir / "data", postfix_user.pw_uid, postfix_user.pw_gid)
         uid = pwd.getpwnam(MAILBOX_USER).pw_uid

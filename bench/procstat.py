@@ -1,9 +1,9 @@
 """CPU time and memory of a system's process trees, read from /proc.
 
 A system is the set of processes descending from its root processes
-(Postfix's master; Estafeta's four daemons). CPU time is utime + stime
-of every live process plus cutime + cstime, which holds the time of the
-children it has already reaped, so processes that come and go during a
+(Postfix's master, Estafeta's four daemons). CPU time is utime + stime
+of every live process plus its cutime + cstime, the time of the
+children it has already reaped. So processes that come and go during a
 run (Postfix's smtpd and cleanup, deliverd's workers) are counted too.
 """
 

@@ -18,7 +18,7 @@ BEGIN = "<!-- results: begin (written by bench/run.py) -->"
 END = "<!-- results: end -->"
 SYSTEMS = ("estafeta", "postfix")
 
-# (key, label, format) of the figures of load workloads; lower is better
+# (key, label, format) of the figures of load workloads. Lower is better
 # for all but the rates.
 LOAD_FIGURES = [
     ("accepted_per_s", "accepted per s (client)", "%.0f"),

@@ -4,7 +4,7 @@ smtp-source (from Debian's postfix package) generates every load. It
 cannot time single replies, so LatencyProbe, one extra SMTP session,
 sends messages of the same size at a fixed pace during the load and
 times each from the end of DATA (the CRLF.CRLF is sent) to the 250
-reply. open_idle_connections holds many sessions open after EHLO.
+reply. open_idle_connections keeps many sessions open after EHLO.
 """
 
 import selectors
@@ -39,7 +39,7 @@ def run_smtp_source(command, timeout):
 
 
 def make_message(size, recipient, number):
-    """A message of about size bytes, CRLF lines of 76 characters, no line starting with '.'."""
+    """Build a message of about size bytes in CRLF lines of 76 characters, none starting with '.'."""
     header = ("From: <%s>\r\nTo: <%s>\r\nSubject: bench probe %d\r\n"
               "Message-ID: <probe-%d-%f@%s>\r\n\r\n"
               % (SENDER, recipient, number, number, time.time(), CLIENT_NAME))
@@ -102,7 +102,7 @@ class LatencyProbe:
     def expect(self, reader, codes):
         code = reader.reply()
         if code not in codes:
-            raise ValueError("unexpected reply %d" % code)
+            raise ValueError("expected reply %s, got %d" % ("/".join(map(str, codes)), code))
 
     def session(self):
         deadline = time.monotonic() + self.max_seconds
@@ -166,7 +166,7 @@ def open_idle_connections(port, count, timeout=180):
 
 
 def poll_replies(selector, state, wait):
-    """Read what arrived; answer each 220 greeting with EHLO."""
+    """Read what arrived, and send EHLO after each 220 greeting."""
     for key, _ in selector.select(wait):
         sock = key.fileobj
         try:

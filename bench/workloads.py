@@ -61,7 +61,7 @@ def scaled(number, scale, minimum=1):
 
 
 def workloads(scale=1.0, deferred_scale=1.0):
-    """The workload list, with message counts multiplied by scale."""
+    """Return the workload list, with message counts multiplied by scale."""
     def n(number, minimum=1):
         return scaled(number, scale, minimum)
 
