@@ -62,12 +62,11 @@ class EstafetaHost:
     def create_mailboxes(self, mailboxes):
         """Create every home and Maildir up front, owned by the virtual mail user.
 
-        Mailboxes that exist before the run are the usual case. They also
-        keep the measurement clear of a race in deliverd's home creation.
-        Of two first deliveries to one user at once, one can find the home
-        that root has made but not yet handed over with chown. That one
-        defers with "Permission denied" and waits minimal_backoff_time
-        (300 s) for its retry.
+        Mailboxes that exist before the run are the usual case, and the
+        Postfix side gets them too. Before deliverd built new homes under
+        a temporary name, one of two first deliveries to a user could find
+        the home still owned by root, defer with "Permission denied" and
+        wait minimal_backoff_time (300 s) for its retry.
         """
         if os.geteuid() == 0:
             user = pwd.getpwnam(VIRTUAL_MAIL_USER)
