@@ -5,6 +5,8 @@
 #   make check           install test packages (as root), build, run the
 #                        unit and integration tests, then again under
 #                        AddressSanitizer and UndefinedBehaviorSanitizer
+#   make bench           (as root) Estafeta beside a private Postfix on
+#                        loopback, results in doc/benchmarks.md
 #   make install DESTDIR=... PREFIX=/usr
 
 BUILD    ?= build
