@@ -85,8 +85,7 @@ check:
 # Estafeta beside a private Postfix instance, both on loopback (as root):
 # the tables go into doc/benchmarks.md; BENCH_ARGS=--quick for a short run.
 bench:
-	@sh tests/tools/ensure-packages.sh build
-	@sh bench/ensure-packages.sh
+	@sh tests/tools/ensure-packages.sh bench
 	@[ "$$(id -u)" -ne 0 ] || sh etc/create-users.sh
 	$(MAKE) all
 	/usr/bin/python3 bench/run.py $(BENCH_ARGS)

@@ -27,21 +27,6 @@
 #include "privsep.h"
 #include "util.h"
 
-/* The octal permissions in parameter NAME. */
-static mode_t
-socket_mode(const char *name)
-{
-	const char *text = config_string(name);
-	char *end;
-	long mode;
-
-	errno = 0;
-	mode = strtol(text, &end, 8);
-	if (*text == '\0' || *end != '\0' || errno != 0 || mode < 0 || mode > 0777)
-		fatalx("invalid %s \"%s\": expected octal permissions such as 0660", name, text);
-	return (mode_t)mode;
-}
-
 /* The group in parameter NAME, or the primary group of smtpd_user when it is empty. */
 static gid_t
 socket_group(const char *name)
@@ -71,7 +56,7 @@ static int
 socket_open(const char *prefix, const char *path, int as_root)
 {
 	char *mode_name = xasprintf("%s_mode", prefix), *group_name = xasprintf("%s_group", prefix);
-	mode_t mode = socket_mode(mode_name);
+	mode_t mode = config_mode(mode_name);
 	char *dir = xstrdup(path);
 	mode_t old_umask;
 	int fd;

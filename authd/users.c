@@ -15,6 +15,7 @@
 
 #include "authd.h"
 #include "config.h"
+#include "domain.h"
 #include "log.h"
 #include "util.h"
 
@@ -230,22 +231,11 @@ system_lookup(const char *name, struct user_record *out, char *reason, size_t re
 	return LOOKUP_FOUND;
 }
 
+/* Whether DOMAIN names this host's system users. An empty one ("user@") does not. */
 static int
 is_local_domain(const char *domain)
 {
-	const char *myhostname = config_string("myhostname");
-	char hostname[256];
-
-	if (*myhostname == '\0' && gethostname(hostname, sizeof hostname) == 0) {
-		hostname[sizeof hostname - 1] = '\0';
-		myhostname = hostname;
-	}
-	if (ascii_casecmp(domain, myhostname) == 0)
-		return 1;
-	for (char *const *item = config_list("local_domains"); *item != NULL; item++)
-		if (ascii_casecmp(domain, *item) == 0)
-			return 1;
-	return 0;
+	return domain[0] != '\0' && domain_classify(domain) == DOMAIN_LOCAL;
 }
 
 static enum lookup_result

@@ -5,7 +5,7 @@ Each workload runs on both systems in every round, and the system that
 goes first alternates. The raw results go to bench/results.json, the
 tables and the plot into doc/benchmarks.md and doc/benchmarks.png. Needs root
 (Postfix's master refuses to start otherwise), the packages that
-bench/ensure-packages.sh installs, and a build of Estafeta (`make`).
+tests/tools/ensure-packages.sh bench installs, and a build of Estafeta (`make`).
 """
 
 import argparse

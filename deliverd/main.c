@@ -24,18 +24,6 @@
 #include "privsep.h"
 #include "util.h"
 
-static mode_t
-socket_mode(void)
-{
-	const char *text = config_string("lmtp_socket_mode");
-	char *end;
-	long mode = strtol(text, &end, 8);
-
-	if (*text == '\0' || *end != '\0' || mode < 0 || mode > 0777)
-		fatalx("invalid lmtp_socket_mode \"%s\": expected octal permissions such as 0666", text);
-	return (mode_t)mode;
-}
-
 /* Create the socket's directory, bind, and set the group if configured. */
 static int
 open_listener(void)
@@ -54,7 +42,7 @@ open_listener(void)
 			fatal("cannot create the directory of lmtp_socket %s", dir);
 	}
 
-	fd = ipc_listen(path, socket_mode());
+	fd = ipc_listen(path, config_mode("lmtp_socket_mode"));
 	if (fd < 0)
 		fatal("cannot listen on lmtp_socket %s", path);
 

@@ -149,14 +149,7 @@ message_write(const struct message *msg, int fd, const char *prefix, int mboxrd)
 const char *
 local_hostname(void)
 {
-	static char host[256];
-	const char *configured = config_string("myhostname");
-
-	if (configured[0] != '\0')
-		return configured;
-	if (host[0] == '\0' && gethostname(host, sizeof host - 1) < 0)
-		strlcpy_x(host, "localhost", sizeof host);
-	return host;
+	return config_myhostname();
 }
 
 char *

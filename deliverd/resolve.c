@@ -31,18 +31,13 @@
 #include "cdbmap.h"
 #include "config.h"
 #include "deliverd.h"
+#include "domain.h"
 #include "log.h"
 #include "userdb.h"
 #include "util.h"
 
 #define USERDB_TIMEOUT_MS 10000
 #define INCLUDE_FILE_MAX (1024 * 1024)
-
-enum domain_class {
-	DOMAIN_LOCAL,
-	DOMAIN_VIRTUAL,
-	DOMAIN_REMOTE,
-};
 
 struct resolver {
 	struct userdb_client *userdb;
@@ -109,26 +104,6 @@ target_list_free(struct target_list *list)
 	}
 	free(list->items);
 	memset(list, 0, sizeof *list);
-}
-
-static int
-list_contains(char *const *list, const char *domain)
-{
-	for (; list != NULL && *list != NULL; list++)
-		if (ascii_casecmp(*list, domain) == 0)
-			return 1;
-	return 0;
-}
-
-static enum domain_class
-domain_classify(const char *domain)
-{
-	if (domain[0] == '\0' || ascii_casecmp(domain, local_hostname()) == 0 ||
-	    list_contains(config_list("local_domains"), domain))
-		return DOMAIN_LOCAL;
-	if (list_contains(config_list("virtual_domains"), domain))
-		return DOMAIN_VIRTUAL;
-	return DOMAIN_REMOTE;
 }
 
 /* Whether an equal destination is already in the list. */

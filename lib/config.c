@@ -436,6 +436,12 @@ config_list(const char *name)
 	return v->list;
 }
 
+mode_t
+config_mode(const char *name)
+{
+	return (mode_t)strtol(config_string(name), NULL, 8);
+}
+
 const char *
 config_myhostname(void)
 {

@@ -8,6 +8,7 @@
 #define ESTAFETA_CONFIG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/estafeta/estafeta.conf"
 
@@ -75,6 +76,10 @@ int config_bool(const char *name);
 
 /* A NULL-terminated list of items; owned by the config, do not free. */
 char *const *config_list(const char *name);
+
+/* The permissions in an octal parameter (one checked with
+ * config_check_octal_mode when it was loaded). */
+mode_t config_mode(const char *name);
 
 /* myhostname, or the system host name when it is empty. */
 const char *config_myhostname(void);

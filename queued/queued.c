@@ -37,8 +37,6 @@ struct queued_settings queued_settings;
 struct spool queued_spool;
 struct event_base *queued_base;
 
-static char myhostname[256];
-
 static void
 read_settings(void)
 {
@@ -46,10 +44,7 @@ read_settings(void)
 	uid_t uid;
 	gid_t gid;
 
-	strlcpy_x(myhostname, config_string("myhostname"), sizeof myhostname);
-	if (myhostname[0] == '\0' && gethostname(myhostname, sizeof myhostname) < 0)
-		fatal("gethostname");
-	s->myhostname = myhostname;
+	s->myhostname = config_myhostname();
 	s->lmtp_socket = config_string("lmtp_socket");
 	s->lmtp_concurrency = (int)config_int("lmtp_concurrency");
 	s->lmtp_timeout = config_time("lmtp_timeout");

@@ -8,6 +8,7 @@
 #include "bounce.h"
 #include "commit.h"
 #include "config.h"
+#include "domain.h"
 #include "envelope.h"
 #include "lmtp_client.h"
 #include "log.h"
@@ -27,26 +28,12 @@ static struct event *queue_run_ev;
 
 static void finish_attempt(struct qmsg *msg);
 
-static int
-domain_in_list(const char *domain, char *const *list)
-{
-	for (; *list != NULL; list++)
-		if (ascii_casecmp(domain, *list) == 0)
-			return 1;
-	return 0;
-}
-
 int
 scheduler_is_local(const char *address)
 {
 	const char *at = strrchr(address, '@');
 
-	if (at == NULL)
-		return 1;
-	at++;
-	return ascii_casecmp(at, queued_settings.myhostname) == 0 ||
-	    domain_in_list(at, config_list("local_domains")) ||
-	    domain_in_list(at, config_list("virtual_domains"));
+	return at == NULL || domain_classify(at + 1) != DOMAIN_REMOTE;
 }
 
 static double

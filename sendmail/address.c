@@ -36,15 +36,7 @@ address_list_free(struct address_list *list)
 const char *
 my_hostname(void)
 {
-	static char hostname[256];
-	const char *configured = config_string("myhostname");
-
-	if (*configured != '\0')
-		return configured;
-	if (hostname[0] == '\0' && gethostname(hostname, sizeof hostname) < 0)
-		strlcpy_x(hostname, "localhost", sizeof hostname);
-	hostname[sizeof hostname - 1] = '\0';
-	return hostname;
+	return config_myhostname();
 }
 
 int

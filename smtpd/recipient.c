@@ -9,32 +9,11 @@
 #include <string.h>
 
 #include "cdbmap.h"
+#include "domain.h"
 #include "log.h"
 #include "smtpd.h"
 #include "userdb_async.h"
 #include "util.h"
-
-enum domain_class { DOMAIN_REMOTE, DOMAIN_LOCAL, DOMAIN_VIRTUAL };
-
-static int
-domain_in_list(const char *domain, char *const *list)
-{
-	for (size_t i = 0; list[i] != NULL; i++)
-		if (ascii_casecmp(domain, list[i]) == 0)
-			return 1;
-	return 0;
-}
-
-static enum domain_class
-domain_classify(const struct smtpd_settings *settings, const char *domain)
-{
-	if (ascii_casecmp(domain, settings->hostname) == 0 ||
-	    domain_in_list(domain, settings->local_domains))
-		return DOMAIN_LOCAL;
-	if (domain_in_list(domain, settings->virtual_domains))
-		return DOMAIN_VIRTUAL;
-	return DOMAIN_REMOTE;
-}
 
 /* 1 if KEY is in the alias map, 0 if not or there is no map. */
 static int
@@ -174,7 +153,6 @@ recipient_lookup_keys(struct session *s, const struct mailaddr *rcpt, const char
 int
 recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply, size_t replysize)
 {
-	const struct smtpd_settings *settings = &s->server->settings;
 	const char *formatted = s->lookup.recipient;
 	enum domain_class class;
 
@@ -187,7 +165,7 @@ recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply, siz
 		return 501;
 	}
 
-	class = domain_classify(settings, rcpt->domain);
+	class = domain_classify(rcpt->domain);
 	if (class == DOMAIN_REMOTE) {
 		if (s->in_mynetworks)
 			return 250;

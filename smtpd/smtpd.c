@@ -34,15 +34,7 @@ struct smtpd smtpd;
 static void
 settings_load_hostname(struct smtpd_settings *settings)
 {
-	const char *configured = config_string("myhostname");
-
-	if (*configured != '\0') {
-		strlcpy_x(settings->hostname, configured, sizeof settings->hostname);
-		return;
-	}
-	if (gethostname(settings->hostname, sizeof settings->hostname) < 0)
-		fatal("gethostname");
-	settings->hostname[sizeof settings->hostname - 1] = '\0';
+	strlcpy_x(settings->hostname, config_myhostname(), sizeof settings->hostname);
 }
 
 static void
@@ -76,8 +68,6 @@ settings_load(struct smtpd_settings *settings)
 		    delimiter);
 	settings->recipient_delimiter = delimiter[0];
 
-	settings->local_domains = config_list("local_domains");
-	settings->virtual_domains = config_list("virtual_domains");
 	settings->queued_socket = config_string("queued_socket");
 	settings->userdb_socket = config_string("userdb_socket");
 	snprintf(settings->alias_map_path, sizeof settings->alias_map_path, "%s.cdb",

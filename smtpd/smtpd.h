@@ -32,8 +32,6 @@ struct smtpd_settings {
 	size_t data_line_length_limit;
 	int normalize_bare_lf;
 	char recipient_delimiter;
-	char *const *local_domains;
-	char *const *virtual_domains;
 	const char *queued_socket;
 	const char *userdb_socket;
 	char alias_map_path[4096];

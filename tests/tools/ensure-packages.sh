@@ -1,16 +1,22 @@
 #!/bin/sh
-# Install the Debian packages that `make run` (build) or `make check`
-# (check) needs. As root, missing packages are installed with apt-get;
+# Install the Debian packages that `make run` (build), `make check`
+# (check) or `make bench` (bench) needs. As root, missing packages are installed with apt-get;
 # as another user, the exact apt-get line is printed and the script fails.
 set -eu
 
 build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev"
 check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd iproute2"
 
+# bench: Postfix is the system measured against, gnuplot draws the plot,
+# pytest provides the host class of the integration tests, ss (iproute2)
+# checks that nothing connected elsewhere.
+bench_packages="$build_packages postfix gnuplot-nox python3 python3-pytest iproute2 procps"
+
 case "${1:-build}" in
 build) wanted=$build_packages ;;
 check) wanted=$check_packages ;;
-*) echo "usage: $0 build|check" >&2; exit 2 ;;
+bench) wanted=$bench_packages ;;
+*) echo "usage: $0 build|check|bench" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -36,8 +42,8 @@ if [ ! -x /usr/sbin/policy-rc.d ]; then
 	chmod +x /usr/sbin/policy-rc.d
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Postfix is installed for its smtp-source load generator only: leave it
-# unconfigured so it never touches this host's mail.
+# Postfix is installed for smtp-source and for the benchmark's private
+# instance only: leave it unconfigured so it never touches this host's mail.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 
 echo "installing:$missing"
