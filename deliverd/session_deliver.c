@@ -94,7 +94,7 @@ log_session_delivery(const struct session *s, const struct recipient *rcpt,
 /*
  * Merge one destination's RESULT into RCPT's single LMTP reply.
  * TODO: bounce or defer failed alias members on their own, as Postfix's
- * local(8) does; now one member's 4xx makes the retry repeat the members
+ * local(8) does. Now one member's 4xx makes the retry repeat the members
  * already delivered, and one member's 5xx bounces the whole recipient.
  */
 static void

@@ -40,7 +40,7 @@
  *   then for each recipient, in envelope order:
  *   rcpt=ADDR status=pending|deferred|sent|bounced reason=TEXT
  *   The n-th status and reason belong to the n-th rcpt; reason is empty
- *   for pending recipients and holds the last reply or error otherwise.
+ *   for pending recipients and contains the last reply or error otherwise.
  */
 #ifndef ESTAFETA_QUEUE_PROTO_H
 #define ESTAFETA_QUEUE_PROTO_H

@@ -291,8 +291,8 @@ submit_local(const struct local_submission *sub, const struct message *msg,
 	}
 
 	/* TODO: keep the message in a maildrop directory when queued is not
-	 * running, as Postfix's postdrop does; now the caller gets
-	 * EX_TEMPFAIL and cron or mail(1) drop the message. */
+	 * running, as Postfix's postdrop does. Now the caller gets
+	 * EX_TEMPFAIL, and cron or mail(1) drop the message. */
 	s = submit_begin(config_string("queued_socket"), err, sizeof err);
 	if (s == NULL) {
 		warnx_sendmail("cannot queue the message: %s", err);

@@ -1,7 +1,7 @@
 """Real messages from Python's email test corpus pass through unchanged.
 
 Every msg_*.txt of Debian's libpython3.11-testsuite goes in through smtpd
-and through sendmail; the copy in the Maildir must be the original, byte
+and through sendmail. The copy in the Maildir must be the original, byte
 for byte (line ends aside), below trace fields that Estafeta added.
 """
 

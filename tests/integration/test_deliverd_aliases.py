@@ -236,7 +236,7 @@ def test_alias_to_other_host_resubmitted(make_mailhost):
     assert len(host.messages("alice@example.test")) == 1
     assert host.wait_for_log(r"to=<someone@remote\.example>, orig_to=<outside@mail\.example\.test>, "
                              r"relay=local, .*status=sent \(forwarded as \w+\)")
-    # queued holds it: outbound SMTP is not part of this slice.
+    # The message stays deferred in queued, which has no outbound SMTP client yet.
     assert host.wait_for_log(r"to=<someone@remote\.example>, relay=none")
 
 

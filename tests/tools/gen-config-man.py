@@ -2,7 +2,7 @@
 """Write man/estafeta.conf.5 from the parameter tables in lib/params_*.c.
 
 The tables are the single source of every parameter's name, type,
-default, limits and help text; this script turns them into the manual
+default, limits and help text. This script turns them into the manual
 page, and `make check` fails when the page is out of date.
 Usage: gen-config-man.py [--check] REPO
 """
