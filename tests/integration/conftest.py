@@ -27,6 +27,8 @@ SANITIZED = os.environ.get("ESTAFETA_SANITIZED") == "1"
 # Start order: user lookups first, the queue last before smtpd, so that
 # each daemon finds its peers' sockets.
 DAEMONS = ("authd", "deliverd", "queued", "smtpd")
+# Daemons that log this line once they are serving, after any recovery.
+STARTED_LINE = {"queued": b": started: ", "authd": b": started: "}
 
 VIRTUAL_USERS = {
     "demo@example.test": "demo",
@@ -115,6 +117,7 @@ class MailHost:
         self.smtp_port = free_port()
         self.procs = {}
         self.logs = {}
+        self.log_starts = {}
         self.process_groups = set()
         for sub in ("etc", "sock", "log", "mail", "var-mail"):
             (self.dir / sub).mkdir()
@@ -185,6 +188,7 @@ class MailHost:
                 continue
             log = open(self.dir / "log" / ("%s.log" % name), "ab")
             self.logs[name] = log
+            self.log_starts[name] = log.tell()
             self.procs[name] = subprocess.Popen(
                 self.netns_prefix() + [self.bin(name), "-f", "-c", str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
@@ -196,6 +200,10 @@ class MailHost:
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     def ready_probe(self, name):
+        # queued binds its socket before it recovers the spool, so a
+        # connect alone does not prove that recovery is over.
+        if name in STARTED_LINE and not self.logged_since_start(name, STARTED_LINE[name]):
+            return False
         if name == "smtpd" and self.netns:
             host, port = self.settings["smtpd_listen"].rsplit(":", 1)
             probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
@@ -217,6 +225,12 @@ class MailHost:
             return False
         finally:
             sock.close()
+
+    def logged_since_start(self, name, text):
+        path = self.dir / "log" / ("%s.log" % name)
+        with open(path, "rb") as log:
+            log.seek(self.log_starts[name])
+            return text in log.read()
 
     def wait_ready(self, name, timeout=15):
         deadline = time.monotonic() + timeout
