@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -369,13 +370,19 @@ handle_rcpt(struct session *s, char *arg)
 	session_reply(s, 250, "2.1.5 <%s> OK", rcpt->address);
 }
 
-/* Create the unlinked temporary file for the message. */
+/* Create the unlinked temporary file for the message: in memory by
+ * default, in deliverd_temp_directory when the admin names one. */
 static int
 message_temp_file(void)
 {
 	const char *dir = config_string("deliverd_temp_directory");
 	char path[4096];
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	int fd;
+
+	if (dir[0] == '\0')
+		return memfd_create("deliverd-message", MFD_CLOEXEC);
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 
 	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
 		return fd;
@@ -424,7 +431,8 @@ read_message(struct session *s, off_t *size, struct delivery_result *failure)
 		    limit);
 	} else if (write_error != 0) {
 		log_error("%s: cannot store the message in %s: %s", s->id,
-		    config_string("deliverd_temp_directory"), strerror(write_error));
+		    config_string("deliverd_temp_directory")[0] != '\0' ?
+		    config_string("deliverd_temp_directory") : "memory", strerror(write_error));
 		result_set(failure, EX_TEMPFAIL, "4.3.0", "Cannot store the message, try again later");
 	} else {
 		return fd;

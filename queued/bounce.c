@@ -68,7 +68,8 @@ bounce_committed(struct commit_job *job, void *arg)
 	}
 
 	request->done(request->msg, job->id);
-	scheduler_add(job->env);
+	/* queued wrote this data file itself and closed it. */
+	scheduler_add(job->env, 1);
 	job->env = NULL;
 	free(request);
 }

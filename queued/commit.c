@@ -69,7 +69,11 @@ write_tmp_envelope(struct commit_job *job)
 		detect_8bit(job);
 		job->text = envelope_format(job->env, &job->text_len);
 	}
-	fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (spare_take(committer.spool, committer.spool->tmp_fd, job->id) == 0)
+		fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	else
+		fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
 	if (fd < 0) {
 		job->error = errno;
 		return -1;
@@ -127,17 +131,31 @@ sync_batch(struct commit_job **jobs, int *tmp_fds, size_t count)
 static void
 apply_job(struct commit_job *job)
 {
-	const struct spool *spool = committer.spool;
+	struct spool *spool = committer.spool;
 
 	if (job->kind == COMMIT_REMOVE) {
-		if (unlinkat(spool->queue_fd, job->id, 0) < 0 && errno != ENOENT)
+		/* The envelope leaves queue/ first: that is the removal. */
+		if (spare_retire(spool, spool->queue_fd, job->id) < 0)
 			job->error = errno;
-		if (unlinkat(spool->data_fd, job->id, 0) < 0 && errno != ENOENT && job->error == 0)
+		if (job->recycle_data) {
+			if (spare_retire(spool, spool->data_fd, job->id) < 0 && job->error == 0)
+				job->error = errno;
+		} else if (unlinkat(spool->data_fd, job->id, 0) < 0 && errno != ENOENT &&
+		    job->error == 0) {
 			job->error = errno;
+		}
 		return;
 	}
 	if (job->error != 0) {
-		unlinkat(spool->tmp_fd, job->id, 0);
+		spare_retire(spool, spool->tmp_fd, job->id);
+		return;
+	}
+
+	/* An update swaps the new envelope in and the old one out in one
+	 * step, so the old file can become a spare instead of being freed. */
+	if (job->kind == COMMIT_UPDATE &&
+	    renameat2(spool->tmp_fd, job->id, spool->queue_fd, job->id, RENAME_EXCHANGE) == 0) {
+		spare_retire(spool, spool->tmp_fd, job->id);
 		return;
 	}
 	if (renameat(spool->tmp_fd, job->id, spool->queue_fd, job->id) < 0) {
@@ -354,9 +372,12 @@ commit_update(const struct envelope *env, commit_done_cb done, void *arg)
 }
 
 void
-commit_remove(const char *id, commit_done_cb done, void *arg)
+commit_remove(const char *id, int recycle_data, commit_done_cb done, void *arg)
 {
-	submit_job(job_new(COMMIT_REMOVE, id, done, arg));
+	struct commit_job *job = job_new(COMMIT_REMOVE, id, done, arg);
+
+	job->recycle_data = recycle_data;
+	submit_job(job);
 }
 
 void

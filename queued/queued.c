@@ -129,7 +129,9 @@ raise_descriptor_limit(void)
 static void
 load_message(struct envelope *env, void *arg)
 {
-	scheduler_add(env);
+	/* Which client wrote the data file is not recorded, so it is
+	 * removed, never reused. */
+	scheduler_add(env, 0);
 }
 
 static void
@@ -164,6 +166,7 @@ main(int argc, char **argv)
 	if (queued_base == NULL)
 		fatalx("event_base_new failed");
 	spool_open(&queued_spool, config_string("queue_directory"));
+	spare_load(&queued_spool, (size_t)config_int("queue_spare_files"));
 	commit_start(queued_base, &queued_spool,
 	    strcmp(config_string("queue_sync_method"), "syncfs") == 0);
 	lmtp_init();

@@ -17,7 +17,7 @@
 
 #define ENVELOPE_FILE_MAX (16 * 1024 * 1024)
 
-static const char *const spool_dirs[] = { "data", "tmp", "queue", "corrupt" };
+static const char *const spool_dirs[] = { "data", "tmp", "queue", "corrupt", "spare" };
 
 static void
 create_owned_dir(const char *path, uid_t uid, gid_t gid)
@@ -85,6 +85,8 @@ spool_open(struct spool *spool, const char *path)
 	spool->tmp_fd = open_dir_at(spool->dir_fd, "tmp", path);
 	spool->queue_fd = open_dir_at(spool->dir_fd, "queue", path);
 	spool->corrupt_fd = open_dir_at(spool->dir_fd, "corrupt", path);
+	spool->spare_fd = open_dir_at(spool->dir_fd, "spare", path);
+	spool->spares = NULL;
 }
 
 void
@@ -94,6 +96,8 @@ spool_close(struct spool *spool)
 	close(spool->tmp_fd);
 	close(spool->queue_fd);
 	close(spool->corrupt_fd);
+	close(spool->spare_fd);
+	spare_free(spool);
 	close(spool->dir_fd);
 	free(spool->path);
 	spool->path = NULL;
@@ -133,7 +137,13 @@ spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, in
 {
 	for (int tries = 0; tries < 100; tries++) {
 		spool_new_id(id);
-		*client_fd = openat(spool->data_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (spare_take(spool, spool->data_fd, id) == 0)
+			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		else if (errno == EEXIST)
+			continue;
+		else
+			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    0600);
 		if (*client_fd < 0 && errno == EEXIST)
 			continue;
 		if (*client_fd < 0)

@@ -147,7 +147,10 @@ commit_done(struct commit_job *job, void *arg)
 		ipc_msg_add(reply, "id", job->id);
 		client_send(client, reply, -1);
 		ipc_msg_free(reply);
-		scheduler_add(job->env);
+		/* smtpd closes its descriptor of the data file before COMMIT;
+		 * other clients' files are never reused, since a client that
+		 * kept its descriptor could write into a later message. */
+		scheduler_add(job->env, client->uid == queued_settings.smtpd_uid);
 		job->env = NULL;
 	}
 

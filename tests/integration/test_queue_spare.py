@@ -1,0 +1,126 @@
+"""Spare files: queued empties the files of removed messages, keeps them
+in spool/spare/ and renames them back into use for new messages.
+"""
+
+import os
+import re
+import time
+
+import pytest
+
+BODY = b"Subject: spare\r\n\r\n" + b"x" * 3000 + b"\r\n"
+
+
+def send(host, count, rcpt="demo@example.test"):
+    with host.smtp() as client:
+        for _ in range(count):
+            assert client.sendmail("sender@client.example.test", [rcpt], BODY) == {}
+
+
+def spare_files(host):
+    return sorted((host.dir / "spool" / "spare").iterdir())
+
+
+def wait_removed(host, count, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(re.findall(r": removed$", host.log(), re.M)) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def send_held(host, count):
+    """Send COUNT messages while deliverd is down, then deliver them all,
+    so that none of them can reuse the files of another."""
+    host.stop("deliverd")
+    send(host, count)
+    host.start("deliverd")
+    host.run("estafeta", "queue", "flush")
+    host.wait_for_messages("demo@example.test", count)
+    assert wait_removed(host, count)
+
+
+def test_removed_messages_leave_empty_spare_files(mailhost):
+    send_held(mailhost, 5)
+
+    spares = spare_files(mailhost)
+    # The envelope and the data file of each message, and the envelopes
+    # that deferrals replaced.
+    assert len(spares) >= 10
+    assert all(path.stat().st_size == 0 for path in spares)
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in spares)
+    assert list((mailhost.dir / "spool" / "data").iterdir()) == []
+
+
+def test_new_messages_reuse_spare_files(mailhost):
+    send_held(mailhost, 3)
+    spare_inodes = {path.stat().st_ino for path in spare_files(mailhost)}
+    assert len(spare_inodes) >= 6
+
+    # Hold the next message in the queue to look at its files.
+    mailhost.stop("deliverd")
+    send(mailhost, 1)
+    spool = mailhost.dir / "spool"
+    data = list((spool / "data").iterdir())
+    envelope = list((spool / "queue").iterdir())
+    assert len(data) == 1 and len(envelope) == 1
+    assert data[0].stat().st_ino in spare_inodes
+    assert envelope[0].stat().st_ino in spare_inodes
+    assert len(spare_files(mailhost)) < len(spare_inodes)
+    # The reused data file holds this message only, nothing of the old one.
+    assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
+    assert data[0].stat().st_size < 2 * len(BODY)
+
+
+def test_spare_files_can_be_turned_off(make_mailhost):
+    host = make_mailhost(queue_spare_files="0")
+    send_held(host, 3)
+    assert spare_files(host) == []
+
+
+def test_spare_files_are_capped(make_mailhost):
+    host = make_mailhost(queue_spare_files="3")
+    send_held(host, 4)
+    assert len(spare_files(host)) == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs sendmail to run as another uid than smtpd")
+def test_sendmail_data_file_is_removed_not_kept(mailhost):
+    send(mailhost, 1)
+    mailhost.wait_for_messages("demo@example.test", 1)
+    assert wait_removed(mailhost, 1)
+    assert len(spare_files(mailhost)) == 2
+
+    # sendmail (root here, not smtpd's uid) got a descriptor of the data
+    # file; a client that kept it could write into a later message.
+    result = mailhost.run("sendmail", "-f", "root@mail.example.test", "demo@example.test",
+                          input=b"Subject: local\n\nfrom sendmail\n")
+    assert result.returncode == 0, result.stderr
+    mailhost.wait_for_messages("demo@example.test", 2)
+    assert wait_removed(mailhost, 2)
+    # Both spares went into use; only the envelope came back.
+    assert len(spare_files(mailhost)) == 1
+
+
+def test_start_up_empties_spare_files_and_drops_strangers(mailhost):
+    send(mailhost, 1)
+    mailhost.wait_for_messages("demo@example.test", 1)
+    assert wait_removed(mailhost, 1)
+    mailhost.stop("queued")
+
+    spare = mailhost.dir / "spool" / "spare"
+    owner = spare.stat()
+    for name, text in (("notanumber", b"left by someone\n"), ("77", b"old message text\n")):
+        (spare / name).write_bytes(text)
+        os.chown(spare / name, owner.st_uid, owner.st_gid)
+    mailhost.start("queued")
+
+    names = sorted(path.name for path in spare.iterdir())
+    assert "notanumber" not in names
+    assert "77" in names
+    assert all(path.stat().st_size == 0 for path in spare.iterdir())
+
+    # The pool works after the restart.
+    send(mailhost, 2)
+    mailhost.wait_for_messages("demo@example.test", 3)
