@@ -65,6 +65,14 @@ void master_listen(struct event_base *base, int listen_fd);
 /* client.c: the Dovecot authentication (client) protocol on auth_socket. */
 void client_listen(struct event_base *base, int listen_fd);
 
+/* handoff.c: successful logins kept for one REQUEST on userdb_socket. */
+#define HANDOFF_COOKIE_LEN	32	/* hex digits of the COOKIE of a client connection */
+void handoff_remember(pid_t client_pid, unsigned long auth_id, const char *cookie,
+    const char *user);
+/* Remove the login that matches all three values and return its user
+ * name (the caller frees it), or return NULL when none matches. */
+char *handoff_claim(pid_t client_pid, unsigned long auth_id, const char *cookie);
+
 /*
  * password.c: check PASSWORD against STORED ("{SCHEME}data", or a crypt(3)
  * string). Returns 1 on a match, 0 on a mismatch, -1 for an unknown

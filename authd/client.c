@@ -63,6 +63,7 @@ struct client_conn {
 	pid_t peer_pid;
 	struct auth_attempt *attempts;
 	size_t nattempts;
+	char cookie[HANDOFF_COOKIE_LEN + 1];	/* hex, as sent in the handshake */
 };
 
 static struct event_base *client_base;
@@ -209,6 +210,8 @@ attempt_verify(struct auth_attempt *attempt, const char *user, const char *passw
 		attempt_finish(attempt, reply, 1);
 	} else if ((match = password_check(entry->password, password)) == 1) {
 		log_attempt(attempt, entry->name, "ok");
+		handoff_remember(attempt->conn->peer_pid, attempt->id, attempt->conn->cookie,
+		    entry->name);
 		snprintf(reply, sizeof reply, "OK\t%lu\tuser=%s", attempt->id, escaped);
 		attempt_finish(attempt, reply, 0);
 	} else {
@@ -466,17 +469,17 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 static void
 send_handshake(struct client_conn *conn)
 {
-	unsigned char cookie[16];
-	char hex[33];
+	unsigned char cookie[HANDOFF_COOKIE_LEN / 2];
 
+	/* The cookie proves a login in a REQUEST, so it must not be guessable. */
 	if (getrandom(cookie, sizeof cookie, 0) != sizeof cookie)
-		memset(cookie, 0, sizeof cookie);
+		fatal("getrandom failed");
 	for (size_t i = 0; i < sizeof cookie; i++)
-		snprintf(hex + 2 * i, 3, "%02x", cookie[i]);
+		snprintf(conn->cookie + 2 * i, 3, "%02x", cookie[i]);
 	evbuffer_add_printf(bufferevent_get_output(conn->bev),
 	    "VERSION\t%d\t%d\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
 	    "SPID\t%ld\nCUID\t%lu\nCOOKIE\t%s\nDONE\n", CLIENT_PROTOCOL_MAJOR,
-	    CLIENT_PROTOCOL_MINOR, (long)getpid(), ++next_connection_id, hex);
+	    CLIENT_PROTOCOL_MINOR, (long)getpid(), ++next_connection_id, conn->cookie);
 }
 
 static void

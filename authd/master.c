@@ -9,6 +9,9 @@
  *                                       NOTFOUND\tID | FAIL\tID\treason=TEXT
  *   LIST\tID[\tuser=MASK...]        ->  LIST\tID\tNAME ... then DONE\tID (or DONE\tID\tfail)
  *   PASS\tID\tNAME...               ->  FAIL\tID\treason=... (passwords are never sent here)
+ *   REQUEST\tID\tCLIENT_PID\tAUTH_ID\tCOOKIE[\tparams]
+ *                                   ->  USER\tID\tNAME\tuid=U\tgid=G... as for USER, once
+ *                                       per login (handoff.c), or FAIL\tID\treason=TEXT
  *
  * Any other line, or a line longer than MASTER_LINE_MAX, ends the
  * connection, as Dovecot does.
@@ -206,6 +209,75 @@ handle_list(struct master_conn *conn, char **fields, size_t count)
 	return 0;
 }
 
+static int
+parse_number(const char *text, unsigned long *out)
+{
+	if (!valid_id(text))
+		return -1;
+	*out = strtoul(text, NULL, 10);
+	return 0;
+}
+
+static void
+reply_fail(struct master_conn *conn, const char *id, const char *reason)
+{
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+
+	evbuffer_add_printf(out, "FAIL\t%s\treason=%s\n", id, reason);
+}
+
+/*
+ * REQUEST\tID\tCLIENT_PID\tAUTH_ID\tCOOKIE[\tparams], sent by a master
+ * process to take over a login that CLIENT_PID finished on auth_socket.
+ * Extra params, such as the session_pid=PID of newer Dovecot
+ * master processes, are ignored.
+ */
+static int
+handle_request(struct master_conn *conn, char **fields, size_t count)
+{
+	struct user_record record;
+	unsigned long client_pid, auth_id;
+	char reason[512] = "", safe_name[200], *user;
+	enum lookup_result result;
+
+	if (count < 5 || !valid_id(fields[1]) || parse_number(fields[2], &client_pid) < 0 ||
+	    parse_number(fields[3], &auth_id) < 0) {
+		log_warn("userdb: malformed REQUEST from pid %ld (uid %u)",
+		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
+		return -1;
+	}
+
+	user = handoff_claim((pid_t)client_pid, auth_id, fields[4]);
+	if (user == NULL) {
+		log_warn("userdb: REQUEST from pid %ld (uid %u) for client pid %lu, auth id %lu: no such login (unknown, expired, already claimed or wrong cookie)",
+		    (long)conn->peer_pid, (unsigned)conn->peer_uid, client_pid, auth_id);
+		reply_fail(conn, fields[1], "Authentication request not found or expired");
+		return 0;
+	}
+	log_sanitize(safe_name, sizeof safe_name, user, strlen(user));
+
+	result = users_lookup(user, &record, reason, sizeof reason);
+	switch (result) {
+	case LOOKUP_FOUND:
+		log_info("userdb: login handoff: user=<%s>, client_pid=%lu, auth_id=%lu, master_pid=%ld, uid=%u",
+		    safe_name, client_pid, auth_id, (long)conn->peer_pid, (unsigned)record.uid);
+		reply_user(conn, fields[1], &record);
+		user_record_clear(&record);
+		break;
+	case LOOKUP_NOT_FOUND:
+		log_warn("userdb: login handoff: user=<%s> authenticated but is not in the userdb",
+		    safe_name);
+		reply_fail(conn, fields[1], "Authenticated user not found in the userdb");
+		break;
+	case LOOKUP_TEMPFAIL:
+		log_warn("userdb: login handoff: user=<%s>: lookup failed (%s)", safe_name, reason);
+		reply_fail(conn, fields[1], "Temporary user lookup failure");
+		break;
+	}
+	free(user);
+	return 0;
+}
+
 /* PASS would return password hashes; this socket does not serve them. */
 static int
 handle_pass(struct master_conn *conn, char **fields, size_t count)
@@ -254,6 +326,8 @@ handle_line(struct master_conn *conn, char *line)
 		return handle_list(conn, fields, count);
 	if (strcmp(fields[0], "PASS") == 0)
 		return handle_pass(conn, fields, count);
+	if (strcmp(fields[0], "REQUEST") == 0)
+		return handle_request(conn, fields, count);
 	if (strcmp(fields[0], "CPID") == 0) {
 		log_warn("userdb: an authentication client (pid %ld, uid %u) connected to the userdb socket",
 		    (long)conn->peer_pid, (unsigned)conn->peer_uid);

@@ -432,12 +432,13 @@ has_protocol_separator(const char *text)
 }
 
 /*
- * Make one attempt on the current or a new connection. Returns as
- * client_read_reply does. *REUSED is set when the connection was open
- * before, because then an I/O error may only mean a stale connection.
+ * Send "COMMAND\tID\tARGS" on the current or a new connection and read
+ * its reply. Returns as client_read_reply does, with the USER fields parsed into
+ * OUT. *REUSED is set when the connection was open before, because then
+ * an I/O error may only mean a stale connection.
  */
 static int
-client_lookup_once(struct userdb_client *client, const char *user, const char *service,
+client_exchange_once(struct userdb_client *client, const char *command, const char *args,
     long long deadline, struct userdb_entry *out, int *reused, char *err, size_t errsize)
 {
 	char request[1024];
@@ -452,8 +453,8 @@ client_lookup_once(struct userdb_client *client, const char *user, const char *s
 	id = ++client->last_id;
 	if (id == 0)
 		id = ++client->last_id;
-	snprintf(request, sizeof request, "%sUSER\t%u\t%s\tservice=%s\n",
-	    client->version_sent ? "" : "VERSION\t1\t0\n", id, user, service);
+	snprintf(request, sizeof request, "%s%s\t%u\t%s\n",
+	    client->version_sent ? "" : "VERSION\t1\t0\n", command, id, args);
 	if (client_send(client, request, deadline, err, errsize) < 0)
 		return -1;
 	client->version_sent = 1;
@@ -464,19 +465,39 @@ client_lookup_once(struct userdb_client *client, const char *user, const char *s
 	if (rc <= 0)
 		return rc;
 	if (userdb_entry_parse(fields, out) < 0) {
-		snprintf(err, errsize, "invalid USER reply for %s from %s", user,
+		snprintf(err, errsize, "invalid USER reply to %s from %s", command,
 		    client->socket_path);
 		return -1;
 	}
 	return 1;
 }
 
+/* Run one exchange, and again on a new connection if the kept one was stale. */
+static int
+client_exchange(struct userdb_client *client, const char *command, const char *args,
+    int timeout_ms, int retry, struct userdb_entry *out, char *err, size_t errsize)
+{
+	long long deadline = monotonic_msec() + timeout_ms;
+	int rc, reused;
+
+	rc = client_exchange_once(client, command, args, deadline, out, &reused, err, errsize);
+	if (rc == -1 && retry && reused && monotonic_msec() < deadline) {
+		/* The server may have closed the idle connection: retry on a new one. */
+		client_disconnect(client);
+		rc = client_exchange_once(client, command, args, deadline, out, &reused, err,
+		    errsize);
+	}
+	if (rc == -1)
+		client_disconnect(client);
+	return rc;
+}
+
 int
 userdb_lookup(struct userdb_client *client, const char *user, const char *service,
     int timeout_ms, struct userdb_entry *out, char *err, size_t errsize)
 {
-	long long deadline = monotonic_msec() + timeout_ms;
-	int rc, reused;
+	char args[1024];
+	int rc;
 
 	/* Such a name cannot exist, and sending it would break the framing. */
 	if (*user == '\0' || has_protocol_separator(user) || strlen(user) > 512)
@@ -486,14 +507,31 @@ userdb_lookup(struct userdb_client *client, const char *user, const char *servic
 		return -1;
 	}
 
-	rc = client_lookup_once(client, user, service, deadline, out, &reused, err, errsize);
-	if (rc == -1 && reused && monotonic_msec() < deadline) {
-		/* The server may have closed the idle connection: retry on a new one. */
-		client_disconnect(client);
-		rc = client_lookup_once(client, user, service, deadline, out, &reused, err,
-		    errsize);
-	}
-	if (rc == -1)
-		client_disconnect(client);
+	snprintf(args, sizeof args, "%s\tservice=%s", user, service);
+	rc = client_exchange(client, "USER", args, timeout_ms, 1, out, err, errsize);
 	return rc < 0 ? -1 : rc;
+}
+
+int
+userdb_request(struct userdb_client *client, pid_t client_pid, unsigned auth_id,
+    const char *cookie, int timeout_ms, struct userdb_entry *out, char *err, size_t errsize)
+{
+	char args[256];
+	int rc;
+
+	if (*cookie == '\0' || strspn(cookie, "0123456789abcdefABCDEF") != strlen(cookie) ||
+	    strlen(cookie) > 128) {
+		snprintf(err, errsize, "invalid cookie");
+		return 0;
+	}
+
+	snprintf(args, sizeof args, "%ld\t%u\t%s", (long)client_pid, auth_id, cookie);
+	/*
+	 * No retry: a REQUEST that reached authd before the connection broke
+	 * has used up the login, so sending it again could only fail.
+	 */
+	rc = client_exchange(client, "REQUEST", args, timeout_ms, 0, out, err, errsize);
+	if (rc == 0)
+		snprintf(err, errsize, "authenticated user not found on %s", client->socket_path);
+	return rc == -2 ? 0 : rc;
 }

@@ -34,6 +34,19 @@ int userdb_lookup(struct userdb_client *client, const char *user, const char *se
     int timeout_ms, struct userdb_entry *out, char *err, size_t errsize);
 
 /*
+ * Claim the login that CLIENT_PID finished with request AUTH_ID on an
+ * auth-client connection that got COOKIE (hex) in its handshake:
+ * "REQUEST\tID\tCLIENT_PID\tAUTH_ID\tCOOKIE", as Dovecot's master
+ * process sends it. Returns 1 and fills OUT with the user's userdb entry,
+ * 0 with a reason in ERR when the server rejects the request (no such
+ * login, already claimed, expired, or a user missing from the userdb),
+ * -1 on a temporary error (authd down, timeout). A login can be claimed
+ * once; the request is not retried on a new connection.
+ */
+int userdb_request(struct userdb_client *client, pid_t client_pid, unsigned auth_id,
+    const char *cookie, int timeout_ms, struct userdb_entry *out, char *err, size_t errsize);
+
+/*
  * Dovecot's tab-escaping of protocol fields: \001 becomes "\0011", TAB
  * "\001t", CR "\001r", LF "\001n". userdb_tab_escape returns a new
  * string, and userdb_tab_unescape decodes TEXT in place.
