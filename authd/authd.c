@@ -1,9 +1,10 @@
 /*
  * authd: serves user lookups (userdb) on userdb_socket with the Dovecot
  * auth-master protocol, from system users and a Dovecot-style
- * passwd-file, and password checks (passdb) of the passwd-file's users on
- * auth_socket with the Dovecot authentication protocol. It binds as root,
- * then runs as smtpd_user.
+ * passwd-file, and password checks (passdb) on auth_socket with the
+ * Dovecot authentication protocol, of the passwd-file's users and of
+ * system users through PAM. It binds as root, then runs as smtpd_user;
+ * only the pam worker it forks first keeps root.
  */
 #include <errno.h>
 #include <grp.h>
@@ -115,16 +116,33 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	users_reload();
 }
 
+/* The passdb list for the started line, such as "passwd-file pam". */
+static const char *
+passdb_names(void)
+{
+	static char names[256];
+	size_t len = 0;
+
+	names[0] = '\0';
+	for (char *const *item = config_list("passdb"); *item != NULL; item++)
+		len += (size_t)snprintf(names + len, sizeof names - len, "%s%s",
+		    len > 0 ? " " : "", *item);
+	return names;
+}
+
 int
 main(int argc, char **argv)
 {
-	int userdb_fd, auth_fd, as_root;
+	int userdb_fd, auth_fd, pam_fd = -1, as_root;
 	struct event_base *base;
 	struct event *sigterm, *sigint, *sighup;
 
 	daemon_start("authd", argc, argv);
 
 	as_root = privsep_is_root();
+	/* Forked first, so the only process that keeps root holds no listening socket. */
+	if (passdb_uses("pam"))
+		pam_fd = pam_worker_start();
 	/* userdb_socket last: clients take it as the sign that authd is ready. */
 	auth_fd = socket_open("auth_socket", auth_socket_path(), as_root);
 	userdb_fd = socket_open("userdb_socket", config_string("userdb_socket"), as_root);
@@ -134,6 +152,7 @@ main(int argc, char **argv)
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("cannot create the event loop");
+	passdb_init(base, pam_fd);
 	master_listen(base, userdb_fd);
 	client_listen(base, auth_fd);
 	sigterm = evsignal_new(base, SIGTERM, on_stop, base);
@@ -143,9 +162,9 @@ main(int argc, char **argv)
 	evsignal_add(sigint, NULL);
 	evsignal_add(sighup, NULL);
 
-	log_info("started: userdb_socket=%s, auth_socket=%s, virtual_passwd_file=%s",
+	log_info("started: userdb_socket=%s, auth_socket=%s, virtual_passwd_file=%s, passdb=%s",
 	    config_string("userdb_socket"), auth_socket_path(),
-	    config_string("virtual_passwd_file"));
+	    config_string("virtual_passwd_file"), passdb_names());
 	sd_notify(0, "READY=1");
 	event_base_dispatch(base);
 

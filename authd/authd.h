@@ -65,6 +65,38 @@ void master_listen(struct event_base *base, int listen_fd);
 /* client.c: the Dovecot authentication (client) protocol on auth_socket. */
 void client_listen(struct event_base *base, int listen_fd);
 
+/* passdb.c: password checks in the order of the passdb parameter. */
+enum passdb_status {
+	PASSDB_OK,
+	PASSDB_MISMATCH,	/* a passdb has the user, and the password is wrong */
+	PASSDB_UNKNOWN,		/* no passdb has the user */
+	PASSDB_TEMPFAIL,
+};
+
+struct passdb_result {
+	enum passdb_status status;
+	const char *user;	/* canonical name on PASSDB_OK, else the name as given */
+	const char *detail;	/* the passdb or the reason, for the log */
+};
+
+typedef void (*passdb_callback)(void *arg, const struct passdb_result *result);
+
+/* PAM_FD is the socket of the pam worker, or -1 when it is not running. */
+void passdb_init(struct event_base *base, int pam_fd);
+/* Whether the passdb parameter lists NAME ("passwd-file", "pam"). */
+int passdb_uses(const char *name);
+/*
+ * Check PASSWORD of USER and call CALLBACK with ARG, now or from the
+ * event loop once the pam worker replies. The strings are copied.
+ */
+void passdb_verify(const char *user, const char *password, const char *service,
+    const char *rip, passdb_callback callback, void *arg);
+/* Drop the callbacks of the pending checks with ARG, so they never run. */
+void passdb_cancel(void *arg);
+
+/* pam_worker.c: fork the root pam worker; returns the socket to it. */
+int pam_worker_start(void);
+
 /* handoff.c: successful logins kept for one REQUEST on userdb_socket. */
 #define HANDOFF_COOKIE_LEN	32	/* hex digits of the COOKIE of a client connection */
 void handoff_remember(pid_t client_pid, unsigned long auth_id, const char *cookie,

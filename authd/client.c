@@ -10,8 +10,9 @@
  *
  * and gets CONT\tID\tBASE64 challenges, then OK\tID\tuser=NAME or
  * FAIL\tID\tuser=NAME (FAIL\tID\ttemp\treason=TEXT when the password
- * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. A failed
- * attempt is answered after auth_failure_delay, to slow down guessing.
+ * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. The
+ * passdbs of passdb.c check the password. A failed attempt is answered
+ * after auth_failure_delay, to slow down guessing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ struct auth_attempt {
 	char *login_user;
 	char service[32];
 	char rip[64];
+	int verifying;		/* waiting for the passdb result */
 	struct event *delay;	/* pending FAIL reply */
 	char *delayed_reply;
 };
@@ -82,6 +84,8 @@ attempt_free(struct auth_attempt *attempt)
 		*link = attempt->next;
 		attempt->conn->nattempts--;
 	}
+	if (attempt->verifying)
+		passdb_cancel(attempt);
 	if (attempt->delay != NULL)
 		event_free(attempt->delay);
 	if (attempt->login_user != NULL)
@@ -181,50 +185,45 @@ log_attempt(const struct auth_attempt *attempt, const char *user, const char *st
 	    attempt->rip[0] != '\0' ? attempt->rip : "-", status);
 }
 
-/*
- * Check USER's PASSWORD against the passwd-file and send the result.
- * System users (names without '@') cannot log in yet.
- */
+/* The passdb result of ATTEMPT: send OK or FAIL. */
 static void
-attempt_verify(struct auth_attempt *attempt, const char *user, const char *password)
+attempt_verified(void *arg, const struct passdb_result *result)
 {
-	const struct passwd_entry *entry;
-	char *lower = xstrdup(user), *escaped, reply[1024];
-	int refresh_failed, match;
+	struct auth_attempt *attempt = arg;
+	char *escaped = userdb_tab_escape(result->user), reply[1024], status[160];
 
-	ascii_lower(lower);
-	refresh_failed = passwd_file_refresh(0) < 0;
-	entry = strchr(lower, '@') != NULL ? passwd_file_find(lower) : NULL;
-	escaped = userdb_tab_escape(entry != NULL ? entry->name : user);
-
-	if (entry == NULL && refresh_failed) {
-		log_attempt(attempt, user, "failed (the passwd-file cannot be read)");
+	attempt->verifying = 0;
+	switch (result->status) {
+	case PASSDB_OK:
+		log_attempt(attempt, result->user, "ok");
+		handoff_remember(attempt->conn->peer_pid, attempt->id, attempt->conn->cookie,
+		    result->user);
+		snprintf(reply, sizeof reply, "OK\t%lu\tuser=%s", attempt->id, escaped);
+		attempt_finish(attempt, reply, 0);
+		break;
+	case PASSDB_TEMPFAIL:
+		snprintf(status, sizeof status, "failed (%s)", result->detail);
+		log_attempt(attempt, result->user, status);
 		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s\ttemp\treason=%s", attempt->id,
 		    escaped, "Temporary authentication failure");
 		attempt_finish(attempt, reply, 0);
-	} else if (entry == NULL) {
-		/* TODO: system users need a root worker that calls PAM; not built yet. */
-		log_attempt(attempt, user, strchr(lower, '@') != NULL ? "failed (unknown user)" :
-		    "failed (system users cannot authenticate yet)");
+		break;
+	case PASSDB_MISMATCH:
+	case PASSDB_UNKNOWN:
+		snprintf(status, sizeof status, "failed (%s)", result->detail);
+		log_attempt(attempt, result->user, status);
 		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s", attempt->id, escaped);
 		attempt_finish(attempt, reply, 1);
-	} else if ((match = password_check(entry->password, password)) == 1) {
-		log_attempt(attempt, entry->name, "ok");
-		handoff_remember(attempt->conn->peer_pid, attempt->id, attempt->conn->cookie,
-		    entry->name);
-		snprintf(reply, sizeof reply, "OK\t%lu\tuser=%s", attempt->id, escaped);
-		attempt_finish(attempt, reply, 0);
-	} else {
-		if (match < 0)
-			log_error("%s:%d: the password of %s has an unsupported scheme or format",
-			    config_string("virtual_passwd_file"), entry->line, entry->name);
-		log_attempt(attempt, entry->name, match < 0 ? "failed (unsupported password scheme)" :
-		    "failed (password mismatch)");
-		snprintf(reply, sizeof reply, "FAIL\t%lu\tuser=%s", attempt->id, escaped);
-		attempt_finish(attempt, reply, 1);
+		break;
 	}
 	free(escaped);
-	free(lower);
+}
+
+static void
+attempt_verify(struct auth_attempt *attempt, const char *user, const char *password)
+{
+	attempt->verifying = 1;
+	passdb_verify(user, password, attempt->service, attempt->rip, attempt_verified, attempt);
 }
 
 static void
@@ -381,7 +380,8 @@ handle_cont(struct client_conn *conn, char **fields, size_t count)
 	unsigned long id;
 
 	if (count < 2 || parse_id(fields[1], &id) < 0 ||
-	    (attempt = attempt_find(conn, id)) == NULL || attempt->delay != NULL) {
+	    (attempt = attempt_find(conn, id)) == NULL || attempt->delay != NULL ||
+	    attempt->verifying) {
 		log_warn("auth: CONT for an unknown request from pid %ld (uid %u)",
 		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
 		return -1;

@@ -1,7 +1,31 @@
 /* Parameters read by authd. */
 #include <limits.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "config.h"
+
+/* Each item of the passdb list, separated by commas or blanks, must name a passdb. */
+static int
+check_passdb(const char *value, char *err, size_t errsize)
+{
+	const char *separators = ", \t";
+	const char *item = value + strspn(value, separators);
+
+	while (*item != '\0') {
+		size_t len = strcspn(item, separators);
+
+		if (!(len == 11 && strncmp(item, "passwd-file", len) == 0) &&
+		    !(len == 3 && strncmp(item, "pam", len) == 0)) {
+			snprintf(err, errsize, "unknown passdb \"%.*s\": expected passwd-file or pam",
+			    (int)len, item);
+			return -1;
+		}
+		item += len;
+		item += strspn(item, separators);
+	}
+	return 0;
+}
 
 const struct config_param config_params_authd[] = {
 	{ "virtual_passwd_file", CONFIG_STRING, "/etc/estafeta/passwd-file", 0, 0,
@@ -26,5 +50,10 @@ const struct config_param config_params_authd[] = {
 	  "group that owns auth_socket; empty means the primary group of smtpd_user", NULL, NULL },
 	{ "auth_failure_delay", CONFIG_TIME, "2s", 0, 60,
 	  "time in seconds before authd reports a failed authentication, to slow down password guessing", NULL, NULL },
+	{ "passdb", CONFIG_LIST, "passwd-file pam", 0, 0,
+	  "password databases that authd tries in order: passwd-file (virtual users of virtual_passwd_file) and pam (system users, through the PAM service pam_service); the first that has the user decides",
+	  NULL, check_passdb },
+	{ "pam_service", CONFIG_STRING, "estafeta", 0, 0,
+	  "PAM service name of the pam passdb, the file in /etc/pam.d that configures it", NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };

@@ -148,7 +148,7 @@ def test_plain_system_user_refused(auth_host):
     host = auth_host()
     reply = connect(host).plain(1, "root", "x")
     assert reply[0] == "FAIL"
-    assert host.wait_for_log(r"user=<root>.*status=failed \(system users cannot authenticate yet\)")
+    assert host.wait_for_log(r"user=<root>.*status=failed \(unknown user\)")
 
 
 @pytest.mark.parametrize("address", sorted(SCHEMES))
