@@ -7,6 +7,8 @@
  *   SSHA256, SSHA512               base64 of the digest of password+salt, then the salt
  *   CRYPT, SHA256-CRYPT, SHA512-CRYPT, MD5-CRYPT, BLF-CRYPT
  *                                  crypt(3) strings ($5$, $6$, $1$, $2y$, ...)
+ *   ARGON2I, ARGON2ID              "$argon2id$v=19$m=...,t=...,p=...$salt$hash"
+ *                                  (password_argon2.c)
  *
  * Without a {SCHEME} prefix the data is a crypt(3) string, which is
  * Dovecot's default_pass_scheme (CRYPT).
@@ -130,6 +132,10 @@ password_check(const char *stored, const char *password)
 	    ascii_casecmp(scheme, "SHA512-CRYPT") == 0 || ascii_casecmp(scheme, "MD5-CRYPT") == 0 ||
 	    ascii_casecmp(scheme, "BLF-CRYPT") == 0)
 		return check_crypt(password, data);
+	if (ascii_casecmp(scheme, "ARGON2ID") == 0)
+		return password_check_argon2(data, password, 1);
+	if (ascii_casecmp(scheme, "ARGON2I") == 0)
+		return password_check_argon2(data, password, 0);
 	if (ascii_casecmp(scheme, "SHA256") == 0)
 		return check_digest(password, data, EVP_sha256(), 0);
 	if (ascii_casecmp(scheme, "SHA512") == 0)
