@@ -25,6 +25,7 @@
 #ifndef ESTAFETA_DELIVERD_H
 #define ESTAFETA_DELIVERD_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -107,6 +108,8 @@ struct target {
 	char *detail;		/* address extension, "" if none */
 	char *text;		/* command line, file path or remote address */
 	int forward;		/* mailbox of a system user: honour ~/.forward */
+	uid_t uid;		/* mailbox: the owner as the session saw it */
+	gid_t gid;
 	struct delivery_result failure;	/* TARGET_FAILED */
 };
 
@@ -146,6 +149,17 @@ void session_run(int client_fd, int channel, uid_t peer_uid);
 /* worker.c: perform one delivery and send the RESULT on RESULT_FD. */
 void worker_run(const struct ipc_msg *request, int msg_fd, int result_fd);
 
+/* worker.c: switch to UID/GID for good, with NAME's supplementary groups
+ * (none when NAME is NULL) plus EXTRA_GID unless it is (gid_t)-1. Does
+ * nothing when not root. 0, or -1 with errno set. */
+int worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid);
+
+/* mailbox_worker.c: serve DELIVER requests from the master on CHANNEL
+ * as UID/GID (already switched to) until the master closes it, looking
+ * users up on USERDB (connected before the switch; freed here). */
+struct userdb_client;
+void mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *userdb);
+
 /*
  * Copy the message into FD after PREFIX (extra header lines, may be
  * NULL). MBOXRD quotes body lines matching ^>*From  with one more '>'.
@@ -174,6 +188,29 @@ int mail_location_inbox(const char *location, const struct userdb_entry *user,
  * or a Maildir++ folder name like "Junk"). */
 void maildir_deliver(const struct message *msg, const char *root, const char *folder,
     const char *recipient, struct delivery_result *result);
+
+/* One file of a batch of Maildir deliveries. */
+struct maildir_file {
+	char dir[PATH_MAX];		/* the Maildir or folder */
+	char tmp_path[PATH_MAX];
+	char new_path[PATH_MAX];
+	int created;			/* the folder was created for it */
+	int fd;				/* open until maildir_commit, else -1 */
+	int renamed;			/* in new/, waiting for the last barrier */
+};
+
+/* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced.
+ * 0, or -1 with RESULT filled. */
+int maildir_write(const struct message *msg, const char *root, const char *folder,
+    const char *recipient, struct maildir_file *file, struct delivery_result *result);
+
+/* Finish COUNT files that maildir_write wrote (entries with fd -1 are
+ * skipped, their RESULTS untouched): a barrier for the files, the
+ * renames into new/, a barrier for the directories. USE_SYNCFS: one
+ * syncfs per barrier for a batch of two or more, else fsync of each
+ * file and each new/. Fills RESULTS. */
+void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs);
 
 /* mbox.c: append to the mbox file PATH under an fcntl lock and, with
  * MBOX_DOTLOCK, a PATH.lock file. MBOX_CHECK_OWNER rejects a file that

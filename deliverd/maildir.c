@@ -1,7 +1,9 @@
 /*
  * Maildir delivery: write into tmp/, fsync, rename into new/, fsync new/
  * (the procedure of the Maildir specification, file names as Dovecot
- * writes them so that its size field saves a stat).
+ * writes them so that its size field saves a stat). A batch of files
+ * shares each barrier: one syncfs for all the files, then one for all
+ * the renames.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,82 +83,200 @@ maildir_failure(struct delivery_result *result, const char *what, const char *pa
 		result_set(result, EX_TEMPFAIL, "4.2.0", "%s %s: %s", what, path, strerror(error));
 }
 
-void
-maildir_deliver(const struct message *msg, const char *root, const char *folder,
-    const char *recipient, struct delivery_result *result)
+/* The directory a delivery goes to: ROOT, or ROOT/.FOLDER. */
+static int
+maildir_folder_path(char *dir, size_t size, const char *root, const char *folder)
 {
-	char dir[PATH_MAX], host[512], base[PATH_MAX], tmp_path[PATH_MAX], new_path[PATH_MAX];
-	char new_dir[PATH_MAX];
+	if (folder == NULL) {
+		strlcpy_x(dir, root, size);
+		return 0;
+	}
+	if ((size_t)snprintf(dir, size, "%s/.%s", root, folder) >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int
+maildir_write(const struct message *msg, const char *root, const char *folder,
+    const char *recipient, struct maildir_file *file, struct delivery_result *result)
+{
+	char host[512], base[PATH_MAX];
 	struct timeval tv;
 	struct stat st;
 	char *prefix;
-	int fd, created;
+	int fd;
 
-	if (folder != NULL && (size_t)snprintf(dir, sizeof dir, "%s/.%s", root, folder) >= sizeof dir) {
+	file->fd = -1;
+	file->renamed = 0;
+	if (maildir_folder_path(file->dir, sizeof file->dir, root, folder) < 0) {
 		maildir_failure(result, "path too long:", root, ENAMETOOLONG);
-		return;
+		return -1;
 	}
-	if (folder == NULL)
-		strlcpy_x(dir, root, sizeof dir);
-
-	created = maildir_create(dir);
-	if (created < 0) {
-		maildir_failure(result, "cannot create maildir", dir, errno);
-		return;
+	file->created = maildir_create(file->dir);
+	if (file->created < 0) {
+		maildir_failure(result, "cannot create maildir", file->dir, errno);
+		return -1;
 	}
 
 	gettimeofday(&tv, NULL);
 	maildir_host_name(host, sizeof host);
 	snprintf(base, sizeof base, "%lld.M%06ldP%ldQ%u.%s", (long long)tv.tv_sec,
 	    (long)tv.tv_usec, (long)getpid(), ++maildir_delivery_count, host);
-	if ((size_t)snprintf(tmp_path, sizeof tmp_path, "%s/tmp/%s", dir, base) >= sizeof tmp_path) {
-		maildir_failure(result, "path too long:", dir, ENAMETOOLONG);
-		return;
+	if ((size_t)snprintf(file->tmp_path, sizeof file->tmp_path, "%s/tmp/%s", file->dir,
+	    base) >= sizeof file->tmp_path) {
+		maildir_failure(result, "path too long:", file->dir, ENAMETOOLONG);
+		return -1;
 	}
 
-	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = open(file->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		maildir_failure(result, "cannot create", tmp_path, errno);
-		return;
+		maildir_failure(result, "cannot create", file->tmp_path, errno);
+		return -1;
 	}
-
 	prefix = message_delivery_prefix(msg->sender, recipient);
-	if (message_write(msg, fd, prefix, 0) < 0 || fstat(fd, &st) < 0 || fsync(fd) < 0) {
+	if (message_write(msg, fd, prefix, 0) < 0 || fstat(fd, &st) < 0) {
 		int error = errno;
 
 		free(prefix);
 		close(fd);
-		unlink(tmp_path);
-		maildir_failure(result, "cannot write", tmp_path, error);
-		return;
+		unlink(file->tmp_path);
+		maildir_failure(result, "cannot write", file->tmp_path, error);
+		return -1;
 	}
 	free(prefix);
-	if (close(fd) < 0) {
-		int error = errno;
-
-		unlink(tmp_path);
-		maildir_failure(result, "cannot write", tmp_path, error);
-		return;
-	}
 
 	/* S= is the final file size, so readers like Dovecot need no stat. */
-	if ((size_t)snprintf(new_path, sizeof new_path, "%s/new/%s,S=%lld", dir, base,
-	    (long long)st.st_size) >= sizeof new_path ||
-	    (size_t)snprintf(new_dir, sizeof new_dir, "%s/new", dir) >= sizeof new_dir) {
-		unlink(tmp_path);
-		maildir_failure(result, "path too long:", dir, ENAMETOOLONG);
-		return;
+	if ((size_t)snprintf(file->new_path, sizeof file->new_path, "%s/new/%s,S=%lld", file->dir,
+	    base, (long long)st.st_size) >= sizeof file->new_path) {
+		close(fd);
+		unlink(file->tmp_path);
+		maildir_failure(result, "path too long:", file->dir, ENAMETOOLONG);
+		return -1;
 	}
-	if (rename(tmp_path, new_path) < 0) {
-		int error = errno;
+	file->fd = fd;
+	return 0;
+}
 
-		unlink(tmp_path);
-		maildir_failure(result, "cannot rename into", new_dir, error);
-		return;
+/* Drop FILE from the batch with RESULT set to the failure. */
+static void
+maildir_abandon(struct maildir_file *file, struct delivery_result *result, const char *what,
+    const char *path, int error)
+{
+	if (file->fd >= 0)
+		close(file->fd);
+	file->fd = -1;
+	unlink(file->tmp_path);
+	maildir_failure(result, what, path, error);
+}
+
+/* The first barrier: the data and inodes of the files in tmp/. */
+static void
+maildir_sync_files(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs)
+{
+	if (use_syncfs) {
+		for (size_t i = 0; i < count; i++) {
+			if (files[i].fd < 0)
+				continue;
+			if (syncfs(files[i].fd) == 0)
+				return;
+			break;
+		}
 	}
-	if (fsync_directory(new_dir) < 0 || (created && fsync_directory(dir) < 0)) {
-		maildir_failure(result, "cannot fsync", new_dir, errno);
-		return;
+	for (size_t i = 0; i < count; i++)
+		if (files[i].fd >= 0 && fsync(files[i].fd) < 0)
+			maildir_abandon(&files[i], &results[i], "cannot write", files[i].tmp_path, errno);
+}
+
+/* The second barrier: the new/ entries (and the folders just created). */
+static void
+maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs)
+{
+	char new_dir[PATH_MAX];
+
+	if (use_syncfs) {
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+
+			if (!files[i].renamed)
+				continue;
+			fd = open(files[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd >= 0 && syncfs(fd) == 0) {
+				close(fd);
+				return;
+			}
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
 	}
-	result_set(result, EX_OK, "2.0.0", "delivered to maildir");
+	for (size_t i = 0; i < count; i++) {
+		int repeated = 0;
+
+		if (!files[i].renamed)
+			continue;
+		/* One fsync per directory, however many files went into it. */
+		for (size_t j = 0; j < i && !repeated; j++)
+			repeated = files[j].renamed && strcmp(files[j].dir, files[i].dir) == 0;
+		if (repeated)
+			continue;
+		snprintf(new_dir, sizeof new_dir, "%s/new", files[i].dir);
+		if (fsync_directory(new_dir) < 0 || (files[i].created && fsync_directory(files[i].dir) < 0)) {
+			int error = errno;
+
+			/* Every file of this directory shares the failure. */
+			for (size_t j = i; j < count; j++)
+				if (files[j].renamed && strcmp(files[j].dir, files[i].dir) == 0)
+					maildir_failure(&results[j], "cannot fsync", new_dir, error);
+		}
+	}
+}
+
+void
+maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs)
+{
+	for (size_t i = 0; i < count; i++)
+		if (files[i].fd >= 0)
+			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir");
+	use_syncfs = use_syncfs && count > 1;
+
+	maildir_sync_files(files, results, count, use_syncfs);
+
+	for (size_t i = 0; i < count; i++) {
+		if (files[i].fd < 0)
+			continue;
+		if (close(files[i].fd) < 0) {
+			files[i].fd = -1;
+			maildir_abandon(&files[i], &results[i], "cannot write", files[i].tmp_path, errno);
+			continue;
+		}
+		files[i].fd = -1;
+		if (rename(files[i].tmp_path, files[i].new_path) < 0) {
+			int error = errno;
+
+			unlink(files[i].tmp_path);
+			maildir_failure(&results[i], "cannot rename into", files[i].dir, error);
+			continue;
+		}
+		files[i].renamed = 1;
+	}
+
+	maildir_sync_dirs(files, results, count, use_syncfs);
+	for (size_t i = 0; i < count; i++)
+		files[i].renamed = 0;
+}
+
+void
+maildir_deliver(const struct message *msg, const char *root, const char *folder,
+    const char *recipient, struct delivery_result *result)
+{
+	struct maildir_file file;
+
+	if (maildir_write(msg, root, folder, recipient, &file, result) < 0)
+		return;
+	maildir_commit(&file, result, 1, 0);
 }

@@ -1,8 +1,10 @@
 /*
  * The root master: accepts LMTP connections and forks a session process
- * for each, then forks one worker per DELIVER request the sessions send,
- * at most deliverd_max_processes at a time, and relays each worker's
- * RESULT back. It reads only IPC frames from its own children.
+ * for each. Each DELIVER request the sessions send goes to a mailbox
+ * worker of the pool (pool.c) when it is a mailbox delivery, else to a
+ * one-shot worker forked for it; at most deliverd_max_processes workers
+ * of both kinds run at a time. The master relays each RESULT back and
+ * reads only IPC frames from its own children.
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include "deliverd.h"
 #include "ipc.h"
 #include "log.h"
+#include "master.h"
 #include "util.h"
 
 struct session_proc {
@@ -56,9 +59,8 @@ static struct pending_request *pending_head, *pending_tail;
 static long long session_count, worker_count;
 static long long max_sessions, max_workers;
 
-/* In a new child: drop the master's signal handlers and descriptors. */
-static void
-child_setup(int keep_a, int keep_b)
+void
+master_child_setup(int keep_a, int keep_b)
 {
 	static const int signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
 
@@ -76,6 +78,28 @@ child_setup(int keep_a, int keep_b)
 	for (struct pending_request *p = pending_head; p != NULL; p = p->next)
 		if (p->msg->fd >= 0 && p->msg->fd != keep_a && p->msg->fd != keep_b)
 			close(p->msg->fd);
+	pool_close_fds(keep_a, keep_b);
+}
+
+static void start_pending(void);
+
+long long
+master_free_slots(void)
+{
+	return max_workers - worker_count;
+}
+
+void
+master_take_slot(void)
+{
+	worker_count++;
+}
+
+void
+master_release_slot(void)
+{
+	worker_count--;
+	start_pending();
 }
 
 static void
@@ -94,8 +118,8 @@ session_free_if_done(struct session_proc *session)
 	free(session);
 }
 
-static void
-send_result(struct session_proc *session, const struct delivery_result *result, long id)
+void
+master_send_result(struct session_proc *session, const struct delivery_result *result, long id)
 {
 	struct ipc_msg *msg;
 
@@ -108,7 +132,7 @@ send_result(struct session_proc *session, const struct delivery_result *result, 
 	ipc_msg_free(msg);
 }
 
-static void worker_start(struct session_proc *session, struct ipc_msg *msg);
+static void dispatch(struct session_proc *session, struct ipc_msg *msg);
 
 static void
 start_pending(void)
@@ -119,7 +143,7 @@ start_pending(void)
 		pending_head = p->next;
 		if (pending_head == NULL)
 			pending_tail = NULL;
-		worker_start(p->session, p->msg);
+		dispatch(p->session, p->msg);
 		free(p);
 	}
 }
@@ -148,7 +172,7 @@ worker_finish_if_done(struct worker_proc *worker)
 		    worker->session_id, (long)worker->pid, WEXITSTATUS(worker->exit_status));
 		result_set(&result, EX_TEMPFAIL, "4.3.0", "delivery process failed");
 	}
-	send_result(worker->session, &result, worker->request_id);
+	master_send_result(worker->session, &result, worker->request_id);
 
 	for (link = &workers; *link != NULL; link = &(*link)->next) {
 		if (*link == worker) {
@@ -158,8 +182,7 @@ worker_finish_if_done(struct worker_proc *worker)
 	}
 	ipc_msg_free(worker->result);
 	free(worker);
-	worker_count--;
-	start_pending();
+	master_release_slot();
 }
 
 static void
@@ -200,12 +223,12 @@ worker_start(struct session_proc *session, struct ipc_msg *msg)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0 || (pid = fork()) < 0) {
 		log_error("cannot start a delivery process: %s", strerror(errno));
 		result_set(&result, EX_TEMPFAIL, "4.3.0", "cannot start a delivery process");
-		send_result(session, &result, id);
+		master_send_result(session, &result, id);
 		ipc_msg_free(msg);
 		return;
 	}
 	if (pid == 0) {
-		child_setup(msg->fd, pair[1]);
+		master_child_setup(msg->fd, pair[1]);
 		close(pair[0]);
 		worker_run(msg, msg->fd, pair[1]);
 		_exit(0);
@@ -233,6 +256,7 @@ drop_session_requests(struct session_proc *session)
 	for (struct worker_proc *w = workers; w != NULL; w = w->next)
 		if (w->session == session)
 			w->session = NULL;
+	pool_forget_session(session);
 
 	pending_tail = NULL;
 	while ((p = *link) != NULL) {
@@ -251,7 +275,6 @@ static void
 on_session_msg(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 {
 	struct session_proc *session = arg;
-	struct pending_request *p;
 
 	if (msg == NULL) {
 		ipc_conn_free(conn);
@@ -268,11 +291,14 @@ on_session_msg(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 		return;
 	}
 
-	if (worker_count < max_workers) {
-		worker_start(session, msg);
-		return;
-	}
-	p = xcalloc(1, sizeof *p);
+	dispatch(session, msg);
+}
+
+static void
+queue_pending(struct session_proc *session, struct ipc_msg *msg)
+{
+	struct pending_request *p = xcalloc(1, sizeof *p);
+
 	p->session = session;
 	p->msg = msg;
 	if (pending_tail != NULL)
@@ -280,6 +306,27 @@ on_session_msg(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 	else
 		pending_head = p;
 	pending_tail = p;
+}
+
+void
+master_dispatch_oneshot(struct session_proc *session, struct ipc_msg *msg)
+{
+	if (worker_count < max_workers) {
+		worker_start(session, msg);
+		return;
+	}
+	pool_stop_idle_worker();
+	queue_pending(session, msg);
+}
+
+/* A mailbox delivery goes to the pool, anything else (and what the pool
+ * cannot take now) to a one-shot worker. */
+static void
+dispatch(struct session_proc *session, struct ipc_msg *msg)
+{
+	if (pool_dispatch(session, msg))
+		return;
+	master_dispatch_oneshot(session, msg);
 }
 
 static void
@@ -305,7 +352,7 @@ on_accept(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (pid == 0) {
-		child_setup(client, pair[1]);
+		master_child_setup(client, pair[1]);
 		close(pair[0]);
 		session_run(client, pair[1], peer_uid);
 		_exit(0);
@@ -330,6 +377,8 @@ on_sigchld(evutil_socket_t sig, short what, void *arg)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pool_reap(pid, status))
+			continue;
 		for (struct worker_proc *w = workers; w != NULL; w = w->next) {
 			if (w->pid == pid) {
 				w->exited = 1;
@@ -393,8 +442,10 @@ master_run(int fd)
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
+	pool_init(base);
 
 	event_base_dispatch(base);
+	pool_stop();
 
 	/* Sessions stop at once (their clients retry what got no reply);
 	 * running deliveries finish on their own. */

@@ -139,6 +139,8 @@ target_add(struct expansion *expansion, enum target_kind kind, const char *addre
 		.detail = (char *)(detail != NULL ? detail : ""),
 		.text = (char *)(text != NULL ? text : ""),
 		.forward = forward,
+		.uid = (uid_t)-1,
+		.gid = (gid_t)-1,
 	};
 
 	if (target_exists(list, &target))
@@ -429,6 +431,7 @@ expand_user(struct expansion *expansion, const char *address, const char *local,
 	struct resolver *resolver = expansion->resolver;
 	struct delivery_result failure;
 	struct userdb_entry entry;
+	struct target *target;
 	char detail[ADDR_MAX_LOCAL * 4 + 1];
 	int found = user_lookup(resolver, local, domain, class == DOMAIN_VIRTUAL, &entry, detail,
 	    sizeof detail, &failure);
@@ -449,8 +452,12 @@ expand_user(struct expansion *expansion, const char *address, const char *local,
 		target_add_failure(expansion, address, &failure);
 		return;
 	}
-	target_add(expansion, TARGET_MAILBOX, address, entry.user, detail, NULL,
+	target = target_add(expansion, TARGET_MAILBOX, address, entry.user, detail, NULL,
 	    class == DOMAIN_LOCAL && !no_forward);
+	if (target != NULL) {
+		target->uid = entry.uid;
+		target->gid = entry.gid;
+	}
 }
 
 /*

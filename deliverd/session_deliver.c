@@ -130,6 +130,10 @@ deliver_request(const struct session *s, const struct recipient *rcpt,
 	if (target->kind == TARGET_MAILBOX) {
 		ipc_msg_add(msg, "user", target->user);
 		ipc_msg_add(msg, "forward", target->forward ? "yes" : "no");
+		if (target->uid != (uid_t)-1 && target->gid != (gid_t)-1) {
+			ipc_msg_addf(msg, "uid", "%u", (unsigned)target->uid);
+			ipc_msg_addf(msg, "gid", "%u", (unsigned)target->gid);
+		}
 	} else {
 		ipc_msg_add(msg, "text", target->text);
 		ipc_msg_add(msg, "privs", "default");

@@ -27,15 +27,11 @@
 #define USERDB_TIMEOUT_MS 10000
 #define MAX_GROUPS 256
 
-/*
- * Switch to UID/GID with NAME's supplementary groups (none when NAME is
- * NULL), plus EXTRA_GID unless it is (gid_t)-1. The extra group is the
- * group of a mail spool directory such as Debian's /var/mail (root:mail,
- * mode 2775): the user needs it to create USER.lock there, and nothing
- * else in the worker uses it. Does nothing when not root.
- */
-static int
-become_recipient(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
+/* The extra group is the group of a mail spool directory such as
+ * Debian's /var/mail (root:mail, mode 2775): the user needs it to create
+ * USER.lock there, and nothing else in the worker uses it. */
+int
+worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
 {
 	gid_t groups[MAX_GROUPS];
 	int count;
@@ -247,7 +243,7 @@ become_mailbox_owner(const struct delivery_request *request, struct userdb_entry
 
 	/* System users get their supplementary groups; virtual users have
 	 * none (their names are not in /etc/group). */
-	if (become_recipient(user->uid, user->gid, request->forward ? user->user : NULL,
+	if (worker_become(user->uid, user->gid, request->forward ? user->user : NULL,
 	    extra_gid) < 0) {
 		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot switch to uid %u for %s: %s",
 		    (unsigned)user->uid, user->user, strerror(errno));
@@ -298,7 +294,7 @@ worker_alias_target(const struct delivery_request *request, const struct message
 		log_delivery(request, result, request->recipient);
 		return;
 	}
-	if (pw != NULL && become_recipient(pw->pw_uid, pw->pw_gid, privs, (gid_t)-1) < 0) {
+	if (pw != NULL && worker_become(pw->pw_uid, pw->pw_gid, privs, (gid_t)-1) < 0) {
 		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot switch to %s: %s", privs,
 		    strerror(errno));
 		log_delivery(request, result, request->recipient);

@@ -493,6 +493,14 @@ client_exchange(struct userdb_client *client, const char *command, const char *a
 }
 
 int
+userdb_client_connect(struct userdb_client *client, char *err, size_t errsize)
+{
+	if (client->fd >= 0)
+		return 0;
+	return client_connect(client, err, errsize);
+}
+
+int
 userdb_lookup(struct userdb_client *client, const char *user, const char *service,
     int timeout_ms, struct userdb_entry *out, char *err, size_t errsize)
 {

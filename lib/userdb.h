@@ -24,6 +24,11 @@ struct userdb_client;
 struct userdb_client *userdb_client_new(const char *socket_path);
 void userdb_client_free(struct userdb_client *client);
 
+/* Connect now, for a process that is about to lose the right to open
+ * the socket. Later lookups use this connection while it lasts. 0, or
+ * -1 with a reason in ERR. */
+int userdb_client_connect(struct userdb_client *client, char *err, size_t errsize);
+
 /*
  * Look up USER for SERVICE ("smtp", "lmtp"). Returns 1 and fills OUT
  * when found, 0 when the user does not exist, -1 on a temporary error
