@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -116,6 +117,11 @@ class Benchmark:
         self.systems = args.systems.split(",")
         self.estafeta_settings = dict(option.split("=", 1) for option in args.estafeta_option)
         self.specs = specs
+        # Directories of stopped hosts, removed when the run ends: removing
+        # tens of thousands of files between measurements would leave the
+        # next one to an ext4 that skips every inode freed in the last
+        # minute when it allocates, which slows both systems unevenly.
+        self.stopped_dirs = []
         self.results = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": " ".join(["bench/run.py"] + sys.argv[1:]),
@@ -142,6 +148,13 @@ class Benchmark:
         return SYSTEMS[system](MAILBOXES, **options)
 
     def run(self):
+        try:
+            return self.run_all()
+        finally:
+            for path in self.stopped_dirs:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def run_all(self):
         started = time.monotonic()
         for round_index in range(self.args.rounds):
             for workload_index, spec in enumerate(self.specs):
@@ -208,7 +221,9 @@ class Benchmark:
     def destroy(self, host, failed):
         if failed:
             log("  host directory kept: %s" % host.dir)
-        host.destroy(keep=failed or self.args.keep)
+        host.destroy(keep=True)
+        if not failed and not self.args.keep:
+            self.stopped_dirs.append(host.dir)
 
     def record(self, spec, system, round_index, figures):
         log("%s %s round %d: %s" % (spec.name, system, round_index + 1, summary_line(figures)))
