@@ -180,8 +180,8 @@ char *mime_charset_to_utf8(const char *charset, const char *in, size_t len, size
  * UTF-8. Returns a new NUL-terminated string. */
 char *mime_decode_header(const char *value, size_t len);
 
-/* Text of a text/* PART decoded from its transfer encoding and charset
- * to UTF-8, or NULL if PART is not text. */
+/* Text of PART, a TEXT part, decoded from its transfer encoding and charset
+ * to UTF-8, or NULL for other types. */
 char *mime_part_text(const struct mime_message *msg, const struct mime_part *part,
     size_t *out_len);
 
