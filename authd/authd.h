@@ -97,6 +97,12 @@ void passdb_cancel(void *arg);
 /* pam_worker.c: fork the root pam worker; returns the socket to it. */
 int pam_worker_start(void);
 
+/* throttle.c: the delay in seconds before the reply to a failed attempt
+ * from RIP ("" when unknown); *FAILURES receives the count it is based on. */
+unsigned throttle_failure(const char *rip, unsigned *failures);
+/* A success from RIP: its next failure waits auth_failure_delay again. */
+void throttle_success(const char *rip);
+
 /* handoff.c: successful logins kept for one REQUEST on userdb_socket. */
 #define HANDOFF_COOKIE_LEN	32	/* hex digits of the COOKIE of a client connection */
 void handoff_remember(pid_t client_pid, unsigned long auth_id, const char *cookie,

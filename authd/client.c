@@ -12,7 +12,8 @@
  * FAIL\tID\tuser=NAME (FAIL\tID\ttemp\treason=TEXT when the password
  * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. The
  * passdbs of passdb.c check the password. A failed attempt is answered
- * after auth_failure_delay, to slow down guessing.
+ * after a delay that grows with the failures from its client address
+ * (throttle.c), to slow down guessing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -157,13 +158,22 @@ send_delayed(evutil_socket_t fd, short what, void *arg)
 	attempt_free(attempt);
 }
 
-/* Send the reply and free ATTEMPT; a failure waits for auth_failure_delay first. */
+/* Send the reply and free ATTEMPT. A failure waits first, for as long as
+ * throttle.c sets for the client address. */
 static void
 attempt_finish(struct auth_attempt *attempt, const char *reply, int delayed)
 {
-	struct timeval delay = { config_time("auth_failure_delay"), 0 };
+	struct timeval delay = { 0, 0 };
+	unsigned failures;
 
-	if (!delayed || delay.tv_sec == 0) {
+	if (delayed) {
+		delay.tv_sec = throttle_failure(attempt->rip, &failures);
+		if (delay.tv_sec > 0)
+			log_info("auth: rip=%s, failures=%u, reply delayed by %ld s",
+			    attempt->rip[0] != '\0' ? attempt->rip : "-", failures,
+			    (long)delay.tv_sec);
+	}
+	if (delay.tv_sec == 0) {
 		conn_reply(attempt->conn, reply);
 		attempt_free(attempt);
 		return;
@@ -196,6 +206,7 @@ attempt_verified(void *arg, const struct passdb_result *result)
 	switch (result->status) {
 	case PASSDB_OK:
 		log_attempt(attempt, result->user, "ok");
+		throttle_success(attempt->rip);
 		handoff_remember(attempt->conn->peer_pid, attempt->id, attempt->conn->cookie,
 		    result->user);
 		snprintf(reply, sizeof reply, "OK\t%lu\tuser=%s", attempt->id, escaped);
