@@ -28,7 +28,7 @@ CFLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-PROGRAMS := smtpd queued deliverd authd sendmail estafeta
+PROGRAMS := smtpd queued deliverd authd imapd sendmail estafeta
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

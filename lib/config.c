@@ -18,6 +18,7 @@ static const struct config_param *const config_tables[] = {
 	config_params_queued,
 	config_params_deliverd,
 	config_params_authd,
+	config_params_imapd,
 	NULL,
 };
 

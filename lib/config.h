@@ -49,6 +49,7 @@ extern const struct config_param config_params_smtpd[];
 extern const struct config_param config_params_queued[];
 extern const struct config_param config_params_deliverd[];
 extern const struct config_param config_params_authd[];
+extern const struct config_param config_params_imapd[];
 
 /* The parameter named NAME, or NULL. */
 const struct config_param *config_param_find(const char *name);

@@ -7,6 +7,7 @@ root (as in CI) the daemons start as root and drop to their own users,
 exactly as in production.
 """
 
+import imaplib
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ SANITIZED = os.environ.get("ESTAFETA_SANITIZED") == "1"
 # Start order: user lookups first, the queue last before smtpd, so that
 # each daemon finds its peers' sockets.
 DAEMONS = ("authd", "deliverd", "queued", "smtpd")
+# Started only when a test names them: host.start("imapd").
+OPTIONAL_DAEMONS = ("imapd",)
 # Daemons that log this line once they are serving, after any recovery.
 STARTED_LINE = {"queued": b": started: ", "authd": b": started: "}
 
@@ -115,6 +118,7 @@ class MailHost:
         self.dir = Path(tempfile.mkdtemp(prefix="est-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.smtp_port = free_port()
+        self.imap_port = free_port()
         self.procs = {}
         self.logs = {}
         self.log_starts = {}
@@ -138,6 +142,7 @@ class MailHost:
             "virtual_passwd_file": str(self.dir / "etc" / "passwd-file"),
             "mail_spool_directory": str(self.dir / "var-mail"),
             "smtpd_listen": "127.0.0.1:%d" % self.smtp_port,
+            "imapd_listen": "127.0.0.1:%d" % self.imap_port,
             "syslog": "no",
         }
         self.settings.update(settings or {})
@@ -183,7 +188,7 @@ class MailHost:
 
     def start(self, *names):
         names = names or DAEMONS
-        for name in DAEMONS:
+        for name in DAEMONS + OPTIONAL_DAEMONS:
             if name not in names or name in self.procs:
                 continue
             log = open(self.dir / "log" / ("%s.log" % name), "ab")
@@ -209,9 +214,10 @@ class MailHost:
             probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
             return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
                                   capture_output=True).returncode == 0
-        if name == "smtpd":
+        if name in ("smtpd", "imapd"):
+            port = self.smtp_port if name == "smtpd" else self.imap_port
             try:
-                socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return True
             except OSError:
                 return False
@@ -245,7 +251,7 @@ class MailHost:
         raise RuntimeError("%s not ready after %ss:\n%s" % (name, timeout, self.log()))
 
     def stop(self, *names, timeout=10):
-        names = names or tuple(reversed(DAEMONS))
+        names = names or tuple(reversed(DAEMONS + OPTIONAL_DAEMONS))
         for name in names:
             proc = self.procs.pop(name, None)
             if proc is None:
@@ -280,6 +286,9 @@ class MailHost:
     def smtp(self):
         return smtplib.SMTP("127.0.0.1", self.smtp_port,
                             local_hostname="client.example.test", timeout=30)
+
+    def imap(self):
+        return imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
 
     def raw(self, source=None):
         conn = RawSMTP(self.smtp_port, source=source)
