@@ -168,6 +168,10 @@ main(int argc, char **argv)
 	sd_notify(0, "READY=1");
 	event_base_dispatch(base);
 
+	listener_free_all();
+	client_close_all();
+	master_close_all();
+	passdb_close();
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

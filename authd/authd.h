@@ -61,9 +61,13 @@ const char *passwd_file_error(void);
 
 /* master.c: the Dovecot auth-master protocol on userdb_socket. */
 void master_listen(struct event_base *base, int listen_fd);
+/* Close every userdb connection, at exit. */
+void master_close_all(void);
 
 /* client.c: the Dovecot authentication (client) protocol on auth_socket. */
 void client_listen(struct event_base *base, int listen_fd);
+/* Close every auth connection, at exit; their pending replies are dropped. */
+void client_close_all(void);
 
 /* passdb.c: password checks in the order of the passdb parameter. */
 enum passdb_status {
@@ -93,6 +97,8 @@ void passdb_verify(const char *user, const char *password, const char *service,
     const char *rip, passdb_callback callback, void *arg);
 /* Drop the callbacks of the pending checks with ARG, so they never run. */
 void passdb_cancel(void *arg);
+/* Drop the pending checks and close the socket of the pam worker, at exit. */
+void passdb_close(void);
 
 /* pam_worker.c: fork the root pam worker; returns the socket to it. */
 int pam_worker_start(void);
@@ -136,5 +142,7 @@ size_t authd_split_fields(char *line, char **fields, size_t max);
 
 void listener_start(struct event_base *base, int listen_fd, listener_accept_fn accept,
     const char *what);
+/* Close the listening sockets, at exit. */
+void listener_free_all(void);
 
 #endif

@@ -60,6 +60,7 @@ struct auth_attempt {
 };
 
 struct client_conn {
+	struct client_conn *prev, *next;	/* in the list of open connections */
 	struct bufferevent *bev;
 	int version_received;
 	uid_t peer_uid;
@@ -70,6 +71,7 @@ struct client_conn {
 };
 
 static struct event_base *client_base;
+static struct client_conn *connections;
 static unsigned long next_connection_id;
 
 static void conn_event(struct bufferevent *bev, short what, void *arg);
@@ -101,6 +103,12 @@ conn_free(struct client_conn *conn)
 {
 	while (conn->attempts != NULL)
 		attempt_free(conn->attempts);
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		connections = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
 	bufferevent_free(conn->bev);
 	free(conn);
 }
@@ -507,6 +515,10 @@ accept_conn(struct evconnlistener *listener, int fd, struct sockaddr *addr,
 		free(conn);
 		return;
 	}
+	conn->next = connections;
+	if (connections != NULL)
+		connections->prev = conn;
+	connections = conn;
 	bufferevent_setcb(conn->bev, conn_read, NULL, conn_event, conn);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 	send_handshake(conn);
@@ -519,4 +531,11 @@ client_listen(struct event_base *base, int listen_fd)
 {
 	client_base = base;
 	listener_start(base, listen_fd, accept_conn, "auth");
+}
+
+void
+client_close_all(void)
+{
+	while (connections != NULL)
+		conn_free(connections);
 }

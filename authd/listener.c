@@ -1,4 +1,5 @@
 /* Listening sockets on libevent, shared by the userdb and auth sockets. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -9,10 +10,13 @@
 #include "util.h"
 
 struct listener {
+	struct listener *next;
 	struct evconnlistener *evlistener;
 	struct event *resume_timer;
 	const char *what;
 };
+
+static struct listener *listeners;
 
 static void
 resume_accepting(evutil_socket_t fd, short what, void *arg)
@@ -52,4 +56,19 @@ listener_start(struct event_base *base, int listen_fd, listener_accept_fn accept
 		fatalx("%s: cannot listen on its socket", what);
 	listener->resume_timer = evtimer_new(base, resume_accepting, listener);
 	evconnlistener_set_error_cb(listener->evlistener, accept_error);
+	listener->next = listeners;
+	listeners = listener;
+}
+
+void
+listener_free_all(void)
+{
+	while (listeners != NULL) {
+		struct listener *listener = listeners;
+
+		listeners = listener->next;
+		evconnlistener_free(listener->evlistener);
+		event_free(listener->resume_timer);
+		free(listener);
+	}
 }

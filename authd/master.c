@@ -38,6 +38,7 @@
 #define MASTER_LINE_MAX		8192
 
 struct master_conn {
+	struct master_conn *prev, *next;	/* in the list of open connections */
 	struct bufferevent *bev;
 	int version_received;
 	int closing;		/* free once the output is flushed */
@@ -45,9 +46,17 @@ struct master_conn {
 	pid_t peer_pid;
 };
 
+static struct master_conn *connections;
+
 static void
 conn_free(struct master_conn *conn)
 {
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		connections = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
 	bufferevent_free(conn->bev);
 	free(conn);
 }
@@ -404,6 +413,10 @@ accept_conn(struct evconnlistener *listener, int fd, struct sockaddr *addr,
 		free(conn);
 		return;
 	}
+	conn->next = connections;
+	if (connections != NULL)
+		connections->prev = conn;
+	connections = conn;
 	bufferevent_setcb(conn->bev, conn_read, conn_write_drained, conn_event, conn);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 
@@ -418,4 +431,11 @@ void
 master_listen(struct event_base *base, int listen_fd)
 {
 	listener_start(base, listen_fd, accept_conn, "userdb");
+}
+
+void
+master_close_all(void)
+{
+	while (connections != NULL)
+		conn_free(connections);
 }

@@ -13,6 +13,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <security/pam_appl.h>
 
 #include "authd.h"
+#include "config.h"
 #include "ipc.h"
 #include "log.h"
 #include "util.h"
@@ -118,6 +120,21 @@ skip_fail_delay(int retval, unsigned usec_delay, void *arg)
 {
 }
 
+/*
+ * Whether USER is a system user in the range that may log in. authd
+ * checks this before it sends a request; the worker checks again so that
+ * a compromised authd cannot test root's password through it.
+ */
+static int
+user_allowed(const char *user)
+{
+	long long first = config_int("first_valid_uid"), last = config_int("last_valid_uid");
+	struct passwd *pw = getpwnam(user);
+
+	return pw != NULL && pw->pw_uid != 0 && pw->pw_uid >= first &&
+	    (last == 0 || pw->pw_uid <= last);
+}
+
 /* Authenticate USER with PASSWORD through PAM service SERVICE, then check the account. */
 static const char *
 authenticate(const char *service, const char *user, const char *password, const char *rip,
@@ -131,6 +148,11 @@ authenticate(const char *service, const char *user, const char *password, const 
 	int rc;
 
 	log_sanitize(safe_user, sizeof safe_user, user, strlen(user));
+	if (!user_allowed(user)) {
+		log_warn("pam worker: user=<%s> is not a system user in the uid range; not checked",
+		    safe_user);
+		return "fail";
+	}
 	rc = pam.start(service, user, &conv, &handle);
 	if (rc != PAM_SUCCESS) {
 		log_error("pam worker: pam_start for service %s failed: %s", service,
@@ -170,6 +192,8 @@ authenticate(const char *service, const char *user, const char *password, const 
 	}
 }
 
+/* NOTE: one request at a time, so a slow PAM module (a network
+ * directory, say) delays every system user's login behind it. */
 static void
 serve(int sock)
 {

@@ -267,3 +267,18 @@ passdb_cancel(void *arg)
 		if (request->arg == arg)
 			request->arg = NULL;
 }
+
+void
+passdb_close(void)
+{
+	struct passdb_request *request;
+
+	while ((request = pending) != NULL) {
+		pending = request->next;
+		request->arg = NULL;
+		request_free(request);
+	}
+	if (pam_conn != NULL)
+		ipc_conn_free(pam_conn);
+	pam_conn = NULL;
+}

@@ -175,3 +175,15 @@ def test_pam_worker_exit_is_temporary_failure(pam_host, system_user):
                      "reason=Temporary authentication failure"]
     # Virtual users do not need the worker.
     assert connect(host).plain(2, "demo@example.test", "demo")[0] == "OK"
+
+
+def test_pam_worker_exits_with_authd(pam_host):
+    host = pam_host()
+    match = host.wait_for_log(r"pam worker: started as pid (\d+)")
+    assert match
+    worker = int(match.group(1))
+    host.stop("authd")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists("/proc/%d" % worker):
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/%d" % worker)
