@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -109,6 +110,23 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+/* The pam worker is authd's only child; log how it ended and reap it. */
+static void
+on_child(evutil_socket_t sig, short what, void *arg)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (WIFSIGNALED(status))
+			log_error("pam worker pid %ld killed by signal %d", (long)pid,
+			    WTERMSIG(status));
+		else
+			log_error("pam worker pid %ld exited with status %d", (long)pid,
+			    WEXITSTATUS(status));
+	}
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -135,7 +153,7 @@ main(int argc, char **argv)
 {
 	int userdb_fd, auth_fd, pam_fd = -1, as_root;
 	struct event_base *base;
-	struct event *sigterm, *sigint, *sighup;
+	struct event *sigterm, *sigint, *sighup, *sigchld;
 
 	daemon_start("authd", argc, argv);
 
@@ -158,9 +176,13 @@ main(int argc, char **argv)
 	sigterm = evsignal_new(base, SIGTERM, on_stop, base);
 	sigint = evsignal_new(base, SIGINT, on_stop, base);
 	sighup = evsignal_new(base, SIGHUP, on_reload, NULL);
+	sigchld = evsignal_new(base, SIGCHLD, on_child, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 	evsignal_add(sighup, NULL);
+	evsignal_add(sigchld, NULL);
+	/* A worker that ended before the handler was in place. */
+	on_child(SIGCHLD, 0, NULL);
 
 	log_info("started: userdb_socket=%s, auth_socket=%s, virtual_passwd_file=%s, passdb=%s",
 	    config_string("userdb_socket"), auth_socket_path(),
@@ -175,6 +197,7 @@ main(int argc, char **argv)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);
+	event_free(sigchld);
 	event_base_free(base);
 	log_info("stopped");
 	return 0;

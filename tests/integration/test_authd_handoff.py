@@ -7,12 +7,43 @@ authd reads with SO_PEERCRED) and the master process.
 """
 
 import os
+import subprocess
 import time
 
 import pytest
 
+from conftest import REPO
 from test_authd_passdb import AuthClient, b64
 from test_authd_userdb import AuthMaster
+
+# A master process built on lib/userdb.c: userdb_request() with the
+# values of the command line, printing the result.
+REQUEST_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "userdb.h"
+
+int
+main(int argc, char **argv)
+{
+	struct userdb_client *client = userdb_client_new(argv[1]);
+	struct userdb_entry entry;
+	char err[256] = "";
+	int rc;
+
+	for (int i = 4; i < argc; i++) {
+		rc = userdb_request(client, (pid_t)atol(argv[2]), (unsigned)atol(argv[3]), argv[i],
+		    5000, &entry, err, sizeof err);
+		if (rc == 1)
+			printf("%d user=%s uid=%u gid=%u home=%s\n", rc, entry.user,
+			    (unsigned)entry.uid, (unsigned)entry.gid, entry.home);
+		else
+			printf("%d err=%s\n", rc, err);
+	}
+	userdb_client_free(client);
+	return 0;
+}
+"""
 
 
 @pytest.fixture
@@ -128,6 +159,49 @@ def test_malformed_request_closes(host, line):
     master.sock.sendall(line.encode() + b"\n")
     assert master.closed_by_server()
     assert host.wait_for_log(r"userdb: malformed REQUEST")
+
+
+@pytest.fixture(scope="module")
+def request_program(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("userdb-request")
+    source = directory / "request.c"
+    source.write_text(REQUEST_PROGRAM)
+    binary = directory / "request"
+    library = REPO / "build" / "libestafeta.a"
+    if not library.exists():
+        pytest.skip("build/libestafeta.a is missing: run make")
+    libs = subprocess.run(["pkg-config", "--libs", "libevent", "openssl", "libsystemd"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-D_GNU_SOURCE", "-I", str(REPO / "lib"), "-o", str(binary),
+                    str(source), str(library), *libs, "-lcdb", "-lcrypt", "-lpthread"],
+                   check=True)
+    return binary
+
+
+def test_userdb_request_client(host, request_program):
+    login, _ = start(host)
+    assert login.plain(11, "demo@example.test", "demo")[0] == "OK"
+    cookie = cookie_of(login)
+
+    # Wrong cookie, right cookie, then the same login again.
+    result = subprocess.run(
+        [str(request_program), str(host.dir / "sock" / "auth-userdb"), str(os.getpid()), "11",
+         "0" * 32, cookie, cookie],
+        capture_output=True, text=True, timeout=30, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("0 err=lookup failed on ")
+    assert lines[0].endswith("Authentication request not found or expired")
+    assert lines[1].startswith("1 user=demo@example.test uid=")
+    assert lines[1].endswith(" home=%s" % (host.dir / "mail" / "demo"))
+    assert lines[2].startswith("0 err=")
+
+
+def test_userdb_request_client_rejects_bad_cookie(host, request_program):
+    start(host)
+    result = subprocess.run(
+        [str(request_program), str(host.dir / "sock" / "auth-userdb"), "1", "1", "not\thex"],
+        capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout == "0 err=invalid cookie\n"
 
 
 @pytest.mark.slow

@@ -170,6 +170,10 @@ def test_pam_worker_exit_is_temporary_failure(pam_host, system_user):
     worker = int(match.group(1))
     os.kill(worker, signal.SIGKILL)
     assert host.wait_for_log(r"pam worker exited")
+    assert host.wait_for_log(r"pam worker pid %d killed by signal 9" % worker)
+    with open("/proc/%d/task/%d/children" % (host.procs["authd"].pid,
+                                             host.procs["authd"].pid)) as children:
+        assert str(worker) not in children.read().split()
     reply = connect(host).plain(1, system_user, PASSWORD)
     assert reply == ["FAIL", "1", "user=" + system_user, "temp",
                      "reason=Temporary authentication failure"]
