@@ -201,8 +201,8 @@ mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_
 	if (lock_fd < 0)
 		return -1;
 	if (uidlist_read(box, &entries, &nentries) < 0 || keywords_read(box) < 0 ||
-	    scan_dir(box, "new", move_new, &files, &nfiles, &cap) < 0 ||
-	    scan_dir(box, "cur", 0, &files, &nfiles, &cap) < 0) {
+	    scan_dir(box, "cur", 0, &files, &nfiles, &cap) < 0 ||
+	    scan_dir(box, "new", move_new, &files, &nfiles, &cap) < 0) {
 		int saved = errno;
 
 		uidlist_unlock(box->dir, lock_fd);
@@ -212,7 +212,8 @@ mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_
 	qsort(files, nfiles, sizeof *files, found_cmp);
 	messages = xcalloc(nentries + nfiles + 1, sizeof *messages);
 
-	/* Known files keep their UIDs; entries without a file are dropped. */
+	/* Known files keep their UIDs; entries without a file are dropped.
+	 * cur/ is read before new/, so a file moved meanwhile is seen once. */
 	for (size_t i = 0; i < nentries; i++) {
 		struct found key = { .base = entries[i].base }, *file;
 
