@@ -9,17 +9,35 @@
 #include "mime_internal.h"
 #include "util.h"
 
-/* Parts in one message beyond this are not split out: the last part
- * found runs to the end of its multipart. */
+/* Parts in one message beyond this are not split out: the rest of a
+ * multipart body after the last part counted is ignored. */
 #define MAX_PARTS 10000
 
+/*
+ * The parse is one pass over the message. Every open multipart pushes
+ * its boundary, and a line that is a delimiter for any open boundary
+ * ends the entity being read. The innermost boundary is matched first,
+ * so a nested multipart that reuses its parent's boundary still gets
+ * its own parts.
+ */
 struct parser {
 	struct mime_message *msg;
 	size_t part_count;
+	const char *boundaries[MIME_MAX_DEPTH + 1];
+	size_t boundary_count;
 };
 
-static void parse_entity(struct parser *ps, struct mime_part *part, size_t start, size_t end,
-    size_t depth, int digest_child);
+/* A delimiter line: "--" boundary, then "--" for the close delimiter,
+ * then optional whitespace (RFC 2046 section 5.1.1). */
+struct delimiter {
+	size_t line_start;
+	size_t next_line;	/* after the delimiter's line end */
+	size_t boundary;	/* index into parser.boundaries */
+	int close;
+};
+
+static size_t parse_entity(struct parser *ps, struct mime_part *part, size_t start, size_t limit,
+    size_t depth, int digest_child, struct delimiter *stop);
 
 /* Copy DATA with every LF that lacks a CR before it turned into CRLF. */
 static char *
@@ -45,6 +63,8 @@ to_crlf(const char *data, size_t len, size_t *out_len)
 	return out;
 }
 
+/* Lines as IMAP servers count them: the number of line ends, so a last
+ * line without one is not counted (Dovecot 2.3 counts the same way). */
 static size_t
 count_lines(const char *p, size_t len)
 {
@@ -53,8 +73,6 @@ count_lines(const char *p, size_t len)
 	for (size_t i = 0; i < len; i++)
 		if (p[i] == '\n')
 			lines++;
-	if (len > 0 && p[len - 1] != '\n')
-		lines++;
 	return lines;
 }
 
@@ -75,25 +93,47 @@ set_type(struct mime_part *part, const char *type, const char *subtype)
 	part->subtype = xstrdup(subtype);
 }
 
+static void
+clear_params(struct mime_part *part)
+{
+	mime_params_free(part->params, part->param_count);
+	part->params = NULL;
+	part->param_count = 0;
+}
+
+static void
+add_param(struct mime_part *part, const char *name, const char *value)
+{
+	part->params = xrealloc(part->params, (part->param_count + 1) * sizeof *part->params);
+	memset(&part->params[part->param_count], 0, sizeof *part->params);
+	part->params[part->param_count].name = xstrdup(name);
+	part->params[part->param_count].value = xstrdup(value);
+	part->param_count++;
+}
+
 /* RFC 2045 section 5.2: no Content-Type, or one that cannot be parsed,
  * means text/plain; charset=us-ascii. In a multipart/digest the default
  * is message/rfc822 (RFC 2046 section 5.1.5). */
 static void
 set_default_type(struct mime_part *part, int digest_child)
 {
-	mime_params_free(part->params, part->param_count);
-	part->params = NULL;
-	part->param_count = 0;
-
-	if (digest_child) {
+	clear_params(part);
+	if (digest_child)
 		set_type(part, "MESSAGE", "RFC822");
-		return;
-	}
-	set_type(part, "TEXT", "PLAIN");
-	part->params = xcalloc(1, sizeof *part->params);
-	part->params[0].name = xstrdup("CHARSET");
-	part->params[0].value = xstrdup("US-ASCII");
-	part->param_count = 1;
+	else
+		set_type(part, "TEXT", "PLAIN");
+}
+
+/* Text without a charset parameter is US-ASCII (RFC 2046 section
+ * 4.1.2), and the parameter is added so that clients see it, as
+ * Dovecot does. */
+static void
+add_default_charset(struct mime_part *part)
+{
+	if (strcmp(part->type, "TEXT") == 0 &&
+	    mime_param_find(part->params, part->param_count, "CHARSET") == NULL &&
+	    mime_param_find(part->params, part->param_count, "CHARSET*") == NULL)
+		add_param(part, "CHARSET", "US-ASCII");
 }
 
 static void
@@ -110,12 +150,11 @@ static void
 parse_encoding(struct mime_part *part)
 {
 	const struct header_field *field = header_find(&part->headers, "Content-Transfer-Encoding");
-	char *subtype_unused = NULL;
 	struct mime_param *params = NULL;
 	size_t count = 0;
 
 	if (field != NULL && mime_parse_content_field(field->value, field->valuelen, 0,
-	    &part->encoding, &subtype_unused, &params, &count) == 0) {
+	    &part->encoding, NULL, &params, &count) == 0) {
 		mime_params_free(params, count);
 		return;
 	}
@@ -150,22 +189,10 @@ parse_content_fields(struct mime_part *part, int digest_child)
 		    &part->languages);
 }
 
-/*
- * Multipart bodies (RFC 2046 section 5.1.1). A delimiter line is "--"
- * boundary, optionally "--" for the last one, then optional whitespace.
- * The CRLF before a delimiter belongs to the delimiter, not the part.
- */
-struct delimiter {
-	size_t line_start;	/* the "--" */
-	size_t next_line;	/* after the delimiter's line end */
-	int close;
-};
-
 static int
-match_delimiter(const char *line, size_t line_len, const char *boundary, size_t boundary_len,
-    int *close)
+match_boundary(const char *line, size_t line_len, const char *boundary, int *close)
 {
-	size_t i;
+	size_t boundary_len = strlen(boundary), i;
 
 	if (line_len < boundary_len + 2 || line[0] != '-' || line[1] != '-' ||
 	    memcmp(line + 2, boundary, boundary_len) != 0)
@@ -182,118 +209,128 @@ match_delimiter(const char *line, size_t line_len, const char *boundary, size_t 
 	return i == line_len;
 }
 
-/* Find the next delimiter line at or after POS, before END. */
+/* Find the first delimiter line of an open boundary at or after POS.
+ * Returns 0 and sets OUT->line_start to LIMIT if there is none. */
 static int
-find_delimiter(const char *data, size_t pos, size_t end, const char *boundary,
-    struct delimiter *out)
+find_delimiter(const struct parser *ps, size_t pos, size_t limit, struct delimiter *out)
 {
-	size_t boundary_len = strlen(boundary);
+	const char *data = ps->msg->data;
 
-	while (pos < end) {
-		const char *lf = memchr(data + pos, '\n', end - pos);
-		size_t next = lf != NULL ? (size_t)(lf - data) + 1 : end;
+	while (pos < limit && ps->boundary_count > 0) {
+		const char *lf = memchr(data + pos, '\n', limit - pos);
+		size_t next = lf != NULL ? (size_t)(lf - data) + 1 : limit;
 
-		if (match_delimiter(data + pos, next - pos, boundary, boundary_len, &out->close)) {
-			out->line_start = pos;
-			out->next_line = next;
-			return 1;
+		if (data[pos] == '-') {
+			for (size_t i = ps->boundary_count; i-- > 0;) {
+				if (match_boundary(data + pos, next - pos, ps->boundaries[i], &out->close)) {
+					out->line_start = pos;
+					out->next_line = next;
+					out->boundary = i;
+					return 1;
+				}
+			}
 		}
 		pos = next;
 	}
+	memset(out, 0, sizeof *out);
+	out->line_start = limit;
+	out->next_line = limit;
 	return 0;
 }
 
-/* Where a part that ends at the delimiter line starting at LINE_START
- * ends: before the CRLF that precedes the delimiter. */
+/* Where an entity that starts at START ends when the delimiter line at
+ * LINE_START follows: before the line end that precedes the delimiter,
+ * which belongs to the delimiter. */
 static size_t
-part_end(const char *data, size_t part_start, size_t line_start)
+entity_end(const char *data, size_t start, size_t line_start)
 {
-	if (line_start >= part_start + 2 && data[line_start - 2] == '\r' && data[line_start - 1] == '\n')
+	if (line_start >= start + 2 && data[line_start - 2] == '\r' && data[line_start - 1] == '\n')
 		return line_start - 2;
-	if (line_start >= part_start + 1 && data[line_start - 1] == '\n')
+	if (line_start >= start + 1 && data[line_start - 1] == '\n')
 		return line_start - 1;
 	return line_start;
 }
 
-struct range {
-	size_t start;
-	size_t end;
-};
-
-/* Split the body of PART at its delimiters into RANGES (allocated). */
-static size_t
-split_multipart(struct parser *ps, const struct mime_part *part, const char *boundary,
-    struct range **ranges)
+/* Moving the children array leaves their own children and enclosed
+ * messages pointing at the old place. */
+static void
+relink_children(struct mime_part *part)
 {
-	const char *data = ps->msg->data;
-	size_t end = part->body_offset + part->body_len, count = 0, capacity = 0;
-	struct delimiter delim;
+	for (size_t i = 0; i < part->child_count; i++) {
+		struct mime_part *child = &part->children[i];
 
-	*ranges = NULL;
-	if (!find_delimiter(data, part->body_offset, end, boundary, &delim))
-		return 0;
-
-	while (!delim.close) {
-		size_t start = delim.next_line;
-		struct range range = { start, end };
-		int more = ps->part_count + count + 1 < MAX_PARTS &&
-		    find_delimiter(data, start, end, boundary, &delim);
-
-		if (more)
-			range.end = part_end(data, start, delim.line_start);
-		if (count == capacity) {
-			capacity = capacity ? capacity * 2 : 8;
-			*ranges = xrealloc(*ranges, capacity * sizeof **ranges);
-		}
-		(*ranges)[count++] = range;
-		if (!more)
-			break;
+		child->parent = part;
+		for (size_t j = 0; j < child->child_count; j++)
+			child->children[j].parent = child;
+		if (child->message != NULL)
+			child->message->parent = child;
 	}
-	return count;
 }
 
-static void
-parse_multipart(struct parser *ps, struct mime_part *part, size_t depth)
+static struct mime_part *
+add_child(struct mime_part *part, size_t *capacity)
 {
-	const struct mime_param *boundary = mime_param_find(part->params, part->param_count,
-	    "BOUNDARY");
-	int digest = strcmp(part->subtype, "DIGEST") == 0;
-	struct range *ranges = NULL;
-	size_t count = 0;
+	struct mime_part *child;
 
-	if (boundary == NULL || boundary->value[0] == '\0') {
-		set_default_type(part, 0);
-		return;
+	if (part->child_count == *capacity) {
+		*capacity = *capacity ? *capacity * 2 : 4;
+		part->children = xrealloc(part->children, *capacity * sizeof *part->children);
+		relink_children(part);
+	}
+	child = &part->children[part->child_count++];
+	memset(child, 0, sizeof *child);
+	child->parent = part;
+	return child;
+}
+
+/*
+ * Read the parts of a multipart body. Returns where the body ends: at
+ * LIMIT, or before the delimiter of an enclosing multipart, which is
+ * stored in STOP. Preamble and epilogue belong to no part.
+ */
+static size_t
+parse_multipart(struct parser *ps, struct mime_part *part, const char *boundary, size_t limit,
+    size_t depth, struct delimiter *stop)
+{
+	const char *data = ps->msg->data;
+	size_t own = ps->boundary_count, capacity = 0, end;
+	int digest = strcmp(part->subtype, "DIGEST") == 0;
+	struct delimiter delim;
+
+	ps->boundaries[ps->boundary_count++] = boundary;
+	find_delimiter(ps, part->body_offset, limit, &delim);
+
+	while (delim.line_start < limit && delim.boundary == own && !delim.close &&
+	    ps->part_count < MAX_PARTS) {
+		struct mime_part *child = add_child(part, &capacity);
+
+		ps->part_count++;
+		parse_entity(ps, child, delim.next_line, limit, depth + 1, digest, &delim);
 	}
 
-	count = split_multipart(ps, part, boundary->value, &ranges);
-	if (count == 0) {
+	/* After the close delimiter comes the epilogue, which runs to a
+	 * delimiter of an enclosing multipart. */
+	ps->boundary_count = own;
+	if (delim.line_start < limit && delim.boundary == own)
+		find_delimiter(ps, delim.next_line, limit, &delim);
+	else if (ps->part_count >= MAX_PARTS)
+		delim.line_start = limit;
+	*stop = delim;
+	end = delim.line_start < limit ? entity_end(data, part->body_offset, delim.line_start) : limit;
+
+	if (part->child_count == 0) {
 		/* No delimiter at all: the body is all preamble. One empty
 		 * part keeps the structure valid for IMAP, which requires at
 		 * least one part in a multipart. */
-		ranges = xmalloc(sizeof *ranges);
-		ranges[0].start = ranges[0].end = part->body_offset + part->body_len;
-		count = 1;
-	}
+		struct mime_part *child = add_child(part, &capacity);
 
-	part->children = xcalloc(count, sizeof *part->children);
-	part->child_count = count;
-	ps->part_count += count;
-	for (size_t i = 0; i < count; i++) {
-		part->children[i].parent = part;
-		parse_entity(ps, &part->children[i], ranges[i].start, ranges[i].end, depth + 1, digest);
+		ps->part_count++;
+		child->offset = child->body_offset = end;
+		header_parse(data + end, 0, &child->headers);
+		parse_content_fields(child, digest);
+		add_default_charset(child);
 	}
-	free(ranges);
-}
-
-static void
-parse_enclosed_message(struct parser *ps, struct mime_part *part, size_t depth)
-{
-	part->message = xcalloc(1, sizeof *part->message);
-	part->message->parent = part;
-	ps->part_count++;
-	parse_entity(ps, part->message, part->body_offset, part->body_offset + part->body_len,
-	    depth + 1, 0);
+	return end;
 }
 
 static int
@@ -303,43 +340,71 @@ is_message_type(const struct mime_part *part)
 	    (strcmp(part->subtype, "RFC822") == 0 || strcmp(part->subtype, "GLOBAL") == 0);
 }
 
+/* Structure beyond the depth or part limits is not parsed. */
 static void
-parse_entity(struct parser *ps, struct mime_part *part, size_t start, size_t end, size_t depth,
-    int digest_child)
+make_opaque(struct mime_part *part)
+{
+	clear_params(part);
+	set_type(part, "APPLICATION", "OCTET-STREAM");
+}
+
+/*
+ * Parse the entity (header and body) that starts at START. It ends at
+ * LIMIT or before the next delimiter line of an open multipart, which
+ * is stored in STOP. Returns the end of its body.
+ */
+static size_t
+parse_entity(struct parser *ps, struct mime_part *part, size_t start, size_t limit, size_t depth,
+    int digest_child, struct delimiter *stop)
 {
 	const char *data = ps->msg->data;
-	int multipart, message;
+	const struct mime_param *boundary;
+	size_t end;
 
+	find_delimiter(ps, start, limit, stop);
 	part->offset = start;
-	if (header_parse(data + start, end - start, &part->headers) < 0)
-		abort();
+	if (header_parse(data + start, stop->line_start - start, &part->headers) < 0)
+		abort();	/* only on allocation failure */
 	part->header_len = part->headers.body_offset;
 	part->body_offset = start + part->headers.body_offset;
-	part->body_len = end - part->body_offset;
-	part->body_lines = count_lines(data + part->body_offset, part->body_len);
 
 	parse_content_fields(part, digest_child);
-	multipart = strcmp(part->type, "MULTIPART") == 0;
-	message = is_message_type(part);
-	if ((multipart || message) && (depth >= MIME_MAX_DEPTH || ps->part_count >= MAX_PARTS)) {
-		mime_params_free(part->params, part->param_count);
-		part->params = NULL;
-		part->param_count = 0;
-		set_type(part, "APPLICATION", "OCTET-STREAM");
-		return;
+	if (strcmp(part->type, "MULTIPART") == 0) {
+		boundary = mime_param_find(part->params, part->param_count, "BOUNDARY");
+		if (boundary == NULL || boundary->value[0] == '\0')
+			set_default_type(part, 0);
+	}
+	add_default_charset(part);
+
+	if ((strcmp(part->type, "MULTIPART") == 0 || is_message_type(part)) &&
+	    (depth >= MIME_MAX_DEPTH || ps->part_count >= MAX_PARTS))
+		make_opaque(part);
+
+	if (strcmp(part->type, "MULTIPART") == 0) {
+		boundary = mime_param_find(part->params, part->param_count, "BOUNDARY");
+		end = parse_multipart(ps, part, boundary->value, limit, depth, stop);
+	} else if (is_message_type(part)) {
+		part->message = xcalloc(1, sizeof *part->message);
+		part->message->parent = part;
+		ps->part_count++;
+		end = parse_entity(ps, part->message, part->body_offset, limit, depth + 1, 0, stop);
+	} else if (stop->line_start < limit) {
+		end = entity_end(data, part->body_offset, stop->line_start);
+	} else {
+		end = limit;
 	}
 
-	if (multipart)
-		parse_multipart(ps, part, depth);
-	else if (message)
-		parse_enclosed_message(ps, part, depth);
+	part->body_len = end - part->body_offset;
+	part->body_lines = count_lines(data + part->body_offset, part->body_len);
+	return end;
 }
 
 struct mime_message *
 mime_parse(const char *data, size_t len)
 {
 	struct mime_message *msg = calloc(1, sizeof *msg);
-	struct parser ps = { msg, 1 };
+	struct parser ps = { .msg = msg, .part_count = 1 };
+	struct delimiter stop;
 
 	if (msg == NULL)
 		return NULL;
@@ -349,7 +414,7 @@ mime_parse(const char *data, size_t len)
 		return NULL;
 	}
 
-	parse_entity(&ps, &msg->root, 0, msg->len, 0, 0);
+	parse_entity(&ps, &msg->root, 0, msg->len, 0, 0, &stop);
 	return msg;
 }
 

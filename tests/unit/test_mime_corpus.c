@@ -157,7 +157,7 @@ END_TEST
 START_TEST(corpus_one_part)
 {
 	assert_corpus_bodystructure("msg_23.txt",
-	    "((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 14 1 NIL NIL NIL NIL)"
+	    "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 14 0 NIL NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"BOUNDARY\") NIL NIL NIL)");
 }
 END_TEST
@@ -179,9 +179,9 @@ START_TEST(corpus_consecutive_delimiters)
 	char expected[2048];
 
 	snprintf(expected, sizeof expected,
-	    "((\"TEXT\" \"X-ONE\" NIL NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)%s"
-	    "(\"TEXT\" \"X-TWO\" NIL NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)%s%s%s"
-	    "(\"TEXT\" \"X-TWO\" NIL NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)"
+	    "((\"TEXT\" \"X-ONE\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)%s"
+	    "(\"TEXT\" \"X-TWO\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)%s%s%s"
+	    "(\"TEXT\" \"X-TWO\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)"
 	    " \"MIXED\" (\"BOUNDARY\" \"ABCDE\") NIL NIL NIL)", empty, empty, empty, empty);
 	assert_corpus_bodystructure("msg_37.txt", expected);
 }
@@ -200,7 +200,7 @@ END_TEST
 START_TEST(corpus_text_with_boundary)
 {
 	assert_corpus_bodystructure("msg_40.txt",
-	    "(\"TEXT\" \"HTML\" (\"BOUNDARY\" \"--961284236552522269\") NIL NIL \"7BIT\" 128 7"
+	    "(\"TEXT\" \"HTML\" (\"BOUNDARY\" \"--961284236552522269\" \"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 128 7"
 	    " NIL NIL NIL NIL)");
 }
 END_TEST
