@@ -169,6 +169,15 @@ int mime_section_fetch(const struct mime_message *msg, const struct mime_section
 int mime_binary_decode(const struct mime_message *msg, const struct mime_part *part,
     char **out, size_t *out_len);
 
+/*
+ * FETCH BINARY[section]: mime_binary_decode() of the part that SECTION
+ * names (its kind must be MIME_SECTION_ALL), except that BINARY[], the
+ * whole message, is returned as it is, like BODY[]. Returns 0, -1 if
+ * SECTION names no part, or MIME_UNKNOWN_CTE.
+ */
+int mime_binary_fetch(const struct mime_message *msg, const struct mime_section *section,
+    char **out, size_t *out_len);
+
 /* Decoders for the transfer encodings; invalid bytes are skipped.
  * Each returns a new buffer with a NUL after *OUT_LEN bytes. */
 char *mime_base64_decode(const char *in, size_t len, size_t *out_len);

@@ -322,3 +322,22 @@ mime_binary_decode(const struct mime_message *msg, const struct mime_part *part,
 	}
 	return MIME_UNKNOWN_CTE;
 }
+
+int
+mime_binary_fetch(const struct mime_message *msg, const struct mime_section *section, char **out,
+    size_t *out_len)
+{
+	const struct mime_part *part = mime_section_part(msg, section);
+
+	*out = NULL;
+	*out_len = 0;
+	if (part == NULL)
+		return -1;
+	if (section->path_len == 0) {
+		*out = xmalloc(msg->len + 1);
+		memcpy(*out, msg->data, msg->len + 1);
+		*out_len = msg->len;
+		return 0;
+	}
+	return mime_binary_decode(msg, part, out, out_len);
+}

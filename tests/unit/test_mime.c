@@ -323,6 +323,67 @@ START_TEST(multipart_boundary_prefix)
 }
 END_TEST
 
+/* RFC 2046 forbids it, but mail does reuse a boundary in a nested
+ * multipart: the innermost multipart takes the delimiters until its
+ * close delimiter, then the outer one continues. */
+START_TEST(multipart_reused_boundary)
+{
+	assert_bodystructure("Content-Type: multipart/mixed; boundary=same\n\n"
+	    "--same\n"
+	    "Content-Type: multipart/alternative; boundary=same\n\n"
+	    "--same\n\none\n"
+	    "--same\n\ntwo\n"
+	    "--same--\n"
+	    "--same\n\nthree\n"
+	    "--same--\n",
+	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 0 NIL NIL NIL NIL)"
+	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 0 NIL NIL NIL NIL)"
+	    " \"ALTERNATIVE\" (\"BOUNDARY\" \"same\") NIL NIL NIL)"
+	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 0 NIL NIL NIL NIL)"
+	    " \"MIXED\" (\"BOUNDARY\" \"same\") NIL NIL NIL)");
+}
+END_TEST
+
+/* An inner multipart without its close delimiter ends at the outer
+ * delimiter, and the outer multipart goes on. */
+START_TEST(multipart_inner_unclosed)
+{
+	assert_bodystructure("Content-Type: multipart/mixed; boundary=out\n\n"
+	    "--out\n"
+	    "Content-Type: multipart/mixed; boundary=in\n\n"
+	    "--in\n\none\n"
+	    "--out\n\ntwo\n"
+	    "--out--\n",
+	    "(((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 0 NIL NIL NIL NIL)"
+	    " \"MIXED\" (\"BOUNDARY\" \"in\") NIL NIL NIL)"
+	    "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3 0 NIL NIL NIL NIL)"
+	    " \"MIXED\" (\"BOUNDARY\" \"out\") NIL NIL NIL)");
+}
+END_TEST
+
+START_TEST(envelope_comment_names_and_repeats)
+{
+	struct mime_message *msg = parse(
+	    "From: bbb@example.org (John X. Doe)\n"
+	    "To: (Lead) lead@example.org\n"
+	    "Cc: c1@example.org\n"
+	    "Cc: c2@example.org, \"Named\" <c3@example.org> (ignored)\n"
+	    "\n");
+	char *got = mime_envelope(msg, &msg->root, NULL);
+
+	ck_assert_str_eq(got, "(NIL NIL"
+	    " ((\"John X. Doe\" NIL \"bbb\" \"example.org\"))"
+	    " ((\"John X. Doe\" NIL \"bbb\" \"example.org\"))"
+	    " ((\"John X. Doe\" NIL \"bbb\" \"example.org\"))"
+	    " ((\"Lead\" NIL \"lead\" \"example.org\"))"
+	    " ((NIL NIL \"c1\" \"example.org\")(NIL NIL \"c2\" \"example.org\")"
+	    "(\"Named\" NIL \"c3\" \"example.org\"))"
+	    " NIL NIL NIL)");
+	free(got);
+	mime_free(msg);
+}
+END_TEST
+
 START_TEST(digest_default_type)
 {
 	assert_bodystructure("Content-Type: multipart/digest; boundary=d\n\n"
@@ -470,6 +531,9 @@ mime_suite(void)
 	tcase_add_test(tc, multipart_without_delimiters);
 	tcase_add_test(tc, multipart_missing_close_delimiter);
 	tcase_add_test(tc, multipart_boundary_prefix);
+	tcase_add_test(tc, multipart_reused_boundary);
+	tcase_add_test(tc, multipart_inner_unclosed);
+	tcase_add_test(tc, envelope_comment_names_and_repeats);
 	tcase_add_test(tc, digest_default_type);
 	tcase_add_test(tc, invalid_content_type_default);
 	tcase_add_test(tc, parameter_syntax_variants);

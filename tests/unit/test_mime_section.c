@@ -196,6 +196,58 @@ START_TEST(binary_decoding)
 }
 END_TEST
 
+START_TEST(binary_fetch_sections)
+{
+	struct mime_message *msg = parse(multipart_message);
+	static const struct {
+		const char *section;
+		int rc;
+		size_t len;
+	} cases[] = {
+		{ "", 0, 0 },		/* the whole message, checked below */
+		{ "1.1", 0, 13 },
+		{ "2", 0, 4 },
+		{ "4", MIME_UNKNOWN_CTE, 0 },
+		{ "6", -1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_section spec;
+		char *out;
+		size_t len;
+		int rc;
+
+		ck_assert_int_eq(mime_section_parse(cases[i].section, strlen(cases[i].section), &spec), 0);
+		rc = mime_binary_fetch(msg, &spec, &out, &len);
+		ck_assert_msg(rc == cases[i].rc, "BINARY[%s] returned %d", cases[i].section, rc);
+		if (i == 0) {
+			ck_assert_uint_eq(len, msg->len);
+			ck_assert_mem_eq(out, msg->data, len);
+		} else {
+			ck_assert_uint_eq(len, cases[i].len);
+		}
+		free(out);
+		mime_section_free(&spec);
+	}
+	mime_free(msg);
+}
+END_TEST
+
+START_TEST(search_encoded_header)
+{
+	struct mime_message *msg = parse("Subject: =?ISO-8859-1?Q?Gr=FC=DFe?= aus\n"
+	    " =?utf-8?B?S8O2bG4=?=\nFrom: =?utf-8?q?Ren=C3=A9?= <r@example.org>\n\nbody\n");
+
+	ck_assert(mime_search_header(msg, "Subject", "GR\xc3\x9c\xc3\x9f" "e aus k\xc3\xb6ln"));
+	ck_assert(mime_search_header(msg, "FROM", "ren\xc3\xa9"));
+	ck_assert(mime_search_header(msg, "from", "r@example.org"));
+	ck_assert(!mime_search_header(msg, "Subject", "=?ISO"));
+	ck_assert(mime_search_text(msg, "k\xc3\xb6ln"));
+	ck_assert(!mime_search_body(msg, "k\xc3\xb6ln"));
+	mime_free(msg);
+}
+END_TEST
+
 START_TEST(base64_decoder)
 {
 	size_t len;
@@ -325,6 +377,8 @@ mime_section_suite(void)
 	tcase_add_test(tc, section_message_level);
 	tcase_add_test(tc, section_syntax);
 	tcase_add_test(tc, binary_decoding);
+	tcase_add_test(tc, binary_fetch_sections);
+	tcase_add_test(tc, search_encoded_header);
 	tcase_add_test(tc, base64_decoder);
 	tcase_add_test(tc, qp_decoder);
 	tcase_add_test(tc, encoded_words);
