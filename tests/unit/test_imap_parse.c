@@ -1,0 +1,186 @@
+/*
+ * Unit tests for imapd's argument tokenizer (imapd/parse.c) and the
+ * mailbox name checks (imapd/folders.c). Those modules belong to the
+ * imapd program, not to libestafeta, so they are compiled in here with
+ * the storage files that folders.c calls.
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../imapd/folders.c"
+#include "../../imapd/mailbox.c"
+#include "../../imapd/parse.c"
+#include "../../imapd/uidlist.c"
+
+static struct imap_parser
+parser_for(const char *text)
+{
+	struct imap_parser parser;
+
+	imap_parser_init(&parser, text, strlen(text));
+	return parser;
+}
+
+START_TEST(imap_command_start)
+{
+	char tag[16], name[16];
+	struct imap_parser parser = parser_for("a001 noop");
+
+	ck_assert_int_eq(imap_parse_command_start(&parser, tag, sizeof tag, name, sizeof name), 0);
+	ck_assert_str_eq(tag, "a001");
+	ck_assert_str_eq(name, "NOOP");
+	ck_assert(imap_parse_at_end(&parser));
+
+	parser = parser_for("+x NOOP");
+	ck_assert_int_eq(imap_parse_command_start(&parser, tag, sizeof tag, name, sizeof name), -1);
+	parser = parser_for("a1");
+	ck_assert_int_eq(imap_parse_command_start(&parser, tag, sizeof tag, name, sizeof name), -2);
+	parser = parser_for("a1 (x)");
+	ck_assert_int_eq(imap_parse_command_start(&parser, tag, sizeof tag, name, sizeof name), -2);
+}
+END_TEST
+
+START_TEST(imap_astring_forms)
+{
+	struct imap_parser parser = parser_for("atom \"quo\\\"ted\" {3}\r\nlit {2+}\r\nab");
+	char *text;
+
+	text = imap_parse_astring_dup(&parser, 100);
+	ck_assert_str_eq(text, "atom");
+	free(text);
+	ck_assert_int_eq(imap_parse_sp(&parser), 0);
+	text = imap_parse_astring_dup(&parser, 100);
+	ck_assert_str_eq(text, "quo\"ted");
+	free(text);
+	ck_assert_int_eq(imap_parse_sp(&parser), 0);
+	text = imap_parse_astring_dup(&parser, 100);
+	ck_assert_str_eq(text, "lit");
+	free(text);
+	ck_assert_int_eq(imap_parse_sp(&parser), 0);
+	text = imap_parse_astring_dup(&parser, 100);
+	ck_assert_str_eq(text, "ab");
+	free(text);
+	ck_assert(imap_parse_at_end(&parser));
+}
+END_TEST
+
+START_TEST(imap_astring_invalid)
+{
+	static const char *const cases[] = {
+		"\"unterminated", "\"bad\\escape\"", "{5}\r\nabc", "{}\r\n", "{3}abc",
+		"{99999999999}\r\n", "(list)", "",
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_parser parser = parser_for(cases[i]);
+		char *text = imap_parse_astring_dup(&parser, 100);
+
+		ck_assert_msg(text == NULL, "accepted \"%s\"", cases[i]);
+	}
+}
+END_TEST
+
+START_TEST(imap_astring_nul_and_length)
+{
+	static const char with_nul[] = "{3}\r\na\0b";
+	struct imap_parser parser;
+
+	imap_parser_init(&parser, with_nul, sizeof with_nul - 1);
+	ck_assert_ptr_null(imap_parse_astring_dup(&parser, 100));
+	parser = parser_for("abcdef");
+	ck_assert_ptr_null(imap_parse_astring_dup(&parser, 5));
+}
+END_TEST
+
+START_TEST(imap_seqset_ranges)
+{
+	struct imap_parser parser = parser_for("1,3:5,*,9:7");
+	struct imap_seqset set;
+
+	ck_assert_int_eq(imap_parse_seqset(&parser, &set), 0);
+	ck_assert_uint_eq(set.count, 4);
+	ck_assert(imap_seqset_contains(&set, 1, 20));
+	ck_assert(!imap_seqset_contains(&set, 2, 20));
+	ck_assert(imap_seqset_contains(&set, 4, 20));
+	ck_assert(imap_seqset_contains(&set, 8, 20));
+	ck_assert(imap_seqset_contains(&set, 20, 20));
+	ck_assert(!imap_seqset_contains(&set, 19, 20));
+	imap_seqset_free(&set);
+}
+END_TEST
+
+START_TEST(imap_seqset_invalid)
+{
+	static const char *const cases[] = { "0", "1:0", "x", ",1", "1:", "4294967296" };
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_parser parser = parser_for(cases[i]);
+		struct imap_seqset set;
+
+		ck_assert_msg(imap_parse_seqset(&parser, &set) < 0 || !imap_parse_at_end(&parser),
+		    "accepted \"%s\"", cases[i]);
+		imap_seqset_free(&set);
+	}
+}
+END_TEST
+
+START_TEST(imap_folder_names)
+{
+	static const struct {
+		const char *name;
+		const char *path;	/* NULL: rejected */
+	} cases[] = {
+		{ "INBOX", "/m" }, { "inbox", "/m" }, { "Sent", "/m/.Sent" },
+		{ "A.B", "/m/.A.B" }, { "Entw&APw-rfe", "/m/.Entw&APw-rfe" },
+		{ "..", NULL }, { "../x", NULL }, { ".x", NULL }, { "x.", NULL },
+		{ "a..b", NULL }, { "a/b", NULL }, { "/etc", NULL }, { "~x", NULL },
+		{ "&Jjo", NULL }, { "&", NULL }, { "a\tb", NULL }, { "", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char name[64], path[PATH_MAX];
+		int r;
+
+		strcpy(name, cases[i].name);
+		r = folder_path("/m", name, path, sizeof path);
+		if (cases[i].path == NULL) {
+			ck_assert_msg(r < 0, "accepted \"%s\"", cases[i].name);
+		} else {
+			ck_assert_msg(r == 0, "rejected \"%s\"", cases[i].name);
+			ck_assert_str_eq(path, cases[i].path);
+		}
+	}
+}
+END_TEST
+
+START_TEST(imap_list_patterns)
+{
+	ck_assert(folder_match("*", "A.B.C"));
+	ck_assert(folder_match("%", "INBOX"));
+	ck_assert(!folder_match("%", "A.B"));
+	ck_assert(folder_match("A.%", "A.B"));
+	ck_assert(!folder_match("A.%", "A.B.C"));
+	ck_assert(folder_match("A*C", "A.B.C"));
+	ck_assert(!folder_match("B*", "A.B"));
+}
+END_TEST
+
+Suite *
+imap_parse_suite(void)
+{
+	Suite *suite = suite_create("imap_parse");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, imap_command_start);
+	tcase_add_test(tc, imap_astring_forms);
+	tcase_add_test(tc, imap_astring_invalid);
+	tcase_add_test(tc, imap_astring_nul_and_length);
+	tcase_add_test(tc, imap_seqset_ranges);
+	tcase_add_test(tc, imap_seqset_invalid);
+	tcase_add_test(tc, imap_folder_names);
+	tcase_add_test(tc, imap_list_patterns);
+	suite_add_tcase(suite, tc);
+	return suite;
+}
