@@ -92,7 +92,7 @@ bench:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/estafeta $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
-	for p in smtpd queued deliverd authd; do \
+	for p in smtpd queued deliverd authd imapd; do \
 		install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/lib/estafeta/$$p; done
 	install -m 755 $(BUILD)/bin/sendmail $(DESTDIR)$(PREFIX)/sbin/sendmail
 	install -m 755 $(BUILD)/bin/estafeta $(DESTDIR)$(PREFIX)/sbin/estafeta

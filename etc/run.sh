@@ -1,9 +1,10 @@
 #!/bin/sh
 # `make run`: start every daemon in the foreground with all state under
-# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525, the local
-# domain example.test with the virtual user demo@example.test (password
-# "demo"), mail delivered into ./run/mail/demo/Maildir. Nothing is sent
-# off this machine. Ctrl-C stops everything.
+# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525, IMAP on
+# 127.0.0.1:2143, the local domain example.test with the virtual user
+# demo@example.test (password "demo"), mail delivered into
+# ./run/mail/demo/Maildir. Nothing is sent off this machine. Ctrl-C
+# stops everything.
 set -eu
 
 bin=$(cd "${1:-build}/bin" && pwd)
@@ -34,6 +35,7 @@ local_domains = localhost mail.example.test
 virtual_domains = example.test
 mynetworks = 127.0.0.0/8 [::1]/128
 smtpd_listen = 127.0.0.1:2525
+imapd_listen = 127.0.0.1:2143
 queue_directory = $top/spool
 queued_socket = $top/sock/queued.sock
 lmtp_socket = $top/sock/lmtp.sock
@@ -74,8 +76,17 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-for daemon in authd deliverd queued smtpd; do
-	"$bin/$daemon" -f -c "$conf" &
+# A configuration kept from before imapd existed lacks imapd_listen,
+# and the default port 143 needs root.
+imapd_listen=""
+grep -q '^imapd_listen' "$conf" || imapd_listen="imapd_listen=127.0.0.1:2143"
+
+for daemon in authd deliverd queued smtpd imapd; do
+	if [ "$daemon" = imapd ] && [ -n "$imapd_listen" ]; then
+		"$bin/$daemon" -f -c "$conf" -o "$imapd_listen" &
+	else
+		"$bin/$daemon" -f -c "$conf" &
+	fi
 	pids="$pids $!"
 	sleep 0.3
 	if ! kill -0 $! 2>/dev/null; then
@@ -87,6 +98,7 @@ done
 cat <<INFO
 estafeta: running with state under $top
   SMTP        127.0.0.1:2525 (try: swaks --server 127.0.0.1:2525 --to demo@example.test)
+  IMAP        127.0.0.1:2143 (user demo@example.test, password demo)
   sendmail    ESTAFETA_CONFIG=$conf $bin/sendmail demo@example.test
   mailbox     $top/mail/demo/Maildir
   queue       ESTAFETA_CONFIG=$conf $bin/estafeta queue list
