@@ -11,6 +11,8 @@ import pytest
 
 from conftest import is_root
 from postfix_sasl_host import PostfixSaslHost
+# Fixtures: a throwaway system user and PAM service file.
+from test_authd_pam import PASSWORD as SYSTEM_PASSWORD, pam_service, system_user  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(not is_root(), reason="a private Postfix instance needs root"),
@@ -21,9 +23,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def postfix(make_mailhost, request):
+def postfix(make_mailhost, request, pam_service):
     # Postfix's smtpd runs as user postfix, so the socket's group is postfix.
-    host = make_mailhost(start=False, auth_failure_delay=1, auth_socket_group="postfix")
+    host = make_mailhost(start=False, auth_failure_delay=1, auth_socket_group="postfix",
+                         pam_service=pam_service)
     host.start("authd")
     instance = PostfixSaslHost(str(host.dir / "sock" / "auth-client"))
     try:
@@ -81,3 +84,14 @@ def test_postfix_sees_mechanisms(postfix):
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<-  250-AUTH PLAIN LOGIN" in result.stdout or "<-  250-AUTH LOGIN PLAIN" in result.stdout
+
+
+def test_postfix_auth_system_user(postfix, system_user):
+    instance, host = postfix
+    result = swaks(instance.smtp_port, "PLAIN", system_user, SYSTEM_PASSWORD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "<-  235 2.7.0 Authentication successful" in result.stdout
+    result = swaks(instance.smtp_port, "LOGIN", system_user, "wrong")
+    assert "<** 535 5.7.8 Error: authentication failed" in result.stdout
+    assert host.wait_for_log(r"user=<%s>.*status=failed \(PAM authentication failed\)"
+                             % system_user)
