@@ -309,12 +309,11 @@ parse_multipart(struct parser *ps, struct mime_part *part, const char *boundary,
 	}
 
 	/* After the close delimiter comes the epilogue, which runs to a
-	 * delimiter of an enclosing multipart. */
+	 * delimiter of an enclosing multipart. Past the part limit, the
+	 * rest of the body is treated the same way. */
 	ps->boundary_count = own;
 	if (delim.line_start < limit && delim.boundary == own)
 		find_delimiter(ps, delim.next_line, limit, &delim);
-	else if (ps->part_count >= MAX_PARTS)
-		delim.line_start = limit;
 	*stop = delim;
 	end = delim.line_start < limit ? entity_end(data, part->body_offset, delim.line_start) : limit;
 

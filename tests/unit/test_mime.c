@@ -461,6 +461,31 @@ START_TEST(deep_message_nesting_capped)
 }
 END_TEST
 
+START_TEST(part_count_capped)
+{
+	size_t count = 20000, len = 0;
+	char *text = malloc(count * 8 + 64);
+	struct mime_message *msg;
+	char *structure;
+
+	len += (size_t)sprintf(text, "Content-Type: multipart/mixed; boundary=b\n\n");
+	for (size_t i = 0; i < count; i++)
+		len += (size_t)sprintf(text + len, "--b\n\nx\n");
+	len += (size_t)sprintf(text + len, "--b--\n");
+
+	msg = mime_parse(text, len);
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_uint_lt(msg->root.child_count, count);
+	ck_assert_uint_gt(msg->root.child_count, 1000);
+	ck_assert_uint_eq(msg->root.body_offset + msg->root.body_len, msg->len);
+	structure = mime_bodystructure(msg, &msg->root, 1, NULL);
+	ck_assert_ptr_nonnull(strstr(structure, " \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)"));
+	free(structure);
+	mime_free(msg);
+	free(text);
+}
+END_TEST
+
 START_TEST(nul_and_8bit_bytes)
 {
 	static const char text[] = "Subj\xff" "ect: x\nFrom: a\0b@example.org\n"
@@ -539,6 +564,7 @@ mime_suite(void)
 	tcase_add_test(tc, parameter_syntax_variants);
 	tcase_add_test(tc, deep_nesting_capped);
 	tcase_add_test(tc, deep_message_nesting_capped);
+	tcase_add_test(tc, part_count_capped);
 	tcase_add_test(tc, nul_and_8bit_bytes);
 	tcase_add_test(tc, empty_and_headerless_input);
 	tcase_add_test(tc, content_language_single);
