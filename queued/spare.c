@@ -1,6 +1,7 @@
 /*
- * Spare files: the emptied files of removed messages, kept in spare/
- * and renamed back into use for new messages (see spool.h for why).
+ * Spare files: the files of removed messages, kept in spare/ and renamed
+ * back into use for new messages (see spool.h for why). They keep their
+ * blocks until reused, and are emptied only at start-up.
  *
  * The pool is a ring of file names ("1", "2", ...) under a mutex: the
  * event loop takes files for new data files, the commit thread takes
@@ -97,7 +98,7 @@ pool_release_slot(struct spare_pool *pool, unsigned name)
 	pthread_mutex_unlock(&pool->lock);
 }
 
-/* Empty DIR_FD/NAME; its blocks go back to the file system. */
+/* Empty DIR_FD/NAME at start-up, so no old text stays in spare/. */
 static int
 empty_file_at(int dir_fd, const char *name)
 {
@@ -203,11 +204,6 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {
 		pool_release_slot(spool->spares, 0);
 		return errno == ENOENT ? 0 : remove_at(dir_fd, name);
-	}
-	if (empty_file_at(spool->spare_fd, spare) < 0) {
-		unlinkat(spool->spare_fd, spare, 0);
-		pool_release_slot(spool->spares, 0);
-		return 0;
 	}
 	pool_release_slot(spool->spares, slot);
 	return 0;

@@ -18,11 +18,16 @@
  * Spare files: a file system that allocates an inode for every new file
  * and frees it again soon after pays twice per file, and ext4 pays more
  * as the rate grows, because it skips inodes freed within the last
- * minute when it looks for a free one. So a removed envelope, and a
- * removed data file that no client can still write to, is emptied and
- * moved to spare/ (up to queue_spare_files of them), and new data files
- * and envelopes are renamed out of spare/ before any file is created.
- * A spare file has no meaning for recovery: it is never a message.
+ * minute when it looks for a free one. Freeing the blocks costs too (a
+ * discard request each, where the file system is mounted with discard).
+ * So a removed envelope, and a removed data file that no client can
+ * still write to, is moved to spare/ as it is (up to queue_spare_files
+ * of them), and new data files and envelopes are renamed out of spare/
+ * before any file is created. A reused file is overwritten from the
+ * start and cut to the new length, so it keeps the blocks it needs.
+ * Until then a spare file holds the text of a delivered message, as
+ * freed blocks would; spare/ is emptied at start-up. A spare file has
+ * no meaning for recovery: it is never a message.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
@@ -61,9 +66,13 @@ void spool_close(struct spool *spool);
 /*
  * Create data/ID for a new message with a fresh queue id. Stores the
  * id, a write-only descriptor for the client and a read-only one for
- * queued (used for fsync and size checks). 0, or -1 with errno set.
+ * queued (used for fsync and size checks). KEEP_OLD_BYTES: a reused
+ * file is not emptied first, because the client (smtpd, or queued
+ * itself) cuts it to what it wrote; never for other clients, who could
+ * commit the old text as part of their message. 0, or -1 with errno set.
  */
-int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd);
+int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd,
+    int keep_old_bytes);
 
 /* Open data/ID for reading. Descriptor or -1 with errno set. */
 int spool_open_data(const struct spool *spool, const char *id);

@@ -84,7 +84,8 @@ handle_new(struct client *client)
 	}
 
 	file = &client->files[client->nfiles];
-	if (spool_create_data(&queued_spool, file->id, &client_fd, &file->own_fd) < 0) {
+	if (spool_create_data(&queued_spool, file->id, &client_fd, &file->own_fd,
+	    client->uid == queued_settings.smtpd_uid) < 0) {
 		char reason[256];
 
 		snprintf(reason, sizeof reason, "cannot create a queue file: %s", strerror(errno));

@@ -41,14 +41,13 @@ def send_held(host, count):
     assert wait_removed(host, count)
 
 
-def test_removed_messages_leave_empty_spare_files(mailhost):
+def test_removed_messages_become_spare_files(mailhost):
     send_held(mailhost, 5)
 
     spares = spare_files(mailhost)
     # The envelope and the data file of each message, and the envelopes
     # that deferrals replaced.
     assert len(spares) >= 10
-    assert all(path.stat().st_size == 0 for path in spares)
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in spares)
     assert list((mailhost.dir / "spool" / "data").iterdir()) == []
 
@@ -71,6 +70,43 @@ def test_new_messages_reuse_spare_files(mailhost):
     # The reused data file holds this message only, nothing of the old one.
     assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
     assert data[0].stat().st_size < 2 * len(BODY)
+
+
+def test_short_message_in_a_long_spare_file(mailhost):
+    long_body = b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000
+    with mailhost.smtp() as client:
+        assert client.sendmail("sender@client.example.test", ["demo@example.test"],
+                               long_body) == {}
+    mailhost.wait_for_messages("demo@example.test", 1)
+    assert wait_removed(mailhost, 1)
+    assert max(path.stat().st_size for path in spare_files(mailhost)) > 60000
+
+    short_body = b"Subject: short\r\n\r\nshort text\r\n"
+    with mailhost.smtp() as client:
+        assert client.sendmail("sender@client.example.test", ["demo@example.test"],
+                               short_body) == {}
+    messages = mailhost.wait_for_messages("demo@example.test", 2)
+    short = [m for m in messages if b"Subject: short" in m]
+    assert len(short) == 1
+    assert short[0].endswith(b"\n\nshort text\n")
+    assert b"0123456789abcdef" not in short[0]
+
+
+def test_sendmail_gets_an_emptied_spare_file(mailhost):
+    long_body = b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000
+    with mailhost.smtp() as client:
+        assert client.sendmail("sender@client.example.test", ["demo@example.test"],
+                               long_body) == {}
+    mailhost.wait_for_messages("demo@example.test", 1)
+    assert wait_removed(mailhost, 1)
+
+    result = mailhost.run("sendmail", "-f", "root@mail.example.test", "demo@example.test",
+                          input=b"Subject: local\n\nfrom sendmail\n")
+    assert result.returncode == 0, result.stderr
+    messages = mailhost.wait_for_messages("demo@example.test", 2)
+    local = [m for m in messages if b"Subject: local" in m]
+    assert len(local) == 1
+    assert local[0].endswith(b"\n\nfrom sendmail\n")
 
 
 def test_spare_files_can_be_turned_off(make_mailhost):
