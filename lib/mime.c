@@ -320,13 +320,14 @@ parse_multipart(struct parser *ps, struct mime_part *part, const char *boundary,
 	if (part->child_count == 0) {
 		/* No delimiter at all: the body is all preamble. One empty
 		 * part keeps the structure valid for IMAP, which requires at
-		 * least one part in a multipart. */
+		 * least one part in a multipart. It is text/plain even in a
+		 * digest, because an empty message/rfc822 has no envelope. */
 		struct mime_part *child = add_child(part, &capacity);
 
 		ps->part_count++;
 		child->offset = child->body_offset = end;
 		header_parse(data + end, 0, &child->headers);
-		parse_content_fields(child, digest);
+		parse_content_fields(child, 0);
 		add_default_charset(child);
 	}
 	return end;

@@ -396,6 +396,14 @@ START_TEST(digest_default_type)
 }
 END_TEST
 
+START_TEST(digest_without_delimiters)
+{
+	assert_bodystructure("Content-Type: multipart/digest; boundary=d\n\nnothing\n",
+	    "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)"
+	    " \"DIGEST\" (\"BOUNDARY\" \"d\") NIL NIL NIL)");
+}
+END_TEST
+
 START_TEST(invalid_content_type_default)
 {
 	assert_bodystructure("Content-Type: garbage\nContent-Transfer-Encoding: (c) Base64\n\nx",
@@ -560,6 +568,7 @@ mime_suite(void)
 	tcase_add_test(tc, multipart_inner_unclosed);
 	tcase_add_test(tc, envelope_comment_names_and_repeats);
 	tcase_add_test(tc, digest_default_type);
+	tcase_add_test(tc, digest_without_delimiters);
 	tcase_add_test(tc, invalid_content_type_default);
 	tcase_add_test(tc, parameter_syntax_variants);
 	tcase_add_test(tc, deep_nesting_capped);
