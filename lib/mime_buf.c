@@ -92,9 +92,27 @@ can_quote(const char *s, size_t len)
 	return 1;
 }
 
+/* IMAP strings cannot contain NUL (RFC 3501 CHAR8 is %x01-ff), so NUL
+ * bytes from a damaged header are dropped. */
+static void
+add_string_without_nul(struct mime_buf *buf, const char *s, size_t len)
+{
+	struct mime_buf clean = { 0 };
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != '\0')
+			mime_buf_add_char(&clean, s[i]);
+	mime_buf_add_string_len(buf, clean.data != NULL ? clean.data : "", clean.len);
+	free(clean.data);
+}
+
 void
 mime_buf_add_string_len(struct mime_buf *buf, const char *s, size_t len)
 {
+	if (len > 0 && memchr(s, '\0', len) != NULL) {
+		add_string_without_nul(buf, s, len);
+		return;
+	}
 	if (!can_quote(s, len)) {
 		mime_buf_add_printf(buf, "{%zu}\r\n", len);
 		mime_buf_add(buf, s, len);

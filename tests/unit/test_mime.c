@@ -284,6 +284,21 @@ START_TEST(envelope_quoted_escapes)
 }
 END_TEST
 
+/* IMAP strings cannot carry NUL, so it is dropped from the name. */
+START_TEST(envelope_nul_in_name)
+{
+	static const char text[] = "From: \"A\0B\" <a@example.org>\n\n";
+	struct mime_message *msg = mime_parse(text, sizeof text - 1);
+	char *got = mime_envelope(msg, &msg->root, NULL);
+
+	ck_assert_str_eq(got, "(NIL NIL ((\"AB\" NIL \"a\" \"example.org\"))"
+	    " ((\"AB\" NIL \"a\" \"example.org\")) ((\"AB\" NIL \"a\" \"example.org\"))"
+	    " NIL NIL NIL NIL NIL)");
+	free(got);
+	mime_free(msg);
+}
+END_TEST
+
 START_TEST(multipart_without_boundary)
 {
 	assert_bodystructure("Content-Type: multipart/mixed\n\n--x\n\nbody\n--x--\n",
@@ -560,6 +575,7 @@ mime_suite(void)
 	tcase_add_test(tc, envelope_groups_and_routes);
 	tcase_add_test(tc, envelope_8bit_subject_literal);
 	tcase_add_test(tc, envelope_quoted_escapes);
+	tcase_add_test(tc, envelope_nul_in_name);
 	tcase_add_test(tc, multipart_without_boundary);
 	tcase_add_test(tc, multipart_without_delimiters);
 	tcase_add_test(tc, multipart_missing_close_delimiter);
