@@ -384,6 +384,9 @@ parse_entity(struct parser *ps, struct mime_part *part, size_t start, size_t lim
 		boundary = mime_param_find(part->params, part->param_count, "BOUNDARY");
 		end = parse_multipart(ps, part, boundary->value, limit, depth, stop);
 	} else if (is_message_type(part)) {
+		/* NOTE: a base64 or quoted-printable enclosed message (valid
+		 * for message/global, RFC 6532 section 3.5) is parsed as it
+		 * is, not decoded, so its envelope and parts are garbled. */
 		part->message = xcalloc(1, sizeof *part->message);
 		part->message->parent = part;
 		ps->part_count++;

@@ -358,7 +358,7 @@ END_TEST
 static const char syntax_bytes[] = "-\n\r:;\"=?()<>@,\\ \t\0\xff*'%[]";
 
 /*
- * Damage each corpus message in a few hundred deterministic ways
+ * Damage each corpus message in 200 deterministic ways
  * (syntax bytes written over others, cuts, repeated lines) and check
  * that parsing and rendering never fail. Run under the sanitizer build,
  * this also finds reads past the end of a buffer.
