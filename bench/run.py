@@ -119,8 +119,9 @@ class Benchmark:
         self.specs = specs
         # Directories of stopped hosts, removed when the run ends: removing
         # tens of thousands of files between measurements would leave the
-        # next one to an ext4 that skips every inode freed in the last
-        # minute when it allocates, which slows both systems unevenly.
+        # next one to an ext4 without a journal that skips every inode
+        # freed in the last minute when it allocates, which slows both
+        # systems unevenly.
         self.stopped_dirs = []
         self.results = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

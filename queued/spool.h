@@ -16,9 +16,9 @@
  * Every envelope in queue/ is loaded and delivered.
  *
  * Spare files: a file system that allocates an inode for every new file
- * and frees it again soon after pays twice per file, and ext4 pays more
- * as the rate grows, because it skips inodes freed within the last
- * minute when it looks for a free one. Freeing the blocks costs too (a
+ * and frees it again soon after pays twice per file, and ext4 without a
+ * journal pays more as the rate grows, because it skips inodes freed
+ * within the last minute when it looks for a free one. Freeing the blocks costs too (a
  * discard request each, where the file system is mounted with discard).
  * So a removed envelope, and a removed data file that no client can
  * still write to, is moved to spare/ as it is (up to queue_spare_files
