@@ -10,8 +10,10 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pwd.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,7 +158,7 @@ message_sections(const struct mime_message *msg, char sections[][80], size_t max
 }
 
 /*
- * Run Dovecot's imap with INPUT on stdin and return its output. As
+ * Run Dovecot's imap with INPUT on stdin and collect its OUTPUT. As
  * root it runs as nobody, because Dovecot refuses mail access as root.
  */
 static void
@@ -193,18 +195,40 @@ run_dovecot(const char *dir, const struct buffer *input, struct buffer *output, 
 	close(in[0]);
 	close(out[1]);
 	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(fcntl(in[1], F_SETFL, O_NONBLOCK), 0);
 
-	/* Dovecot sends one short line for each APPEND, far below the
-	 * pipe's capacity, so writing all input first cannot deadlock. */
-	while (written < input->len) {
-		n = write(in[1], input->data + written, input->len - written);
-		ck_assert_msg(n > 0, "write to dovecot failed: %s", strerror(errno));
-		written += (size_t)n;
+	/* Dovecot takes the end of its input for a disconnect, even with
+	 * responses still to send, so stdin stays open until the LOGOUT
+	 * completes. poll() keeps both pipes moving, so neither side can
+	 * block the other. */
+	for (;;) {
+		struct pollfd fds[2] = {
+			{ .fd = out[0], .events = POLLIN },
+			{ .fd = in[1], .events = written < input->len ? POLLOUT : 0 },
+		};
+
+		ck_assert_int_ge(poll(fds, in[1] >= 0 ? 2 : 1, 60000), 1);
+		if (fds[0].revents & (POLLIN | POLLHUP)) {
+			n = read(out[0], chunk, sizeof chunk);
+			if (n <= 0)
+				break;
+			append(output, chunk, (size_t)n);
+			ck_assert_uint_lt(output->len, OUTPUT_MAX);
+			if (in[1] >= 0 && memmem(output->data, output->len, "\r\nz OK", 7) != NULL) {
+				close(in[1]);
+				in[1] = -1;
+			}
+		}
+		if (in[1] >= 0 && (fds[1].revents & POLLOUT)) {
+			n = write(in[1], input->data + written, input->len - written);
+			ck_assert_msg(n > 0 || errno == EAGAIN, "write to dovecot failed: %s",
+			    strerror(errno));
+			if (n > 0)
+				written += (size_t)n;
+		}
 	}
-	close(in[1]);
-
-	while ((n = read(out[0], chunk, sizeof chunk)) > 0 && output->len < OUTPUT_MAX)
-		append(output, chunk, (size_t)n);
+	if (in[1] >= 0)
+		close(in[1]);
 	close(out[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
