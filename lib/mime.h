@@ -9,10 +9,10 @@
  * all offsets, sizes and line counts are those of the CRLF form that an
  * IMAP server sends, even when the stored file has LF line ends.
  *
- * Conventions shared with Dovecot 2.3, so clients see the same
- * structure after a migration: a line count is the number of line ends,
- * a text part without a charset parameter gets CHARSET US-ASCII, and
- * every field of a repeated address header (To, Cc, ...) goes into the
+ * Some conventions follow Dovecot 2.3, so that clients see the same
+ * structure after a migration. A line count is the number of line ends.
+ * A text part without a charset parameter gets CHARSET US-ASCII. Every
+ * field of a repeated address header (To, Cc, ...) goes into the
  * ENVELOPE. Types, subtypes, parameter names and encodings are upper
  * case, as in the examples of RFC 3501.
  */

@@ -301,7 +301,7 @@ skip_space(const char *p, const char *end)
 /*
  * Decode a run of encoded words starting at P. Adjacent words in the
  * same charset are decoded together, because a multibyte character may
- * be split between them; whitespace between encoded words is dropped
+ * be split between them. Whitespace between encoded words is dropped
  * (RFC 2047 section 6.2). Returns the bytes consumed.
  */
 static size_t
