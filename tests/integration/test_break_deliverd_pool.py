@@ -7,7 +7,7 @@ from test_deliverd_lmtp import send_data
 
 
 def test_redo_at_process_limit_delivers(make_mailhost):
-    # With one process slot, the mailbox worker holds the slot when it
+    # With one process slot, the mailbox worker occupies the slot when it
     # hands the first delivery (no home directory yet) back with redo=yes.
     # The request must reach a one-shot worker, not go back to the pool.
     host = make_mailhost(deliverd_max_processes="1")
