@@ -1,4 +1,6 @@
 /* Decoding of DATA and BDAT content: line ends, dot-stuffing, end of data. */
+#include <string.h>
+
 #include "smtp_data.h"
 
 enum smtp_data_state {
@@ -108,14 +110,44 @@ smtp_data_step(struct smtp_data_decoder *decoder, char c, char *out, size_t *o)
 	return 1;
 }
 
+/* The length of the run at P of bytes that need no state change: no CR,
+ * LF or NUL. */
+static size_t
+plain_run(const char *p, size_t len)
+{
+	const char *stop = memchr(p, '\n', len);
+	size_t n = stop != NULL ? (size_t)(stop - p) : len;
+
+	if ((stop = memchr(p, '\r', n)) != NULL)
+		n = (size_t)(stop - p);
+	if ((stop = memchr(p, '\0', n)) != NULL)
+		n = (size_t)(stop - p);
+	return n;
+}
+
 size_t
 smtp_data_decode(struct smtp_data_decoder *decoder, const char *in, size_t inlen,
     char *out, size_t *outlen)
 {
 	size_t i = 0, o = 0;
 
-	while (i < inlen && !decoder->done)
+	while (i < inlen && !decoder->done) {
+		/* Inside a line, copy up to the next CR, LF or NUL at once. */
+		if (decoder->state == STATE_IN_LINE) {
+			size_t run = plain_run(in + i, inlen - i);
+
+			if (run > 0) {
+				memcpy(out + o, in + i, run);
+				o += run;
+				i += run;
+				decoder->line_length += run;
+				if (decoder->line_length > decoder->max_line)
+					decoder->flags |= SMTP_DATA_LONG_LINE;
+				continue;
+			}
+		}
 		i += (size_t)smtp_data_step(decoder, in[i], out, &o);
+	}
 	*outlen = o;
 	return i;
 }

@@ -388,18 +388,27 @@ static void
 add_data_bytes(struct lmtp_conn *conn, struct evbuffer *out, const char *buf, size_t len)
 {
 	char *converted = xmalloc(len * 2 + 1);
-	size_t n = 0;
+	size_t n = 0, i = 0;
 
-	for (size_t i = 0; i < len; i++) {
-		if (conn->at_line_start && buf[i] == '.')
-			converted[n++] = '.';
-		if (buf[i] == '\n') {
-			converted[n++] = '\r';
-			conn->at_line_start = 1;
-		} else {
+	/* Line by line: a dot at a line start is doubled, LF becomes CRLF. */
+	while (i < len) {
+		const char *lf = memchr(buf + i, '\n', len - i);
+		size_t line = lf != NULL ? (size_t)(lf - (buf + i)) : len - i;
+
+		if (line > 0) {
+			if (conn->at_line_start && buf[i] == '.')
+				converted[n++] = '.';
+			memcpy(converted + n, buf + i, line);
+			n += line;
+			i += line;
 			conn->at_line_start = 0;
 		}
-		converted[n++] = buf[i];
+		if (lf == NULL)
+			break;
+		converted[n++] = '\r';
+		converted[n++] = '\n';
+		i++;
+		conn->at_line_start = 1;
 	}
 	evbuffer_add(out, converted, n);
 	free(converted);

@@ -203,6 +203,35 @@ START_TEST(chunk_crlf_to_lf)
 }
 END_TEST
 
+/* Whole input and one byte at a time agree on random content, so the
+ * decoder's fast copy of plain runs changes nothing. */
+START_TEST(random_content_any_piece_size)
+{
+	static const char alphabet[] = { 'a', 'b', '.', '\r', '\n', '\0' };
+	struct decode_result whole, bytes;
+	char input[600];
+
+	srandom(12345);
+	for (int round = 0; round < 2000; round++) {
+		size_t len = (size_t)(random() % (long)sizeof input);
+
+		for (size_t i = 0; i < len; i++)
+			input[i] = alphabet[random() % (long)sizeof alphabet];
+		for (int mode = 0; mode < 2; mode++) {
+			enum smtp_data_mode m = mode == 0 ? SMTP_DATA_DOT : SMTP_DATA_CHUNK;
+
+			decode(m, input, len, 0, &whole);
+			decode(m, input, len, 1, &bytes);
+			ck_assert_uint_eq(whole.outlen, bytes.outlen);
+			ck_assert_mem_eq(whole.out, bytes.out, whole.outlen);
+			ck_assert_uint_eq(whole.consumed, bytes.consumed);
+			ck_assert_uint_eq(whole.flags, bytes.flags);
+			ck_assert_int_eq(whole.done, bytes.done);
+		}
+	}
+}
+END_TEST
+
 Suite *
 smtp_data_suite(void)
 {
@@ -226,6 +255,7 @@ smtp_data_suite(void)
 	tcase_add_test(tc, dot_line_at_limit);
 	tcase_add_test(tc, dot_output_bound);
 	tcase_add_test(tc, chunk_crlf_to_lf);
+	tcase_add_test(tc, random_content_any_piece_size);
 	suite_add_tcase(s, tc);
 	return s;
 }
