@@ -1,9 +1,17 @@
 """Failures of deliverd's mailbox worker pool found in review: each test
 fails while the bug is there."""
 
+import os
+import signal
 import smtplib
+import time
 
-from test_deliverd_lmtp import send_data
+import pytest
+
+from test_deliverd_lmtp import lmtp, send_data
+from test_deliverd_pool import deliver, delivering_pids
+
+NOBODY = 65534
 
 
 def test_redo_at_process_limit_delivers(make_mailhost):
@@ -24,3 +32,55 @@ def test_redo_at_process_limit_delivers(make_mailhost):
     assert code == 250, text
     assert len(host.wait_for_messages("demo@example.test", 1, timeout=5)) == 1
     client.quit()
+
+
+def test_worker_holds_no_other_users_message(make_mailhost):
+    # bob gets his own uid, so his deliveries need a second mailbox worker.
+    # The master starts it while demo's requests, each with a duplicate of
+    # the message descriptor, still wait in the output queue of demo's
+    # worker. The fork must not hand those descriptors to bob's process.
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a second uid and to read /proc")
+    host = make_mailhost(start=False)
+    users = host.dir / "etc" / "passwd-file"
+    users.write_text(users.read_text().replace(
+        "bob@example.test:{PLAIN}bob-secret::::", "bob@example.test:{PLAIN}bob-secret:%d:%d::"
+        % (NOBODY, NOBODY)))
+    home = host.dir / "mail" / "bob"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    host.start()
+    deliver(host, "demo@example.test", 2)
+
+    # Let every session send its DELIVER while the master is stopped, so
+    # that it reads them in one pass of its event loop.
+    rcpts = ["demo@example.test"] * 4 + ["bob@example.test"]
+    clients = []
+    for index, rcpt in enumerate(rcpts):
+        client = lmtp(host)
+        assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
+        assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
+        clients.append((client, b"Subject: %d\r\n\r\nbody of message %d\r\n" % (index, index)))
+    master = host.procs["deliverd"].pid
+    os.kill(master, signal.SIGSTOP)
+    try:
+        for client, body in clients:
+            assert send_data(client, body)[0] == 354
+            time.sleep(0.2)
+    finally:
+        os.kill(master, signal.SIGCONT)
+    for client, _ in clients:
+        assert client.getreply()[0] == 250
+        client.quit()
+
+    workers = set(delivering_pids(host, "bob@example.test"))
+    assert len(workers) == 1
+    worker = workers.pop()
+    open_messages = []
+    for fd in os.listdir("/proc/%d/fd" % worker):
+        path = "/proc/%d/fd/%s" % (worker, fd)
+        if "deliverd-message" in os.readlink(path):
+            with open(path, "rb") as message:
+                open_messages.append(message.read())
+    foreign = [text for text in open_messages if b"Subject: 4" not in text]
+    assert foreign == []
