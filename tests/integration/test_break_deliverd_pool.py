@@ -2,6 +2,7 @@
 fails while the bug is there."""
 
 import os
+import pwd
 import signal
 import smtplib
 import time
@@ -12,6 +13,18 @@ from test_deliverd_lmtp import lmtp, send_data
 from test_deliverd_pool import deliver, delivering_pids
 
 NOBODY = 65534
+
+
+def give_bob_own_uid(host):
+    """Give bob@example.test uid and gid NOBODY in the passwd-file, and
+    his home directory, before the host starts."""
+    users = host.dir / "etc" / "passwd-file"
+    users.write_text(users.read_text().replace(
+        "bob@example.test:{PLAIN}bob-secret::::", "bob@example.test:{PLAIN}bob-secret:%d:%d::"
+        % (NOBODY, NOBODY)))
+    home = host.dir / "mail" / "bob"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
 
 
 def test_redo_at_process_limit_delivers(make_mailhost):
@@ -42,13 +55,7 @@ def test_worker_holds_no_other_users_message(make_mailhost):
     if os.geteuid() != 0:
         pytest.skip("needs root for a second uid and to read /proc")
     host = make_mailhost(start=False)
-    users = host.dir / "etc" / "passwd-file"
-    users.write_text(users.read_text().replace(
-        "bob@example.test:{PLAIN}bob-secret::::", "bob@example.test:{PLAIN}bob-secret:%d:%d::"
-        % (NOBODY, NOBODY)))
-    home = host.dir / "mail" / "bob"
-    home.mkdir()
-    os.chown(home, NOBODY, NOBODY)
+    give_bob_own_uid(host)
     host.start()
     deliver(host, "demo@example.test", 2)
 
@@ -84,3 +91,44 @@ def test_worker_holds_no_other_users_message(make_mailhost):
                 open_messages.append(message.read())
     foreign = [text for text in open_messages if b"Subject: 4" not in text]
     assert foreign == []
+
+
+def test_waiting_request_gets_idle_workers_slot(make_mailhost):
+    # With one process slot, demo's mailbox worker is busy (its userdb
+    # lookup waits for a stopped authd) when a delivery for bob, who has
+    # another uid, arrives and has to wait. Once demo's worker is idle,
+    # bob's delivery must get its slot, not wait for the idle timeout.
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a second uid")
+    host = make_mailhost(start=False, deliverd_max_processes="1")
+    give_bob_own_uid(host)
+    vmail = pwd.getpwnam("_estafeta-vmail")
+    home = host.dir / "mail" / "demo"
+    home.mkdir()
+    os.chown(home, vmail.pw_uid, vmail.pw_gid)
+    host.start()
+    deliver(host, "demo@example.test", 1)
+
+    clients = []
+    for rcpt in ("demo@example.test", "bob@example.test"):
+        client = lmtp(host)
+        assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
+        assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
+        clients.append(client)
+    authd = host.procs["authd"].pid
+    os.kill(authd, signal.SIGSTOP)
+    try:
+        assert send_data(clients[0], b"Subject: demo\r\n\r\nbusy\r\n")[0] == 354
+        time.sleep(0.5)
+        assert send_data(clients[1], b"Subject: bob\r\n\r\nwaiting\r\n")[0] == 354
+        time.sleep(0.5)
+    finally:
+        os.kill(authd, signal.SIGCONT)
+    assert clients[0].getreply()[0] == 250
+
+    clients[1].sock.settimeout(15)
+    try:
+        code, text = clients[1].getreply()
+    except smtplib.SMTPServerDisconnected as error:
+        code, text = None, str(error)
+    assert code == 250, text
