@@ -292,7 +292,7 @@ fetch_message(struct session *s, struct fetch_request *request, size_t index, in
 	}
 	for (size_t i = 0; i < request->count; i++) {
 		struct fetch_item *item = &request->items[i];
-		char date[64];
+		char date[64], *text;
 		size_t len;
 
 		if (item->kind == FETCH_UID && uid_mode)
@@ -317,13 +317,15 @@ fetch_message(struct session *s, struct fetch_request *request, size_t index, in
 			break;
 		case FETCH_ENVELOPE:
 			imap_io_puts(&s->io, "ENVELOPE ");
-			write_string(s, mime_envelope(mime, &mime->root, &len), len);
+			text = mime_envelope(mime, &mime->root, &len);
+			write_string(s, text, len);
 			break;
 		case FETCH_BODY:
 		case FETCH_BODYSTRUCTURE:
 			imap_io_puts(&s->io, item->kind == FETCH_BODY ? "BODY " : "BODYSTRUCTURE ");
-			write_string(s, mime_bodystructure(mime, &mime->root,
-			    item->kind == FETCH_BODYSTRUCTURE, &len), len);
+			text = mime_bodystructure(mime, &mime->root, item->kind == FETCH_BODYSTRUCTURE,
+			    &len);
+			write_string(s, text, len);
 			break;
 		case FETCH_SECTION:
 			write_section(s, item, mime);

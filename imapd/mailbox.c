@@ -209,7 +209,8 @@ mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_
 		errno = saved;
 		return -1;
 	}
-	qsort(files, nfiles, sizeof *files, found_cmp);
+	if (nfiles > 1)
+		qsort(files, nfiles, sizeof *files, found_cmp);
 	messages = xcalloc(nentries + nfiles + 1, sizeof *messages);
 
 	/* Known files keep their UIDs; entries without a file are dropped.
@@ -217,7 +218,7 @@ mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_
 	for (size_t i = 0; i < nentries; i++) {
 		struct found key = { .base = entries[i].base }, *file;
 
-		file = bsearch(&key, files, nfiles, sizeof *files, found_cmp);
+		file = nfiles > 0 ? bsearch(&key, files, nfiles, sizeof *files, found_cmp) : NULL;
 		if (file == NULL || file->used) {
 			changed = 1;
 			continue;
@@ -339,7 +340,7 @@ mailbox_find_uid(struct mailbox *box, uint32_t uid)
 {
 	struct message key = { .uid = uid };
 
-	if (box->messages == NULL)
+	if (box->count == 0)
 		return NULL;
 	return bsearch(&key, box->messages, box->count, sizeof *box->messages, message_uid_cmp);
 }

@@ -364,9 +364,14 @@ main(int argc, char **argv)
 		kill(children[i].pid, SIGTERM);
 	for (size_t i = 0; i < nlisteners; i++)
 		evconnlistener_free(listeners[i]);
+	for (size_t i = 0; i < nchildren; i++)
+		if (children[i].conn != NULL)
+			ipc_conn_free(children[i].conn);
+	free(children);
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sigchld);
+	event_base_free(base);
 	log_info("stopped");
 	return 0;
 }

@@ -29,10 +29,12 @@ def command(imap, text):
     """Send one raw command; return its tagged reply line without the tag."""
     tag = imap._new_tag().decode()
     imap.send(("%s %s\r\n" % (tag, text)).encode())
-    while True:
+    for _ in range(1000):
         line = imap.readline().decode().rstrip("\r\n")
+        assert line, "connection closed before the reply to %s" % text
         if line.startswith(tag + " "):
             return line[len(tag) + 1:]
+    raise AssertionError("no tagged reply to %s" % text)
 
 
 def test_special_use_folders_created(imaphost):

@@ -33,11 +33,12 @@ class RawIMAP:
     def until_tagged(self, tag):
         """Lines up to and including the tagged reply for TAG."""
         lines = []
-        while True:
+        for _ in range(10000):
             line = self.line()
             lines.append(line)
             if line.startswith(tag + " "):
                 return lines
+        raise AssertionError("no tagged reply for %s: %r" % (tag, lines[-5:]))
 
     def cmd(self, tag, text):
         if isinstance(text, str):

@@ -343,8 +343,9 @@ def test_idle_reports_expunge_elsewhere(imaphost):
         lines.append(first.readline())
     assert lines[-1] == b"* 1 EXPUNGE\r\n"
     first.send(b"DONE\r\n")
-    while True:
+    for _ in range(100):
         line = first.readline()
+        assert line, "connection closed while idling"
         if line.startswith(tag.encode()):
             break
     assert line == ("%s OK Idle completed.\r\n" % tag).encode()
