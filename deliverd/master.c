@@ -47,6 +47,7 @@ struct worker_proc {
 struct pending_request {
 	struct session_proc *session;
 	struct ipc_msg *msg;		/* owns the message descriptor */
+	int oneshot;			/* the pool gave it back: fork for it */
 	struct pending_request *next;
 };
 
@@ -67,21 +68,21 @@ master_child_setup(int keep_a, int keep_b)
 	for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
 		signal(signals[i], SIG_DFL);
 
-	if (listen_fd >= 0)
-		close(listen_fd);
-	for (struct session_proc *s = sessions; s != NULL; s = s->next)
-		if (s->conn != NULL && ipc_conn_fd(s->conn) != keep_a && ipc_conn_fd(s->conn) != keep_b)
-			close(ipc_conn_fd(s->conn));
-	for (struct worker_proc *w = workers; w != NULL; w = w->next)
-		if (w->conn != NULL)
-			close(ipc_conn_fd(w->conn));
-	for (struct pending_request *p = pending_head; p != NULL; p = p->next)
-		if (p->msg->fd >= 0 && p->msg->fd != keep_a && p->msg->fd != keep_b)
-			close(p->msg->fd);
-	pool_close_fds(keep_a, keep_b);
+	/* Everything: the listening socket, other children's channels, the
+	 * messages of other requests (also the copies waiting in the
+	 * output queues of channels), the event loop's own descriptors. */
+	log_close_syslog();
+	close_descriptors_except(keep_a, keep_b);
+	log_reopen_syslog();
 }
 
 static void start_pending(void);
+
+int
+master_requests_waiting(void)
+{
+	return pending_head != NULL;
+}
 
 long long
 master_free_slots(void)
@@ -133,6 +134,7 @@ master_send_result(struct session_proc *session, const struct delivery_result *r
 }
 
 static void dispatch(struct session_proc *session, struct ipc_msg *msg);
+static void worker_start(struct session_proc *session, struct ipc_msg *msg);
 
 static void
 start_pending(void)
@@ -143,7 +145,10 @@ start_pending(void)
 		pending_head = p->next;
 		if (pending_head == NULL)
 			pending_tail = NULL;
-		dispatch(p->session, p->msg);
+		if (p->oneshot)
+			worker_start(p->session, p->msg);
+		else
+			dispatch(p->session, p->msg);
 		free(p);
 	}
 }
@@ -295,12 +300,13 @@ on_session_msg(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 }
 
 static void
-queue_pending(struct session_proc *session, struct ipc_msg *msg)
+queue_pending(struct session_proc *session, struct ipc_msg *msg, int oneshot)
 {
 	struct pending_request *p = xcalloc(1, sizeof *p);
 
 	p->session = session;
 	p->msg = msg;
+	p->oneshot = oneshot;
 	if (pending_tail != NULL)
 		pending_tail->next = p;
 	else
@@ -316,7 +322,7 @@ master_dispatch_oneshot(struct session_proc *session, struct ipc_msg *msg)
 		return;
 	}
 	pool_stop_idle_worker();
-	queue_pending(session, msg);
+	queue_pending(session, msg, 1);
 }
 
 /* A mailbox delivery goes to the pool, anything else (and what the pool

@@ -24,6 +24,8 @@ void master_send_result(struct session_proc *session, const struct delivery_resu
     long id);
 /* Process slots (deliverd_max_processes) shared by both kinds of worker. */
 long long master_free_slots(void);
+/* Whether requests wait for a process slot. */
+int master_requests_waiting(void);
 void master_take_slot(void);
 void master_release_slot(void);
 
@@ -38,7 +40,5 @@ int pool_stop_idle_worker(void);
 /* SIGCHLD: 1 if PID was a mailbox worker. */
 int pool_reap(pid_t pid, int status);
 void pool_forget_session(struct session_proc *session);
-/* In a new child: close the pool's descriptors except KEEP_A, KEEP_B. */
-void pool_close_fds(int keep_a, int keep_b);
 
 #endif

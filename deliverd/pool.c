@@ -60,6 +60,7 @@ struct pool_worker {
 	size_t in_flight;
 	long uses;
 	int retiring;		/* no new requests; stop when idle */
+	int closing;		/* channel shut down, its end of file pending */
 	int exited;
 	time_t idle_since;
 	struct pool_worker *next;
@@ -135,13 +136,22 @@ free_worker_if_done(struct pool_worker *w)
 	master_release_slot();
 }
 
+/* Stop W: its channel is shut down, which may happen inside one of its
+ * own callbacks, and freed when the end of file arrives. */
 static void
 close_worker(struct pool_worker *w)
 {
-	if (w->conn == NULL)
+	if (w->conn == NULL || w->closing)
 		return;
-	ipc_conn_free(w->conn);
-	w->conn = NULL;
+	w->closing = 1;
+	ipc_conn_shutdown(w->conn);
+}
+
+/* Whether W takes requests. */
+static int
+worker_usable(const struct pool_worker *w)
+{
+	return w->conn != NULL && !w->closing && !w->retiring;
 }
 
 static void
@@ -175,7 +185,8 @@ on_worker_result(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 	}
 	ipc_msg_free(msg);
 
-	if (w->retiring && w->in_flight == 0)
+	/* An idle worker gives its slot to requests waiting for one. */
+	if (w->in_flight == 0 && (w->retiring || master_requests_waiting()))
 		close_worker(w);
 }
 
@@ -230,7 +241,7 @@ choose_worker(uid_t uid, gid_t gid, const char *user)
 	long long count = 0;
 
 	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next) {
-		if (w->conn == NULL || w->retiring || !same_key(w, uid, gid, user))
+		if (!worker_usable(w) || !same_key(w, uid, gid, user))
 			continue;
 		count++;
 		if (best == NULL || w->in_flight < best->in_flight)
@@ -321,7 +332,7 @@ pool_stop_idle_worker(void)
 	struct pool_worker *oldest = NULL;
 
 	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next)
-		if (w->conn != NULL && w->in_flight == 0 &&
+		if (w->conn != NULL && !w->closing && w->in_flight == 0 &&
 		    (oldest == NULL || w->idle_since < oldest->idle_since))
 			oldest = w;
 	if (oldest == NULL)
@@ -360,18 +371,6 @@ pool_forget_session(struct session_proc *session)
 				r->session = NULL;
 }
 
-void
-pool_close_fds(int keep_a, int keep_b)
-{
-	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next) {
-		if (w->conn != NULL && ipc_conn_fd(w->conn) != keep_a && ipc_conn_fd(w->conn) != keep_b)
-			close(ipc_conn_fd(w->conn));
-		for (struct pool_request *r = w->requests; r != NULL; r = r->next)
-			if (r->msg->fd >= 0 && r->msg->fd != keep_a && r->msg->fd != keep_b)
-				close(r->msg->fd);
-	}
-}
-
 static void
 on_idle_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -396,8 +395,12 @@ pool_init(struct event_base *base)
 void
 pool_stop(void)
 {
-	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next)
-		close_worker(w);
+	/* The event loop has ended, so no callback runs: free directly. */
+	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next) {
+		if (w->conn != NULL)
+			ipc_conn_free(w->conn);
+		w->conn = NULL;
+	}
 	if (idle_timer != NULL)
 		event_free(idle_timer);
 	idle_timer = NULL;

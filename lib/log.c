@@ -26,6 +26,20 @@ log_init(const char *program, int foreground, int use_syslog)
 }
 
 void
+log_close_syslog(void)
+{
+	if (log_syslog)
+		closelog();
+}
+
+void
+log_reopen_syslog(void)
+{
+	if (log_syslog)
+		openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
 log_set_debug(int enabled)
 {
 	log_debug_enabled = enabled;

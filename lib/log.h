@@ -25,6 +25,12 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 
 void log_set_debug(int enabled);
 
+/* In a new child that is about to close every inherited descriptor:
+ * log_close_syslog before, log_reopen_syslog after, so the syslog
+ * socket never shares a number with a file the child opens later. */
+void log_close_syslog(void);
+void log_reopen_syslog(void);
+
 /*
  * Copy untrusted text (client input) into OUT for logging: control
  * characters and bytes >= 0x7f become \xNN, and the result is cut at

@@ -210,3 +210,31 @@ ascii_lower(char *s)
 	for (; *s != '\0'; s++)
 		*s = (char)ascii_tolower((unsigned char)*s);
 }
+
+/* Close the descriptors FIRST..LAST, skipping none. */
+static void
+close_span(unsigned first, unsigned last)
+{
+	if (first > last)
+		return;
+	if (close_range(first, last, 0) == 0)
+		return;
+	for (unsigned fd = first; fd <= last && fd < 65536; fd++)
+		close((int)fd);
+}
+
+void
+close_descriptors_except(int keep_a, int keep_b)
+{
+	int keep[2] = { keep_a < keep_b ? keep_a : keep_b, keep_a < keep_b ? keep_b : keep_a };
+	unsigned next = 3;
+
+	for (int i = 0; i < 2; i++) {
+		/* -1, standard descriptors and a repeated one need no gap. */
+		if (keep[i] < (int)next)
+			continue;
+		close_span(next, (unsigned)keep[i] - 1);
+		next = (unsigned)keep[i] + 1;
+	}
+	close_span(next, ~0U);
+}

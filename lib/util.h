@@ -25,6 +25,10 @@ int write_all(int fd, const void *buf, size_t len);
 /* fsync the directory that contains PATH (or PATH itself if it is one). */
 int fsync_directory(const char *dir);
 
+/* Close every descriptor from 3 up except KEEP_A and KEEP_B (-1 for
+ * none), so a new child inherits nothing it was not given. */
+void close_descriptors_except(int keep_a, int keep_b);
+
 /* mkdir -p with MODE for each created component. 0 or -1. */
 int mkdir_p(const char *path, mode_t mode);
 
