@@ -6,9 +6,8 @@
  *   <- NEW-OK    id=QUEUEID   with the open data file attached (write-only)
  *   <- NEW-FAIL  reason=TEXT
  *   The client writes the message (header with its own trace fields
- *   first, LF line ends, no dot-stuffing) into the descriptor from its
- *   start, cuts the file to what it wrote (ftruncate: the file may be a
- *   reused one, longer than the message), closes it, then:
+ *   first, LF line ends, no dot-stuffing) into the descriptor, closes
+ *   it, then:
  *   -> COMMIT id=QUEUEID sender=ADDR rcpt=ADDR... [orcpt=...] size=BYTES
  *             [client_addr=IP] [client_name=NAME] [helo=NAME]
  *             [protocol=ESMTP|SMTP|LOCAL] [body=7BIT|8BITMIME|BINARYMIME]

@@ -137,10 +137,7 @@ submit_commit(struct submit *s, struct ipc_msg *envelope, char *err, size_t errs
 	struct ipc_msg *reply;
 	int rc = -1;
 
-	/* The queue file may be a reused one, longer than this message. */
-	if (submit_flush(s) < 0 || ftruncate(s->data_fd, (off_t)s->size) < 0) {
-		if (s->write_error == 0)
-			s->write_error = errno;
+	if (submit_flush(s) < 0) {
 		set_error(err, errsize, "write queue file: %s", strerror(s->write_error));
 		submit_abort(s);
 		return -1;

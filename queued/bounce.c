@@ -68,8 +68,7 @@ bounce_committed(struct commit_job *job, void *arg)
 	}
 
 	request->done(request->msg, job->id);
-	/* queued wrote this data file itself and closed it. */
-	scheduler_add(job->env, 1);
+	scheduler_add(job->env);
 	job->env = NULL;
 	free(request);
 }
@@ -89,7 +88,7 @@ bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done)
 	size_t headers_len, len;
 	int client_fd, own_fd, eightbit;
 
-	if (spool_create_data(&queued_spool, id, &client_fd, &own_fd, 1) < 0) {
+	if (spool_create_data(&queued_spool, id, &client_fd, &own_fd) < 0) {
 		log_error("%s: create the delivery status notification: %s", msg->env->id,
 		    strerror(errno));
 		done(msg, NULL);
@@ -104,7 +103,7 @@ bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done)
 	    queued_settings.maximal_queue_lifetime);
 	text = bounce_build(&report, &len, &eightbit);
 	free(headers);
-	if (write_all(client_fd, text, len) < 0 || ftruncate(client_fd, (off_t)len) < 0) {
+	if (write_all(client_fd, text, len) < 0) {
 		log_error("%s: write the delivery status notification: %s", msg->env->id,
 		    strerror(errno));
 		close(client_fd);

@@ -138,13 +138,8 @@ apply_job(struct commit_job *job)
 		/* The envelope leaves queue/ first: that is the removal. */
 		if (spare_retire(spool, spool->queue_fd, job->id) < 0)
 			job->error = errno;
-		if (job->recycle_data) {
-			if (spare_retire(spool, spool->data_fd, job->id) < 0 && job->error == 0)
-				job->error = errno;
-		} else if (unlinkat(spool->data_fd, job->id, 0) < 0 && errno != ENOENT &&
-		    job->error == 0) {
+		if (spare_retire_closed(spool, spool->data_fd, job->id) < 0 && job->error == 0)
 			job->error = errno;
-		}
 		return;
 	}
 	if (job->error != 0) {
@@ -373,12 +368,9 @@ commit_update(const struct envelope *env, commit_done_cb done, void *arg)
 }
 
 void
-commit_remove(const char *id, int recycle_data, commit_done_cb done, void *arg)
+commit_remove(const char *id, commit_done_cb done, void *arg)
 {
-	struct commit_job *job = job_new(COMMIT_REMOVE, id, done, arg);
-
-	job->recycle_data = recycle_data;
-	submit_job(job);
+	submit_job(job_new(COMMIT_REMOVE, id, done, arg));
 }
 
 void

@@ -41,7 +41,6 @@ struct commit_job {
 	char *text;		/* COMMIT_UPDATE: the envelope, formatted */
 	size_t text_len;
 	int data_fd;		/* COMMIT_NEW: read-only data file, or -1 */
-	int recycle_data;	/* COMMIT_REMOVE: keep data/ID as a spare file */
 	int error;		/* errno of the failed step, 0 on success */
 	commit_done_cb done;
 	void *arg;
@@ -57,9 +56,8 @@ void commit_new(struct envelope *env, int data_fd, commit_done_cb done, void *ar
 /* Replace the envelope of ENV's message with ENV's current state. */
 void commit_update(const struct envelope *env, commit_done_cb done, void *arg);
 
-/* Remove the message ID from the spool. RECYCLE_DATA: no client can
- * still write to its data file, so it may become a spare file. */
-void commit_remove(const char *id, int recycle_data, commit_done_cb done, void *arg);
+/* Remove the message ID from the spool. */
+void commit_remove(const char *id, commit_done_cb done, void *arg);
 
 /* Finish every submitted job (running callbacks), then stop the thread. */
 void commit_stop(void);

@@ -129,9 +129,7 @@ raise_descriptor_limit(void)
 static void
 load_message(struct envelope *env, void *arg)
 {
-	/* Which client wrote the data file is not recorded, so it is
-	 * removed, never reused. */
-	scheduler_add(env, 0);
+	scheduler_add(env);
 }
 
 static void

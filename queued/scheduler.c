@@ -105,12 +105,11 @@ activate(struct qmsg *msg)
 }
 
 void
-scheduler_add(struct envelope *env, int recycle_data)
+scheduler_add(struct envelope *env)
 {
 	struct qmsg *msg = xcalloc(1, sizeof *msg);
 
 	msg->env = env;
-	msg->recycle_data = recycle_data;
 	msg->state = QMSG_DEFERRED;
 	TAILQ_INSERT_TAIL(&scheduler_messages, msg, all_entry);
 	if (env->next_attempt <= (long long)time(NULL))
@@ -172,7 +171,7 @@ remove_message(struct qmsg *msg)
 		ready_count--;
 	}
 	TAILQ_REMOVE(&scheduler_messages, msg, all_entry);
-	commit_remove(msg->env->id, msg->recycle_data, removed_cb, NULL);
+	commit_remove(msg->env->id, removed_cb, NULL);
 	free_message(msg);
 }
 

@@ -24,7 +24,6 @@ struct qmsg {
 	struct envelope *env;
 	enum qmsg_state state;
 	int deleted;		/* DELETE arrived during an attempt */
-	int recycle_data;	/* no client can write to the data file */
 	/* Per recipient: 1 if this attempt hands it to LMTP. */
 	unsigned char *lmtp_rcpt;
 	TAILQ_ENTRY(qmsg) all_entry;
@@ -47,10 +46,8 @@ extern struct qmsg_list scheduler_messages;
 void scheduler_init(void);
 void scheduler_stop(void);
 
-/* Take a committed message (ENV is owned from now on) and start it.
- * RECYCLE_DATA: its data file may become a spare file when it is
- * removed, because no client holds it open for writing. */
-void scheduler_add(struct envelope *env, int recycle_data);
+/* Take a committed message (ENV is owned from now on) and start it. */
+void scheduler_add(struct envelope *env);
 
 struct qmsg *scheduler_find(const char *id);
 

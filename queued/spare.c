@@ -191,6 +191,34 @@ remove_at(int dir_fd, const char *name)
 	return 0;
 }
 
+/* Whether DIR_FD/NAME is open nowhere: a write lease is granted only
+ * when no other open file refers to the file. */
+static int
+open_nowhere(int dir_fd, const char *name)
+{
+	int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int granted;
+
+	if (fd < 0)
+		return 0;
+	granted = fcntl(fd, F_SETLEASE, F_WRLCK) == 0;
+	if (granted)
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+	close(fd);
+	return granted;
+}
+
+int
+spare_retire_closed(struct spool *spool, int dir_fd, const char *name)
+{
+	/* A client that kept its descriptor could write into the message
+	 * that reuses the file, so such a file is removed instead. Nobody
+	 * can open it anew: the spool directories are the queue user's. */
+	if (!open_nowhere(dir_fd, name))
+		return remove_at(dir_fd, name);
+	return spare_retire(spool, dir_fd, name);
+}
+
 int
 spare_retire(struct spool *spool, int dir_fd, const char *name)
 {

@@ -133,14 +133,12 @@ spool_id_valid(const char *id)
 }
 
 int
-spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd,
-    int keep_old_bytes)
+spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd)
 {
 	for (int tries = 0; tries < 100; tries++) {
 		spool_new_id(id);
 		if (spare_take(spool, spool->data_fd, id) == 0)
-			*client_fd = openat(spool->data_fd, id,
-			    O_WRONLY | (keep_old_bytes ? 0 : O_TRUNC) | O_CLOEXEC);
+			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_TRUNC | O_CLOEXEC);
 		else if (errno == EEXIST)
 			continue;
 		else

@@ -18,16 +18,19 @@
  * Spare files: a file system that allocates an inode for every new file
  * and frees it again soon after pays twice per file, and ext4 without a
  * journal pays more as the rate grows, because it skips inodes freed
- * within the last minute when it looks for a free one. Freeing the blocks costs too (a
- * discard request each, where the file system is mounted with discard).
- * So a removed envelope, and a removed data file that no client can
- * still write to, is moved to spare/ as it is (up to queue_spare_files
- * of them), and new data files and envelopes are renamed out of spare/
- * before any file is created. A reused file is overwritten from the
- * start and cut to the new length, so it keeps the blocks it needs.
- * Until then a spare file holds the text of a delivered message, as
- * freed blocks would; spare/ is emptied at start-up. A spare file has
- * no meaning for recovery: it is never a message.
+ * within the last minute when it looks for a free one. Freeing blocks
+ * costs too (a discard request each, where the file system is mounted
+ * with discard).
+ * So a removed envelope, and a removed data file that no process still
+ * has open (a client could have kept its descriptor), is moved to
+ * spare/ as it is (up to queue_spare_files of them), and new data files
+ * and envelopes are renamed out of spare/ before any file is created.
+ * A reused envelope is overwritten from the start and cut to its new
+ * length, so it keeps its block; a reused data file is emptied before
+ * a client gets it. Until reused, a spare file holds the text of a
+ * delivered message, as freed blocks would; spare/ is emptied at
+ * start-up. A spare file has no meaning for recovery: it is never a
+ * message.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
@@ -66,13 +69,11 @@ void spool_close(struct spool *spool);
 /*
  * Create data/ID for a new message with a fresh queue id. Stores the
  * id, a write-only descriptor for the client and a read-only one for
- * queued (used for fsync and size checks). KEEP_OLD_BYTES: a reused
- * file is not emptied first, because the client (smtpd, or queued
- * itself) cuts it to what it wrote; never for other clients, who could
- * commit the old text as part of their message. 0, or -1 with errno set.
+ * queued (used for fsync and size checks). A reused file is emptied
+ * first, so no client can commit old text as part of its message.
+ * 0, or -1 with errno set.
  */
-int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd,
-    int keep_old_bytes);
+int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd);
 
 /* Open data/ID for reading. Descriptor or -1 with errno set. */
 int spool_open_data(const struct spool *spool, const char *id);
@@ -93,6 +94,11 @@ int spare_take(struct spool *spool, int dir_fd, const char *name);
  * pool is full. 0 once NAME is gone from DIR_FD, -1 with errno set.
  * Thread-safe. */
 int spare_retire(struct spool *spool, int dir_fd, const char *name);
+
+/* spare_retire for a data file, which a client wrote through a passed
+ * descriptor: only if no process still has the file open, else it is
+ * removed. */
+int spare_retire_closed(struct spool *spool, int dir_fd, const char *name);
 
 /* Queue ids: 13 hex digits of the microsecond clock, then 3 of a counter. */
 void spool_new_id(char id[QUEUE_ID_MAX]);

@@ -84,8 +84,7 @@ handle_new(struct client *client)
 	}
 
 	file = &client->files[client->nfiles];
-	if (spool_create_data(&queued_spool, file->id, &client_fd, &file->own_fd,
-	    client->uid == queued_settings.smtpd_uid) < 0) {
+	if (spool_create_data(&queued_spool, file->id, &client_fd, &file->own_fd) < 0) {
 		char reason[256];
 
 		snprintf(reason, sizeof reason, "cannot create a queue file: %s", strerror(errno));
@@ -148,10 +147,7 @@ commit_done(struct commit_job *job, void *arg)
 		ipc_msg_add(reply, "id", job->id);
 		client_send(client, reply, -1);
 		ipc_msg_free(reply);
-		/* smtpd closes its descriptor of the data file before COMMIT;
-		 * other clients' files are never reused, since a client that
-		 * kept its descriptor could write into a later message. */
-		scheduler_add(job->env, client->uid == queued_settings.smtpd_uid);
+		scheduler_add(job->env);
 		job->env = NULL;
 	}
 

@@ -38,21 +38,6 @@ spool_flush(struct session *s)
 	}
 }
 
-/* Cut the queue file to what was written (it may be a reused file,
- * longer than this message) and close it. 0, or -1 with errno set. */
-static int
-spool_finish(int fd)
-{
-	off_t end = lseek(fd, 0, SEEK_CUR);
-	int rc = end < 0 || ftruncate(fd, end) < 0 ? -1 : 0;
-	int saved = errno;
-
-	if (close(fd) < 0)
-		return -1;
-	errno = saved;
-	return rc;
-}
-
 static void
 spool_write(struct session *s, const char *data, size_t len)
 {
@@ -194,7 +179,7 @@ message_end(struct session *s)
 		return;
 	}
 
-	if (spool_finish(tx->spool_fd) < 0) {
+	if (close(tx->spool_fd) < 0) {
 		log_error("%s: closing the queue file failed: %s", tx->queue_id, strerror(errno));
 		tx->spool_fd = -1;
 		message_reject(s, "451 4.3.0 Error: queue file write error, try again later");

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from test_queue_ipc import QueueClient
+
 BODY = b"Subject: spare\r\n\r\n" + b"x" * 3000 + b"\r\n"
 
 
@@ -121,22 +123,25 @@ def test_spare_files_are_capped(make_mailhost):
     assert len(spare_files(host)) == 3
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs sendmail to run as another uid than smtpd")
-def test_sendmail_data_file_is_removed_not_kept(mailhost):
-    send(mailhost, 1)
+def test_data_file_still_open_is_not_reused(mailhost):
+    client = QueueClient(mailhost.settings["queued_socket"])
+    queue_id, kept_fd = client.new()
+    text = b"Subject: kept\n\nhello\n"
+    os.write(kept_fd, text)
+    msg_type, reply, _ = client.request("COMMIT", [
+        ("id", queue_id), ("sender", ""), ("rcpt", "demo@example.test"),
+        ("size", str(len(text)))])
+    assert msg_type == "COMMIT-OK", reply
     mailhost.wait_for_messages("demo@example.test", 1)
     assert wait_removed(mailhost, 1)
-    assert len(spare_files(mailhost)) == 2
 
-    # sendmail (root here, not smtpd's uid) got a descriptor of the data
-    # file; a client that kept it could write into a later message.
-    result = mailhost.run("sendmail", "-f", "root@mail.example.test", "demo@example.test",
-                          input=b"Subject: local\n\nfrom sendmail\n")
-    assert result.returncode == 0, result.stderr
-    mailhost.wait_for_messages("demo@example.test", 2)
-    assert wait_removed(mailhost, 2)
-    # Both spares went into use; only the envelope came back.
-    assert len(spare_files(mailhost)) == 1
+    # The envelope became a spare file; the data file, still open here,
+    # was removed.
+    inode = os.fstat(kept_fd).st_ino
+    assert os.fstat(kept_fd).st_nlink == 0
+    assert inode not in {path.stat().st_ino for path in spare_files(mailhost)}
+    os.close(kept_fd)
+    client.close()
 
 
 def test_start_up_empties_spare_files_and_drops_strangers(mailhost):
