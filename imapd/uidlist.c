@@ -164,6 +164,10 @@ uidlist_read(struct mailbox *box, struct uidlist_entry **entries, size_t *count)
 			*entries = xrealloc(*entries, cap * sizeof **entries);
 		}
 		*colon = '\0';
+		/* Dovecot appends lines without rewriting the header, so N can be
+		 * stale: no UID in the file may be handed out again. */
+		if (uid >= box->uidnext)
+			box->uidnext = (uint32_t)uid + 1;
 		(*entries)[*count].uid = (uint32_t)uid;
 		(*entries)[*count].ext = xstrdup(end[0] == ' ' ? end + 1 : end);
 		(*entries)[*count].base = xstrdup(colon + 2);

@@ -135,10 +135,13 @@ def test_uidlist_written_by_dovecot_is_kept(imaphost):
     (maildir / "dovecot-uidlist").unlink(missing_ok=True)
     (maildir / "cur" / "1700000000.M1P1.old:2,S").write_text(message("old one"))
     (maildir / "cur" / "1700000001.M2P2.old:2,").write_text(message("old two"))
+    (maildir / "cur" / "1700000002.M3P3.old:2,").write_text(message("old three"))
+    # Dovecot appends lines without rewriting the header, so N may be stale.
     (maildir / "dovecot-uidlist").write_text(
         "3 V1234567 N43 G0123456789abcdef0123456789abcdef\n"
         "41 W500 :1700000000.M1P1.old\n"
-        "42 :1700000001.M2P2.old\n")
+        "42 :1700000001.M2P2.old\n"
+        "45 :1700000002.M3P3.old\n")
     owner = maildir.stat()
     for path in maildir.rglob("*"):
         os.chown(path, owner.st_uid, owner.st_gid)
@@ -150,9 +153,9 @@ def test_uidlist_written_by_dovecot_is_kept(imaphost):
     deliver(imaphost, "new one")
     imap.noop()
     typ, data = imap.uid("SEARCH", "ALL")
-    assert data == [b"41 42 43"]
+    assert data == [b"41 42 45 46"]
     uidlist = (maildir / "dovecot-uidlist").read_text().splitlines()
-    assert uidlist[0] == "3 V1234567 N44 G0123456789abcdef0123456789abcdef"
+    assert uidlist[0] == "3 V1234567 N47 G0123456789abcdef0123456789abcdef"
     assert uidlist[1] == "41 W500 :1700000000.M1P1.old"
 
 
