@@ -212,6 +212,18 @@ field_value(char *fields, const char *name)
 	return "";
 }
 
+/* Whether the TAB-separated FIELDS contain the bare field NAME. */
+static int
+has_field(const char *fields, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = fields; p != NULL; p = strchr(p, '\t') != NULL ? strchr(p, '\t') + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && (p[n] == '\t' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
 enum auth_reply_kind
 auth_client_reply(struct auth_client *client, unsigned id, char **data)
 {
@@ -246,10 +258,9 @@ auth_client_reply(struct auth_client *client, unsigned id, char **data)
 			result = user[0] != '\0' ? AUTH_REPLY_OK : AUTH_REPLY_ERROR;
 			*data = user;
 		} else if (strcmp(kind, "FAIL") == 0) {
-			int temp = strstr(rest, "temp") != NULL;
 			char *copy = xstrdup(rest);
 
-			result = temp ? AUTH_REPLY_TEMPFAIL : AUTH_REPLY_FAIL;
+			result = has_field(rest, "temp") ? AUTH_REPLY_TEMPFAIL : AUTH_REPLY_FAIL;
 			*data = xstrdup(field_value(copy, "reason"));
 			free(copy);
 		}

@@ -327,6 +327,13 @@ reap_children(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
+signal_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	/* Settings are read once; sessions already running keep theirs. */
+	log_info("received SIGHUP: nothing to reload, restart imapd to apply a new configuration");
+}
+
+static void
 signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("received signal %d, stopping", (int)sig);
@@ -336,7 +343,7 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	struct event *sigterm, *sigint, *sigchld;
+	struct event *sigterm, *sigint, *sigchld, *sighup;
 
 	daemon_start("imapd", argc, argv);
 	settings_load(&imapd_settings);
@@ -349,6 +356,8 @@ main(int argc, char **argv)
 	sigterm = evsignal_new(base, SIGTERM, signal_stop_cb, NULL);
 	sigint = evsignal_new(base, SIGINT, signal_stop_cb, NULL);
 	sigchld = evsignal_new(base, SIGCHLD, reap_children, NULL);
+	sighup = evsignal_new(base, SIGHUP, signal_reload_cb, NULL);
+	evsignal_add(sighup, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 	evsignal_add(sigchld, NULL);
@@ -371,6 +380,7 @@ main(int argc, char **argv)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sigchld);
+	event_free(sighup);
 	event_base_free(base);
 	log_info("stopped");
 	return 0;

@@ -352,3 +352,41 @@ def test_idle_reports_expunge_elsewhere(imaphost):
         if line.startswith(tag.encode()):
             break
     assert line == ("%s OK Idle completed.\r\n" % tag).encode()
+
+
+def test_close_expunges_unselect_keeps(imaphost):
+    for subject in ("one", "two"):
+        deliver(imaphost, subject)
+    imap = login(imaphost)
+    imap.select("INBOX")
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    typ, data = imap._simple_command("UNSELECT")
+    assert typ == "OK"
+    assert len(imaphost.messages(DEMO)) == 2
+    imap.select("INBOX")
+    assert imap.close()[0] == "OK"
+    assert len(imaphost.messages(DEMO)) == 1
+
+
+def test_session_commands(imaphost):
+    imap = login(imaphost)
+    typ, data = imap.namespace()
+    assert data == [b'(("" ".")) NIL NIL']
+    typ, data = imap._simple_command("ENABLE", "CONDSTORE")
+    assert typ == "OK"
+    tag = imap._new_tag().decode()
+    imap.send(("%s ID NIL\r\n" % tag).encode())
+    assert imap.readline() == b'* ID ("name" "Estafeta")\r\n'
+    assert imap.readline().decode() == "%s OK ID completed.\r\n" % tag
+    imap.select("INBOX")
+    assert imap.check()[0] == "OK"
+    tag = imap._new_tag().decode()
+    imap.send(("%s LOGIN demo@example.test demo\r\n" % tag).encode())
+    assert imap.readline().decode() == "%s BAD Already logged in\r\n" % tag
+
+
+def test_sighup_keeps_serving(imaphost):
+    imaphost.procs["imapd"].send_signal(1)
+    assert imaphost.wait_for_log(r"received SIGHUP") is not None
+    imap = login(imaphost)
+    assert imap.select("INBOX")[0] == "OK"
