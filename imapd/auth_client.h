@@ -29,12 +29,12 @@ int auth_client_has_mech(const struct auth_client *client, const char *mech);
 /*
  * Start an authentication with MECH and the initial response RESP
  * (base64, "=" for an empty one, NULL for none). RIP and LIP are the
- * client's and the server's addresses; SECURED says the connection is
- * TLS or loopback. Returns the request id, or 0 on a write error.
+ * client's and the server's addresses. SECURED is nonzero for a TLS or
+ * loopback connection. Returns the request id, or 0 on a write error.
  */
 unsigned auth_client_begin(struct auth_client *client, const char *mech, const char *resp,
     const char *rip, const char *lip, int secured);
-/* Send the client's base64 answer to a CONT challenge. 0 or -1. */
+/* Send the client's base64 response to a CONT challenge. 0 or -1. */
 int auth_client_continue(struct auth_client *client, unsigned id, const char *resp);
 /* Read the reply to request ID. *DATA is a new string (free it). */
 enum auth_reply_kind auth_client_reply(struct auth_client *client, unsigned id, char **data);

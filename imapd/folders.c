@@ -131,9 +131,9 @@ folders_free(char **names)
 }
 
 /*
- * The subscriptions file: Dovecot 2.x writes "V\t2", an empty line, and
- * one name per line with TAB as the hierarchy separator; older versions
- * wrote bare names with the separator. Both are read.
+ * The subscriptions file. Dovecot 2.3.19 writes "V\t2", an empty line,
+ * and one name per line with TAB as the hierarchy separator. Older
+ * versions wrote bare names with the separator, so both forms are read.
  */
 char **
 subscriptions_read(const char *maildir)

@@ -32,7 +32,7 @@ struct imapd_settings {
 
 extern struct imapd_settings imapd_settings;
 
-/* One accepted connection as the login process sees it. */
+/* One accepted connection, as passed to the login process. */
 struct imapd_client {
 	int fd;
 	char rip[IMAPD_IP_MAX];

@@ -73,7 +73,7 @@ void imap_command_text_free(struct imap_command_text *text);
 
 /* Read one line (no CRLF) of at most MAX bytes into a new string, for
  * AUTHENTICATE responses and IDLE's DONE. NULL on EOF, timeout or a too
- * long line (*STATUS says which). */
+ * long line, with the cause in *STATUS. */
 char *imap_io_read_line(struct imap_io *io, size_t max, enum imap_read_status *status);
 
 /* Wait until input is available, at most TIMEOUT_MS. 1 ready, 0 timeout, -1 EOF/error. */

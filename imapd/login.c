@@ -1,10 +1,10 @@
 /*
  * The login process: one per connection, running as imapd_login_user.
  * It parses everything a client sends before authentication (RFC 3501
- * not-authenticated state), checks passwords through authd's
- * auth_socket, and on success passes the client descriptor, the auth id
- * and cookie, and any pipelined input to the master, then exits once
- * the mail process has taken over.
+ * not-authenticated state) and checks passwords through authd's
+ * auth_socket. On success it passes the client descriptor, the auth id
+ * and cookie, and any pipelined input to the master. It exits once the
+ * mail process has taken over.
  */
 #include <errno.h>
 #include <poll.h>

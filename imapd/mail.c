@@ -1,9 +1,9 @@
 /*
- * The start of a mail process: forked by the master as root, it claims
+ * The start of a mail process. Forked by the master as root, it claims
  * the login from authd (REQUEST with the login process's pid, the auth
- * id and the cookie), tells the login process the result, becomes the
- * user and runs the session. It reads nothing from the client while it
- * is root.
+ * id and the cookie), sends the result to the login process, becomes
+ * the user and runs the session. It reads nothing from the client while
+ * it is root.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,7 +86,7 @@ fail(int client_fd, const char *tag, const char *text)
 /*
  * As root: create a missing HOME owned by the user, as deliverd does
  * before a first delivery. It is built under a temporary name and
- * renamed into place, so nobody finds it still owned by root.
+ * renamed into place, so no process finds it still owned by root.
  */
 static int
 create_home(const char *home, uid_t uid, gid_t gid)

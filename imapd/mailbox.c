@@ -188,6 +188,8 @@ message_uid_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* TODO: keep an index of UIDs, flags and sizes, so that a command on a
+ * large folder does not list and rename-check every file again. */
 int
 mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_t *oldcount)
 {

@@ -2,8 +2,8 @@
  * Maildir storage in Dovecot's layout, so that a user moved from Dovecot
  * keeps UIDVALIDITY, UIDs, flags and folders:
  *
- * - INBOX is the Maildir itself; folder "Foo.Bar" is the Maildir++
- *   directory ".Foo.Bar" ('.' separates the hierarchy), with names kept
+ * - INBOX is the Maildir itself. Folder "Foo.Bar" is the Maildir++
+ *   directory ".Foo.Bar" ('.' separates the hierarchy), and names stay
  *   in modified UTF-7 (RFC 3501 section 5.1.3) as clients send them.
  * - dovecot-uidlist maps UIDs to file base names: a header
  *   "3 V<uidvalidity> N<nextuid> G<guid>", then "<uid> [fields] :<base>"
@@ -64,11 +64,11 @@ struct mailbox *mailbox_open(const char *name, const char *dir, int move_new);
 void mailbox_free(struct mailbox *box);
 
 /*
- * Rescan new/ and cur/ under the uidlist lock: files without a UID get
- * the next ones (in the order of their names), entries whose file is
- * gone are dropped, and with MOVE_NEW the files in new/ are renamed
- * into cur/ and marked recent. The uidlist is rewritten when it
- * changed. Returns 0, or -1 with errno set.
+ * Rescan new/ and cur/ under the uidlist lock. Files without a UID get
+ * the next ones, in the order of their names. Entries whose file is
+ * gone are dropped. With MOVE_NEW the files in new/ are renamed into
+ * cur/ and marked recent. The uidlist is rewritten when it changed.
+ * Returns 0, or -1 with errno set.
  */
 int mailbox_sync(struct mailbox *box, int move_new);
 

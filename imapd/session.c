@@ -856,7 +856,7 @@ done:
 		free(patterns[i]);
 }
 
-/* IDLE (RFC 2177): wait for DONE, reporting changes as inotify sees them. */
+/* IDLE (RFC 2177): wait for DONE, reporting changes as inotify reports them. */
 static void
 cmd_idle(struct session *s)
 {

@@ -33,7 +33,11 @@ cmd_store(struct session *s, struct imap_parser *parser, int uid_mode)
 		session_reply(s, "BAD Invalid arguments: expected STORE sequence-set action flags");
 		goto done;
 	}
-	mode = action[0] == '+' ? 1 : action[0] == '-' ? -1 : 0;
+	mode = 0;
+	if (action[0] == '+')
+		mode = 1;
+	else if (action[0] == '-')
+		mode = -1;
 	silent = strlen(action) > 7 && ascii_casecmp(action + strlen(action) - 7, ".SILENT") == 0;
 	if (ascii_ncasecmp(action + (mode != 0), "FLAGS", 5) != 0 ||
 	    strlen(action + (mode != 0)) != (size_t)(silent ? 12 : 5)) {
