@@ -390,3 +390,23 @@ def test_sighup_keeps_serving(imaphost):
     assert imaphost.wait_for_log(r"received SIGHUP") is not None
     imap = login(imaphost)
     assert imap.select("INBOX")[0] == "OK"
+
+
+def test_search_decoded_utf8(imaphost):
+    raw = ("From: Jörg <joerg@example.org>\r\nTo: demo@example.test\r\n"
+           "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\n"
+           "RGllIFN0cmHDn2UgaXN0IG5hc3Mu\r\n")
+    imap = login(imaphost)
+    assert imap.append("INBOX", None, None, raw.encode())[0] == "OK"
+    imap.append("INBOX", None, None, b"Subject: plain\r\n\r\nnothing here\r\n")
+    imap.select("INBOX")
+    imap.literal = "KÖLN".encode()
+    typ, data = imap.search("UTF-8", "SUBJECT")
+    assert data == [b"1"]
+    imap.literal = "straße".encode()
+    typ, data = imap.search("UTF-8", "BODY")
+    assert data == [b"1"]
+    typ, data = imap.search("US-ASCII", "TEXT", "nothing")
+    assert data == [b"2"]
