@@ -254,6 +254,8 @@ enum imap_read_status
 imap_io_read_command(struct imap_io *io, const struct imap_limits *limits,
     struct imap_command_text *text)
 {
+	unsigned long long literal_total = 0;
+
 	text->len = 0;
 	text->tag[0] = '\0';
 	text->is_append = 0;
@@ -279,8 +281,10 @@ imap_io_read_command(struct imap_io *io, const struct imap_limits *limits,
 		if (literal < 0)
 			return IMAP_READ_BAD_LITERAL;
 
+		/* The limit covers all literals of the command together. */
 		limit = text->is_append ? limits->max_append : limits->max_literal;
-		if (size > limit) {
+		literal_total += size;
+		if (literal_total > limit) {
 			if (sync)
 				return IMAP_READ_LITERAL_TOO_BIG;
 			if (size > limits->max_append + limits->max_literal)

@@ -24,8 +24,8 @@ struct imap_io {
 /* Limits for imap_io_read_command. */
 struct imap_limits {
 	size_t max_line;	/* one line, literals excluded */
-	size_t max_literal;	/* any command but APPEND */
-	size_t max_append;	/* APPEND's message literal */
+	size_t max_literal;	/* all literals of a command but APPEND */
+	size_t max_append;	/* all literals of an APPEND */
 };
 
 enum imap_read_status {

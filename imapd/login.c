@@ -390,12 +390,22 @@ login_session_run(struct imapd_client *client, int master_fd)
 	struct login login = { .client = client, .master_fd = master_fd };
 	struct imap_command_text text = { 0 };
 
+	long long deadline = now_usec() + imapd_settings.login_timeout * 1000000LL;
+
 	imap_io_init(&login.io, client->fd, (int)imapd_settings.login_timeout * 1000);
 	send_capability(&login, "* OK [");
 	imap_io_puts(&login.io, "] Estafeta IMAP ready.\r\n");
 
 	for (;;) {
 		enum imap_read_status status;
+		long long left_ms = (deadline - now_usec()) / 1000;
+
+		/* imapd_login_timeout bounds the whole time before login. */
+		if (left_ms <= 0) {
+			imap_io_puts(&login.io, "* BYE Login timed out\r\n");
+			break;
+		}
+		login.io.timeout_ms = (int)left_ms;
 
 		status = imap_io_read_command(&login.io, &imapd_settings.login_limits, &text);
 		if (status != IMAP_READ_OK) {

@@ -659,6 +659,18 @@ parse_list_mailbox(struct imap_parser *parser)
 	return parser->p == start ? NULL : xstrndup(start, (size_t)(parser->p - start));
 }
 
+#define LIST_WILDCARDS_MAX	8
+
+static size_t
+count_wildcards(const char *pattern)
+{
+	size_t n = 0;
+
+	for (const char *p = pattern; *p != '\0'; p++)
+		n += *p == '*' || *p == '%';
+	return n;
+}
+
 struct list_options {
 	int subscribed_only;	/* selection SUBSCRIBED, or LSUB */
 	int special_only;	/* selection SPECIAL-USE */
@@ -817,6 +829,13 @@ cmd_list(struct session *s, struct imap_parser *parser, int lsub)
 	}
 	if (!imap_parse_at_end(parser))
 		goto invalid;
+	for (size_t p = 0; p < npatterns; p++) {
+		/* Matching backtracks at each wildcard, so their number is capped. */
+		if (count_wildcards(patterns[p]) > LIST_WILDCARDS_MAX) {
+			bad(s, "Too many wildcards in a LIST pattern");
+			goto done;
+		}
+	}
 
 	if (npatterns == 1 && patterns[0][0] == '\0') {
 		imap_io_printf(&s->io, "* %s (\\Noselect) \".\" \"\"\r\n", lsub ? "LSUB" : "LIST");

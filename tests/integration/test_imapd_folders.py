@@ -223,3 +223,9 @@ def test_modified_utf7_names_kept(imaphost):
     assert (imaphost.maildir(DEMO) / (".%s" % name)).is_dir()
     typ, data = imap.list('""', "Entw*")
     assert data == [b'(\\HasNoChildren) "." "Entw&APw-rfe"']
+
+
+def test_list_wildcards_limited(imaphost):
+    imap = login(imaphost)
+    assert command(imap, 'LIST "" "' + "*a" * 9 + '"') == "BAD Too many wildcards in a LIST pattern"
+    assert command(imap, 'LIST "" "' + "*a" * 8 + '"') == "OK List completed."

@@ -251,3 +251,28 @@ def test_processes_run_unprivileged(imaphost):
     mail_uid = process_uid(int(mail.group(1)))
     assert mail_uid not in (None, 0)
     assert mail_uid == os.stat(imaphost.maildir("demo@example.test")).st_uid
+
+
+def test_literals_limited_together(imaphost):
+    conn = raw(imaphost)
+    conn.send(b"a1 LOGIN {5000+}\r\n" + b"u" * 5000 + b" {5000+}\r\n" + b"p" * 5000 + b"\r\n")
+    assert conn.line() == "a1 BAD [TOOBIG] Literal too big"
+    assert conn.cmd("a2", "NOOP")[-1] == "a2 OK NOOP completed."
+
+
+def test_login_timeout_covers_session(make_mailhost):
+    host = make_mailhost(imapd_login_timeout="1s")
+    host.start("imapd")
+    conn = raw(host)
+    started = time.monotonic()
+    for i in range(20):
+        conn.send(b"n%d NOOP\r\n" % i)
+        line = conn.line()
+        if line.startswith("* BYE"):
+            break
+        assert line == "n%d OK NOOP completed." % i
+        time.sleep(0.2)
+    # The deadline ends either a wait for input or the next command.
+    assert line in ("* BYE Login timed out", "* BYE Disconnected for inactivity")
+    assert time.monotonic() - started < 3
+    assert conn.closed()
