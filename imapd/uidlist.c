@@ -20,7 +20,7 @@
 #include "util.h"
 
 #define LOCK_WAIT_USEC		(10LL * 1000 * 1000)
-#define LOCK_STALE_SECONDS	120	/* Dovecot's default for this dotlock */
+#define LOCK_STALE_SECONDS	120	/* a lock this old is taken to be left by a crashed process */
 
 int
 uidlist_lock(const char *dir)
