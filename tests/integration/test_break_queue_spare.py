@@ -3,6 +3,8 @@ while the bug is there."""
 
 import os
 import pwd
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -67,9 +69,9 @@ def test_reused_file_hides_old_text(make_mailhost):
 
 
 def test_kept_descriptor_cannot_edit_later_message(make_mailhost):
-    # smtpd's data files are reused once delivered, on the promise that
-    # smtpd closed its descriptor before COMMIT. A process with smtpd's uid
-    # that keeps its descriptor must not be able to write into another client's message.
+    # Data files are reused once their message is delivered. A process
+    # with smtpd's uid that kept its descriptor after COMMIT must not be
+    # able to write into another client's message that reuses the file.
     host = make_mailhost()
     attacker = connect_as(host, smtpd_user(host))
     queue_id, kept_fd = attacker.new()
@@ -109,3 +111,54 @@ def test_kept_descriptor_cannot_edit_later_message(make_mailhost):
     assert len(messages) == 1
     assert b"INJECTED" not in messages[0]
     assert b"original text" in messages[0]
+
+
+def test_open_during_lease_check_keeps_queued(make_mailhost):
+    # queued takes a write lease on a removed message's data file to see
+    # whether anyone still has it open. An open by another process (a
+    # backup, a virus scanner) during that check breaks the lease, and the
+    # kernel sends the lease holder SIGIO, which must not end queued.
+    # strace delays the commit thread for 3 seconds after each fcntl to
+    # widen the window of the check, which is otherwise microseconds.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to trace queued")
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    host = make_mailhost()
+    queued = host.procs["queued"]
+    threads = sorted(int(tid) for tid in os.listdir("/proc/%d/task" % queued.pid))
+    assert len(threads) == 2, "expected the event loop and one commit thread: %s" % threads
+    tracer = subprocess.Popen(
+        ["strace", "-qq", "-p", str(threads[1]), "-e", "trace=fcntl",
+         "-e", "inject=fcntl:delay_exit=3000000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        with host.smtp() as client:
+            client.sendmail("sender@client.example.test", ["demo@example.test"],
+                            b"Subject: lease\r\n\r\nbody\r\n")
+        assert len(host.wait_for_messages("demo@example.test", 1)) == 1
+
+        # The data file stays in data/ while the commit thread holds the
+        # lease. A non-blocking open fails with EAGAIN and breaks it.
+        data = host.dir / "spool" / "data"
+        broken = False
+        deadline = time.monotonic() + 5
+        while not broken and time.monotonic() < deadline:
+            for path in data.iterdir():
+                try:
+                    os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+                except BlockingIOError:
+                    broken = True
+                except FileNotFoundError:
+                    pass
+            time.sleep(0.05)
+        assert broken
+
+        deadline = time.monotonic() + 6
+        while queued.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queued.poll() is None, "queued exited with status %s" % queued.returncode
+    finally:
+        tracer.kill()
+        tracer.wait()
