@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "imapd.h"
 #include "ipc.h"
 #include "log.h"
@@ -34,15 +35,17 @@ send_result(int login_fd, const char *status)
 	close(login_fd);
 }
 
-/* "maildir:~/Maildir[:options]" or empty: the Maildir directory of ENTRY. */
+/*
+ * The Maildir directory of ENTRY from its mail field, or from
+ * mail_location (deliverd's default) when it has none, in Dovecot's
+ * syntax "maildir:~/Maildir[:options]". Other formats are not served.
+ */
 static int
 maildir_location(const struct userdb_entry *entry, char *out, size_t outsize)
 {
-	const char *location = entry->mail;
+	const char *location = entry->mail[0] != '\0' ? entry->mail : config_string("mail_location");
 	size_t len;
 
-	if (location[0] == '\0')
-		return snprintf(out, outsize, "%s/Maildir", entry->home) < (int)outsize ? 0 : -1;
 	if (strncmp(location, "maildir:", 8) != 0)
 		return -1;
 	location += 8;
