@@ -448,6 +448,48 @@ cmd_delete(struct session *s, struct imap_parser *parser)
 	free(name);
 }
 
+/*
+ * RENAME INBOX (RFC 3501 section 6.3.5): move every message of INBOX
+ * into the new folder, which gets new UIDs; INBOX stays, empty, and its
+ * subfolders stay where they are.
+ */
+static void
+rename_inbox(struct session *s, const char *to_dir)
+{
+	static const char *const subs[] = { "cur", "new" };
+
+	if (access(to_dir, F_OK) == 0) {
+		session_reply(s, "NO [ALREADYEXISTS] Target mailbox already exists");
+		return;
+	}
+	if (maildir_create(to_dir, 1) < 0) {
+		log_warn("session=%llu: cannot create %s: %s", s->id, to_dir, strerror(errno));
+		session_reply(s, "NO [SERVERBUG] Cannot create the mailbox");
+		return;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		char from[PATH_MAX], to[PATH_MAX];
+		struct dirent *de;
+		DIR *dir;
+
+		if (snprintf(from, sizeof from, "%s/%s", s->maildir, subs[i]) >= (int)sizeof from ||
+		    (dir = opendir(from)) == NULL)
+			continue;
+		while ((de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			if (snprintf(from, sizeof from, "%s/%s/%s", s->maildir, subs[i], de->d_name) >=
+			    (int)sizeof from ||
+			    snprintf(to, sizeof to, "%s/%s/%s", to_dir, subs[i], de->d_name) >= (int)sizeof to)
+				continue;
+			if (rename(from, to) < 0)
+				log_warn("session=%llu: cannot move %s: %s", s->id, from, strerror(errno));
+		}
+		closedir(dir);
+	}
+	session_reply(s, "OK Rename completed.");
+}
+
 static void
 cmd_rename(struct session *s, struct imap_parser *parser)
 {
@@ -461,9 +503,12 @@ cmd_rename(struct session *s, struct imap_parser *parser)
 	if (imap_parse_sp(parser) < 0 ||
 	    (to = parse_mailbox(s, parser, to_dir, sizeof to_dir)) == NULL)
 		goto done;
-	if (strcmp(from, "INBOX") == 0 || strcmp(to, "INBOX") == 0) {
-		/* TODO: RENAME INBOX moves its messages into a new folder (RFC 3501 6.3.5). */
-		session_reply(s, "NO [CANNOT] Renaming INBOX is not supported");
+	if (strcmp(to, "INBOX") == 0) {
+		session_reply(s, "NO [ALREADYEXISTS] INBOX already exists");
+		goto done;
+	}
+	if (strcmp(from, "INBOX") == 0) {
+		rename_inbox(s, to_dir);
 		goto done;
 	}
 	if (access(from_dir, F_OK) < 0) {

@@ -166,7 +166,24 @@ def test_rename_and_delete(imaphost):
     assert imap.delete("New")[0] == "OK"
     assert not (maildir / ".New").exists()
     assert imap.delete("INBOX")[1] == [b"[CANNOT] INBOX cannot be deleted"]
-    assert imap.rename("INBOX", "Other")[0] == "NO"
+    assert imap.rename("Missing", "INBOX")[1] == [b"[ALREADYEXISTS] INBOX already exists"]
+
+
+def test_rename_inbox_moves_messages(imaphost):
+    imap = login(imaphost)
+    imap.append("INBOX", "(\\Seen)", None, MESSAGE)
+    imap.append("INBOX", None, None, MESSAGE)
+    imap.select("INBOX")
+    assert imap.rename("INBOX", "Old-Inbox")[0] == "OK"
+    assert imap.noop()[0] == "OK"
+    assert imap.untagged_responses.get("EXPUNGE") == [b"1", b"1"]
+    typ, data = imap.status("INBOX", "(MESSAGES)")
+    assert b"MESSAGES 0" in data[0]
+    imap.select("Old-Inbox")
+    typ, data = imap.fetch("1:*", "(FLAGS)")
+    assert len(data) == 2
+    assert b"\\Seen" in data[0]
+    assert imap.rename("INBOX", "Old-Inbox")[1] == [b"[ALREADYEXISTS] Target mailbox already exists"]
     assert imap.delete("Missing")[1] == [b"[NONEXISTENT] Mailbox does not exist"]
 
 
