@@ -134,13 +134,31 @@ append_uid(char **list, uint32_t uid)
 	*list = longer;
 }
 
+/* Undo a COPY that failed part way: RFC 3501 wants it to add nothing. */
+static void
+remove_copies(struct mailbox *dest, const uint32_t *uids, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		struct message *msg = mailbox_find_uid(dest, uids[i]);
+		char path[PATH_MAX];
+
+		if (msg == NULL)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dest->dir, msg->path);
+		if (unlink(path) < 0)
+			log_warn("cannot remove the partial copy %s: %s", path, strerror(errno));
+	}
+	mailbox_sync(dest, 0);
+}
+
 void
 cmd_copy(struct session *s, struct imap_parser *parser, int uid_mode, int move)
 {
 	struct imap_seqset set;
 	struct mailbox *dest = NULL;
 	char *name = NULL, *src_uids = NULL, *dest_uids = NULL;
-	size_t *indices = NULL;
+	size_t *indices = NULL, ncopied = 0;
+	uint32_t *copied = NULL;
 	long count;
 	int failed = 0;
 
@@ -165,14 +183,18 @@ cmd_copy(struct session *s, struct imap_parser *parser, int uid_mode, int move)
 	}
 	if ((dest = open_target(s, name)) == NULL)
 		goto done;
+	copied = xcalloc((size_t)count + 1, sizeof *copied);
 
 	for (long i = 0; i < count; i++) {
 		struct message *msg = &s->box->messages[indices[i]];
 		char path[PATH_MAX];
 		uint32_t uid;
+		int fd;
 
-		if (msg->gone)
+		/* Opening finds the file again if another session renamed it. */
+		if (msg->gone || (fd = mailbox_open_message(s->box, msg)) < 0)
 			continue;
+		close(fd);
 		snprintf(path, sizeof path, "%s/%s", s->box->dir, msg->path);
 		uid = mailbox_add(dest, -1, path, msg->flags,
 		    map_keywords(s->box, dest, msg->keywords), 0);
@@ -182,11 +204,12 @@ cmd_copy(struct session *s, struct imap_parser *parser, int uid_mode, int move)
 			failed = 1;
 			break;
 		}
+		copied[ncopied++] = uid;
 		append_uid(&src_uids, msg->uid);
 		append_uid(&dest_uids, uid);
 	}
 	if (failed) {
-		/* TODO: remove the copies already made, so that a failed COPY adds nothing. */
+		remove_copies(dest, copied, ncopied);
 		session_reply(s, "NO [SERVERBUG] Copy failed");
 		goto done;
 	}
@@ -217,6 +240,7 @@ done:
 	free(name);
 	free(src_uids);
 	free(dest_uids);
+	free(copied);
 	free(indices);
 	imap_seqset_free(&set);
 }

@@ -246,3 +246,20 @@ def test_list_wildcards_limited(imaphost):
     imap = login(imaphost)
     assert command(imap, 'LIST "" "' + "*a" * 9 + '"') == "BAD Too many wildcards in a LIST pattern"
     assert command(imap, 'LIST "" "' + "*a" * 8 + '"') == "OK List completed."
+
+
+def test_failed_copy_adds_nothing(imaphost):
+    imap = login(imaphost)
+    imap.append("INBOX", None, None, MESSAGE)
+    imap.create("Locked")
+    tmp = imaphost.maildir(DEMO) / ".Locked" / "tmp"
+    os.chmod(tmp, 0o500)
+    try:
+        imap.select("INBOX")
+        typ, data = imap.copy("1", "Locked")
+        assert typ == "NO"
+        assert data == [b"[SERVERBUG] Copy failed"]
+    finally:
+        os.chmod(tmp, 0o700)
+    assert imap.status("Locked", "(MESSAGES)")[1] == [b'"Locked" (MESSAGES 0)']
+    assert imap.noop()[0] == "OK"
