@@ -876,7 +876,7 @@ cmd_list(struct session *s, struct imap_parser *parser, int lsub)
 		goto invalid;
 	for (size_t p = 0; p < npatterns; p++) {
 		/* Matching backtracks at each wildcard, so their number is capped. */
-		if (count_wildcards(patterns[p]) > LIST_WILDCARDS_MAX) {
+		if (count_wildcards(reference) + count_wildcards(patterns[p]) > LIST_WILDCARDS_MAX) {
 			bad(s, "Too many wildcards in a LIST pattern");
 			goto done;
 		}

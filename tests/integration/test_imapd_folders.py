@@ -246,6 +246,8 @@ def test_list_wildcards_limited(imaphost):
     imap = login(imaphost)
     assert command(imap, 'LIST "" "' + "*a" * 9 + '"') == "BAD Too many wildcards in a LIST pattern"
     assert command(imap, 'LIST "" "' + "*a" * 8 + '"') == "OK List completed."
+    assert command(imap, 'LIST "' + "*a" * 5 + '" "' + "*a" * 4 + '"') == \
+        "BAD Too many wildcards in a LIST pattern"
 
 
 def test_failed_copy_adds_nothing(imaphost):
