@@ -171,20 +171,70 @@ maildir_abandon(struct maildir_file *file, struct delivery_result *result, const
 	maildir_failure(result, what, path, error);
 }
 
+/* A batch may span file systems (homes on several mounts), so each
+ * barrier is one syncfs per file system. */
+struct synced_devices {
+	dev_t devices[16];
+	size_t count;
+};
+
+/* syncfs the file system of FD unless SYNCED has it already. 0, or -1
+ * (also when the batch spans more file systems than SYNCED holds). */
+static int
+syncfs_once(int fd, struct synced_devices *synced)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	for (size_t i = 0; i < synced->count; i++)
+		if (synced->devices[i] == st.st_dev)
+			return 0;
+	if (synced->count == sizeof synced->devices / sizeof synced->devices[0] || syncfs(fd) < 0)
+		return -1;
+	synced->devices[synced->count++] = st.st_dev;
+	return 0;
+}
+
+static int
+syncfs_files(struct maildir_file *files, size_t count)
+{
+	struct synced_devices synced = { .count = 0 };
+
+	for (size_t i = 0; i < count; i++)
+		if (files[i].fd >= 0 && syncfs_once(files[i].fd, &synced) < 0)
+			return -1;
+	return 0;
+}
+
+static int
+syncfs_folders(struct maildir_file *files, size_t count)
+{
+	struct synced_devices synced = { .count = 0 };
+
+	for (size_t i = 0; i < count; i++) {
+		int fd, rc;
+
+		if (!files[i].renamed)
+			continue;
+		fd = open(files[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		rc = syncfs_once(fd, &synced);
+		close(fd);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* The first barrier: the data and inodes of the files in tmp/. */
 static void
 maildir_sync_files(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs)
 {
-	if (use_syncfs) {
-		for (size_t i = 0; i < count; i++) {
-			if (files[i].fd < 0)
-				continue;
-			if (syncfs(files[i].fd) == 0)
-				return;
-			break;
-		}
-	}
+	if (use_syncfs && syncfs_files(files, count) == 0)
+		return;
 	for (size_t i = 0; i < count; i++)
 		if (files[i].fd >= 0 && fsync(files[i].fd) < 0)
 			maildir_abandon(&files[i], &results[i], "cannot write", files[i].tmp_path, errno);
@@ -197,22 +247,8 @@ maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, s
 {
 	char new_dir[PATH_MAX];
 
-	if (use_syncfs) {
-		for (size_t i = 0; i < count; i++) {
-			int fd;
-
-			if (!files[i].renamed)
-				continue;
-			fd = open(files[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (fd >= 0 && syncfs(fd) == 0) {
-				close(fd);
-				return;
-			}
-			if (fd >= 0)
-				close(fd);
-			break;
-		}
-	}
+	if (use_syncfs && syncfs_folders(files, count) == 0)
+		return;
 	for (size_t i = 0; i < count; i++) {
 		int repeated = 0;
 

@@ -18,6 +18,7 @@
  * another user's files.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,10 +297,18 @@ pool_dispatch(struct session_proc *session, struct ipc_msg *msg)
 
 	if (kind == NULL || strcmp(kind, "mailbox") != 0 || user == NULL || msg->fd < 0)
 		return 0;
-	if (uid <= 0 || uid >= (long long)(uid_t)-1 || gid < 0 || gid >= (long long)(gid_t)-1)
+	if (uid <= 0 || uid >= (long long)(uid_t)-1 || gid <= 0 || gid >= (long long)(gid_t)-1)
 		return 0;
 	if (privsep_is_root() == 0 && (uid_t)uid != getuid())
 		return 0;
+	/* The session names the user whose groups the worker gets: only if
+	 * the system agrees that the user has this uid and gid. */
+	if (system_user && privsep_is_root()) {
+		struct passwd *pw = getpwnam(user);
+
+		if (pw == NULL || pw->pw_uid != (uid_t)uid || pw->pw_gid != (gid_t)gid)
+			return 0;
+	}
 
 	w = choose_worker((uid_t)uid, (gid_t)gid, system_user ? user : NULL);
 	if (w == NULL)

@@ -21,7 +21,7 @@ const struct config_param config_params_queued[] = {
 	{ "delay_warning_time", CONFIG_TIME, "0h", 0, 1000 * DAY,
 	  "time after which the sender of a still deferred message is warned once; 0 turns warnings off", NULL, NULL },
 	{ "queue_spare_files", CONFIG_INT, "1000", 0, 1000000,
-	  "emptied files of removed messages kept in spare/ for new messages, so the file system allocates and frees fewer inodes; 0 removes every file",
+	  "files of removed messages kept in spare/ for new messages, so the file system allocates and frees fewer inodes; 0 removes every file",
 	  NULL, NULL },
 	{ "queue_sync_method", CONFIG_STRING, "syncfs", 0, 0,
 	  "how a commit batch reaches the disk: syncfs (one barrier for the spool file system per batch) or fsync (each file)",

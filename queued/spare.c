@@ -1,7 +1,8 @@
 /*
  * Spare files: the files of removed messages, kept in spare/ and renamed
- * back into use for new messages (see spool.h for why). They keep their
- * blocks until reused, and are emptied only at start-up.
+ * back into use for new messages (see spool.h for why). Data files are
+ * emptied when they become spares; envelopes keep their block until
+ * reused, and are emptied at start-up.
  *
  * The pool is a ring of file names ("1", "2", ...) under a mutex: the
  * event loop takes files for new data files, the commit thread takes
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +100,7 @@ pool_release_slot(struct spare_pool *pool, unsigned name)
 	pthread_mutex_unlock(&pool->lock);
 }
 
-/* Empty DIR_FD/NAME at start-up, so no old text stays in spare/. */
+/* Empty DIR_FD/NAME, so no old text stays in spare/. */
 static int
 empty_file_at(int dir_fd, const char *name)
 {
@@ -117,6 +119,10 @@ spare_load(struct spool *spool, size_t capacity)
 	struct dirent *de;
 	DIR *dir;
 	int fd;
+
+	/* Another process opening a file while open_nowhere holds its
+	 * lease makes the kernel send SIGIO, which would end queued. */
+	signal(SIGIO, SIG_IGN);
 
 	pthread_mutex_init(&pool->lock, NULL);
 	pool->capacity = capacity;
@@ -215,6 +221,11 @@ spare_retire_closed(struct spool *spool, int dir_fd, const char *name)
 	 * that reuses the file, so such a file is removed instead. Nobody
 	 * can open it anew: the spool directories are the queue user's. */
 	if (!open_nowhere(dir_fd, name))
+		return remove_at(dir_fd, name);
+
+	/* Emptied now, so a spare data file holds neither old text nor
+	 * disk space (messages may be large); the inode is what is saved. */
+	if (empty_file_at(dir_fd, name) < 0)
 		return remove_at(dir_fd, name);
 	return spare_retire(spool, dir_fd, name);
 }

@@ -7,7 +7,7 @@
  *   tmp/ID     an envelope being written, renamed into queue/ when done
  *   queue/ID   the committed envelope (see envelope.h)
  *   corrupt/ID envelopes that could not be read, kept for the admin
- *   spare/N    emptied files of removed messages, waiting to be reused
+ *   spare/N    files of removed messages, waiting to be reused
  *
  * A message is committed exactly when queue/ID exists, because the
  * commit renames a complete, synced envelope into queue/ (commit.c).
@@ -25,12 +25,11 @@
  * has open (a client could have kept its descriptor), is moved to
  * spare/ as it is (up to queue_spare_files of them), and new data files
  * and envelopes are renamed out of spare/ before any file is created.
- * A reused envelope is overwritten from the start and cut to its new
- * length, so it keeps its block; a reused data file is emptied before
- * a client gets it. Until reused, a spare file holds the text of a
- * delivered message, as freed blocks would; spare/ is emptied at
- * start-up. A spare file has no meaning for recovery: it is never a
- * message.
+ * A data file is emptied when it becomes a spare, so it holds neither
+ * old text nor disk space. An envelope is kept as it is, overwritten
+ * from the start when reused and cut to its new length, so it keeps
+ * its block; spare/ is emptied at start-up. A spare file has no meaning
+ * for recovery: it is never a message.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
