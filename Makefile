@@ -101,6 +101,7 @@ install: all
 	install -d $(DESTDIR)$(SYSCONFDIR)/estafeta
 	[ -e $(DESTDIR)$(SYSCONFDIR)/estafeta/estafeta.conf ] || \
 		install -m 644 etc/estafeta.conf $(DESTDIR)$(SYSCONFDIR)/estafeta/estafeta.conf
+	install -D -m 644 etc/pam.d/estafeta $(DESTDIR)$(SYSCONFDIR)/pam.d/estafeta
 	install -d $(DESTDIR)$(LOCALSTATEDIR)/spool/estafeta
 	install -d $(DESTDIR)/lib/systemd/system
 	install -m 644 etc/systemd/*.service etc/systemd/*.target $(DESTDIR)/lib/systemd/system/
