@@ -752,7 +752,9 @@ list_one(struct session *s, const struct list_options *options, char **folders, 
 			children = 1;
 
 	imap_io_printf(&s->io, "* %s (", options->lsub ? "LSUB" : "LIST");
-	imap_io_puts(&s->io, exists ? "" : "\\Noselect");
+	/* RFC 5258: a name that is neither a folder nor a parent is \NonExistent. */
+	if (!exists)
+		imap_io_puts(&s->io, options->lsub || children ? "\\Noselect" : "\\NonExistent");
 	if (!options->lsub) {
 		if (!exists)
 			imap_io_puts(&s->io, " ");
@@ -798,6 +800,24 @@ with_parents(char **folders)
 			}
 			dot++;
 		}
+	}
+	return folders;
+}
+
+/* Add the subscribed names that are not folders (LSUB lists them too). */
+static char **
+with_subscribed(char **folders, char **subscribed)
+{
+	size_t count = 0;
+
+	while (folders[count] != NULL)
+		count++;
+	for (size_t i = 0; subscribed[i] != NULL; i++) {
+		if (contains_name(folders, subscribed[i]))
+			continue;
+		folders = xrealloc(folders, (count + 2) * sizeof *folders);
+		folders[count++] = xstrdup(subscribed[i]);
+		folders[count] = NULL;
 	}
 	return folders;
 }
@@ -887,6 +907,8 @@ cmd_list(struct session *s, struct imap_parser *parser, int lsub)
 	} else {
 		folders = with_parents(folders_list(s->maildir));
 		subscribed = subscriptions_read(s->maildir);
+		if (options.subscribed_only)
+			folders = with_subscribed(folders, subscribed);
 		for (size_t i = 0; folders[i] != NULL; i++) {
 			int matched = 0;
 

@@ -265,3 +265,14 @@ def test_failed_copy_adds_nothing(imaphost):
         os.chmod(tmp, 0o700)
     assert imap.status("Locked", "(MESSAGES)")[1] == [b'"Locked" (MESSAGES 0)']
     assert imap.noop()[0] == "OK"
+
+
+def test_subscribed_but_missing_listed(imaphost):
+    imap = login(imaphost)
+    imap.create("Gone")
+    imap.subscribe("Gone")
+    imap.delete("Gone")
+    typ, data = imap.lsub('""', "Gone")
+    assert data == [b'(\\Noselect) "." "Gone"']
+    typ, data = imap._simple_command("LIST", "(SUBSCRIBED)", '""', "Gone")
+    assert imap.untagged_responses.get("LIST") == [b'(\\NonExistent \\HasNoChildren \\Subscribed) "." "Gone"']
