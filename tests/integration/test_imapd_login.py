@@ -276,3 +276,38 @@ def test_login_timeout_covers_session(make_mailhost):
     assert line in ("* BYE Login timed out", "* BYE Disconnected for inactivity")
     assert time.monotonic() - started < 3
     assert conn.closed()
+
+
+def test_authd_down_gives_unavailable(imaphost):
+    imaphost.stop("authd")
+    conn = raw(imaphost)
+    lines = conn.cmd("a1", "LOGIN demo@example.test demo")
+    assert lines[-1] == "a1 NO [UNAVAILABLE] Authentication service unavailable, try again later"
+    assert conn.cmd("a2", "NOOP")[-1] == "a2 OK NOOP completed."
+
+
+def test_connection_limit(make_mailhost):
+    host = make_mailhost(imapd_max_connections=2)
+    host.start("imapd")
+    time.sleep(0.5)     # the readiness probe's login process exits first
+    first, second = raw(host), raw(host)
+    third = RawIMAP(host.imap_port)
+    assert third.line() == "* BYE Too many connections, try again later"
+    assert third.closed()
+    first.cmd("a1", "LOGOUT")
+    assert first.closed()
+    time.sleep(0.5)
+    fourth = raw(host)
+    assert fourth.cmd("a1", "NOOP")[-1] == "a1 OK NOOP completed."
+    second.close()
+
+
+def test_too_many_bad_commands_after_login(imaphost):
+    conn = raw(imaphost)
+    assert conn.cmd("a1", "LOGIN demo@example.test demo")[-1].startswith("a1 OK")
+    for i in range(19):
+        assert conn.cmd("b%d" % i, "BOGUS")[-1] == "b%d BAD Unknown command" % i
+    conn.send(b"c1 BOGUS\r\n")
+    assert conn.line() == "c1 BAD Unknown command"
+    assert conn.line() == "* BYE Too many invalid commands"
+    assert conn.closed()
