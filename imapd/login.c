@@ -320,7 +320,7 @@ cmd_authenticate(struct login *login, struct imap_parser *parser)
 static void
 cmd_id(struct login *login, struct imap_parser *parser)
 {
-	if (imap_parse_sp(parser) < 0) {
+	if (imap_parse_sp(parser) < 0 || imap_parse_id_params(parser) < 0) {
 		reply(login, "BAD Invalid arguments: expected ID NIL or a parameter list");
 		login->bad_commands++;
 		return;

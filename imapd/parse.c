@@ -333,3 +333,40 @@ imap_parse_command_start(struct imap_parser *parser, char *tag, size_t tagsize,
 			*p = (char)(*p - 'a' + 'A');
 	return 0;
 }
+
+static int
+parse_nil(struct imap_parser *parser)
+{
+	if (parser->end - parser->p >= 3 && ascii_ncasecmp(parser->p, "NIL", 3) == 0) {
+		parser->p += 3;
+		return 0;
+	}
+	return -1;
+}
+
+int
+imap_parse_id_params(struct imap_parser *parser)
+{
+	if (parse_nil(parser) == 0)
+		return imap_parse_at_end(parser) ? 0 : -1;
+	if (imap_parse_char(parser, '(') < 0)
+		return -1;
+	for (int pairs = 0; !imap_parse_peek(parser, ')'); pairs++) {
+		struct imap_string field, value;
+
+		if (pairs == 30 || (pairs > 0 && imap_parse_sp(parser) < 0))
+			return -1;
+		if (imap_parse_string(parser, &field) < 0)
+			return -1;
+		imap_string_free(&field);
+		if (imap_parse_sp(parser) < 0)
+			return -1;
+		if (parse_nil(parser) < 0) {
+			if (imap_parse_string(parser, &value) < 0)
+				return -1;
+			imap_string_free(&value);
+		}
+	}
+	parser->p++;
+	return imap_parse_at_end(parser) ? 0 : -1;
+}

@@ -69,6 +69,12 @@ int imap_seqset_contains(const struct imap_seqset *set, uint32_t n, uint32_t sta
 int imap_parse_command_start(struct imap_parser *parser, char *tag, size_t tagsize,
     char *name, size_t namesize);
 
+/*
+ * The argument of ID (RFC 2971): NIL, or a list of at most 30 field and
+ * value pairs, each a string (the value may be NIL). Returns 0 or -1.
+ */
+int imap_parse_id_params(struct imap_parser *parser);
+
 /* Whether C may appear in an atom (RFC 3501 ATOM-CHAR). */
 int imap_is_atom_char(unsigned char c);
 

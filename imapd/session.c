@@ -1071,8 +1071,12 @@ execute(struct session *s, const struct imap_command_text *text)
 		s->logout = 1;
 		return;
 	} else if (strcmp(name, "ID") == 0) {
-		imap_io_puts(&s->io, "* ID (\"name\" \"Estafeta\")\r\n");
-		session_reply(s, "OK ID completed.");
+		if (imap_parse_sp(&parser) < 0 || imap_parse_id_params(&parser) < 0) {
+			bad(s, "Invalid arguments: expected ID NIL or a parameter list");
+		} else {
+			imap_io_puts(&s->io, "* ID (\"name\" \"Estafeta\")\r\n");
+			session_reply(s, "OK ID completed.");
+		}
 	} else if (strcmp(name, "ENABLE") == 0) {
 		/* No extension that ENABLE switches on is supported yet. */
 		imap_io_puts(&s->io, "* ENABLED\r\n");

@@ -191,8 +191,11 @@ def test_pipelined_command_after_login(imaphost):
 def test_commands_before_login(imaphost):
     conn = raw(imaphost)
     assert conn.cmd("a1", "NOOP")[-1] == "a1 OK NOOP completed."
-    lines = conn.cmd("a2", 'ID ("name" "pytest")')
+    lines = conn.cmd("a2", 'ID ("name" "pytest" "version" NIL)')
     assert lines[0] == '* ID ("name" "Estafeta")'
+    for bad_id in ("ID", "ID (", 'ID ("name")', 'ID ("a" "b"', "ID NILX", "ID (name x)"):
+        assert conn.cmd("i1", bad_id)[-1] == \
+            "i1 BAD Invalid arguments: expected ID NIL or a parameter list", bad_id
     assert conn.cmd("a3", "SELECT INBOX")[-1] == "a3 BAD Unknown command, or not allowed before login"
     assert conn.cmd("a4", "STARTTLS")[-1] == "a4 BAD STARTTLS is not supported yet"
     lines = conn.cmd("a5", "LOGOUT")

@@ -126,6 +126,26 @@ START_TEST(imap_seqset_invalid)
 }
 END_TEST
 
+START_TEST(imap_id_params)
+{
+	static const struct {
+		const char *text;
+		int valid;
+	} cases[] = {
+		{ "NIL", 1 }, { "nil", 1 }, { "()", 1 }, { "(\"name\" \"x\")", 1 },
+		{ "(\"a\" NIL \"b\" {1}\r\nc)", 1 }, { "(", 0 }, { "(\"a\")", 0 },
+		{ "(\"a\" \"b\"", 0 }, { "NILX", 0 }, { "(a b)", 0 }, { "", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_parser parser = parser_for(cases[i].text);
+
+		ck_assert_msg((imap_parse_id_params(&parser) == 0) == cases[i].valid,
+		    "wrong result for \"%s\"", cases[i].text);
+	}
+}
+END_TEST
+
 START_TEST(imap_folder_names)
 {
 	static const struct {
@@ -179,6 +199,7 @@ imap_parse_suite(void)
 	tcase_add_test(tc, imap_astring_nul_and_length);
 	tcase_add_test(tc, imap_seqset_ranges);
 	tcase_add_test(tc, imap_seqset_invalid);
+	tcase_add_test(tc, imap_id_params);
 	tcase_add_test(tc, imap_folder_names);
 	tcase_add_test(tc, imap_list_patterns);
 	suite_add_tcase(suite, tc);
