@@ -1079,9 +1079,13 @@ execute(struct session *s, const struct imap_command_text *text)
 		}
 	} else if (strcmp(name, "ENABLE") == 0) {
 		/* No extension that ENABLE switches on is supported yet. */
-		imap_io_puts(&s->io, "* ENABLED\r\n");
-		session_reply(s, "OK Enable completed.");
-	} else if (strcmp(name, "NAMESPACE") == 0) {
+		if (imap_parse_sp(&parser) < 0 || imap_parse_at_end(&parser)) {
+			bad(s, "Invalid arguments: expected ENABLE capability...");
+		} else {
+			imap_io_puts(&s->io, "* ENABLED\r\n");
+			session_reply(s, "OK Enable completed.");
+		}
+	} else if (strcmp(name, "NAMESPACE") == 0 && imap_parse_at_end(&parser)) {
 		imap_io_puts(&s->io, "* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
 		session_reply(s, "OK Namespace completed.");
 	} else if (strcmp(name, "LOGIN") == 0 || strcmp(name, "AUTHENTICATE") == 0) {

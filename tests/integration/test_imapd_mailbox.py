@@ -374,6 +374,10 @@ def test_session_commands(imaphost):
     typ, data = imap._simple_command("ENABLE", "CONDSTORE")
     assert typ == "OK"
     tag = imap._new_tag().decode()
+    imap.send(("%s ENABLE\r\n" % tag).encode())
+    assert imap.readline().decode() == \
+        "%s BAD Invalid arguments: expected ENABLE capability...\r\n" % tag
+    tag = imap._new_tag().decode()
     imap.send(("%s ID NIL\r\n" % tag).encode())
     assert imap.readline() == b'* ID ("name" "Estafeta")\r\n'
     assert imap.readline().decode() == "%s OK ID completed.\r\n" % tag
