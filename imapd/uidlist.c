@@ -83,13 +83,18 @@ read_file(const char *path, size_t *len)
 	return data;
 }
 
+/* Give a new mailbox, or a header that lacks them, UIDVALIDITY, UIDNEXT and GUID. */
 static void
-new_header(struct mailbox *box)
+complete_header(struct mailbox *box)
 {
 	unsigned char guid[16];
 
-	box->uidvalidity = (uint32_t)time(NULL);
-	box->uidnext = 1;
+	if (box->uidvalidity == 0)
+		box->uidvalidity = (uint32_t)time(NULL);
+	if (box->uidnext == 0)
+		box->uidnext = 1;
+	if (box->guid[0] != '\0')
+		return;
 	if (getrandom(guid, sizeof guid, 0) != sizeof guid)
 		memset(guid, 0, sizeof guid);
 	for (size_t i = 0; i < sizeof guid; i++)
@@ -130,8 +135,7 @@ uidlist_read(struct mailbox *box, struct uidlist_entry **entries, size_t *count)
 	if (data == NULL) {
 		if (errno != ENOENT)
 			return -1;
-		if (box->uidvalidity == 0)
-			new_header(box);
+		complete_header(box);
 		return 0;
 	}
 
@@ -142,7 +146,10 @@ uidlist_read(struct mailbox *box, struct uidlist_entry **entries, size_t *count)
 	if (line[0] != '3' || line[1] != ' ') {
 		/* Versions 1 and 2 (Courier's format) are not read. */
 		log_warn("%s/dovecot-uidlist: unsupported version, new UIDVALIDITY", box->dir);
-		new_header(box);
+		box->uidvalidity = 0;
+		box->uidnext = 0;
+		box->guid[0] = '\0';
+		complete_header(box);
 		free(data);
 		return 0;
 	}
@@ -174,8 +181,7 @@ uidlist_read(struct mailbox *box, struct uidlist_entry **entries, size_t *count)
 		(*count)++;
 	}
 	free(data);
-	if (box->uidvalidity == 0)
-		new_header(box);
+	complete_header(box);
 	return 0;
 }
 

@@ -1,13 +1,15 @@
 /*
- * Unit tests for imapd's argument tokenizer (imapd/parse.c) and the
- * mailbox name checks (imapd/folders.c). Those modules belong to the
- * imapd program, not to libestafeta, so they are compiled in here with
- * the storage files that folders.c calls.
+ * Unit tests for imapd's argument tokenizer (imapd/parse.c), the
+ * mailbox name checks (imapd/folders.c) and the dovecot-uidlist format
+ * (imapd/uidlist.c, imapd/mailbox.c). Those modules belong to the
+ * imapd program, not to libestafeta, so they are compiled in here.
  */
 #include <check.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../imapd/folders.c"
 #include "../../imapd/mailbox.c"
@@ -187,6 +189,120 @@ START_TEST(imap_list_patterns)
 }
 END_TEST
 
+/* A Maildir in a new temporary directory; the caller removes it. */
+static void
+make_maildir(char *dir, size_t size)
+{
+	snprintf(dir, size, "/tmp/imap-unit-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(maildir_create(dir, 0), 0);
+}
+
+static void
+write_text(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static char *
+read_text(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	size_t len;
+	char *text;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	text = read_file(path, &len);
+	ck_assert_ptr_nonnull(text);
+	return text;
+}
+
+static void
+remove_maildir(const char *dir)
+{
+	char command[PATH_MAX + 16];
+
+	snprintf(command, sizeof command, "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(command), 0);
+}
+
+START_TEST(imap_uidlist_dovecot_file)
+{
+	char dir[64];
+	struct mailbox *box;
+	char *text;
+
+	make_maildir(dir, sizeof dir);
+	write_text(dir, "cur/100.M1P1.h:2,S", "Subject: a\n\nA\n");
+	write_text(dir, "new/101.M2P2.h", "Subject: b\n\nB\n");
+	write_text(dir, "new/102.M3P3.h", "Subject: c\n\nC\n");
+	/* N is stale, as after Dovecot appended line 7; "x" and "0" are invalid. */
+	write_text(dir, "dovecot-uidlist",
+	    "3 V123 N5 G0123456789abcdef0123456789abcdef X1\n"
+	    "1 W10 :100.M1P1.h\n"
+	    "7 :101.M2P2.h\n"
+	    "x :102.M3P3.h\n"
+	    "0 :102.M3P3.h\n");
+
+	box = mailbox_open("INBOX", dir, 1);
+	ck_assert_ptr_nonnull(box);
+	ck_assert_uint_eq(box->uidvalidity, 123);
+	ck_assert_uint_eq(box->count, 3);
+	ck_assert_uint_eq(box->messages[0].uid, 1);
+	ck_assert_uint_eq(box->messages[0].flags, FLAG_SEEN);
+	ck_assert_uint_eq(box->messages[1].uid, 7);
+	ck_assert_uint_eq(box->messages[2].uid, 8);
+	ck_assert(box->messages[2].recent);
+	ck_assert_uint_eq(box->uidnext, 9);
+
+	text = read_text(dir, "dovecot-uidlist");
+	ck_assert_str_eq(text,
+	    "3 V123 N9 G0123456789abcdef0123456789abcdef X1\n"
+	    "1 W10 :100.M1P1.h\n"
+	    "7 :101.M2P2.h\n"
+	    "8 :102.M3P3.h\n");
+	free(text);
+	mailbox_free(box);
+	remove_maildir(dir);
+}
+END_TEST
+
+START_TEST(imap_uidlist_new_mailbox)
+{
+	char dir[64], path[PATH_MAX];
+	struct mailbox *box;
+	char *text;
+
+	make_maildir(dir, sizeof dir);
+	write_text(dir, "new/200.M1P1.h", "Subject: a\n\nA\n");
+	box = mailbox_open("INBOX", dir, 0);
+	ck_assert_ptr_nonnull(box);
+	ck_assert_uint_gt(box->uidvalidity, 0);
+	ck_assert_uint_eq(box->uidnext, 2);
+	ck_assert_uint_eq(strlen(box->guid), 32);
+	ck_assert(box->messages[0].in_new);
+	text = read_text(dir, "dovecot-uidlist");
+	ck_assert_int_eq(strncmp(text, "3 V", 3), 0);
+	ck_assert_ptr_nonnull(strstr(text, " N2 G"));
+	ck_assert_ptr_nonnull(strstr(text, "\n1 :200.M1P1.h\n"));
+	free(text);
+	snprintf(path, sizeof path, "%s/dovecot-uidlist.lock", dir);
+	ck_assert_int_eq(access(path, F_OK), -1);
+
+	ck_assert_int_eq(mailbox_set_flags(box, &box->messages[0], FLAG_FLAGGED | FLAG_SEEN, 0x5), 0);
+	ck_assert_str_eq(box->messages[0].path, "cur/200.M1P1.h:2,FSac");
+	mailbox_free(box);
+	remove_maildir(dir);
+}
+END_TEST
+
 Suite *
 imap_parse_suite(void)
 {
@@ -202,6 +318,8 @@ imap_parse_suite(void)
 	tcase_add_test(tc, imap_id_params);
 	tcase_add_test(tc, imap_folder_names);
 	tcase_add_test(tc, imap_list_patterns);
+	tcase_add_test(tc, imap_uidlist_dovecot_file);
+	tcase_add_test(tc, imap_uidlist_new_mailbox);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
