@@ -306,7 +306,7 @@ def test_connection_limit(make_mailhost):
     second.close()
 
 
-def test_too_many_bad_commands_after_login(imaphost):
+def test_bad_commands_end_session(imaphost):
     conn = raw(imaphost)
     assert conn.cmd("a1", "LOGIN demo@example.test demo")[-1].startswith("a1 OK")
     for i in range(19):

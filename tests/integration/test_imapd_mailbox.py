@@ -1,6 +1,7 @@
-"""imapd on INBOX: mail delivered through smtpd and deliverd, read back
-with imaplib; flags, UIDs and UIDVALIDITY in Dovecot's files and across
-a restart; SEARCH, STORE, EXPUNGE and IDLE."""
+"""imapd on INBOX. Mail is delivered through smtpd and deliverd and read
+back with imaplib. The tests check flags, UIDs and UIDVALIDITY in
+Dovecot's files and across a restart, and SEARCH, STORE, EXPUNGE and
+IDLE."""
 
 import os
 import re
