@@ -29,7 +29,7 @@ enum fetch_kind {
 struct fetch_item {
 	enum fetch_kind kind;
 	struct mime_section section;
-	char section_text[256];	/* as the client wrote it, for the response */
+	char section_text[1024];	/* as the client wrote it, for the response */
 	int peek;
 	int partial;
 	uint32_t offset, count;
