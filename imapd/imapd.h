@@ -9,7 +9,7 @@
 
 #define IMAPD_IP_MAX		64
 #define IMAPD_LOGIN_LINE_MAX	8192	/* before login: line and literal limit */
-#define IMAPD_HANDOFF_INPUT_MAX	8192	/* pipelined input passed with a login */
+#define IMAPD_HANDOFF_INPUT_MAX	IMAP_IO_BUFFER	/* pipelined input passed with a login: all that can be buffered */
 
 /* Capabilities before and after login (RFC 3501 section 7.2.1). */
 #define IMAPD_CAPS_COMMON	"IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE"

@@ -315,3 +315,12 @@ def test_bad_commands_end_session(imaphost):
     assert conn.line() == "c1 BAD Unknown command"
     assert conn.line() == "* BYE Too many invalid commands"
     assert conn.closed()
+
+
+def test_long_pipeline_after_login(imaphost):
+    conn = raw(imaphost)
+    commands = b"".join(b"p%d NOOP\r\n" % i for i in range(1500))
+    conn.send(b"a1 LOGIN demo@example.test demo\r\n" + commands)
+    assert conn.until_tagged("a1")[-1].startswith("a1 OK ")
+    for i in range(1500):
+        assert conn.until_tagged("p%d" % i)[-1] == "p%d OK NOOP completed." % i
