@@ -333,6 +333,9 @@ cmd_append(struct session *s, struct imap_parser *parser)
 			goto done;
 		}
 	}
+	/* "~{n}" is RFC 3516's literal8, which may contain NUL bytes. */
+	if (imap_parse_peek(parser, '~'))
+		parser->p++;
 	if (!imap_parse_peek(parser, '{') || imap_parse_string(parser, &message) < 0 ||
 	    !imap_parse_at_end(parser)) {
 		session_reply(s, "BAD Invalid arguments: expected the message as a literal");

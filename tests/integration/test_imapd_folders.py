@@ -276,3 +276,16 @@ def test_subscribed_but_missing_listed(imaphost):
     assert data == [b'(\\Noselect) "." "Gone"']
     typ, data = imap._simple_command("LIST", "(SUBSCRIBED)", '""', "Gone")
     assert imap.untagged_responses.get("LIST") == [b'(\\NonExistent \\HasNoChildren \\Subscribed) "." "Gone"']
+
+
+def test_append_literal8_binary(imaphost):
+    imap = login(imaphost)
+    body = b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\nA\x00B\r\n"
+    reply = command(imap, "APPEND INBOX ~{%d+}\r\n" % len(body) + body.decode("latin-1"))
+    assert reply.startswith("OK [APPENDUID ")
+    imap.select("INBOX")
+    tag = imap._new_tag().decode()
+    imap.send(("%s FETCH 1 BINARY.PEEK[1]\r\n" % tag).encode())
+    line = imap.readline()
+    assert line == b"* 1 FETCH (BINARY[1] ~{5}\r\n"
+    assert imap.read(5) == b"A\x00B\r\n"
