@@ -117,6 +117,29 @@ found_cmp(const void *a, const void *b)
 	return strcmp(((const struct found *)a)->base, ((const struct found *)b)->base);
 }
 
+/*
+ * Delivery order of two Maildir names "<seconds>.M<microseconds>...":
+ * the numbers compare as numbers (M99999 comes before M100000), and
+ * names of another form by strcmp.
+ */
+static int
+delivery_cmp(const void *a, const void *b)
+{
+	const char *x = (*(struct found *const *)a)->base, *y = (*(struct found *const *)b)->base;
+	char *xend, *yend;
+	unsigned long long xs = strtoull(x, &xend, 10), ys = strtoull(y, &yend, 10);
+
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	if (xend[0] == '.' && xend[1] == 'M' && yend[0] == '.' && yend[1] == 'M') {
+		unsigned long long xu = strtoull(xend + 2, NULL, 10), yu = strtoull(yend + 2, NULL, 10);
+
+		if (xu != yu)
+			return xu < yu ? -1 : 1;
+	}
+	return strcmp(x, y);
+}
+
 static int
 scan_dir(struct mailbox *box, const char *sub, int move_new, struct found **files, size_t *count,
     size_t *cap)
@@ -233,18 +256,26 @@ mailbox_sync_keep(struct mailbox *box, int move_new, struct message **old, size_
 		file->path = NULL;
 	}
 
-	/* New files get the next UIDs, in name order (delivery time first). */
-	for (size_t i = 0; i < nfiles; i++) {
-		struct found *file = &files[i];
+	/* New files get the next UIDs in delivery order. files[] stays sorted
+	 * by name for the lookups above, so the order is kept apart. */
+	struct found **fresh = xcalloc(nfiles + 1, sizeof *fresh);
+	size_t nfresh = 0;
 
-		if (file->used)
-			continue;
+	for (size_t i = 0; i < nfiles; i++)
+		if (!files[i].used)
+			fresh[nfresh++] = &files[i];
+	if (nfresh > 1)
+		qsort(fresh, nfresh, sizeof *fresh, delivery_cmp);
+	for (size_t i = 0; i < nfresh; i++) {
+		struct found *file = fresh[i];
+
 		changed = 1;
 		messages[count++] = (struct message){ .uid = box->uidnext++, .base = file->base,
 		    .ext = xstrdup(""), .path = file->path, .flags = file->flags,
 		    .keywords = file->keywords, .in_new = file->in_new, .recent = file->recent };
 		file->base = file->path = NULL;
 	}
+	free(fresh);
 	qsort(messages, count, sizeof *messages, message_uid_cmp);
 
 	/* \Recent belongs to the session that first saw a message. */

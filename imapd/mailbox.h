@@ -65,7 +65,7 @@ void mailbox_free(struct mailbox *box);
 
 /*
  * Rescan new/ and cur/ under the uidlist lock. Files without a UID get
- * the next ones, in the order of their names. Entries whose file is
+ * the next ones, in delivery order (the time in their names). Entries whose file is
  * gone are dropped. With MOVE_NEW the files in new/ are renamed into
  * cur/ and marked recent. The uidlist is rewritten when it changed.
  * Returns 0, or -1 with errno set.

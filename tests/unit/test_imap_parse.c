@@ -303,6 +303,26 @@ START_TEST(imap_uidlist_new_mailbox)
 }
 END_TEST
 
+START_TEST(imap_uidlist_delivery_order)
+{
+	char dir[64];
+	struct mailbox *box;
+
+	make_maildir(dir, sizeof dir);
+	write_text(dir, "new/100.M100000P1.h", "Subject: second\n\n");
+	write_text(dir, "new/100.M99999P1.h", "Subject: first\n\n");
+	write_text(dir, "new/99.M5P1.h", "Subject: zeroth\n\n");
+	box = mailbox_open("INBOX", dir, 0);
+	ck_assert_ptr_nonnull(box);
+	ck_assert_uint_eq(box->count, 3);
+	ck_assert_str_eq(box->messages[0].base, "99.M5P1.h");
+	ck_assert_str_eq(box->messages[1].base, "100.M99999P1.h");
+	ck_assert_str_eq(box->messages[2].base, "100.M100000P1.h");
+	mailbox_free(box);
+	remove_maildir(dir);
+}
+END_TEST
+
 Suite *
 imap_parse_suite(void)
 {
@@ -320,6 +340,7 @@ imap_parse_suite(void)
 	tcase_add_test(tc, imap_list_patterns);
 	tcase_add_test(tc, imap_uidlist_dovecot_file);
 	tcase_add_test(tc, imap_uidlist_new_mailbox);
+	tcase_add_test(tc, imap_uidlist_delivery_order);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
