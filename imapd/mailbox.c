@@ -463,6 +463,15 @@ mailbox_message_vsize(struct mailbox *box, struct message *msg)
 
 	if (msg->vsize != 0)
 		return msg->vsize;
+
+	/* Dovecot puts the CRLF size into the name as ",W=<size>". */
+	const char *w = strstr(msg->base, ",W=");
+
+	if (w != NULL && w[3] >= '0' && w[3] <= '9') {
+		msg->vsize = strtoull(w + 3, NULL, 10);
+		if (msg->vsize != 0)
+			return msg->vsize;
+	}
 	data = mailbox_read_message(box, msg, &len);
 	if (data == NULL)
 		return 0;

@@ -323,6 +323,23 @@ START_TEST(imap_uidlist_delivery_order)
 }
 END_TEST
 
+START_TEST(imap_vsize_from_name)
+{
+	char dir[64];
+	struct mailbox *box;
+
+	make_maildir(dir, sizeof dir);
+	write_text(dir, "cur/1.M1P1.h,S=8,W=123:2,", "a\nb\nc\n\n");
+	write_text(dir, "cur/2.M2P2.h:2,", "a\nb\r\n");
+	box = mailbox_open("INBOX", dir, 0);
+	ck_assert_ptr_nonnull(box);
+	ck_assert_uint_eq(mailbox_message_vsize(box, &box->messages[0]), 123);
+	ck_assert_uint_eq(mailbox_message_vsize(box, &box->messages[1]), 6);
+	mailbox_free(box);
+	remove_maildir(dir);
+}
+END_TEST
+
 Suite *
 imap_parse_suite(void)
 {
@@ -341,6 +358,7 @@ imap_parse_suite(void)
 	tcase_add_test(tc, imap_uidlist_dovecot_file);
 	tcase_add_test(tc, imap_uidlist_new_mailbox);
 	tcase_add_test(tc, imap_uidlist_delivery_order);
+	tcase_add_test(tc, imap_vsize_from_name);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
