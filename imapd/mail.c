@@ -167,6 +167,10 @@ mail_process_run(struct ipc_msg *handoff, int client_fd, int login_fd, pid_t log
 	if (entry.home[0] != '\0' && create_home(entry.home, entry.uid, entry.gid) < 0)
 		log_warn("session=%llu: cannot create home directory %s: %s", session_id, entry.home,
 		    strerror(errno));
+	/* TODO: virtual users share virtual_mail_user's uid, so only the mailbox
+	 * name checks keep one from another's files; a chroot into the home
+	 * (Dovecot's mail_chroot) would make the kernel enforce it, once
+	 * SEARCH's iconv charsets are loaded before it. */
 	if (privsep_become(entry.uid, entry.gid, system_user_name(&entry)) < 0) {
 		log_error("session=%llu: user=<%s>: cannot switch to uid %ld: %s", session_id,
 		    entry.user, (long)entry.uid, strerror(errno));
