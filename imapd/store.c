@@ -249,7 +249,6 @@ void
 cmd_expunge(struct session *s, struct imap_parser *parser, int uid_mode)
 {
 	struct imap_seqset set = { 0 };
-	int removed = 0;
 
 	if (uid_mode && (imap_parse_sp(parser) < 0 || imap_parse_seqset(parser, &set) < 0)) {
 		session_reply(s, "BAD Invalid arguments: expected UID EXPUNGE sequence-set");
@@ -277,13 +276,10 @@ cmd_expunge(struct session *s, struct imap_parser *parser, int uid_mode)
 		snprintf(path, sizeof path, "%s/%s", s->box->dir, msg->path);
 		if (unlink(path) < 0 && errno != ENOENT)
 			log_warn("session=%llu: cannot remove %s: %s", s->id, path, strerror(errno));
-		else
-			removed++;
 	}
 	session_sync(s, 1);
 	session_reply(s, "OK %sExpunge completed.", uid_mode ? "UID " : "");
 	imap_seqset_free(&set);
-	(void)removed;
 }
 
 void
