@@ -37,6 +37,7 @@ struct mailbox_job {
 	struct delivery_request request;
 	struct message message;
 	struct userdb_entry user;
+	int user_found;		/* USER holds this job's userdb entry */
 	int state;
 };
 
@@ -100,6 +101,31 @@ can_deliver(const struct mailbox_worker *w, const struct userdb_entry *user, cha
 	return strcmp(type, "maildir") == 0;
 }
 
+/* Look up the user of job I, or take the answer an earlier job of the
+ * same batch got for the same user: the batch was read at one moment,
+ * so one lookup serves all of its deliveries to that user. Returns as
+ * userdb_lookup does. */
+static int
+lookup_user(struct mailbox_worker *w, size_t i, char *err, size_t errsize)
+{
+	struct mailbox_job *job = &w->jobs[i];
+	int found;
+
+	for (size_t j = 0; j < i; j++) {
+		const struct mailbox_job *earlier = &w->jobs[j];
+
+		if (earlier->user_found && strcmp(earlier->request.user, job->request.user) == 0) {
+			job->user = earlier->user;
+			job->user_found = 1;
+			return 1;
+		}
+	}
+	found = userdb_lookup(w->userdb, job->request.user, "lmtp", USERDB_TIMEOUT_MS, &job->user,
+	    err, errsize);
+	job->user_found = found == 1;
+	return found;
+}
+
 /* Everything before the barrier for job I. */
 static void
 job_start(struct mailbox_worker *w, size_t i)
@@ -121,8 +147,7 @@ job_start(struct mailbox_worker *w, size_t i)
 
 	/* The connection to the userdb was made as root; once it breaks, a
 	 * new worker has to make the next one. */
-	found = w->userdb_lost ? -1 : userdb_lookup(w->userdb, job->request.user, "lmtp",
-	    USERDB_TIMEOUT_MS, &job->user, err, sizeof err);
+	found = w->userdb_lost ? -1 : lookup_user(w, i, err, sizeof err);
 	if (found < 0) {
 		w->userdb_lost = 1;
 		job->state = JOB_REDO;
