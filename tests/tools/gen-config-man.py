@@ -22,6 +22,7 @@ FAMILIES = [
     ("queued", "QUEUED PARAMETERS", "Read by queued(8)."),
     ("deliverd", "DELIVERD PARAMETERS", "Read by deliverd(8)."),
     ("authd", "AUTHD PARAMETERS", "Read by authd(8)."),
+    ("imapd", "IMAPD PARAMETERS", "Read by imapd(8)."),
 ]
 
 TYPE_WORDS = {
