@@ -69,17 +69,15 @@ write_tmp_envelope(struct commit_job *job)
 		detect_8bit(job);
 		job->text = envelope_format(job->env, &job->text_len);
 	}
-	/* A reused file keeps its blocks: it is overwritten, then cut. */
-	if (spare_take(committer.spool, committer.spool->tmp_fd, job->id) == 0)
-		fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CLOEXEC);
-	else
+	fd = spare_open(committer.spool, committer.spool->tmp_fd, job->id);
+	if (fd < 0)
 		fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
 	if (fd < 0) {
 		job->error = errno;
 		return -1;
 	}
-	if (write_all(fd, job->text, job->text_len) < 0 || ftruncate(fd, (off_t)job->text_len) < 0) {
+	if (write_all(fd, job->text, job->text_len) < 0) {
 		job->error = errno;
 		close(fd);
 		unlinkat(committer.spool->tmp_fd, job->id, 0);

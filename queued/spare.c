@@ -1,8 +1,7 @@
 /*
  * Spare files: the files of removed messages, kept in spare/ and renamed
- * back into use for new messages (see spool.h for why). Data files are
- * emptied when they become spares; envelopes keep their block until
- * reused, and are emptied at start-up.
+ * back into use for new messages (see spool.h for why). Every spare
+ * file is empty: emptied when it becomes a spare, and at start-up.
  *
  * The pool is a ring of file names ("1", "2", ...) under a mutex: the
  * event loop takes files for new data files, the commit thread takes
@@ -166,6 +165,28 @@ spare_free(struct spool *spool)
 }
 
 int
+spare_open(struct spool *spool, int dir_fd, const char *name)
+{
+	struct stat st;
+	int fd;
+
+	if (spare_take(spool, dir_fd, name) < 0)
+		return -1;
+
+	/* Spare files are empty, so there is nothing to truncate: a
+	 * truncation would make ext4 start writeback at the writer's
+	 * close(), which for data files is smtpd's event loop. */
+	fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 && ftruncate(fd, 0) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		unlinkat(dir_fd, name, 0);
+	return fd;
+}
+
+int
 spare_take(struct spool *spool, int dir_fd, const char *name)
 {
 	char spare[16];
@@ -222,11 +243,6 @@ spare_retire_closed(struct spool *spool, int dir_fd, const char *name)
 	 * can open it anew: the spool directories are the queue user's. */
 	if (!open_nowhere(dir_fd, name))
 		return remove_at(dir_fd, name);
-
-	/* Emptied now, so a spare data file holds neither old text nor
-	 * disk space (messages may be large); the inode is what is saved. */
-	if (empty_file_at(dir_fd, name) < 0)
-		return remove_at(dir_fd, name);
 	return spare_retire(spool, dir_fd, name);
 }
 
@@ -243,6 +259,14 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {
 		pool_release_slot(spool->spares, 0);
 		return errno == ENOENT ? 0 : remove_at(dir_fd, name);
+	}
+
+	/* Emptied once it has left DIR_FD, so a spare holds neither old
+	 * text nor disk space, and nobody gets it unemptied. */
+	if (empty_file_at(spool->spare_fd, spare) < 0) {
+		unlinkat(spool->spare_fd, spare, 0);
+		pool_release_slot(spool->spares, 0);
+		return 0;
 	}
 	pool_release_slot(spool->spares, slot);
 	return 0;

@@ -137,11 +137,10 @@ spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, in
 {
 	for (int tries = 0; tries < 100; tries++) {
 		spool_new_id(id);
-		if (spare_take(spool, spool->data_fd, id) == 0)
-			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_TRUNC | O_CLOEXEC);
-		else if (errno == EEXIST)
+		*client_fd = spare_open(spool, spool->data_fd, id);
+		if (*client_fd < 0 && errno == EEXIST)
 			continue;
-		else
+		if (*client_fd < 0)
 			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			    0600);
 		if (*client_fd < 0 && errno == EEXIST)

@@ -25,11 +25,9 @@
  * has open (a client could have kept its descriptor), is moved to
  * spare/ as it is (up to queue_spare_files of them), and new data files
  * and envelopes are renamed out of spare/ before any file is created.
- * A data file is emptied when it becomes a spare, so it holds neither
- * old text nor disk space. An envelope is kept as it is, overwritten
- * from the start when reused and cut to its new length, so it keeps
- * its block; spare/ is emptied at start-up. A spare file has no meaning
- * for recovery: it is never a message.
+ * A file is emptied when it becomes a spare, so spare/ holds neither
+ * old text nor disk space, and at start-up. A spare file has no
+ * meaning for recovery: it is never a message.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
@@ -88,6 +86,10 @@ void spare_free(struct spool *spool);
 /* Rename a spare file to DIR_FD/NAME. 0, or -1 with errno EEXIST when
  * NAME exists, ENOENT when there is no spare file. Thread-safe. */
 int spare_take(struct spool *spool, int dir_fd, const char *name);
+
+/* spare_take, then open the (empty) file write-only. The descriptor,
+ * or -1 with errno set. Thread-safe. */
+int spare_open(struct spool *spool, int dir_fd, const char *name);
 
 /* Empty DIR_FD/NAME and keep it as a spare file, or remove it when the
  * pool is full. 0 once NAME is gone from DIR_FD, -1 with errno set.
