@@ -77,6 +77,9 @@ def workloads(scale=1.0, deferred_scale=1.0):
         LoadSpec("rcpt1000", "%d x 1,000 recipients, 1 session" % n(5), n(5), 4096, 1,
                  recipients=1000, probe_interval=0.05, probe_size=4096),
         IdleSpec("idle1000", "%s idle sessions" % f"{n(1000, 10):,}", n(1000, 10)),
+        # The deferred workload's load on an empty queue, its baseline.
+        LoadSpec("2k-c10", "%s x 4 KB, 10 sessions, empty queue" % f"{n(2000):,}", n(2000), 4096,
+                 10),
         DeferredSpec("deferred", "2,000 x 4 KB, 10 sessions, %s deferred" % f"{deferred:,}",
                      deferred, LoadSpec("deferred", "", n(2000), 4096, 10)),
     ]
