@@ -227,14 +227,48 @@ append_done(struct commit_job **jobs, size_t count)
 	}
 }
 
+/* Hand finished jobs to the event loop. */
+static void
+finish_jobs(struct commit_job **jobs, size_t count)
+{
+	uint64_t increment = 1;
+
+	if (count == 0)
+		return;
+	pthread_mutex_lock(&committer.lock);
+	append_done(jobs, count);
+	pthread_mutex_unlock(&committer.lock);
+	if (write(committer.done_fd, &increment, sizeof increment) < 0 && errno != EAGAIN)
+		log_error("commit: signal the event loop: %s", strerror(errno));
+}
+
+/* Removals of the batch, after its commits were acknowledged: a client
+ * waiting for its 250 never waits for them. The fsync of queue/ keeps
+ * a removed message from coming back after a crash. */
+static void
+run_removals(struct commit_job **jobs, size_t count)
+{
+	if (count == 0)
+		return;
+	for (size_t i = 0; i < count; i++)
+		apply_job(jobs[i]);
+	if (fsync(committer.spool->queue_fd) < 0) {
+		int error = errno;
+
+		for (size_t i = 0; i < count; i++)
+			if (jobs[i]->error == 0)
+				jobs[i]->error = error;
+	}
+}
+
 static void *
 commit_thread_main(void *unused)
 {
 	struct commit_job *jobs[COMMIT_BATCH_MAX];
-	uint64_t increment = 1;
+	struct commit_job *commits[COMMIT_BATCH_MAX], *removals[COMMIT_BATCH_MAX];
 
 	for (;;) {
-		size_t count;
+		size_t count, ncommits = 0, nremovals = 0;
 
 		pthread_mutex_lock(&committer.lock);
 		while (committer.pending_head == NULL && !committer.stopping)
@@ -246,13 +280,17 @@ commit_thread_main(void *unused)
 		count = take_pending(jobs);
 		pthread_mutex_unlock(&committer.lock);
 
-		run_batch(jobs, count);
-
-		pthread_mutex_lock(&committer.lock);
-		append_done(jobs, count);
-		pthread_mutex_unlock(&committer.lock);
-		if (write(committer.done_fd, &increment, sizeof increment) < 0 && errno != EAGAIN)
-			log_error("commit: signal the event loop: %s", strerror(errno));
+		for (size_t i = 0; i < count; i++) {
+			if (jobs[i]->kind == COMMIT_REMOVE)
+				removals[nremovals++] = jobs[i];
+			else
+				commits[ncommits++] = jobs[i];
+		}
+		if (ncommits > 0)
+			run_batch(commits, ncommits);
+		finish_jobs(commits, ncommits);
+		run_removals(removals, nremovals);
+		finish_jobs(removals, nremovals);
 	}
 	return NULL;
 }

@@ -7,13 +7,16 @@
  *   2. barrier: syncfs of the spool file system (queue_sync_method =
  *      syncfs), or fsync of every data file, every tmp/ file and data/
  *      (fsync)
- *   3. rename tmp/ID to queue/ID (the commit point), and for removals
- *      move queue/ID, then data/ID, to spare/ or unlink them
+ *   3. rename tmp/ID to queue/ID (the commit point)
  *   4. barrier: fsync of queue/
- *   5. completion callbacks run on the event loop, in submission order
+ *   5. completion callbacks of the commits and updates run on the
+ *      event loop, in submission order
+ *   6. the batch's removals: queue/ID, then data/ID, go to spare/ or
+ *      are unlinked, then an fsync of queue/, then their callbacks
  *
  * A crash before step 4 finishes loses no message whose client got
- * COMMIT-OK, because that reply is only sent from the callback.
+ * COMMIT-OK, because that reply is only sent from the callback. The
+ * removals come last so that no client waits for them.
  */
 #ifndef ESTAFETA_QUEUED_COMMIT_H
 #define ESTAFETA_QUEUED_COMMIT_H
