@@ -26,6 +26,58 @@ static const struct {
 };
 #define SPECIAL_COUNT (sizeof special_folders / sizeof special_folders[0])
 
+/* The value of a modified base64 character (',' in place of '/'), or -1. */
+static int
+mbase64_value(char c)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+	const char *hit = c != '\0' ? strchr(alphabet, c) : NULL;
+
+	return hit != NULL ? (int)(hit - alphabet) : -1;
+}
+
+/*
+ * Check one base64 run of modified UTF-7 (RFC 3501 section 5.1.3), from
+ * P up to the closing '-'. It must decode to whole UTF-16 units with zero
+ * padding bits, pair every surrogate, and encode no printable ASCII,
+ * which is always written as itself. Returns the position of the '-',
+ * or NULL when the run is invalid.
+ */
+static const char *
+check_mbase64_run(const char *p)
+{
+	unsigned bits = 0, nbits = 0, high_surrogate = 0;
+
+	for (; *p != '-'; p++) {
+		int value = mbase64_value(*p);
+
+		if (value < 0)
+			return NULL;
+		bits = (bits << 6) | (unsigned)value;
+		nbits += 6;
+		if (nbits < 16)
+			continue;
+
+		nbits -= 16;
+		unsigned unit = (bits >> nbits) & 0xFFFF;
+
+		bits &= (1U << nbits) - 1;
+		if (high_surrogate) {
+			if (unit < 0xDC00 || unit > 0xDFFF)
+				return NULL;
+			high_surrogate = 0;
+		} else if (unit >= 0xD800 && unit <= 0xDBFF) {
+			high_surrogate = 1;
+		} else if ((unit >= 0xDC00 && unit <= 0xDFFF) || (unit >= 0x20 && unit <= 0x7e)) {
+			return NULL;
+		}
+	}
+	if (high_surrogate || nbits >= 6 || bits != 0)
+		return NULL;
+	return p;
+}
+
 /* Modified UTF-7: printable ASCII, '&' starting a base64 run ended by '-'. */
 static int
 valid_mutf7(const char *name)
@@ -40,11 +92,9 @@ valid_mutf7(const char *name)
 		p++;
 		if (*p == '-')
 			continue;
-		while (*p != '-') {
-			if (*p == '\0' || strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,", *p) == NULL)
-				return 0;
-			p++;
-		}
+		p = check_mbase64_run(p);
+		if (p == NULL)
+			return 0;
 	}
 	return 1;
 }

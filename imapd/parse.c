@@ -240,12 +240,14 @@ imap_parse_number(struct imap_parser *parser, uint32_t *out)
 	return 0;
 }
 
-/* seq-number: nz-number or '*' (UINT32_MAX). */
+/* seq-number: nz-number, or '*' (STAR set). 4294967295 is a number,
+ * not '*'. */
 static int
-parse_seq_number(struct imap_parser *parser, uint32_t *out)
+parse_seq_number(struct imap_parser *parser, uint32_t *out, int *star)
 {
-	if (imap_parse_char(parser, '*') == 0) {
-		*out = UINT32_MAX;
+	*star = imap_parse_char(parser, '*') == 0;
+	if (*star) {
+		*out = 0;
 		return 0;
 	}
 	if (imap_parse_number(parser, out) < 0 || *out == 0)
@@ -263,12 +265,14 @@ imap_parse_seqset(struct imap_parser *parser, struct imap_seqset *out)
 	do {
 		struct imap_range range;
 
-		if (parse_seq_number(parser, &range.first) < 0)
+		if (parse_seq_number(parser, &range.first, &range.first_star) < 0)
 			goto invalid;
 		range.last = range.first;
-		if (imap_parse_char(parser, ':') == 0 && parse_seq_number(parser, &range.last) < 0)
+		range.last_star = range.first_star;
+		if (imap_parse_char(parser, ':') == 0 &&
+		    parse_seq_number(parser, &range.last, &range.last_star) < 0)
 			goto invalid;
-		if (range.first > range.last) {
+		if (!range.first_star && !range.last_star && range.first > range.last) {
 			uint32_t swap = range.first;
 
 			range.first = range.last;
@@ -300,12 +304,9 @@ int
 imap_seqset_contains(const struct imap_seqset *set, uint32_t n, uint32_t star)
 {
 	for (size_t i = 0; i < set->count; i++) {
-		uint32_t first = set->ranges[i].first, last = set->ranges[i].last;
+		uint32_t first = set->ranges[i].first_star ? star : set->ranges[i].first;
+		uint32_t last = set->ranges[i].last_star ? star : set->ranges[i].last;
 
-		if (first == UINT32_MAX)
-			first = star;
-		if (last == UINT32_MAX)
-			last = star;
 		if (first > last) {
 			uint32_t swap = first;
 

@@ -51,6 +51,7 @@ int imap_parse_number64(struct imap_parser *parser, uint64_t *out);
  */
 struct imap_range {
 	uint32_t first, last;
+	int first_star, last_star;	/* '*': the highest number in use */
 };
 struct imap_seqset {
 	struct imap_range *ranges;

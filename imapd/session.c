@@ -183,7 +183,7 @@ session_resolve(struct session *s, const struct imap_seqset *set, int uid_mode, 
 		/* "N:*" includes the last message even when N is above its UID. */
 		if (count == 0 && box->count > 0) {
 			for (size_t r = 0; r < set->count; r++)
-				if (set->ranges[r].last == UINT32_MAX)
+				if (set->ranges[r].first_star || set->ranges[r].last_star)
 					(*out)[count++] = box->count - 1;
 			if (count > 1)
 				count = 1;
@@ -192,8 +192,8 @@ session_resolve(struct session *s, const struct imap_seqset *set, int uid_mode, 
 	}
 	star = (uint32_t)box->count;
 	for (size_t r = 0; r < set->count; r++) {
-		uint32_t last = set->ranges[r].last == UINT32_MAX ? star : set->ranges[r].last;
-		uint32_t first = set->ranges[r].first == UINT32_MAX ? star : set->ranges[r].first;
+		uint32_t last = set->ranges[r].last_star ? star : set->ranges[r].last;
+		uint32_t first = set->ranges[r].first_star ? star : set->ranges[r].first;
 
 		if (first > box->count || last > box->count || first == 0 || last == 0) {
 			free(*out);
@@ -424,11 +424,13 @@ cmd_delete(struct session *s, struct imap_parser *parser)
 {
 	char dir[PATH_MAX], *name;
 
-	if (imap_parse_sp(parser) < 0 || (name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL) {
-		if (parser->p == parser->end)
-			bad(s, "Invalid arguments: expected DELETE mailbox");
+	/* parse_mailbox replies itself when it fails. */
+	if (imap_parse_sp(parser) < 0) {
+		bad(s, "Invalid arguments: expected DELETE mailbox");
 		return;
 	}
+	if ((name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL)
+		return;
 	if (strcmp(name, "INBOX") == 0) {
 		session_reply(s, "NO [CANNOT] INBOX cannot be deleted");
 	} else if (access(dir, F_OK) < 0) {
@@ -497,11 +499,17 @@ cmd_rename(struct session *s, struct imap_parser *parser)
 	char **names;
 	size_t len;
 
-	if (imap_parse_sp(parser) < 0 ||
-	    (from = parse_mailbox(s, parser, from_dir, sizeof from_dir)) == NULL)
+	if (imap_parse_sp(parser) < 0) {
+		bad(s, "Invalid arguments: expected RENAME mailbox mailbox");
 		goto done;
-	if (imap_parse_sp(parser) < 0 ||
-	    (to = parse_mailbox(s, parser, to_dir, sizeof to_dir)) == NULL)
+	}
+	if ((from = parse_mailbox(s, parser, from_dir, sizeof from_dir)) == NULL)
+		goto done;
+	if (imap_parse_sp(parser) < 0) {
+		bad(s, "Invalid arguments: expected RENAME mailbox mailbox");
+		goto done;
+	}
+	if ((to = parse_mailbox(s, parser, to_dir, sizeof to_dir)) == NULL)
 		goto done;
 	if (strcmp(to, "INBOX") == 0) {
 		session_reply(s, "NO [ALREADYEXISTS] INBOX already exists");
@@ -553,11 +561,12 @@ cmd_subscribe(struct session *s, struct imap_parser *parser, int subscribe)
 {
 	char dir[PATH_MAX], *name;
 
-	if (imap_parse_sp(parser) < 0 || (name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL) {
-		if (parser->p == parser->end)
-			bad(s, "Invalid arguments: expected a mailbox name");
+	if (imap_parse_sp(parser) < 0) {
+		bad(s, "Invalid arguments: expected a mailbox name");
 		return;
 	}
+	if ((name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL)
+		return;
 	if (subscribe && access(dir, F_OK) < 0)
 		session_reply(s, "NO [NONEXISTENT] Mailbox does not exist");
 	else if (subscriptions_change(s->maildir, name, subscribe) < 0)
@@ -670,11 +679,12 @@ cmd_status(struct session *s, struct imap_parser *parser)
 	char dir[PATH_MAX], *name;
 	unsigned items;
 
-	if (imap_parse_sp(parser) < 0 || (name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL) {
-		if (parser->p == parser->end)
-			bad(s, "Invalid arguments: expected STATUS mailbox (items)");
+	if (imap_parse_sp(parser) < 0) {
+		bad(s, "Invalid arguments: expected STATUS mailbox (items)");
 		return;
 	}
+	if ((name = parse_mailbox(s, parser, dir, sizeof dir)) == NULL)
+		return;
 	if (imap_parse_sp(parser) < 0 || parse_status_items(parser, &items) < 0 ||
 	    !imap_parse_at_end(parser))
 		bad(s, "Invalid arguments: expected STATUS mailbox (items)");
