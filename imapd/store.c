@@ -337,6 +337,11 @@ cmd_append(struct session *s, struct imap_parser *parser)
 		session_reply(s, "BAD Invalid arguments: expected the message as a literal");
 		goto done;
 	}
+	/* As Dovecot does: an empty message is almost surely a client bug. */
+	if (message.len == 0) {
+		session_reply(s, "NO Cannot save a zero byte message");
+		goto done;
+	}
 	/* NOTE: the literal is held in memory whole, up to imapd_append_limit. */
 	fd = memfd_create("append", MFD_CLOEXEC);
 	if (fd < 0 || write_all(fd, message.data, message.len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {

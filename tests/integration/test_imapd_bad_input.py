@@ -124,15 +124,13 @@ def test_zero_length_literals(imaphost):
 
     # An empty message is valid RFC 5322 (no header fields, no body), so
     # imapd stores it. NOTE: Dovecot 2.3.19 rejects it ("NO Can't save a zero byte message.").
+    # An empty message is refused, as Dovecot refuses it.
     conn.send(b"a5 APPEND INBOX {0}\r\n")
     assert conn.line() == "+ OK"
     conn.send(b"\r\n")
-    reply = conn.line()
-    assert reply.startswith("a5 OK [APPENDUID "), reply
-    assert reply.endswith(" 1] Append completed."), reply
+    assert conn.line() == "a5 NO Cannot save a zero byte message"
     assert tagged(conn, "a6", "SELECT INBOX") == "OK [READ-WRITE] Select completed."
-    lines = conn.cmd("a7", "FETCH 1 (RFC822.SIZE BODY[])")
-    assert lines == ["* 1 FETCH (RFC822.SIZE 0 BODY[] {0}", " FLAGS (\\Seen))", "a7 OK Fetch completed."]
+    assert conn.cmd("a7", "FETCH 1:* FLAGS")[-1].startswith("a7 BAD Invalid message number")
 
 
 def test_append_cut_mid_literal(imaphost):
