@@ -101,8 +101,8 @@ can_deliver(const struct mailbox_worker *w, const struct userdb_entry *user, cha
 	return strcmp(type, "maildir") == 0;
 }
 
-/* Look up the user of job I, or take the answer an earlier job of the
- * same batch got for the same user: the batch was read at one moment,
+/* Look up the user of job I, or reuse the entry an earlier job of the
+ * same batch found for the same user: the batch was read at one moment,
  * so one lookup serves all of its deliveries to that user. Returns as
  * userdb_lookup does. */
 static int

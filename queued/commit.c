@@ -242,9 +242,10 @@ finish_jobs(struct commit_job **jobs, size_t count)
 		log_error("commit: signal the event loop: %s", strerror(errno));
 }
 
-/* Removals of the batch, after its commits were acknowledged: a client
- * waiting for its 250 never waits for them. The fsync of queue/ keeps
- * a removed message from coming back after a crash. */
+/* Removals of the batch, after its commits were acknowledged, so the
+ * clients of those commits do not wait for them (commits that arrive
+ * meanwhile wait for the next batch). The fsync of queue/ keeps a
+ * removed message from coming back after a crash. */
 static void
 run_removals(struct commit_job **jobs, size_t count)
 {

@@ -16,7 +16,7 @@
  *
  * A crash before step 4 finishes loses no message whose client got
  * COMMIT-OK, because that reply is only sent from the callback. The
- * removals come last so that no client waits for them.
+ * removals come last so that the batch's clients do not wait for them.
  */
 #ifndef ESTAFETA_QUEUED_COMMIT_H
 #define ESTAFETA_QUEUED_COMMIT_H

@@ -239,8 +239,9 @@ int
 spare_retire_closed(struct spool *spool, int dir_fd, const char *name)
 {
 	/* A client that kept its descriptor could write into the message
-	 * that reuses the file, so such a file is removed instead. Nobody
-	 * can open it anew: the spool directories are the queue user's. */
+	 * that reuses the file, so such a file is removed instead. No other
+	 * process can open it anew: the spool directories are the queue
+	 * user's, mode 0700. */
 	if (!open_nowhere(dir_fd, name))
 		return remove_at(dir_fd, name);
 	return spare_retire(spool, dir_fd, name);
@@ -262,7 +263,7 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 	}
 
 	/* Emptied once it has left DIR_FD, so a spare holds neither old
-	 * text nor disk space, and nobody gets it unemptied. */
+	 * text nor disk space, and no client gets old text with it. */
 	if (empty_file_at(spool->spare_fd, spare) < 0) {
 		unlinkat(spool->spare_fd, spare, 0);
 		pool_release_slot(spool->spares, 0);
