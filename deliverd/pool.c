@@ -6,7 +6,7 @@
  *
  * Workers are keyed by uid and gid, plus the user name for system users
  * (whose supplementary groups differ). A request goes to the worker of
- * its key with the fewest requests in flight; another worker starts
+ * its key with the fewest requests in flight. Another worker starts
  * while all of them have POOL_SPAWN_DEPTH or more, up to
  * deliverd_user_processes per key. The master keeps each request until
  * its result arrives: a request that comes back with redo=yes, or that
@@ -256,8 +256,8 @@ choose_worker(uid_t uid, gid_t gid, const char *user)
 		if (fresh != NULL)
 			return fresh;
 	}
-	if (best == NULL)
-		pool_stop_idle_worker();
+	/* With no worker and no slot, the request goes to a one-shot worker,
+	 * and master_dispatch_oneshot frees a slot for it. */
 	return best;
 }
 

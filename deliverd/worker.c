@@ -67,52 +67,6 @@ worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
 	return 0;
 }
 
-/* As root: create HOME (mode 0700, owned by the user) and any missing
- * parents (mode 0755, owned by root). */
-static int
-create_home(const char *home, uid_t uid, gid_t gid)
-{
-	char parent[PATH_MAX], temp[PATH_MAX];
-	char *slash;
-
-	strlcpy_x(parent, home, sizeof parent);
-	slash = strrchr(parent, '/');
-	if (slash != NULL && slash != parent) {
-		mode_t old_umask = umask(022);
-		int rc;
-
-		*slash = '\0';
-		rc = mkdir_p(parent, 0755);
-		umask(old_umask);
-		if (rc < 0)
-			return -1;
-	}
-	/* Build the directory under a temporary name and move it into place
-	 * only once the user owns it: a concurrent worker for the same user
-	 * must never find HOME still owned by root. */
-	if ((size_t)snprintf(temp, sizeof temp, "%s.new.%ld", home, (long)getpid()) >= sizeof temp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (mkdir(temp, 0700) < 0)
-		return -1;
-	if (privsep_is_root() && chown(temp, uid, gid) < 0) {
-		rmdir(temp);
-		return -1;
-	}
-	if (renameat2(AT_FDCWD, temp, AT_FDCWD, home, RENAME_NOREPLACE) < 0) {
-		int saved = errno;
-
-		rmdir(temp);
-		if (saved == EEXIST)
-			return 0;
-		errno = saved;
-		return -1;
-	}
-	log_info("created home directory %s for uid %u", home, (unsigned)uid);
-	return 0;
-}
-
 /* The group to add for mbox delivery into a spool directory that only
  * its group may write, or (gid_t)-1. */
 static gid_t
@@ -230,7 +184,7 @@ become_mailbox_owner(const struct delivery_request *request, struct userdb_entry
 		return -1;
 	}
 	if (user->home[0] != '\0' && access(user->home, F_OK) < 0 &&
-	    create_home(user->home, user->uid, user->gid) < 0) {
+	    privsep_create_home(user->home, user->uid, user->gid) < 0) {
 		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot create home directory %s: %s",
 		    user->home, strerror(errno));
 		return -1;

@@ -86,39 +86,6 @@ fail(int client_fd, const char *tag, const char *text)
 	_exit(1);
 }
 
-/*
- * As root: create a missing HOME owned by the user, as deliverd does
- * before a first delivery. It is built under a temporary name and
- * renamed into place, so no process finds it still owned by root.
- */
-static int
-create_home(const char *home, uid_t uid, gid_t gid)
-{
-	char temp[PATH_MAX];
-
-	if (access(home, F_OK) == 0)
-		return 0;
-	if (snprintf(temp, sizeof temp, "%s.new.%ld", home, (long)getpid()) >= (int)sizeof temp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (mkdir(temp, 0700) < 0)
-		return -1;
-	if (privsep_is_root() && chown(temp, uid, gid) < 0) {
-		rmdir(temp);
-		return -1;
-	}
-	if (renameat2(AT_FDCWD, temp, AT_FDCWD, home, RENAME_NOREPLACE) < 0) {
-		int saved = errno;
-
-		rmdir(temp);
-		errno = saved;
-		return saved == EEXIST ? 0 : -1;
-	}
-	log_info("created home directory %s for uid %u", home, (unsigned)uid);
-	return 0;
-}
-
 /* System users get their supplementary groups, virtual users none. */
 static const char *
 system_user_name(const struct userdb_entry *entry)
@@ -164,11 +131,12 @@ mail_process_run(struct ipc_msg *handoff, int client_fd, int login_fd, pid_t log
 		log_error("session=%llu: user=<%s>: no usable uid and gid", session_id, entry.user);
 		fail(client_fd, tag, "NO [UNAVAILABLE] Login failed: internal error");
 	}
-	if (entry.home[0] != '\0' && create_home(entry.home, entry.uid, entry.gid) < 0)
+	if (entry.home[0] != '\0' && access(entry.home, F_OK) < 0 &&
+	    privsep_create_home(entry.home, entry.uid, entry.gid) < 0)
 		log_warn("session=%llu: cannot create home directory %s: %s", session_id, entry.home,
 		    strerror(errno));
 	/* TODO: virtual users share virtual_mail_user's uid, so only the mailbox
-	 * name checks keep one from another's files; a chroot into the home
+	 * name checks keep one from another's files. A chroot into the home
 	 * (Dovecot's mail_chroot) would make the kernel enforce it, once
 	 * SEARCH's iconv charsets are loaded before it. */
 	if (privsep_become(entry.uid, entry.gid, system_user_name(&entry)) < 0) {

@@ -1,13 +1,18 @@
 /* Dropping root: the fixed order is chroot, setgroups, setresgid,
  * setresuid, then a check that root cannot be regained. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "privsep.h"
+#include "util.h"
 
 int
 privsep_is_root(void)
@@ -79,5 +84,49 @@ privsep_become(uid_t uid, gid_t gid, const char *name)
 		errno = EPERM;
 		return -1;
 	}
+	return 0;
+}
+
+int
+privsep_create_home(const char *home, uid_t uid, gid_t gid)
+{
+	char parent[PATH_MAX], temp[PATH_MAX];
+	char *slash;
+
+	strlcpy_x(parent, home, sizeof parent);
+	slash = strrchr(parent, '/');
+	if (slash != NULL && slash != parent) {
+		mode_t old_umask = umask(022);
+		int rc;
+
+		*slash = '\0';
+		rc = mkdir_p(parent, 0755);
+		umask(old_umask);
+		if (rc < 0)
+			return -1;
+	}
+	/* Build the directory under a temporary name and move it into place
+	 * only once the user owns it: a concurrent worker for the same user
+	 * must never find HOME still owned by root. */
+	if ((size_t)snprintf(temp, sizeof temp, "%s.new.%ld", home, (long)getpid()) >= sizeof temp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdir(temp, 0700) < 0)
+		return -1;
+	if (privsep_is_root() && chown(temp, uid, gid) < 0) {
+		rmdir(temp);
+		return -1;
+	}
+	if (renameat2(AT_FDCWD, temp, AT_FDCWD, home, RENAME_NOREPLACE) < 0) {
+		int saved = errno;
+
+		rmdir(temp);
+		if (saved == EEXIST)
+			return 0;
+		errno = saved;
+		return -1;
+	}
+	log_info("created home directory %s for uid %u", home, (unsigned)uid);
 	return 0;
 }

@@ -23,4 +23,10 @@ int privsep_lookup(const char *user, uid_t *uid, gid_t *gid);
 
 int privsep_is_root(void);
 
+/* As root: create HOME (mode 0700, owned by UID/GID) and any missing
+ * parents (mode 0755, owned by root). The home is built under a temporary
+ * name and renamed into place, so no process finds it still owned by
+ * root. 0 (also when it exists), or -1 with errno set. */
+int privsep_create_home(const char *home, uid_t uid, gid_t gid);
+
 #endif
