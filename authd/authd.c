@@ -158,7 +158,7 @@ main(int argc, char **argv)
 	daemon_start("authd", argc, argv);
 
 	as_root = privsep_is_root();
-	/* Forked first, so the only process that keeps root holds no listening socket. */
+	/* Forked first, so the only process that keeps root has no listening socket. */
 	if (passdb_uses("pam"))
 		pam_fd = pam_worker_start();
 	/* userdb_socket last: clients take it as the sign that authd is ready. */

@@ -11,8 +11,8 @@
  * and gets CONT\tID\tBASE64 challenges, then OK\tID\tuser=NAME or
  * FAIL\tID\tuser=NAME (FAIL\tID\ttemp\treason=TEXT when the password
  * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. The
- * passdbs of passdb.c check the password. A failed attempt is answered
- * after a delay that grows with the failures from its client address
+ * passdbs of passdb.c check the password. The reply to a failed attempt
+ * comes after a delay that grows with the failures from its client address
  * (throttle.c), to slow down guessing.
  */
 #include <errno.h>

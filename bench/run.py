@@ -117,11 +117,10 @@ class Benchmark:
         self.systems = args.systems.split(",")
         self.estafeta_settings = dict(option.split("=", 1) for option in args.estafeta_option)
         self.specs = specs
-        # Directories of stopped hosts, removed when the run ends: removing
-        # tens of thousands of files between measurements would leave the
-        # next one to an ext4 without a journal that skips every inode
-        # freed in the last minute when it allocates, which slows both
-        # systems unevenly.
+        # Directories of stopped hosts, removed when the run ends. ext4
+        # without a journal skips every inode freed in the last minute when
+        # it allocates one, so removing tens of thousands of files between
+        # measurements would slow both systems unevenly in the next one.
         self.stopped_dirs = []
         self.results = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -155,8 +155,8 @@ void worker_run(const struct ipc_msg *request, int msg_fd, int result_fd);
 int worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid);
 
 /* mailbox_worker.c: serve DELIVER requests from the master on CHANNEL
- * as UID/GID (already switched to) until the master closes it, looking
- * users up on USERDB (connected before the switch; freed here). */
+ * as UID/GID (already switched to) until the master closes it. Users are
+ * looked up on USERDB, connected before the switch and freed here. */
 struct userdb_client;
 void mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *userdb);
 

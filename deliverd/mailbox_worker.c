@@ -102,7 +102,7 @@ can_deliver(const struct mailbox_worker *w, const struct userdb_entry *user, cha
 }
 
 /* Look up the user of job I, or reuse the entry an earlier job of the
- * same batch found for the same user: the batch was read at one moment,
+ * same batch found for the same user. The batch was read at one moment,
  * so one lookup serves all of its deliveries to that user. Returns as
  * userdb_lookup does. */
 static int

@@ -2,7 +2,7 @@
  * The root master: accepts LMTP connections and forks a session process
  * for each. Each DELIVER request the sessions send goes to a mailbox
  * worker of the pool (pool.c) when it is a mailbox delivery, else to a
- * one-shot worker forked for it; at most deliverd_max_processes workers
+ * one-shot worker forked for it. At most deliverd_max_processes workers
  * of both kinds run at a time. The master relays each RESULT back and
  * reads only IPC frames from its own children.
  */

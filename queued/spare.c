@@ -262,7 +262,7 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 		return errno == ENOENT ? 0 : remove_at(dir_fd, name);
 	}
 
-	/* Emptied once it has left DIR_FD, so a spare holds neither old
+	/* Emptied once it has left DIR_FD, so a spare contains neither old
 	 * text nor disk space, and no client gets old text with it. */
 	if (empty_file_at(spool->spare_fd, spare) < 0) {
 		unlinkat(spool->spare_fd, spare, 0);

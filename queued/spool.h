@@ -16,7 +16,7 @@
  * Every envelope in queue/ is loaded and delivered.
  *
  * Spare files: a file system that allocates an inode for every new file
- * and frees it again soon after pays twice per file, and ext4 without a
+ * and frees it again soon after pays twice per file. ext4 without a
  * journal pays more as the rate grows, because it skips inodes freed
  * within the last minute when it looks for a free one. Freeing blocks
  * costs too (a discard request each, where the file system is mounted

@@ -157,7 +157,7 @@ def test_pam_worker_keeps_root_alone(pam_host):
         assert re.search(r"^Uid:\s+0\s", status.read(), re.M)
     with open("/proc/%d/status" % host.procs["authd"].pid) as status:
         assert not re.search(r"^Uid:\s+0\s", status.read(), re.M)
-    # The worker holds neither listening socket.
+    # The worker has neither listening socket open.
     sockets = [os.readlink("/proc/%d/fd/%s" % (worker, fd))
                for fd in os.listdir("/proc/%d/fd" % worker)]
     assert sum(1 for target in sockets if target.startswith("socket:")) == 1

@@ -262,9 +262,9 @@ def test_max_uid_not_star(imaphost):
 
 def test_sequence_sets_on_empty_mailbox(imaphost):
     conn = selected(imaphost)
-    # RFC 9051's seq-number rule says a server should reply BAD to a message
-    # number above EXISTS, and that includes * in an empty mailbox. A UID
-    # set that matches nothing is not an error.
+    # By RFC 9051's seq-number rule, a message number above EXISTS gets
+    # BAD, and that includes * in an empty mailbox. A UID set that
+    # matches nothing is not an error.
     cases = [
         ("FETCH 1:* FLAGS", ["BAD Invalid message number: the mailbox has 0 messages"]),
         ("UID FETCH 1:* FLAGS", ["OK UID Fetch completed."]),

@@ -65,11 +65,12 @@ def test_new_messages_reuse_spare_files(mailhost):
     spool = mailhost.dir / "spool"
     data = list((spool / "data").iterdir())
     envelope = list((spool / "queue").iterdir())
-    assert len(data) == 1 and len(envelope) == 1
+    assert len(data) == 1
+    assert len(envelope) == 1
     assert data[0].stat().st_ino in spare_inodes
     assert envelope[0].stat().st_ino in spare_inodes
     assert len(spare_files(mailhost)) < len(spare_inodes)
-    # The reused data file holds this message only, nothing of the old one.
+    # The reused data file contains this message only, nothing of the old one.
     assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
     assert data[0].stat().st_size < 2 * len(BODY)
 
