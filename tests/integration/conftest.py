@@ -42,6 +42,77 @@ VIRTUAL_USERS = {
 SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
 
 
+# The test PKI, made once per test session by tls_pki().
+TLS_SERVER_NAME = "mail.example.test"
+TLS_OTHER_NAME = "smtp.other.test"
+_PKI = None
+
+
+def make_certificate(directory, stem, names, ca_dir):
+    """Write STEM.pem and STEM.key (0600) in DIRECTORY: a P-256 certificate
+    for NAMES (DNS names or IPv4 addresses, the first also the CN), signed
+    by the CA in CA_DIR."""
+    directory = Path(directory)
+    key = directory / (stem + ".key")
+    csr = directory / (stem + ".csr")
+    cert = directory / (stem + ".pem")
+    ext = directory / (stem + ".ext")
+    ext.write_text(
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectAltName = %s\n" % ", ".join(
+            ("IP:" if n.replace(".", "").isdigit() else "DNS:") + n for n in names))
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=%s" % names[0]],
+        check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(Path(ca_dir) / "ca.pem"),
+         "-CAkey", str(Path(ca_dir) / "ca.key"), "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+         "-days", "30", "-extfile", str(ext), "-out", str(cert)],
+        check=True, capture_output=True)
+    csr.unlink()
+    ext.unlink()
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+    return cert, key
+
+
+def tls_pki():
+    """The test CA and two server certificates, made once per session:
+    ca.pem; server.pem/.key for mail.example.test (also localhost and
+    127.0.0.1); other.pem/.key for smtp.other.test. Returns the directory."""
+    global _PKI
+    if _PKI is not None:
+        return _PKI
+    directory = Path(tempfile.mkdtemp(prefix="est-pki-", dir="/tmp"))
+    os.chmod(directory, 0o755)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.pem"),
+         "-days", "30", "-subj", "/CN=Estafeta Test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        check=True, capture_output=True)
+    make_certificate(directory, "server", [TLS_SERVER_NAME, "localhost", "127.0.0.1"], directory)
+    make_certificate(directory, "other", [TLS_OTHER_NAME], directory)
+    _PKI = directory
+    return directory
+
+
+def tls_client_context():
+    """An ssl.SSLContext that trusts only the test CA."""
+    import ssl
+    context = ssl.create_default_context(cafile=str(tls_pki() / "ca.pem"))
+    return context
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _PKI is not None:
+        shutil.rmtree(_PKI, ignore_errors=True)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, skipped in the sanitizer pass")
 
@@ -113,12 +184,16 @@ class RawSMTP:
 class MailHost:
     """One Estafeta installation under DIR, driven by the tests."""
 
-    def __init__(self, settings=None, netns=None):
+    def __init__(self, settings=None, netns=None, tls=False):
         self.netns = netns
         self.dir = Path(tempfile.mkdtemp(prefix="est-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.smtp_port = free_port()
         self.imap_port = free_port()
+        self.submission_port = free_port()
+        self.smtps_port = free_port()
+        self.imaps_port = free_port()
+        self.tls = tls
         self.procs = {}
         self.logs = {}
         self.log_starts = {}
@@ -145,6 +220,8 @@ class MailHost:
             "imapd_listen": "127.0.0.1:%d" % self.imap_port,
             "syslog": "no",
         }
+        if tls:
+            self.settings.update(self.tls_settings())
         self.settings.update(settings or {})
         self.write_config()
         self.write_users()
@@ -155,6 +232,26 @@ class MailHost:
         self.env = dict(os.environ, ESTAFETA_CONFIG=str(self.config_path))
 
     # Files
+
+    def tls_settings(self):
+        """Copy the test certificates into DIR/etc/tls (keys 0600, as on a
+        real host) and return the TLS and TLS-listener parameters."""
+        pki = tls_pki()
+        tls_dir = self.dir / "etc" / "tls"
+        tls_dir.mkdir(mode=0o755)
+        for name in ("ca.pem", "server.pem", "server.key", "other.pem", "other.key"):
+            shutil.copy2(pki / name, tls_dir / name)
+        settings = {
+            "tls_cert_file": str(tls_dir / "server.pem"),
+            "tls_key_file": str(tls_dir / "server.key"),
+            "tls_sni_certificates": "%s:%s" % (tls_dir / "other.pem", tls_dir / "other.key"),
+            "smtpd_submission_listen": "127.0.0.1:%d" % self.submission_port,
+            "smtpd_smtps_listen": "127.0.0.1:%d" % self.smtps_port,
+        }
+        # imapd's implicit TLS listener, once imapd has the parameter.
+        if "imapd_imaps_listen" in (REPO / "lib" / "params_imapd.c").read_text():
+            settings["imapd_imaps_listen"] = "127.0.0.1:%d" % self.imaps_port
+        return settings
 
     def write_config(self):
         lines = ["# written by tests/integration/conftest.py"]
@@ -290,6 +387,20 @@ class MailHost:
     def imap(self):
         return imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
 
+    def submission(self):
+        """smtplib on the submission port, before STARTTLS."""
+        return smtplib.SMTP("127.0.0.1", self.submission_port,
+                            local_hostname="client.example.test", timeout=30)
+
+    def smtps(self, server_hostname=TLS_SERVER_NAME):
+        """smtplib on the implicit TLS port, trusting the test CA."""
+        context = tls_client_context()
+        client = smtplib.SMTP_SSL(local_hostname="client.example.test", timeout=30,
+                                  context=context)
+        client._host = server_hostname  # SNI name and certificate check
+        client.connect("127.0.0.1", self.smtps_port)
+        return client
+
     def raw(self, source=None):
         conn = RawSMTP(self.smtp_port, source=source)
         code, _ = conn.reply()
@@ -367,8 +478,8 @@ def pytest_runtest_makereport(item, call):
 def make_mailhost(request):
     hosts = []
 
-    def factory(start=True, aliases=None, netns=None, **settings):
-        host = MailHost({k: str(v) for k, v in settings.items()}, netns=netns)
+    def factory(start=True, aliases=None, netns=None, tls=False, **settings):
+        host = MailHost({k: str(v) for k, v in settings.items()}, netns=netns, tls=tls)
         hosts.append(host)
         if aliases is not None:
             host.write_aliases(aliases)
