@@ -16,7 +16,7 @@ LOCALSTATEDIR ?= /var
 DESTDIR  ?=
 SANITIZE ?=
 
-PKGS     := libevent openssl libsystemd
+PKGS     := libevent libevent_openssl openssl libsystemd
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter

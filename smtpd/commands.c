@@ -37,6 +37,7 @@ static const struct command commands[] = {
 	{ "VRFY", COUNT_VRFY, command_vrfy },
 	{ "EXPN", COUNT_EXPN, command_expn },
 	{ "HELP", COUNT_HELP, command_help },
+	{ "STARTTLS", COUNT_STARTTLS, command_starttls },
 	{ NULL, COUNT_UNKNOWN, NULL },
 };
 
@@ -66,7 +67,7 @@ command_dispatch(struct session *s, char *line)
 	while (*args == ' ')
 		args++;
 	for (cmd = commands; cmd->name != NULL; cmd++)
-		if (name_len == 4 && ascii_ncasecmp(line, cmd->name, 4) == 0)
+		if (name_len == strlen(cmd->name) && ascii_ncasecmp(line, cmd->name, name_len) == 0)
 			break;
 
 	s->command_counter = (int)cmd->counter;
@@ -149,9 +150,11 @@ command_ehlo(struct session *s, char *args)
 	    "250-SIZE %lld\r\n"
 	    "250-8BITMIME\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "%s"
 	    "250-SMTPUTF8\r\n"
 	    "250 CHUNKING",
-	    settings->hostname, settings->message_size_limit);
+	    settings->hostname, settings->message_size_limit,
+	    tls_offered(s) ? "250-STARTTLS\r\n" : "");
 }
 
 static void

@@ -18,15 +18,17 @@ format_date(char *out, size_t outsize)
 }
 
 /*
- * The with-protocol name: RFC 3848 (SMTP, ESMTP) and RFC 6531
- * (UTF8SMTP for a transaction with SMTPUTF8).
+ * The with-protocol name: RFC 3848 (SMTP, ESMTP, and ESMTPS on TLS) and
+ * RFC 6531 (UTF8SMTP and UTF8SMTPS for a transaction with SMTPUTF8).
  */
 static const char *
 protocol_name(const struct session *s)
 {
 	if (!s->esmtp)
 		return "SMTP";
-	return s->tx.smtputf8 ? "UTF8SMTP" : "ESMTP";
+	if (s->tx.smtputf8)
+		return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+	return s->tls_active ? "ESMTPS" : "ESMTP";
 }
 
 /*
@@ -38,16 +40,19 @@ protocol_name(const struct session *s)
 char *
 received_header(const struct session *s)
 {
-	char date[64], recipient[ADDR_MAX * 4 + 16] = "";
+	char date[64], recipient[ADDR_MAX * 4 + 16] = "", tls[sizeof s->tls_description + 16] = "";
 	const char *ipv6_tag = strchr(s->ip, ':') != NULL ? "IPv6:" : "";
 
 	format_date(date, sizeof date);
 	if (s->tx.nrecipients == 1)
 		snprintf(recipient, sizeof recipient, "\n\tfor <%s>", s->tx.recipients[0]);
+	if (s->tls_active)
+		snprintf(tls, sizeof tls, "\t(using %s)\n", s->tls_description);
 
 	return xasprintf("Received: from %s (%s [%s%s])\n"
+	    "%s"
 	    "\tby %s (Estafeta) with %s id %s%s;\n"
 	    "\t%s\n",
-	    s->helo, s->name, ipv6_tag, s->ip, s->server->settings.hostname, protocol_name(s),
-	    s->tx.queue_id, recipient, date);
+	    s->helo, s->name, ipv6_tag, s->ip, tls, s->server->settings.hostname,
+	    protocol_name(s), s->tx.queue_id, recipient, date);
 }

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <openssl/ssl.h>
 
 #include "ipc.h"
 #include "log.h"
@@ -55,12 +56,36 @@ session_set_state(struct session *s, enum session_state state)
 }
 
 void
-session_accept(struct smtpd *server, int fd, const struct sockaddr *sa, socklen_t salen)
+session_attach(struct session *s, struct bufferevent *bev)
 {
-	struct session *s = xcalloc(1, sizeof *s);
 	size_t high_watermark = INPUT_HIGH_WATERMARK;
 
+	s->bev = bev;
+
+	/* A command line up to the limit must fit in the input buffer. */
+	if (s->server->settings.line_length_limit + 2 > high_watermark)
+		high_watermark = s->server->settings.line_length_limit + 2;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, high_watermark);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	session_set_timeout(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void
+session_greet(struct session *s)
+{
+	session_reply(s, "220 %s ESMTP Estafeta", s->server->settings.hostname);
+}
+
+void
+session_accept(struct smtpd *server, enum listener_kind kind, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+	struct bufferevent *bev;
+
 	s->server = server;
+	s->listener = kind;
 	s->id = ++server->next_session_id;
 	memcpy(&s->addr, sa, salen < sizeof s->addr ? salen : sizeof s->addr);
 	netaddr_format(sa, s->ip, sizeof s->ip);
@@ -70,29 +95,28 @@ session_accept(struct smtpd *server, int fd, const struct sockaddr *sa, socklen_
 	s->last_command = "CONNECT";
 	s->command_counter = -1;
 
-	s->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
+	/* On the implicit TLS listener the greeting waits for the handshake. */
+	if (kind == LISTENER_SMTPS)
+		bev = tls_accept(s, fd);
+	else
+		bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
 		log_error("cannot set up a session for unknown[%s]", s->ip);
-		close(fd);
+		if (kind != LISTENER_SMTPS)
+			close(fd);
 		free(s);
 		return;
 	}
 	s->close_event = event_new(server->base, -1, 0, session_close_cb, s);
 	s->queue_timer = NULL;
-
-	/* A command line up to the limit must fit in the input buffer. */
-	if (server->settings.line_length_limit + 2 > high_watermark)
-		high_watermark = server->settings.line_length_limit + 2;
-	bufferevent_setwatermark(s->bev, EV_READ, 0, high_watermark);
-	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	TAILQ_INSERT_TAIL(&server->sessions, s, entry);
 	server->nsessions++;
 
 	log_info("connect from %s[%s]", s->name, s->ip);
-	s->state = SESSION_COMMAND;
-	session_set_timeout(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	session_reply(s, "220 %s ESMTP Estafeta", server->settings.hostname);
+	s->state = kind == LISTENER_SMTPS ? SESSION_WAITING : SESSION_COMMAND;
+	session_attach(s, bev);
+	if (kind != LISTENER_SMTPS)
+		session_greet(s);
 }
 
 /* Append "name=ok/total" (or "name=total" when all succeeded) for the disconnect line. */
@@ -101,7 +125,7 @@ format_counters(const struct session *s, char *out, size_t outsize)
 {
 	static const char *const names[COUNT_MAX] = {
 		"ehlo", "helo", "mail", "rcpt", "data", "bdat", "rset", "noop", "quit",
-		"vrfy", "expn", "help", "unknown",
+		"vrfy", "expn", "help", "starttls", "unknown",
 	};
 	unsigned ok = 0, total = 0;
 	size_t used = 0;
@@ -142,6 +166,10 @@ session_free(struct session *s)
 
 	TAILQ_REMOVE(&s->server->sessions, s, entry);
 	s->server->nsessions--;
+
+	/* Send close_notify if the socket takes it now; nothing waits for the reply. */
+	if (s->tls_active)
+		SSL_shutdown(s->ssl);
 	bufferevent_free(s->bev);
 	event_free(s->close_event);
 	free(s);
@@ -365,6 +393,10 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		event_active(s->close_event, EV_TIMEOUT, 1);
 		return;
 	}
+	if (s->tls_starting) {
+		tls_start(s);	/* the 220 to STARTTLS has been sent */
+		return;
+	}
 	if (s->output_paused) {
 		s->output_paused = 0;
 		if (s->state != SESSION_WAITING)
@@ -378,6 +410,15 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_handshake_done(s);
+		return;
+	}
+	if (s->tls_handshaking) {
+		tls_log_handshake_failure(s, what);
+		session_free(s);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    s->state != SESSION_CLOSING) {
 		log_info("timeout after %s from %s[%s]", s->last_command, s->name, s->ip);

@@ -24,6 +24,7 @@
 #include "netaddr.h"
 #include "privsep.h"
 #include "smtpd.h"
+#include "tls.h"
 #include "userdb_async.h"
 #include "util.h"
 
@@ -114,8 +115,12 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 	struct smtpd *server = arg;
 	const struct smtpd_settings *settings = &server->settings;
 	char ip[SMTPD_IP_MAX], reply[512];
+	enum listener_kind kind = LISTENER_MX;
 
 	netaddr_format(sa, ip, sizeof ip);
+	for (size_t i = 0; i < server->nlisteners; i++)
+		if (server->listeners[i] == listener)
+			kind = server->listener_kinds[i];
 
 	if ((long long)server->nsessions >= settings->max_connections) {
 		log_warn("connection limit of %lld reached: rejecting unknown[%s]",
@@ -134,7 +139,7 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 		reject_connection(fd, reply);
 		return;
 	}
-	session_accept(server, fd, sa, (socklen_t)salen);
+	session_accept(server, kind, fd, sa, (socklen_t)salen);
 }
 
 static void
@@ -144,21 +149,21 @@ accept_error_cb(struct evconnlistener *listener, void *arg)
 	log_warn("accept failed: %s", strerror(errno));
 }
 
-/* Bind one smtpd_listen item. Returns the socket, or -1 for an address
- * family the kernel does not support (an IPv6-less host). */
+/* Bind one item of the listener parameter PARAM. Returns the socket, or
+ * -1 for an address family the kernel does not support (an IPv6-less host). */
 static int
-listen_socket(const char *item)
+listen_socket(const char *param, const char *item)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int fd, on = 1;
 
 	if (netaddr_parse_listen(item, &ss, &sslen) < 0)
-		fatalx("invalid smtpd_listen address \"%s\": expected IPv4:port or [IPv6]:port", item);
+		fatalx("invalid %s address \"%s\": expected IPv4:port or [IPv6]:port", param, item);
 
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 && errno == EAFNOSUPPORT) {
-		log_warn("skipping smtpd_listen address %s: address family not supported", item);
+		log_warn("skipping %s address %s: address family not supported", param, item);
 		return -1;
 	}
 	if (fd < 0)
@@ -170,7 +175,7 @@ listen_socket(const char *item)
 		fatal("IPV6_V6ONLY on %s", item);
 	if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
 		if (errno == EADDRNOTAVAIL && ss.ss_family == AF_INET6) {
-			log_warn("skipping smtpd_listen address %s: no IPv6 on this host", item);
+			log_warn("skipping %s address %s: no IPv6 on this host", param, item);
 			close(fd);
 			return -1;
 		}
@@ -182,28 +187,39 @@ listen_socket(const char *item)
 }
 
 static void
-listen_all(struct smtpd *server)
+listen_on(struct smtpd *server, const char *param, enum listener_kind kind)
 {
-	char *const *items = config_list("smtpd_listen");
+	static const char *const kind_names[] = { "mx", "submission", "smtps" };
+	char *const *items = config_list(param);
 
 	for (size_t i = 0; items[i] != NULL; i++) {
-		int fd = listen_socket(items[i]);
+		int fd = listen_socket(param, items[i]);
 		struct evconnlistener *listener;
 
 		if (fd < 0)
 			continue;
 		if (server->nlisteners == SMTPD_MAX_LISTENERS)
-			fatalx("too many smtpd_listen addresses (at most %d)", SMTPD_MAX_LISTENERS);
+			fatalx("too many listen addresses in smtpd_listen, smtpd_submission_listen and smtpd_smtps_listen (at most %d in all)",
+			    SMTPD_MAX_LISTENERS);
 		listener = evconnlistener_new(server->base, accept_cb, server,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 		if (listener == NULL)
 			fatalx("cannot watch listening socket %s", items[i]);
 		evconnlistener_set_error_cb(listener, accept_error_cb);
+		server->listener_kinds[server->nlisteners] = kind;
 		server->listeners[server->nlisteners++] = listener;
-		log_info("listening on %s", items[i]);
+		log_info("listening on %s (%s)", items[i], kind_names[kind]);
 	}
+}
+
+static void
+listen_all(struct smtpd *server)
+{
+	listen_on(server, "smtpd_listen", LISTENER_MX);
+	listen_on(server, "smtpd_submission_listen", LISTENER_SUBMISSION);
+	listen_on(server, "smtpd_smtps_listen", LISTENER_SMTPS);
 	if (server->nlisteners == 0)
-		fatalx("no usable smtpd_listen address");
+		fatalx("no usable smtpd_listen, smtpd_submission_listen or smtpd_smtps_listen address");
 }
 
 /* Each session holds up to three descriptors: the client, queued and the spool file. */
@@ -236,9 +252,10 @@ signal_reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct smtpd *server = arg;
 
 	/* The alias map is also reopened on its own when the file changes. */
-	log_info("received SIGHUP, reopening the alias map");
+	log_info("received SIGHUP, reopening the alias map and the TLS certificates");
 	cdbmap_close(server->aliases);
 	server->aliases = cdbmap_open(server->settings.alias_map_path);
+	tls_reload(server);
 }
 
 int
@@ -257,6 +274,7 @@ main(int argc, char **argv)
 	if (server->base == NULL)
 		fatalx("event_base_new failed");
 	listen_all(server);
+	tls_setup(server);
 
 	privsep_drop(config_string("smtpd_user"), NULL);
 
@@ -279,6 +297,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < server->nlisteners; i++)
 		evconnlistener_free(server->listeners[i]);
 	session_free_all(server);
+	tls_server_free(server->tls);
 	userdb_async_free(server->userdb);
 	cdbmap_close(server->aliases);
 	netaddr_list_free(server->mynetworks);

@@ -41,6 +41,13 @@ struct session;
 
 #define SMTPD_MAX_LISTENERS	16
 
+/* The kind of listener a session came from; it decides TLS and AUTH. */
+enum listener_kind {
+	LISTENER_MX,		/* smtpd_listen: port 25, STARTTLS offered */
+	LISTENER_SUBMISSION,	/* smtpd_submission_listen: port 587, STARTTLS offered */
+	LISTENER_SMTPS,		/* smtpd_smtps_listen: port 465, TLS from the first byte */
+};
+
 struct smtpd {
 	struct event_base *base;
 	struct evconnlistener *listeners[SMTPD_MAX_LISTENERS];
@@ -52,6 +59,11 @@ struct smtpd {
 	TAILQ_HEAD(, session) sessions;
 	size_t nsessions;
 	unsigned long long next_session_id;
+
+	/* TLS (smtpd/tls.c): the context for new sessions, NULL without
+	 * tls_cert_file, and the kind of each listener. */
+	struct tls_server *tls;
+	enum listener_kind listener_kinds[SMTPD_MAX_LISTENERS];
 };
 
 enum session_state {
@@ -66,7 +78,7 @@ enum session_state {
 enum session_counter {
 	COUNT_EHLO, COUNT_HELO, COUNT_MAIL, COUNT_RCPT, COUNT_DATA, COUNT_BDAT,
 	COUNT_RSET, COUNT_NOOP, COUNT_QUIT, COUNT_VRFY, COUNT_EXPN, COUNT_HELP,
-	COUNT_UNKNOWN, COUNT_MAX
+	COUNT_STARTTLS, COUNT_UNKNOWN, COUNT_MAX
 };
 
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
@@ -156,13 +168,22 @@ struct session {
 	int command_counter;		/* counter of the command still running, or -1 */
 	unsigned command_errors;	/* errors when that command started */
 	int quit;
+
+	/* TLS (smtpd/tls.c). */
+	enum listener_kind listener;
+	struct ssl_st *ssl;		/* owned by bev once TLS starts, else NULL */
+	int tls_starting;		/* STARTTLS accepted: handshake after the 220 is sent */
+	int tls_handshaking;
+	int tls_active;			/* the handshake is complete */
+	char tls_description[128];	/* tls_describe text, for logs and Received: */
 };
 
 /* smtpd.c */
 extern struct smtpd smtpd;
 
 /* session.c */
-void session_accept(struct smtpd *server, int fd, const struct sockaddr *sa, socklen_t salen);
+void session_accept(struct smtpd *server, enum listener_kind kind, int fd,
+    const struct sockaddr *sa, socklen_t salen);
 void session_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void session_reply_raw(struct session *s, const char *text);
 void session_log_reject(struct session *s, const char *stage, const char *reply,
@@ -206,6 +227,21 @@ void recipient_lookup_cancel(struct session *s);
 
 /* received.c */
 char *received_header(const struct session *s);
+
+/* tls.c: STARTTLS and implicit TLS */
+void tls_setup(struct smtpd *server);
+void tls_reload(struct smtpd *server);
+int tls_offered(const struct session *s);
+void command_starttls(struct session *s, char *args);
+struct bufferevent *tls_accept(struct session *s, int fd);
+void tls_start(struct session *s);
+void tls_handshake_done(struct session *s);
+void tls_log_handshake_failure(struct session *s, short what);
+
+/* session.c, for tls.c: take BEV as the session's connection (callbacks,
+ * limits, timeouts), and send the 220 greeting. */
+void session_attach(struct session *s, struct bufferevent *bev);
+void session_greet(struct session *s);
 
 /* queue_client.c */
 int queue_client_new(struct session *s, enum queue_request request);
