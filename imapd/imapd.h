@@ -32,12 +32,19 @@ struct imapd_settings {
 
 extern struct imapd_settings imapd_settings;
 
+/* The TLS context for new connections, NULL when tls_cert_file is not set.
+ * The master replaces it on SIGHUP; a forked process keeps the one it was
+ * forked with, and a mail process frees it before it reads anything. */
+struct tls_server;
+extern struct tls_server *imapd_tls;
+
 /* One accepted connection, as passed to the login process. */
 struct imapd_client {
 	int fd;
 	char rip[IMAPD_IP_MAX];
 	char lip[IMAPD_IP_MAX];
 	int loopback;
+	int implicit_tls;	/* accepted on imapd_imaps_listen: TLS before the greeting */
 	unsigned long long session_id;
 };
 

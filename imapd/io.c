@@ -41,6 +41,8 @@ imap_io_wait(struct imap_io *io, int timeout_ms)
 
 	if (imap_io_buffered(io) > 0)
 		return 1;
+	if (io->transport != NULL && io->transport->pending(io->transport->ctx) > 0)
+		return 1;
 	do
 		n = poll(&pfd, 1, timeout_ms);
 	while (n < 0 && errno == EINTR);
@@ -71,7 +73,9 @@ fill(struct imap_io *io)
 	if (ready < 0)
 		return 0;
 	do
-		n = read(io->fd, io->in + io->inlen, sizeof io->in - io->inlen);
+		n = io->transport != NULL ?
+		    io->transport->read(io->transport->ctx, io->in + io->inlen, sizeof io->in - io->inlen) :
+		    read(io->fd, io->in + io->inlen, sizeof io->in - io->inlen);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return 0;
@@ -415,15 +419,48 @@ imap_io_astring(struct imap_io *io, const char *text, size_t len)
 	imap_io_nstring(io, text != NULL ? text : "", text != NULL ? len : 0);
 }
 
+/* Write all of DATA through the transport. 0, or -1 with errno set. */
+static int
+transport_write_all(const struct imap_io_transport *transport, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = transport->write(transport->ctx, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int
 imap_io_flush(struct imap_io *io)
 {
+	int r;
+
 	if (io->outlen == 0)
 		return io->failed ? -1 : 0;
-	if (!io->failed && write_all(io->fd, io->out, io->outlen) < 0)
-		io->failed = 1;
+	if (!io->failed) {
+		r = io->transport != NULL ?
+		    transport_write_all(io->transport, io->out, io->outlen) :
+		    write_all(io->fd, io->out, io->outlen);
+		if (r < 0)
+			io->failed = 1;
+	}
 	io->outlen = 0;
 	return io->failed ? -1 : 0;
+}
+
+size_t
+imap_io_discard_input(struct imap_io *io)
+{
+	size_t n = io->inlen - io->inpos;
+
+	io->inpos = io->inlen = 0;
+	return n;
 }
 
 size_t

@@ -8,11 +8,26 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define IMAP_IO_BUFFER	16384
 
+/*
+ * A transport in place of plain read(2) and write(2) on the socket: TLS
+ * in the login process. READ and WRITE return like read(2) and write(2);
+ * PENDING returns the bytes the transport has decoded but not yet
+ * returned, which poll(2) on the socket cannot see.
+ */
+struct imap_io_transport {
+	ssize_t (*read)(void *ctx, void *buf, size_t len);
+	ssize_t (*write)(void *ctx, const void *buf, size_t len);
+	size_t (*pending)(void *ctx);
+	void *ctx;
+};
+
 struct imap_io {
 	int fd;
+	const struct imap_io_transport *transport;	/* NULL: the socket itself */
 	char in[IMAP_IO_BUFFER];
 	size_t inpos, inlen;
 	char *out;
@@ -87,6 +102,10 @@ void imap_io_astring(struct imap_io *io, const char *text, size_t len);
 /* NIL for NULL, else like imap_io_astring but never an atom. */
 void imap_io_nstring(struct imap_io *io, const char *text, size_t len);
 int imap_io_flush(struct imap_io *io);
+
+/* Drop the unconsumed input: what a client sent after STARTTLS in the
+ * same packet must not run once TLS is up. Returns the bytes dropped. */
+size_t imap_io_discard_input(struct imap_io *io);
 
 /* Take the unconsumed input out of IO (for the login handoff). */
 size_t imap_io_take_input(struct imap_io *io, char *out, size_t outsize);

@@ -1,16 +1,20 @@
 /*
  * The login process: one per connection, running as imapd_login_user.
  * It parses everything a client sends before authentication (RFC 3501
- * not-authenticated state) and checks passwords through authd's
+ * not-authenticated state), runs the TLS handshake for STARTTLS and for
+ * the implicit-TLS listener, and checks passwords through authd's
  * auth_socket. On success it passes the client descriptor, the auth id
  * and cookie, and any pipelined input to the master. It exits once the
- * mail process has taken over.
+ * mail process has taken over, except on TLS: there it hands over one
+ * end of a socket pair instead and relays between it and the client
+ * (proxy.c) for the rest of the session.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -20,7 +24,9 @@
 #include "io.h"
 #include "ipc.h"
 #include "log.h"
+#include "login_tls.h"
 #include "parse.h"
+#include "proxy.h"
 #include "util.h"
 
 #define LOGIN_MAX_AUTH_FAILURES	3
@@ -28,9 +34,21 @@
 #define LOGIN_USER_MAX		320
 #define LOGIN_PASSWORD_MAX	1024
 
+/* A logged-in client may stay silent for imapd_idle_timeout; the proxy
+ * waits this much longer, so that the mail process's BYE gets through. */
+#define PROXY_IDLE_MARGIN_MS	(60 * 1000)
+
+/* The SASL mechanisms AUTHENTICATE runs through authd, in the order
+ * CAPABILITY lists them. Each is offered only when authd offers it. */
+static const char *const sasl_mechanisms[] = {
+	"PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", NULL,
+};
+
 struct login {
 	struct imapd_client *client;
 	struct imap_io io;
+	struct login_tls tls;	/* tls.ssl is NULL while the connection is plain */
+	long long deadline;	/* now_usec() value at which imapd_login_timeout ends */
 	int master_fd;
 	struct auth_client *auth;
 	int auth_failures;
@@ -39,20 +57,71 @@ struct login {
 };
 
 static int
+tls_active(const struct login *login)
+{
+	return login->tls.ssl != NULL;
+}
+
+/* Whether a password may be sent in the clear (LOGIN, PLAIN, LOGIN SASL):
+ * always on TLS, otherwise where imapd_plaintext_auth allows it. */
+static int
 plaintext_allowed(const struct login *login)
 {
 	const char *policy = imapd_settings.plaintext_auth;
 
-	if (strcmp(policy, "always") == 0)
+	if (tls_active(login) || strcmp(policy, "always") == 0)
 		return 1;
 	return strcmp(policy, "loopback") == 0 && login->client->loopback;
 }
 
+static int
+mechanism_known(const char *mech)
+{
+	for (size_t i = 0; sasl_mechanisms[i] != NULL; i++)
+		if (strcmp(sasl_mechanisms[i], mech) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Why AUTHENTICATE MECH may not run on this connection, as the text of
+ * the NO reply, or NULL when it may: mechanisms that send the password
+ * need plaintext_allowed, channel binding needs TLS.
+ */
+static const char *
+mechanism_refusal(const struct login *login, const char *mech)
+{
+	size_t len = strlen(mech);
+
+	if ((strcmp(mech, "PLAIN") == 0 || strcmp(mech, "LOGIN") == 0) && !plaintext_allowed(login))
+		return "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on this connection";
+	if (len > 5 && strcmp(mech + len - 5, "-PLUS") == 0 && !tls_active(login))
+		return "NO [PRIVACYREQUIRED] Channel binding needs TLS: use STARTTLS first";
+	return NULL;
+}
+
+static struct auth_client *auth_connection(struct login *login);
+
+/*
+ * The capabilities before login: STARTTLS until TLS is up (when a
+ * certificate is configured), LOGINDISABLED where passwords may not be
+ * sent in the clear, and an AUTH= name for every mechanism that authd
+ * offers and this connection allows.
+ */
 static void
 send_capability(struct login *login, const char *prefix)
 {
-	imap_io_printf(&login->io, "%sCAPABILITY " IMAPD_CAPS_COMMON "%s", prefix,
-	    plaintext_allowed(login) ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
+	struct auth_client *auth = auth_connection(login);
+
+	imap_io_printf(&login->io, "%sCAPABILITY " IMAPD_CAPS_COMMON, prefix);
+	if (imapd_tls != NULL && !tls_active(login))
+		imap_io_puts(&login->io, " STARTTLS");
+	for (size_t i = 0; auth != NULL && sasl_mechanisms[i] != NULL; i++)
+		if (auth_client_has_mech(auth, sasl_mechanisms[i]) &&
+		    mechanism_refusal(login, sasl_mechanisms[i]) == NULL)
+			imap_io_printf(&login->io, " AUTH=%s", sasl_mechanisms[i]);
+	if (!plaintext_allowed(login))
+		imap_io_puts(&login->io, " LOGINDISABLED");
 }
 
 static void
@@ -101,15 +170,34 @@ pending_input_hex(struct login *login)
 	return hex;
 }
 
-/* Wait for the mail process's RESULT, so that the process stays until
- * the login was claimed, then exit. */
+/*
+ * Pass the login to the master, which starts the mail process, and wait
+ * for the mail process's RESULT, so that this process stays until the
+ * login was claimed. A plain connection's socket goes to the mail
+ * process, and this process exits. On TLS the mail process gets one end
+ * of a socket pair, and this process relays between the other end and
+ * the client until the session ends.
+ */
 static void __attribute__((noreturn))
 hand_off(struct login *login, unsigned auth_id, const char *user, const char *method)
 {
 	struct ipc_msg *msg = ipc_msg_new("LOGIN");
 	struct pollfd pfd = { .fd = login->master_fd, .events = POLLIN };
+	int session_fd = login->client->fd;
+	int relay_pair[2] = { -1, -1 };
 	char *hex = pending_input_hex(login);
 	struct ipc_msg *result = NULL;
+
+	if (tls_active(login)) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, relay_pair) < 0) {
+			log_error("session=%llu: socketpair for the TLS proxy failed: %s",
+			    login->client->session_id, strerror(errno));
+			reply(login, "NO [UNAVAILABLE] Internal error, try again later");
+			imap_io_flush(&login->io);
+			_exit(1);
+		}
+		session_fd = relay_pair[1];
+	}
 
 	ipc_msg_addf(msg, "session", "%llu", login->client->session_id);
 	ipc_msg_addf(msg, "auth_id", "%u", auth_id);
@@ -119,11 +207,12 @@ hand_off(struct login *login, unsigned auth_id, const char *user, const char *me
 	ipc_msg_add(msg, "method", method);
 	ipc_msg_add(msg, "rip", login->client->rip);
 	ipc_msg_add(msg, "lip", login->client->lip);
+	ipc_msg_add(msg, "tls", tls_active(login) ? "yes" : "no");
 	ipc_msg_add(msg, "input", hex);
 	free(hex);
 	imap_io_flush(&login->io);
 
-	if (ipc_send(login->master_fd, msg, login->client->fd) < 0) {
+	if (ipc_send(login->master_fd, msg, session_fd) < 0) {
 		log_error("session=%llu: handoff to the master failed: %s",
 		    login->client->session_id, strerror(errno));
 		reply(login, "NO [UNAVAILABLE] Internal error, try again later");
@@ -131,7 +220,7 @@ hand_off(struct login *login, unsigned auth_id, const char *user, const char *me
 		_exit(1);
 	}
 	ipc_msg_free(msg);
-	close(login->client->fd);
+	close(session_fd);
 
 	if (poll(&pfd, 1, (int)imapd_settings.auth_timeout * 2000) > 0)
 		result = ipc_recv(login->master_fd);
@@ -139,6 +228,17 @@ hand_off(struct login *login, unsigned auth_id, const char *user, const char *me
 		log_warn("session=%llu: no result from the mail process", login->client->session_id);
 	ipc_msg_free(result);
 	auth_client_free(login->auth);
+	close(login->master_fd);
+	if (!tls_active(login))
+		_exit(0);
+
+	/* The relay needs only the SSL, which holds its own reference to the
+	 * context. */
+	tls_server_free(imapd_tls);
+	imapd_tls = NULL;
+	imap_io_free(&login->io);
+	proxy_run(&login->tls, relay_pair[0], login->client->session_id,
+	    imapd_settings.idle_timeout * 1000 + PROXY_IDLE_MARGIN_MS);
 	_exit(0);
 }
 
@@ -156,7 +256,7 @@ authenticate(struct login *login, const char *mech, const char *resp, const char
 	unsigned id;
 
 	if (auth == NULL || (id = auth_client_begin(auth, mech, resp, login->client->rip,
-	    login->client->lip, login->client->loopback)) == 0) {
+	    login->client->lip, login->client->loopback || tls_active(login))) == 0) {
 		reply(login, "NO [UNAVAILABLE] Authentication service unavailable, try again later");
 		auth_client_free(login->auth);
 		login->auth = NULL;
@@ -194,12 +294,14 @@ authenticate(struct login *login, const char *mech, const char *resp, const char
 
 	switch (kind) {
 	case AUTH_REPLY_OK:
-		log_info("session=%llu: login: user=<%s>, method=%s, rip=%s", login->client->session_id,
-		    data, mech, login->client->rip);
+		log_info("session=%llu: login: user=<%s>, method=%s, rip=%s, tls=%s",
+		    login->client->session_id, data, mech, login->client->rip,
+		    tls_active(login) ? "yes" : "no");
 		hand_off(login, id, data, mech);
 	case AUTH_REPLY_FAIL:
-		log_info("session=%llu: login failed: user=<%s>, method=%s, rip=%s",
-		    login->client->session_id, shown_user, mech, login->client->rip);
+		log_info("session=%llu: login failed: user=<%s>, method=%s, rip=%s, tls=%s",
+		    login->client->session_id, shown_user, mech, login->client->rip,
+		    tls_active(login) ? "yes" : "no");
 		reply(login, "NO [AUTHENTICATIONFAILED] Authentication failed.");
 		login->auth_failures++;
 		break;
@@ -281,7 +383,7 @@ static void
 cmd_authenticate(struct login *login, struct imap_parser *parser)
 {
 	char mech[32], initial[IMAPD_LOGIN_LINE_MAX];
-	const char *resp = NULL;
+	const char *resp = NULL, *refusal;
 
 	if (imap_parse_sp(parser) < 0 || imap_parse_atom(parser, mech, sizeof mech) < 0) {
 		reply(login, "BAD Invalid arguments: expected AUTHENTICATE mechanism");
@@ -304,16 +406,66 @@ cmd_authenticate(struct login *login, struct imap_parser *parser)
 		login->bad_commands++;
 		return;
 	}
-	if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
+	if (!mechanism_known(mech) || auth_connection(login) == NULL ||
+	    !auth_client_has_mech(login->auth, mech)) {
 		reply(login, "NO Unsupported authentication mechanism");
 		return;
 	}
-	if (!plaintext_allowed(login)) {
-		reply(login, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on this connection");
+	refusal = mechanism_refusal(login, mech);
+	if (refusal != NULL) {
+		reply(login, refusal);
 		return;
 	}
 	authenticate(login, mech, resp, "");
 	explicit_bzero(initial, sizeof initial);
+}
+
+/* Run the handshake and switch the connection's I/O to TLS. 0 or -1. */
+static int
+start_tls(struct login *login)
+{
+	if (login_tls_accept(&login->tls, imapd_tls, login->client->fd, login->deadline,
+	    login->client->session_id, login->client->rip) < 0)
+		return -1;
+	login->io.transport = &login->tls.transport;
+	return 0;
+}
+
+/*
+ * STARTTLS (RFC 3501 section 6.2.1). Whatever the client sent after the
+ * command before the handshake is dropped unread: executed later, such
+ * plaintext would pass for commands sent inside TLS (CVE-2011-0411).
+ */
+static void
+cmd_starttls(struct login *login, struct imap_parser *parser)
+{
+	size_t dropped;
+
+	if (!imap_parse_at_end(parser)) {
+		reply(login, "BAD Unexpected arguments: expected STARTTLS alone");
+		login->bad_commands++;
+		return;
+	}
+	if (tls_active(login)) {
+		reply(login, "BAD TLS is already active");
+		login->bad_commands++;
+		return;
+	}
+	if (imapd_tls == NULL) {
+		reply(login, "BAD STARTTLS is not available: no certificate configured");
+		login->bad_commands++;
+		return;
+	}
+
+	reply(login, "OK Begin TLS negotiation now");
+	if (imap_io_flush(&login->io) < 0)
+		_exit(0);
+	dropped = imap_io_discard_input(&login->io);
+	if (dropped > 0)
+		log_warn("session=%llu: discarded %zu bytes sent after STARTTLS before the TLS handshake: rip=%s",
+		    login->client->session_id, dropped, login->client->rip);
+	if (start_tls(login) < 0)
+		_exit(0);
 }
 
 /* ID ( "name" "value" ... ) or ID NIL (RFC 2971): the client's fields are not used. */
@@ -366,8 +518,7 @@ execute(struct login *login, const struct imap_command_text *text)
 	} else if (strcmp(name, "AUTHENTICATE") == 0) {
 		cmd_authenticate(login, &parser);
 	} else if (strcmp(name, "STARTTLS") == 0) {
-		/* TODO: STARTTLS, with imapd_tls_* parameters and port 993. */
-		reply(login, "BAD STARTTLS is not supported yet");
+		cmd_starttls(login, &parser);
 	} else {
 		reply(login, "BAD Unknown command, or not allowed before login");
 		login->bad_commands++;
@@ -390,15 +541,16 @@ login_session_run(struct imapd_client *client, int master_fd)
 	struct login login = { .client = client, .master_fd = master_fd };
 	struct imap_command_text text = { 0 };
 
-	long long deadline = now_usec() + imapd_settings.login_timeout * 1000000LL;
-
+	login.deadline = now_usec() + imapd_settings.login_timeout * 1000000LL;
 	imap_io_init(&login.io, client->fd, (int)imapd_settings.login_timeout * 1000);
+	if (client->implicit_tls && start_tls(&login) < 0)
+		_exit(0);
 	send_capability(&login, "* OK [");
 	imap_io_puts(&login.io, "] Estafeta IMAP ready.\r\n");
 
 	for (;;) {
 		enum imap_read_status status;
-		long long left_ms = (deadline - now_usec()) / 1000;
+		long long left_ms = (login.deadline - now_usec()) / 1000;
 
 		/* imapd_login_timeout bounds the whole time before login. */
 		if (left_ms <= 0) {
@@ -420,6 +572,7 @@ login_session_run(struct imapd_client *client, int master_fd)
 			break;
 	}
 	imap_io_flush(&login.io);
+	login_tls_close(&login.tls);
 	log_info("session=%llu: disconnect from %s before login", client->session_id, client->rip);
 	auth_client_free(login.auth);
 	_exit(0);

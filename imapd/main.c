@@ -6,10 +6,17 @@
  * back over its socket pair, and the master forks the mail process that
  * claims the login from authd and becomes the user (mail.c). This is
  * Dovecot's model with one login process per connection.
+ *
+ * Connections on imapd_imaps_listen start with TLS, and the others may
+ * use STARTTLS, when tls_cert_file is set. The master loads the
+ * certificates (it is root, so it can read the keys) and reloads them on
+ * SIGHUP; a login process uses the context it was forked with, so
+ * sessions in progress keep their certificate.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +35,20 @@
 #include "log.h"
 #include "netaddr.h"
 #include "privsep.h"
+#include "tls.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG		128
 #define MAX_LISTENERS		16
 
 struct imapd_settings imapd_settings;
+struct tls_server *imapd_tls;
 
 /* A forked login or mail process. */
 struct child {
 	pid_t pid;
 	int is_login;
+	int is_proxy;		/* a login process relaying a TLS session to its mail process */
 	struct ipc_conn *conn;	/* login processes: the handoff socket */
 	unsigned long long session_id;
 };
@@ -49,6 +59,7 @@ static int listen_fds[MAX_LISTENERS];
 static size_t nlisteners;
 static struct child *children;
 static size_t nchildren, children_cap;
+static size_t nproxies;		/* children with is_proxy: their sessions are counted by the mail process */
 static unsigned long long next_session_id;
 
 static void
@@ -145,6 +156,9 @@ start_mail_process(struct child *login, struct ipc_msg *msg)
 		pid_t login_pid = login->pid;
 
 		close_master_descriptors();
+		/* The user's session must not be able to read the private keys. */
+		tls_server_free(imapd_tls);
+		imapd_tls = NULL;
 		mail_process_run(msg, client_fd, login_fd, login_pid);
 	}
 	close(client_fd);
@@ -164,6 +178,11 @@ login_message_cb(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 		return;
 	}
 	if (login != NULL && strcmp(msg->type, "LOGIN") == 0) {
+		/* On TLS the login process stays, as the session's proxy. */
+		if (strcmp(ipc_msg_get(msg, "tls") != NULL ? ipc_msg_get(msg, "tls") : "no", "yes") == 0) {
+			login->is_proxy = 1;
+			nproxies++;
+		}
 		start_mail_process(login, msg);
 		login = child_find_conn(conn);	/* the table may have moved */
 	} else
@@ -190,6 +209,7 @@ client_from_socket(struct imapd_client *client, int fd, struct sockaddr *sa)
 	client->loopback = strncmp(client->rip, "127.", 4) == 0 || strcmp(client->rip, "::1") == 0;
 }
 
+/* ARG is nonzero for a listener on imapd_imaps_listen. */
 static void
 accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -200,7 +220,8 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 
 	client_from_socket(&client, fd, sa);
 	client.session_id = ++next_session_id;
-	if ((long long)nchildren >= imapd_settings.max_connections) {
+	client.implicit_tls = arg != NULL;
+	if ((long long)(nchildren - nproxies) >= imapd_settings.max_connections) {
 		static const char reply[] = "* BYE Too many connections, try again later\r\n";
 
 		log_warn("connection limit of %lld reached: rejecting %s",
@@ -233,8 +254,8 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 	}
 	close(fd);
 	close(pair[1]);
-	log_info("session=%llu: connect from %s, login process %ld", client.session_id, client.rip,
-	    (long)pid);
+	log_info("session=%llu: connect from %s%s, login process %ld", client.session_id, client.rip,
+	    client.implicit_tls ? " (IMAPS)" : "", (long)pid);
 	child_add(pid, 1, client.session_id)->conn = ipc_conn_new(base, pair[0], login_message_cb,
 	    NULL);
 }
@@ -245,19 +266,19 @@ accept_error_cb(struct evconnlistener *listener, void *arg)
 	log_warn("accept failed: %s", strerror(errno));
 }
 
-/* Bind one imapd_listen item; -1 for an address family the host lacks. */
+/* Bind one item of the listener parameter PARAM; -1 for an address family the host lacks. */
 static int
-listen_socket(const char *item)
+listen_socket(const char *param, const char *item)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int fd, on = 1;
 
 	if (netaddr_parse_listen(item, &ss, &sslen) < 0)
-		fatalx("invalid imapd_listen address \"%s\": expected IPv4:port or [IPv6]:port", item);
+		fatalx("invalid %s address \"%s\": expected IPv4:port or [IPv6]:port", param, item);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 && errno == EAFNOSUPPORT) {
-		log_warn("skipping imapd_listen address %s: address family not supported", item);
+		log_warn("skipping %s address %s: address family not supported", param, item);
 		return -1;
 	}
 	if (fd < 0)
@@ -269,7 +290,7 @@ listen_socket(const char *item)
 		fatal("IPV6_V6ONLY on %s", item);
 	if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
 		if (errno == EADDRNOTAVAIL && ss.ss_family == AF_INET6) {
-			log_warn("skipping imapd_listen address %s: no IPv6 on this host", item);
+			log_warn("skipping %s address %s: no IPv6 on this host", param, item);
 			close(fd);
 			return -1;
 		}
@@ -280,28 +301,54 @@ listen_socket(const char *item)
 	return fd;
 }
 
+/* Bind every address of PARAM; connections on them start with TLS when IMPLICIT_TLS. */
 static void
-listen_all(void)
+listen_param(const char *param, int implicit_tls)
 {
-	char *const *items = config_list("imapd_listen");
+	char *const *items = config_list(param);
 
 	for (size_t i = 0; items[i] != NULL; i++) {
-		int fd = listen_socket(items[i]);
+		int fd = listen_socket(param, items[i]);
 
 		if (fd < 0)
 			continue;
 		if (nlisteners == MAX_LISTENERS)
-			fatalx("too many imapd_listen addresses (at most %d)", MAX_LISTENERS);
-		listeners[nlisteners] = evconnlistener_new(base, accept_cb, NULL,
+			fatalx("too many imapd_listen and imapd_imaps_listen addresses (at most %d)",
+			    MAX_LISTENERS);
+		listeners[nlisteners] = evconnlistener_new(base, accept_cb,
+		    implicit_tls ? (void *)(uintptr_t)1 : NULL,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 		if (listeners[nlisteners] == NULL)
 			fatalx("cannot watch listening socket %s", items[i]);
 		evconnlistener_set_error_cb(listeners[nlisteners], accept_error_cb);
 		listen_fds[nlisteners++] = fd;
-		log_info("listening on %s", items[i]);
+		log_info("listening on %s%s", items[i], implicit_tls ? " (IMAPS)" : "");
 	}
+}
+
+static void
+listen_all(void)
+{
+	listen_param("imapd_listen", 0);
+	if (config_list("imapd_imaps_listen")[0] != NULL && imapd_tls == NULL)
+		fatalx("imapd_imaps_listen is set but tls_cert_file is not: "
+		    "set tls_cert_file and tls_key_file, or empty imapd_imaps_listen");
+	listen_param("imapd_imaps_listen", 1);
 	if (nlisteners == 0)
-		fatalx("no usable imapd_listen address");
+		fatalx("no usable imapd_listen or imapd_imaps_listen address");
+}
+
+/* Load the certificates named by the tls_* parameters, when tls_cert_file is set. */
+static void
+tls_load(void)
+{
+	char err[512];
+
+	if (!tls_configured())
+		return;
+	imapd_tls = tls_server_load(err, sizeof err);
+	if (imapd_tls == NULL)
+		fatalx("cannot load the TLS certificates: %s", err);
 }
 
 static void
@@ -320,17 +367,27 @@ reap_children(evutil_socket_t sig, short what, void *arg)
 				    (long)pid, WTERMSIG(status));
 			if (children[i].conn != NULL)
 				ipc_conn_shutdown(children[i].conn);
+			if (children[i].is_proxy)
+				nproxies--;
 			children[i] = children[--nchildren];
 			break;
 		}
 	}
 }
 
+/* Other settings are read once, and sessions already running keep their
+ * TLS context: only new connections get the reloaded certificates. */
 static void
 signal_reload_cb(evutil_socket_t sig, short what, void *arg)
 {
-	/* Settings are read once; sessions already running keep theirs. */
-	log_info("received SIGHUP: nothing to reload, restart imapd to apply a new configuration");
+	char err[512];
+
+	if (imapd_tls == NULL) {
+		log_info("received SIGHUP: no TLS certificates to reload, restart imapd to apply a new configuration");
+		return;
+	}
+	if (tls_server_reload(&imapd_tls, "imapd", err, sizeof err) == 0)
+		log_info("received SIGHUP: TLS certificates reloaded for new connections");
 }
 
 static void
@@ -348,6 +405,7 @@ main(int argc, char **argv)
 	daemon_start("imapd", argc, argv);
 	settings_load(&imapd_settings);
 
+	tls_load();
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("event_base_new failed");
@@ -362,8 +420,8 @@ main(int argc, char **argv)
 	evsignal_add(sigint, NULL);
 	evsignal_add(sigchld, NULL);
 
-	log_info("started: auth_socket=%s, plaintext_auth=%s", imapd_settings.auth_socket,
-	    imapd_settings.plaintext_auth);
+	log_info("started: auth_socket=%s, plaintext_auth=%s, tls=%s", imapd_settings.auth_socket,
+	    imapd_settings.plaintext_auth, imapd_tls != NULL ? "yes" : "no");
 	sd_notify(0, "READY=1");
 	event_base_dispatch(base);
 
@@ -377,6 +435,7 @@ main(int argc, char **argv)
 		if (children[i].conn != NULL)
 			ipc_conn_free(children[i].conn);
 	free(children);
+	tls_server_free(imapd_tls);
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sigchld);

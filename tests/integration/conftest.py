@@ -311,6 +311,11 @@ class MailHost:
             probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
             return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
                                   capture_output=True).returncode == 0
+        if name == "imapd" and self.netns:
+            host, port = self.settings["imapd_listen"].split()[0].rsplit(":", 1)
+            probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
+            return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
+                                  capture_output=True).returncode == 0
         if name in ("smtpd", "imapd"):
             port = self.smtp_port if name == "smtpd" else self.imap_port
             try:

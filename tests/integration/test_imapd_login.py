@@ -197,7 +197,7 @@ def test_commands_before_login(imaphost):
         assert conn.cmd("i1", bad_id)[-1] == \
             "i1 BAD Invalid arguments: expected ID NIL or a parameter list", bad_id
     assert conn.cmd("a3", "SELECT INBOX")[-1] == "a3 BAD Unknown command, or not allowed before login"
-    assert conn.cmd("a4", "STARTTLS")[-1] == "a4 BAD STARTTLS is not supported yet"
+    assert conn.cmd("a4", "STARTTLS")[-1] == "a4 BAD STARTTLS is not available: no certificate configured"
     lines = conn.cmd("a5", "LOGOUT")
     assert lines == ["* BYE Logging out", "a5 OK Logout completed."]
     assert conn.closed()
