@@ -389,6 +389,10 @@ session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
+	/* An OpenSSL bufferevent runs this callback deferred, so more replies
+	 * may have been queued since its output buffer drained. */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
 	if (s->state == SESSION_CLOSING) {
 		event_active(s->close_event, EV_TIMEOUT, 1);
 		return;

@@ -103,7 +103,7 @@ command_starttls(struct session *s, char *args)
 
 	discard_pipelined_input(s);
 
-	/* RFC 3207 section 4.2: forget everything the client said so far. */
+	/* RFC 3207 section 4.2: discard what the client sent before STARTTLS. */
 	transaction_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
@@ -210,10 +210,17 @@ tls_log_handshake_failure(struct session *s, short what)
 	unsigned long code;
 	char reason[512] = "";
 	size_t used = 0;
+	int eof = 0;
 
 	while ((code = bufferevent_get_openssl_error(s->bev)) != 0) {
 		char one[256];
 
+		/* libevent also stores the SSL_get_error value, which is no error code. */
+		if (ERR_GET_LIB(code) == 0)
+			continue;
+		if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			eof = 1;
 		ERR_error_string_n(code, one, sizeof one);
 		if (used < sizeof reason)
 			used += (size_t)snprintf(reason + used, sizeof reason - used, "%s%s",
@@ -223,11 +230,13 @@ tls_log_handshake_failure(struct session *s, short what)
 
 	if (what & BEV_EVENT_TIMEOUT)
 		log_info("timeout during TLS handshake with %s[%s]", s->name, s->ip);
+	else if (eof || (what & BEV_EVENT_EOF))
+		log_info("lost connection during TLS handshake with %s[%s]", s->name, s->ip);
 	else if (reason[0] != '\0')
 		log_info("SSL_accept error from %s[%s]: %s", s->name, s->ip, reason);
 	else if (what & BEV_EVENT_ERROR)
 		log_info("SSL_accept error from %s[%s]: %s", s->name, s->ip,
 		    errno != 0 ? strerror(errno) : "unknown error");
 	else
-		log_info("lost connection during TLS handshake with %s[%s]", s->name, s->ip);
+		log_info("TLS handshake with %s[%s] ended without an error", s->name, s->ip);
 }
