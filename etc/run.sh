@@ -1,6 +1,8 @@
 #!/bin/sh
 # `make run`: start every daemon in the foreground with all state under
-# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525, IMAP on
+# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525 (STARTTLS),
+# submission on 127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit
+# TLS) with a self-signed certificate made on the first start, IMAP on
 # 127.0.0.1:2143, the local domain example.test with the virtual user
 # demo@example.test (password "demo"), mail delivered into
 # ./run/mail/demo/Maildir. Nothing is sent off this machine. Ctrl-C
@@ -35,6 +37,10 @@ local_domains = localhost mail.example.test
 virtual_domains = example.test
 mynetworks = 127.0.0.0/8 [::1]/128
 smtpd_listen = 127.0.0.1:2525
+smtpd_submission_listen = 127.0.0.1:2587
+smtpd_smtps_listen = 127.0.0.1:2465
+tls_cert_file = $top/etc/tls/cert.pem
+tls_key_file = $top/etc/tls/key.pem
 imapd_listen = 127.0.0.1:2143
 queue_directory = $top/spool
 queued_socket = $top/sock/queued.sock
@@ -60,6 +66,25 @@ abuse@example.test: demo@example.test
 ALIASES
 chmod 644 "$top/etc/passwd-file" "$top/etc/aliases"
 
+# A self-signed certificate for myhostname, made once. The key is
+# readable by its owner only, as a real key would be.
+hostname=$(sed -n 's/^myhostname *= *//p' "$conf" | tail -n 1)
+hostname=${hostname:-mail.example.test}
+if [ ! -e "$top/etc/tls/cert.pem" ]; then
+	mkdir -p "$top/etc/tls"
+	chmod 755 "$top/etc/tls"
+	(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$top/etc/tls/key.pem" -out "$top/etc/tls/cert.pem" -days 825 \
+		-subj "/CN=$hostname" \
+		-addext "subjectAltName=DNS:$hostname,DNS:localhost,IP:127.0.0.1" \
+		-addext "extendedKeyUsage=serverAuth" 2>/dev/null) || {
+		echo "estafeta: openssl req failed to make $top/etc/tls/cert.pem" >&2
+		exit 1
+	}
+	chmod 644 "$top/etc/tls/cert.pem"
+	echo "estafeta: made a self-signed certificate for $hostname in $top/etc/tls/cert.pem"
+fi
+
 export ESTAFETA_CONFIG="$conf"
 "$bin/sendmail" -bi
 
@@ -81,9 +106,21 @@ trap stop INT TERM EXIT
 imapd_listen=""
 grep -q '^imapd_listen' "$conf" || imapd_listen="imapd_listen=127.0.0.1:2143"
 
+# Likewise a configuration from before TLS: smtpd gets the certificate
+# and the submission listeners on the command line.
+set --
+grep -q '^tls_cert_file' "$conf" ||
+	set -- -o "tls_cert_file=$top/etc/tls/cert.pem" -o "tls_key_file=$top/etc/tls/key.pem"
+grep -q '^smtpd_submission_listen' "$conf" ||
+	set -- "$@" -o "smtpd_submission_listen=127.0.0.1:2587"
+grep -q '^smtpd_smtps_listen' "$conf" ||
+	set -- "$@" -o "smtpd_smtps_listen=127.0.0.1:2465"
+
 for daemon in authd deliverd queued smtpd imapd; do
 	if [ "$daemon" = imapd ] && [ -n "$imapd_listen" ]; then
 		"$bin/$daemon" -f -c "$conf" -o "$imapd_listen" &
+	elif [ "$daemon" = smtpd ]; then
+		"$bin/$daemon" -f -c "$conf" "$@" &
 	else
 		"$bin/$daemon" -f -c "$conf" &
 	fi
@@ -98,6 +135,10 @@ done
 cat <<INFO
 estafeta: running with state under $top
   SMTP        127.0.0.1:2525 (try: swaks --server 127.0.0.1:2525 --to demo@example.test)
+  submission  127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (TLS), user demo@example.test,
+              password demo (try: swaks --server 127.0.0.1:2587 --tls --auth PLAIN
+              --auth-user demo@example.test --auth-password demo --to demo@example.test)
+  certificate $top/etc/tls/cert.pem (self-signed; clients must trust it or skip the check)
   IMAP        127.0.0.1:2143 (user demo@example.test, password demo)
   sendmail    ESTAFETA_CONFIG=$conf $bin/sendmail demo@example.test
   mailbox     $top/mail/demo/Maildir
