@@ -95,6 +95,19 @@ int passdb_uses(const char *name);
  */
 void passdb_verify(const char *user, const char *password, const char *service,
     const char *rip, passdb_callback callback, void *arg);
+/* The stored password of a user, for mechanisms that cannot use a plain one (SCRAM). */
+enum credentials_status {
+	CREDENTIALS_FOUND,
+	CREDENTIALS_UNKNOWN,		/* no passdb has the user */
+	CREDENTIALS_UNAVAILABLE,	/* a passdb has the user but keeps no password (pam) */
+	CREDENTIALS_TEMPFAIL,		/* a passdb could not be read */
+};
+/*
+ * Find USER in the passdbs in order. On CREDENTIALS_FOUND, *STORED is a
+ * new copy of the "{SCHEME}data" field and *CANONICAL the user's name.
+ */
+enum credentials_status passdb_lookup_credentials(const char *user, char **stored,
+    char **canonical);
 /* Drop the callbacks of the pending checks with ARG, so they never run. */
 void passdb_cancel(void *arg);
 /* Drop the pending checks and close the socket of the pam worker, at exit. */

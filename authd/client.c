@@ -10,10 +10,17 @@
  *
  * and gets CONT\tID\tBASE64 challenges, then OK\tID\tuser=NAME or
  * FAIL\tID\tuser=NAME (FAIL\tID\ttemp\treason=TEXT when the password
- * file cannot be read). Mechanisms: PLAIN (RFC 4616) and LOGIN. The
- * passdbs of passdb.c check the password. The reply to a failed attempt
- * comes after a delay that grows with the failures from its client address
+ * file cannot be read). Mechanisms: PLAIN (RFC 4616), LOGIN,
+ * SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (mech_scram.c). The passdbs of
+ * passdb.c check the password. The reply to a failed attempt comes after
+ * a delay that grows with the failures from its client address
  * (throttle.c), to slow down guessing.
+ *
+ * The handshake waits for the client's VERSION, as Dovecot 2.4 does,
+ * because SCRAM-SHA-256-PLUS is offered only to clients of minor version
+ * 3 or later, because they can pass channel binding data. authd requests
+ * it with a channel_binding=TYPE field after a CONT challenge, and the
+ * client sends CONT\tID\tBASE64\tchannel_binding=BASE64_DATA.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,11 +38,15 @@
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "mech_scram.h"
+#include "scram.h"
 #include "userdb.h"
 #include "util.h"
 
 #define CLIENT_PROTOCOL_MAJOR	1
-#define CLIENT_PROTOCOL_MINOR	2
+#define CLIENT_PROTOCOL_MINOR	3
+#define CLIENT_MINOR_CBIND	3	/* first minor version that can pass channel binding data */
+#define CLIENT_CBIND_MAX	512	/* bytes of channel binding data */
 #define CLIENT_LINE_MAX		16384
 #define CLIENT_REQUESTS_MAX	64	/* attempts in progress per connection */
 #define CLIENT_FLUSH_TIMEOUT	10	/* seconds to send the last replies to a dropped client */
@@ -43,6 +54,15 @@
 enum mechanism {
 	MECH_PLAIN,
 	MECH_LOGIN,
+	MECH_SCRAM_SHA256,
+	MECH_SCRAM_SHA256_PLUS,
+};
+
+static const char *const mechanism_names[] = {
+	[MECH_PLAIN] = "PLAIN",
+	[MECH_LOGIN] = "LOGIN",
+	[MECH_SCRAM_SHA256] = "SCRAM-SHA-256",
+	[MECH_SCRAM_SHA256_PLUS] = "SCRAM-SHA-256-PLUS",
 };
 
 struct auth_attempt {
@@ -52,6 +72,10 @@ struct auth_attempt {
 	enum mechanism mech;
 	int login_step;		/* LOGIN: 0 expects the user name, 1 the password */
 	char *login_user;
+	struct scram_session *scram;
+	char *final_user;	/* SCRAM: verified, waiting for the empty response to server-final */
+	int secured_tls;	/* secured=tls: the client's connection uses TLS */
+	int final_resp_ok;	/* the client takes server-final data in OK (final-resp-ok) */
 	char service[32];
 	char rip[64];
 	int verifying;		/* waiting for the passdb result */
@@ -63,6 +87,8 @@ struct client_conn {
 	struct client_conn *prev, *next;	/* in the list of open connections */
 	struct bufferevent *bev;
 	int version_received;
+	int handshake_sent;
+	unsigned minor_version;	/* of the client's VERSION line */
 	uid_t peer_uid;
 	pid_t peer_pid;
 	struct auth_attempt *attempts;
@@ -75,6 +101,7 @@ static struct client_conn *connections;
 static unsigned long next_connection_id;
 
 static void conn_event(struct bufferevent *bev, short what, void *arg);
+static void send_handshake(struct client_conn *conn);
 
 static void
 attempt_free(struct auth_attempt *attempt)
@@ -94,6 +121,8 @@ attempt_free(struct auth_attempt *attempt)
 	if (attempt->login_user != NULL)
 		explicit_bzero(attempt->login_user, strlen(attempt->login_user));
 	free(attempt->login_user);
+	scram_session_free(attempt->scram);
+	free(attempt->final_user);
 	free(attempt->delayed_reply);
 	free(attempt);
 }
@@ -198,7 +227,7 @@ log_attempt(const struct auth_attempt *attempt, const char *user, const char *st
 
 	log_sanitize(safe_user, sizeof safe_user, user, strlen(user));
 	log_info("auth: method=%s, user=<%s>, service=%s, rip=%s, status=%s",
-	    attempt->mech == MECH_PLAIN ? "PLAIN" : "LOGIN", safe_user,
+	    mechanism_names[attempt->mech], safe_user,
 	    attempt->service[0] != '\0' ? attempt->service : "-",
 	    attempt->rip[0] != '\0' ? attempt->rip : "-", status);
 }
@@ -299,12 +328,108 @@ mech_login(struct auth_attempt *attempt, unsigned char *data, size_t len)
 	attempt_verify(attempt, attempt->login_user, (char *)data);
 }
 
-/* Feed one client response (base64 TEXT) to the mechanism. */
+/* Send OK for a SCRAM exchange whose proof matched, with server-final as resp= if any. */
 static void
-attempt_input(struct auth_attempt *attempt, const char *text)
+scram_send_ok(struct auth_attempt *attempt, const char *user, const char *server_final)
 {
-	unsigned char *data = NULL;
-	size_t len = 0;
+	char *escaped = userdb_tab_escape(user), *encoded = NULL, *reply;
+
+	if (server_final != NULL)
+		encoded = scram_base64((const unsigned char *)server_final, strlen(server_final));
+	reply = xasprintf("OK\t%lu\tuser=%s%s%s", attempt->id, escaped,
+	    encoded != NULL ? "\tresp=" : "", encoded != NULL ? encoded : "");
+	handoff_remember(attempt->conn->peer_pid, attempt->id, attempt->conn->cookie, user);
+	attempt_finish(attempt, reply, 0);
+	free(reply);
+	free(encoded);
+	free(escaped);
+}
+
+/*
+ * Turn one SCRAM step into a reply. Without final-resp-ok, server-final
+ * goes out as a challenge and OK follows the client's empty response,
+ * because SMTP AUTH and IMAP AUTHENTICATE have no success reply with data.
+ */
+static void
+scram_reply(struct auth_attempt *attempt, const struct scram_step *step)
+{
+	char *encoded = NULL, *escaped = userdb_tab_escape(step->user), *reply = NULL;
+	char status[160];
+
+	if (step->message != NULL)
+		encoded = scram_base64((const unsigned char *)step->message, strlen(step->message));
+
+	switch (step->status) {
+	case SCRAM_CONTINUE:
+		reply = xasprintf("CONT\t%lu\t%s%s%s", attempt->id, encoded,
+		    step->cbind_type != NULL ? "\tchannel_binding=" : "",
+		    step->cbind_type != NULL ? step->cbind_type : "");
+		conn_reply(attempt->conn, reply);
+		break;
+	case SCRAM_SUCCESS:
+		log_attempt(attempt, step->user, "ok");
+		throttle_success(attempt->rip);
+		if (attempt->final_resp_ok) {
+			scram_send_ok(attempt, step->user, step->message);
+			break;
+		}
+		attempt->final_user = xstrdup(step->user);
+		reply = xasprintf("CONT\t%lu\t%s", attempt->id, encoded);
+		conn_reply(attempt->conn, reply);
+		break;
+	case SCRAM_FAIL:
+		snprintf(status, sizeof status, "failed (%s)", step->detail);
+		log_attempt(attempt, step->user, status);
+		reply = xasprintf("FAIL\t%lu%s%s%s%s", attempt->id,
+		    *escaped != '\0' ? "\tuser=" : "", escaped,
+		    encoded != NULL ? "\tresp=" : "", encoded != NULL ? encoded : "");
+		attempt_finish(attempt, reply, 1);
+		break;
+	case SCRAM_TEMPFAIL:
+		snprintf(status, sizeof status, "failed (%s)", step->detail);
+		log_attempt(attempt, step->user, status);
+		reply = xasprintf("FAIL\t%lu\tuser=%s\ttemp\treason=%s", attempt->id, escaped,
+		    "Temporary authentication failure");
+		attempt_finish(attempt, reply, 0);
+		break;
+	}
+	free(reply);
+	free(encoded);
+	free(escaped);
+}
+
+static void
+mech_scram(struct auth_attempt *attempt, unsigned char *data, size_t len,
+    const unsigned char *cbind, size_t cbind_len, int have_cbind)
+{
+	struct scram_step step;
+
+	if (attempt->final_user != NULL) {
+		/* The client's response to a server-final challenge must be empty. */
+		if (len != 0) {
+			log_attempt(attempt, attempt->final_user,
+			    "failed (data in the response to server-final)");
+			attempt_fail_now(attempt, "Unexpected data after server-final");
+			return;
+		}
+		scram_send_ok(attempt, attempt->final_user, NULL);
+		return;
+	}
+	scram_session_input(attempt->scram, data, len, cbind, cbind_len, have_cbind, &step);
+	scram_reply(attempt, &step);
+	free(step.message);
+}
+
+/*
+ * Feed one client response (base64 TEXT) to the mechanism, with the
+ * channel binding data that the auth client sent along (base64 CBIND,
+ * or NULL).
+ */
+static void
+attempt_input(struct auth_attempt *attempt, const char *text, const char *cbind_text)
+{
+	unsigned char *data = NULL, *cbind = NULL;
+	size_t len = 0, cbind_len = 0;
 
 	if (*text == '\0') {
 		data = xcalloc(1, 1);
@@ -315,13 +440,59 @@ attempt_input(struct auth_attempt *attempt, const char *text)
 	}
 	data = xrealloc(data, len + 1);
 	data[len] = '\0';
+	if (cbind_text != NULL && (base64_decode(cbind_text, &cbind, &cbind_len) < 0 ||
+	    cbind_len > CLIENT_CBIND_MAX)) {
+		log_attempt(attempt, "", "failed (invalid channel binding data)");
+		attempt_fail_now(attempt, "Invalid channel binding data");
+		free(cbind);
+		free(data);
+		return;
+	}
 
-	if (attempt->mech == MECH_PLAIN)
+	switch (attempt->mech) {
+	case MECH_PLAIN:
 		mech_plain(attempt, data, len);
-	else
+		break;
+	case MECH_LOGIN:
 		mech_login(attempt, data, len);
+		break;
+	case MECH_SCRAM_SHA256:
+	case MECH_SCRAM_SHA256_PLUS:
+		mech_scram(attempt, data, len, cbind, cbind_len, cbind_text != NULL);
+		break;
+	}
 	explicit_bzero(data, len);
 	free(data);
+	free(cbind);
+}
+
+/* Select MECH for ATTEMPT. 0, or -1 with REASON when it cannot run here. */
+static int
+attempt_select_mechanism(struct auth_attempt *attempt, const char *mech, const char **reason)
+{
+	int cbind_offered = attempt->conn->minor_version >= CLIENT_MINOR_CBIND &&
+	    attempt->secured_tls;
+
+	*reason = "Unsupported authentication mechanism";
+	if (ascii_casecmp(mech, "PLAIN") == 0) {
+		attempt->mech = MECH_PLAIN;
+	} else if (ascii_casecmp(mech, "LOGIN") == 0) {
+		attempt->mech = MECH_LOGIN;
+	} else if (ascii_casecmp(mech, "SCRAM-SHA-256") == 0) {
+		attempt->mech = MECH_SCRAM_SHA256;
+		attempt->scram = scram_session_new(0, cbind_offered);
+	} else if (ascii_casecmp(mech, "SCRAM-SHA-256-PLUS") == 0 &&
+	    attempt->conn->minor_version >= CLIENT_MINOR_CBIND) {
+		if (!attempt->secured_tls) {
+			*reason = "SCRAM-SHA-256-PLUS needs a TLS connection";
+			return -1;
+		}
+		attempt->mech = MECH_SCRAM_SHA256_PLUS;
+		attempt->scram = scram_session_new(1, cbind_offered);
+	} else {
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -340,7 +511,7 @@ static int
 handle_auth(struct client_conn *conn, char **fields, size_t count)
 {
 	struct auth_attempt *attempt;
-	const char *resp = NULL;
+	const char *resp = NULL, *reason;
 	unsigned long id;
 	char reply[128];
 
@@ -367,25 +538,24 @@ handle_auth(struct client_conn *conn, char **fields, size_t count)
 			    strlen(fields[i] + 4));
 		else if (strncmp(fields[i], "resp=", 5) == 0)
 			resp = fields[i] + 5;
+		else if (strcmp(fields[i], "secured=tls") == 0)
+			attempt->secured_tls = 1;
+		else if (strcmp(fields[i], "final-resp-ok") == 0)
+			attempt->final_resp_ok = 1;
 	}
 
-	if (ascii_casecmp(fields[2], "PLAIN") == 0) {
-		attempt->mech = MECH_PLAIN;
-	} else if (ascii_casecmp(fields[2], "LOGIN") == 0) {
-		attempt->mech = MECH_LOGIN;
-	} else {
-		snprintf(reply, sizeof reply,
-		    "FAIL\t%lu\treason=Unsupported authentication mechanism", id);
+	if (attempt_select_mechanism(attempt, fields[2], &reason) < 0) {
+		snprintf(reply, sizeof reply, "FAIL\t%lu\treason=%s", id, reason);
 		attempt_finish(attempt, reply, 0);
 		return 0;
 	}
 
 	if (resp != NULL) {
-		attempt_input(attempt, resp);
+		attempt_input(attempt, resp, NULL);
 	} else {
-		/* PLAIN: an empty challenge; LOGIN: "Username:". */
+		/* LOGIN: "Username:"; the others: an empty challenge. */
 		snprintf(reply, sizeof reply, "CONT\t%lu\t%s", id,
-		    attempt->mech == MECH_PLAIN ? "" : "VXNlcm5hbWU6");
+		    attempt->mech == MECH_LOGIN ? "VXNlcm5hbWU6" : "");
 		conn_reply(conn, reply);
 	}
 	return 0;
@@ -396,6 +566,7 @@ static int
 handle_cont(struct client_conn *conn, char **fields, size_t count)
 {
 	struct auth_attempt *attempt;
+	const char *cbind = NULL;
 	unsigned long id;
 
 	if (count < 2 || parse_id(fields[1], &id) < 0 ||
@@ -405,7 +576,9 @@ handle_cont(struct client_conn *conn, char **fields, size_t count)
 		    (long)conn->peer_pid, (unsigned)conn->peer_uid);
 		return -1;
 	}
-	attempt_input(attempt, count > 2 ? fields[2] : "");
+	if (count > 3 && strncmp(fields[3], "channel_binding=", 16) == 0)
+		cbind = fields[3] + 16;
+	attempt_input(attempt, count > 2 ? fields[2] : "", cbind);
 	return 0;
 }
 
@@ -415,6 +588,12 @@ handle_line(struct client_conn *conn, char *line)
 	char *fields[64], safe[80];
 	size_t count = authd_split_fields(line, fields, sizeof fields / sizeof fields[0]);
 
+	/* The handshake is the reply to the first line, which should be VERSION. */
+	if (!conn->handshake_sent) {
+		if (strcmp(fields[0], "VERSION") == 0 && count >= 3)
+			conn->minor_version = (unsigned)strtoul(fields[2], NULL, 10);
+		send_handshake(conn);
+	}
 	if (strcmp(fields[0], "VERSION") == 0) {
 		if (count < 3 || strtol(fields[1], NULL, 10) != CLIENT_PROTOCOL_MAJOR) {
 			log_warn("auth: client pid %ld (uid %u) speaks another protocol version",
@@ -485,10 +664,12 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 		conn_free(conn);
 }
 
+/* SCRAM-SHA-256-PLUS only to clients that can send channel binding data. */
 static void
 send_handshake(struct client_conn *conn)
 {
 	unsigned char cookie[HANDOFF_COOKIE_LEN / 2];
+	int plus = conn->minor_version >= CLIENT_MINOR_CBIND;
 
 	/* The cookie proves a login in a REQUEST, so it must not be guessable. */
 	if (getrandom(cookie, sizeof cookie, 0) != sizeof cookie)
@@ -497,8 +678,12 @@ send_handshake(struct client_conn *conn)
 		snprintf(conn->cookie + 2 * i, 3, "%02x", cookie[i]);
 	evbuffer_add_printf(bufferevent_get_output(conn->bev),
 	    "VERSION\t%d\t%d\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
+	    "MECH\tSCRAM-SHA-256\tmutual-auth\n%s"
 	    "SPID\t%ld\nCUID\t%lu\nCOOKIE\t%s\nDONE\n", CLIENT_PROTOCOL_MAJOR,
-	    CLIENT_PROTOCOL_MINOR, (long)getpid(), ++next_connection_id, conn->cookie);
+	    CLIENT_PROTOCOL_MINOR,
+	    plus ? "MECH\tSCRAM-SHA-256-PLUS\tmutual-auth\tchannel-binding\n" : "",
+	    (long)getpid(), ++next_connection_id, conn->cookie);
+	conn->handshake_sent = 1;
 }
 
 static void
@@ -521,7 +706,6 @@ accept_conn(struct evconnlistener *listener, int fd, struct sockaddr *addr,
 	connections = conn;
 	bufferevent_setcb(conn->bev, conn_read, NULL, conn_event, conn);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-	send_handshake(conn);
 	log_debug("auth: connection from pid %ld (uid %u)", (long)conn->peer_pid,
 	    (unsigned)conn->peer_uid);
 }

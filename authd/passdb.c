@@ -244,6 +244,62 @@ passdb_continue(struct passdb_request *request)
 		finish(request, PASSDB_UNKNOWN, request->user, "unknown user");
 }
 
+/* Whether USER is a system user that the pam passdb would check. */
+static int
+is_pam_user(const char *user, int *tempfail)
+{
+	struct user_record record;
+	char reason[256], *name = xstrdup(user), *at = strrchr(name, '@');
+	enum lookup_result found;
+
+	if (at != NULL) {
+		*at = '\0';
+		if (at == name || at[1] == '\0' || domain_classify(at + 1) != DOMAIN_LOCAL ||
+		    strchr(name, '@') != NULL) {
+			free(name);
+			return 0;
+		}
+	}
+	found = users_lookup(name, &record, reason, sizeof reason);
+	free(name);
+	if (found == LOOKUP_TEMPFAIL) {
+		log_warn("passdb pam: user lookup failed: %s", reason);
+		*tempfail = 1;
+	}
+	if (found != LOOKUP_FOUND)
+		return 0;
+	user_record_clear(&record);
+	return 1;
+}
+
+enum credentials_status
+passdb_lookup_credentials(const char *user, char **stored, char **canonical)
+{
+	int tempfail = 0;
+
+	for (char *const *item = config_list("passdb"); *item != NULL; item++) {
+		if (strcmp(*item, "passwd-file") == 0 && strchr(user, '@') != NULL) {
+			char *lower = xstrdup(user);
+			const struct passwd_entry *entry;
+
+			ascii_lower(lower);
+			if (passwd_file_refresh(0) < 0)
+				tempfail = 1;
+			entry = passwd_file_find(lower);
+			free(lower);
+			if (entry != NULL) {
+				*stored = xstrdup(entry->password);
+				*canonical = xstrdup(entry->name);
+				return CREDENTIALS_FOUND;
+			}
+		}
+		/* PAM checks a password and never returns a stored one. */
+		if (strcmp(*item, "pam") == 0 && is_pam_user(user, &tempfail))
+			return CREDENTIALS_UNAVAILABLE;
+	}
+	return tempfail ? CREDENTIALS_TEMPFAIL : CREDENTIALS_UNKNOWN;
+}
+
 void
 passdb_verify(const char *user, const char *password, const char *service, const char *rip,
     passdb_callback callback, void *arg)

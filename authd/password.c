@@ -9,6 +9,9 @@
  *                                  crypt(3) strings ($5$, $6$, $1$, $2y$, ...)
  *   ARGON2I, ARGON2ID              "$argon2id$v=19$m=...,t=...,p=...$salt$hash"
  *                                  (password_argon2.c)
+ *   SCRAM-SHA-256                  "iterations,salt,StoredKey,ServerKey" (base64
+ *                                  fields, Dovecot's form): the password's
+ *                                  StoredKey is derived and compared
  *
  * Without a {SCHEME} prefix the data is a crypt(3) string, which is
  * Dovecot's default_pass_scheme (CRYPT).
@@ -22,6 +25,7 @@
 
 #include "authd.h"
 #include "log.h"
+#include "scram.h"
 #include "util.h"
 
 static int
@@ -108,6 +112,24 @@ check_digest(const char *password, const char *encoded, const EVP_MD *md, int sa
 	return match;
 }
 
+/* {SCRAM-SHA-256}: derive StoredKey from PASSWORD with the stored salt and count. */
+static int
+check_scram(const char *password, const char *data)
+{
+	struct scram_keys stored, derived;
+	int match;
+
+	if (scram_keys_parse(data, &stored) < 0)
+		return -1;
+	if (scram_keys_derive(password, stored.salt, stored.salt_len, stored.iterations,
+	    &derived) < 0)
+		return -1;
+	match = equal_secret(derived.stored_key, SCRAM_KEY_LEN, stored.stored_key, SCRAM_KEY_LEN);
+	explicit_bzero(&derived, sizeof derived);
+	explicit_bzero(&stored, sizeof stored);
+	return match;
+}
+
 int
 password_check(const char *stored, const char *password)
 {
@@ -144,5 +166,7 @@ password_check(const char *stored, const char *password)
 		return check_digest(password, data, EVP_sha256(), 1);
 	if (ascii_casecmp(scheme, "SSHA512") == 0)
 		return check_digest(password, data, EVP_sha512(), 1);
+	if (ascii_casecmp(scheme, "SCRAM-SHA-256") == 0)
+		return check_scram(password, data);
 	return -1;
 }

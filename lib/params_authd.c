@@ -57,6 +57,8 @@ const struct config_param config_params_authd[] = {
 	{ "passdb", CONFIG_LIST, "passwd-file pam", 0, 0,
 	  "password databases that authd tries in order: passwd-file (virtual users of virtual_passwd_file) and pam (system users, through the PAM service pam_service); the first that has the user decides",
 	  NULL, check_passdb },
+	{ "scram_iterations", CONFIG_INT, "4096", 4096, 10000000,
+	  "PBKDF2 iteration count of SCRAM-SHA-256 for users whose passwd-file entry is a {PLAIN} password (a {SCRAM-SHA-256} entry keeps its own count); RFC 7677 asks for at least 4096", NULL, NULL },
 	{ "pam_service", CONFIG_STRING, "estafeta", 0, 0,
 	  "PAM service name of the pam passdb, the file in /etc/pam.d that configures it", NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },

@@ -110,9 +110,10 @@ def connect(host):
 def test_handshake(auth_host):
     host = auth_host()
     client = connect(host)
-    assert client.handshake[0] == "VERSION\t1\t2"
+    assert client.handshake[0] == "VERSION\t1\t3"
     assert "MECH\tPLAIN\tplaintext" in client.handshake
     assert "MECH\tLOGIN\tplaintext" in client.handshake
+    assert "MECH\tSCRAM-SHA-256\tmutual-auth" in client.handshake
     assert "SPID\t%d" % host.procs["authd"].pid in client.handshake
     assert any(line.startswith("CUID\t") for line in client.handshake)
     assert any(len(line) == len("COOKIE\t") + 32 for line in client.handshake
