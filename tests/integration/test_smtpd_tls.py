@@ -5,6 +5,7 @@ The clients are OpenSSL's s_client and Python's smtplib and ssl modules,
 all trusting only the test CA from conftest.
 """
 
+import os
 import shutil
 import signal
 import smtplib
@@ -15,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import TLS_OTHER_NAME, TLS_SERVER_NAME, make_certificate, tls_client_context, tls_pki
+from conftest import (TLS_OTHER_NAME, TLS_SERVER_NAME, is_root, make_certificate,
+                      tls_client_context, tls_pki)
 
 MESSAGE = (
     "From: demo@example.test\r\n"
@@ -400,6 +402,14 @@ def test_sighup_serves_new_certificate(tlshost):
 
     new_serial = replace_server_certificate(tlshost)
     assert new_serial != old_serial
+    if is_root():
+        # smtpd has dropped root and cannot open the key itself: the key
+        # reader it forked before the drop reads it.
+        key = os.stat(tlshost.dir / "etc" / "tls" / "server.key")
+        assert (key.st_uid, key.st_mode & 0o777) == (0, 0o600)
+        status = open("/proc/%d/status" % tlshost.procs["smtpd"].pid).read()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert uid_line.split()[1] != "0"
     tlshost.procs["smtpd"].send_signal(signal.SIGHUP)
     assert tlshost.wait_for_log(r"smtpd: TLS certificates reloaded from ")
 
