@@ -9,11 +9,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "auth_client.h"
+#include "tls.h"
 #include "userdb.h"
 #include "util.h"
 
 #define AUTH_LINE_MAX	16384
+/* Protocol 1.3 (Dovecot 2.4) carries channel binding data, so authd offers -PLUS mechanisms. */
+#define AUTH_PROTOCOL_MINOR	3
 
 struct auth_client {
 	int fd;
@@ -21,6 +26,8 @@ struct auth_client {
 	unsigned last_id;
 	char cookie[129];
 	char mechs[256];	/* " PLAIN LOGIN " */
+	SSL *ssl;		/* the authenticating connection's TLS, or NULL */
+	char cbind_type[32];	/* channel binding type authd asked for, "" when none */
 	char in[AUTH_LINE_MAX];
 	size_t inlen;
 };
@@ -122,7 +129,8 @@ auth_client_connect(const char *path, int timeout_ms, char *err, size_t errsize)
 		auth_client_free(client);
 		return NULL;
 	}
-	snprintf(hello, sizeof hello, "VERSION\t1\t2\nCPID\t%ld\n", (long)getpid());
+	snprintf(hello, sizeof hello, "VERSION\t1\t%d\nCPID\t%ld\n", AUTH_PROTOCOL_MINOR,
+	    (long)getpid());
 	if (write_all(client->fd, hello, strlen(hello)) < 0) {
 		snprintf(err, errsize, "write to %s: %s", path, strerror(errno));
 		auth_client_free(client);
@@ -161,6 +169,25 @@ auth_client_has_mech(const struct auth_client *client, const char *mech)
 	return strstr(client->mechs, word) != NULL;
 }
 
+const char *
+auth_client_mechanisms(const struct auth_client *client)
+{
+	static char list[sizeof client->mechs];
+	size_t len;
+
+	strlcpy_x(list, client->mechs + 1, sizeof list);
+	len = strlen(list);
+	if (len > 0)
+		list[len - 1] = '\0';
+	return list;
+}
+
+void
+auth_client_set_tls(struct auth_client *client, SSL *ssl)
+{
+	client->ssl = ssl;
+}
+
 static int
 send_line(struct auth_client *client, char *line)
 {
@@ -178,8 +205,14 @@ auth_client_begin(struct auth_client *client, const char *mech, const char *resp
 	unsigned id = ++client->last_id;
 	char *line;
 
-	line = xasprintf("AUTH\t%u\t%s\tservice=imap%s%s%s%s%s%s%s\n", id, mech,
-	    secured ? "\tsecured" : "",
+	const char *transport = "";
+
+	if (client->ssl != NULL)
+		transport = "\tsecured=tls";
+	else if (secured)
+		transport = "\tsecured";
+	client->cbind_type[0] = '\0';
+	line = xasprintf("AUTH\t%u\t%s\tservice=imap%s%s%s%s%s%s%s\n", id, mech, transport,
 	    rip[0] != '\0' ? "\trip=" : "", rip,
 	    lip[0] != '\0' ? "\tlip=" : "", lip,
 	    resp != NULL ? "\tresp=" : "", resp != NULL ? resp : "");
@@ -188,10 +221,42 @@ auth_client_begin(struct auth_client *client, const char *mech, const char *resp
 	return id;
 }
 
+/*
+ * The "\tchannel_binding=BASE64" field with the data of the type authd
+ * asked for, or "" when it asked for none. When the data cannot be had
+ * (no TLS, or tls-unique on TLS 1.3), the field is left out and authd
+ * fails the attempt.
+ */
+static char *
+channel_binding_field(struct auth_client *client)
+{
+	unsigned char data[TLS_CHANNEL_BINDING_MAX];
+	char encoded[4 * ((TLS_CHANNEL_BINDING_MAX + 2) / 3) + 1];
+	enum tls_channel_binding_type type;
+	int len = -1;
+
+	if (client->cbind_type[0] == '\0' || client->ssl == NULL)
+		return xstrdup("");
+	if (strcmp(client->cbind_type, "tls-exporter") == 0 ||
+	    strcmp(client->cbind_type, "tls-unique") == 0) {
+		type = client->cbind_type[4] == 'e' ? TLS_CB_EXPORTER : TLS_CB_UNIQUE;
+		len = tls_channel_binding(client->ssl, type, data, sizeof data);
+	}
+	client->cbind_type[0] = '\0';
+	if (len <= 0)
+		return xstrdup("");
+	EVP_EncodeBlock((unsigned char *)encoded, data, len);
+	return xasprintf("\tchannel_binding=%s", encoded);
+}
+
 int
 auth_client_continue(struct auth_client *client, unsigned id, const char *resp)
 {
-	return send_line(client, xasprintf("CONT\t%u\t%s\n", id, resp));
+	char *cbind = channel_binding_field(client);
+	char *line = xasprintf("CONT\t%u\t%s%s\n", id, resp, cbind);
+
+	free(cbind);
+	return send_line(client, line);
 }
 
 /* The value of "NAME=" among the TAB-separated FIELDS, or "". */
@@ -249,6 +314,14 @@ auth_client_reply(struct auth_client *client, unsigned id, char **data)
 			continue;
 		}
 		if (strcmp(kind, "CONT") == 0) {
+			char *params = strchr(rest, '\t');
+
+			/* CONT\tID\tBASE64[\tchannel_binding=TYPE] */
+			if (params != NULL) {
+				*params++ = '\0';
+				strlcpy_x(client->cbind_type, field_value(params, "channel_binding"),
+				    sizeof client->cbind_type);
+			}
 			result = AUTH_REPLY_CONT;
 			*data = xstrdup(rest);
 		} else if (strcmp(kind, "OK") == 0) {
