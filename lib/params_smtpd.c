@@ -15,6 +15,8 @@ const struct config_param config_params_smtpd[] = {
 	  "largest message smtpd accepts, in bytes as stored (CRLF counted as one byte), advertised with EHLO SIZE", NULL, NULL },
 	{ "smtpd_recipient_limit", CONFIG_INT, "1000", 1, 1000000,
 	  "most recipients in one transaction; later RCPT commands get 452 4.5.3", NULL, NULL },
+	{ "smtpd_session_transaction_limit", CONFIG_INT, "1000", 0, 1000000,
+	  "maximum number of mail transactions (accepted MAIL commands) in one session, advertised as LIMITS MAILMAX; a further MAIL gets 421 4.7.0 and the connection closes; 0 means no limit", NULL, NULL },
 	{ "smtpd_client_connection_limit", CONFIG_INT, "50", 0, 1000000,
 	  "most simultaneous connections from one client address; 0 means no limit", NULL, NULL },
 	{ "smtpd_max_connections", CONFIG_INT, "500", 1, 1000000,

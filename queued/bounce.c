@@ -18,6 +18,11 @@
 /* Maximum bytes of the original header section in a notification. */
 #define BOUNCE_HEADERS_MAX (64 * 1024)
 
+/* Largest message a RET=FULL failure report returns whole; a larger one
+ * comes back as its header section only. The value is the default of
+ * Postfix's bounce_size_limit. */
+#define BOUNCE_FULL_MAX 50000
+
 struct bounce_request {
 	struct qmsg *msg;
 	bounce_done_cb done;
@@ -51,6 +56,48 @@ read_original_headers(const char *id, size_t *len)
 		*len = end != NULL ? (size_t)(end - buf) + 1 : 0;
 	}
 	return buf;
+}
+
+/* Read the whole message ID of SIZE bytes (at most BOUNCE_FULL_MAX).
+ * Returns a new buffer, or NULL if the file is shorter or unreadable. */
+static char *
+read_original_message(const char *id, long long size, size_t *len)
+{
+	char *buf = xmalloc((size_t)size + 1);
+	int fd = spool_open_data(&queued_spool, id);
+	ssize_t n = -1;
+
+	if (fd >= 0) {
+		n = pread(fd, buf, (size_t)size, 0);
+		close(fd);
+	}
+	if (n != (ssize_t)size) {
+		free(buf);
+		return NULL;
+	}
+	*len = (size_t)size;
+	return buf;
+}
+
+/* The original message for REPORT: all of it for a RET=FULL failure
+ * report of a message within BOUNCE_FULL_MAX, else its header section. */
+static char *
+read_original(struct bounce_report *report, size_t *len)
+{
+	const struct envelope *env = report->env;
+	const char *ret = envelope_attr(env, "ret");
+	char *text;
+
+	report->full = 0;
+	if (report->kind == BOUNCE_FAILED && ret != NULL && strcmp(ret, "FULL") == 0 &&
+	    env->size > 0 && env->size <= BOUNCE_FULL_MAX) {
+		text = read_original_message(env->id, env->size, len);
+		if (text != NULL) {
+			report->full = 1;
+			return text;
+		}
+	}
+	return read_original_headers(env->id, len);
 }
 
 static void
@@ -95,7 +142,7 @@ bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done)
 		return;
 	}
 
-	headers = read_original_headers(msg->env->id, &headers_len);
+	headers = read_original(&report, &headers_len);
 	report.headers = headers;
 	report.headers_len = headers_len;
 	report.bounce_id = id;
@@ -127,6 +174,9 @@ bounce_send(struct qmsg *msg, enum bounce_kind kind, bounce_done_cb done)
 			break;
 		}
 	}
+	/* A report quotes the message, so it travels under the same TLS policy. */
+	if (envelope_attr(msg->env, "requiretls") != NULL)
+		envelope_set_attr(bounce, "requiretls", "1");
 	envelope_add_rcpt(bounce, msg->env->sender);
 
 	request = xmalloc(sizeof *request);

@@ -60,13 +60,49 @@ format_date(char *out, size_t size, time_t when)
 	strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-/* 1 if RCPT is one of the recipients REPORT is about. */
-static int
-reported(const struct bounce_report *report, const struct envelope_rcpt *rcpt)
+int
+bounce_reports_rcpt(const struct bounce_report *report, const struct envelope_rcpt *rcpt)
 {
-	if (report->kind == BOUNCE_DELAYED)
-		return rcpt->status == RCPT_DEFERRED;
-	return rcpt->status == RCPT_FAILED;
+	switch (report->kind) {
+	case BOUNCE_FAILED:
+		return rcpt->status == RCPT_FAILED && envelope_rcpt_wants(rcpt, DSN_NOTIFY_FAILURE);
+	case BOUNCE_DELAYED:
+		return rcpt->status == RCPT_DEFERRED && envelope_rcpt_wants(rcpt, DSN_NOTIFY_DELAY);
+	case BOUNCE_DELIVERED:
+		return rcpt->status == RCPT_SENT && !rcpt->success_reported &&
+		    envelope_rcpt_wants(rcpt, DSN_NOTIFY_SUCCESS);
+	}
+	return 0;
+}
+
+/*
+ * The Action of a delivered recipient: "expanded" (RFC 3461) when
+ * deliverd resubmitted the message to the addresses of a .forward file
+ * or alias, as the text of its LMTP reply shows, else "delivered".
+ * NOTE: this matches deliverd's reply texts, so an alias that deliverd
+ * expands to local mailboxes only is reported as delivered.
+ */
+static const char *
+delivered_action(const struct envelope_rcpt *rcpt)
+{
+	if (rcpt->reason != NULL && (strstr(rcpt->reason, " forwarded as ") != NULL ||
+	    strstr(rcpt->reason, " delivered through .forward") != NULL))
+		return "expanded";
+	return "delivered";
+}
+
+static const char *
+report_action(const struct bounce_report *report, const struct envelope_rcpt *rcpt)
+{
+	switch (report->kind) {
+	case BOUNCE_FAILED:
+		return "failed";
+	case BOUNCE_DELAYED:
+		return "delayed";
+	case BOUNCE_DELIVERED:
+		return delivered_action(rcpt);
+	}
+	return "failed";
 }
 
 static void
@@ -84,6 +120,9 @@ write_human_part(FILE *fp, const struct bounce_report *report)
 		fprintf(fp, "Your message could not be delivered yet to one or more recipients.\n"
 		    "Delivery will be retried until %s, and you will be notified\n"
 		    "again only if it fails. You do not need to send it again.\n\n", until);
+	} else if (report->kind == BOUNCE_DELIVERED) {
+		fputs("Your message was delivered to the recipients below, as you requested.\n"
+		    "The delivery report and the header of your message are attached.\n\n", fp);
 	} else {
 		fputs("Your message could not be delivered to one or more recipients.\n"
 		    "The delivery report and the header of your message are attached.\n\n", fp);
@@ -93,7 +132,7 @@ write_human_part(FILE *fp, const struct bounce_report *report)
 		const struct envelope_rcpt *rcpt = &env->rcpts[i];
 		char *reason;
 
-		if (!reported(report, rcpt))
+		if (!bounce_reports_rcpt(report, rcpt))
 			continue;
 		reason = envelope_clean_text(rcpt->reason != NULL ? rcpt->reason : "unknown error",
 		    BOUNCE_DIAGNOSTIC_MAX, 0);
@@ -110,21 +149,46 @@ report_status(const struct bounce_report *report, const struct envelope_rcpt *rc
 {
 	const char *status = valid_status(rcpt->dsn);
 
+	if (report->kind == BOUNCE_DELIVERED)
+		return rcpt->dsn != NULL && strncmp(rcpt->dsn, "2.", 2) == 0 ? rcpt->dsn : "2.0.0";
 	if (report->kind == BOUNCE_DELAYED)
 		return status != NULL && status[0] == '4' ? status : "4.0.0";
 	return status != NULL ? status : "5.0.0";
+}
+
+/* Original-Recipient: TYPE; ADDRESS from the stored ORCPT "TYPE;ADDRESS". */
+static void
+write_original_recipient(FILE *fp, const char *stored)
+{
+	char *orcpt = envelope_clean_text(stored, 512, 1);
+	char *semicolon = strchr(orcpt, ';');
+
+	if (semicolon != NULL) {
+		*semicolon = '\0';
+		fprintf(fp, "Original-Recipient: %s; %s\n", orcpt, semicolon + 1);
+	} else {
+		fprintf(fp, "Original-Recipient: rfc822; %s\n", orcpt);
+	}
+	free(orcpt);
 }
 
 static void
 write_status_part(FILE *fp, const struct bounce_report *report)
 {
 	const struct envelope *env = report->env;
+	const char *envid = envelope_attr(env, "envid");
 	char arrival[64], until[64];
 
 	format_date(arrival, sizeof arrival, (time_t)(env->arrival_usec / 1000000));
 	fprintf(fp, "Content-Description: Delivery report\n"
-	    "Content-Type: message/delivery-status\n\n"
-	    "Reporting-MTA: dns; %s\n"
+	    "Content-Type: message/delivery-status\n\n");
+	if (envid != NULL) {
+		char *clean = envelope_clean_text(envid, 100, 0);
+
+		fprintf(fp, "Original-Envelope-Id: %s\n", clean);
+		free(clean);
+	}
+	fprintf(fp, "Reporting-MTA: dns; %s\n"
 	    "X-Estafeta-Queue-ID: %s\n"
 	    "Arrival-Date: %s\n",
 	    report->myhostname, env->id, arrival);
@@ -133,20 +197,15 @@ write_status_part(FILE *fp, const struct bounce_report *report)
 		const struct envelope_rcpt *rcpt = &env->rcpts[i];
 		char *diagnostic;
 
-		if (!reported(report, rcpt))
+		if (!bounce_reports_rcpt(report, rcpt))
 			continue;
 		fprintf(fp, "\nFinal-Recipient: %s; %s\n",
 		    has_8bit(rcpt->address) ? "utf-8" : "rfc822", rcpt->address);
-		if (rcpt->orcpt != NULL) {
-			char *orcpt = envelope_clean_text(rcpt->orcpt, 512, 1);
-
-			fprintf(fp, "Original-Recipient: %s\n", orcpt);
-			free(orcpt);
-		}
+		if (rcpt->orcpt != NULL)
+			write_original_recipient(fp, rcpt->orcpt);
 		diagnostic = bounce_diagnostic_code(rcpt->reason != NULL ? rcpt->reason : "unknown error");
 		fprintf(fp, "Action: %s\nStatus: %s\nDiagnostic-Code: %s\n",
-		    report->kind == BOUNCE_DELAYED ? "delayed" : "failed",
-		    report_status(report, rcpt), diagnostic);
+		    report_action(report, rcpt), report_status(report, rcpt), diagnostic);
 		free(diagnostic);
 		if (report->kind == BOUNCE_DELAYED) {
 			format_date(until, sizeof until, report->retry_until);
@@ -154,6 +213,40 @@ write_status_part(FILE *fp, const struct bounce_report *report)
 		}
 	}
 	fputs("\n", fp);
+}
+
+static const char *
+report_subject(const struct bounce_report *report)
+{
+	switch (report->kind) {
+	case BOUNCE_FAILED:
+		break;
+	case BOUNCE_DELAYED:
+		return "Delayed Mail (still being retried)";
+	case BOUNCE_DELIVERED:
+		return "Successful Mail Delivery Report";
+	}
+	return "Undelivered Mail Returned to Sender";
+}
+
+/* The third part: the whole message for RET=FULL, else its header section. */
+static void
+write_original_part(FILE *fp, const struct bounce_report *report)
+{
+	static const char *const state[] = {
+		[BOUNCE_FAILED] = "Undelivered", [BOUNCE_DELAYED] = "Delayed",
+		[BOUNCE_DELIVERED] = "Delivered",
+	};
+
+	if (report->full)
+		fprintf(fp, "Content-Description: %s Message\n"
+		    "Content-Type: message/rfc822\n\n", state[report->kind]);
+	else
+		fprintf(fp, "Content-Description: %s Message Headers\n"
+		    "Content-Type: text/rfc822-headers\n\n", state[report->kind]);
+	fwrite(report->headers, 1, report->headers_len, fp);
+	if (report->headers_len > 0 && report->headers[report->headers_len - 1] != '\n')
+		fputc('\n', fp);
 }
 
 char *
@@ -180,21 +273,15 @@ bounce_build(const struct bounce_report *report, size_t *len, int *eightbit)
 	    "\tboundary=\"%s\"\n\n"
 	    "This is a MIME-encapsulated delivery status notification.\n\n",
 	    date, myhostname, report->env->sender,
-	    report->kind == BOUNCE_DELAYED ? "Delayed Mail (still being retried)" :
-	    "Undelivered Mail Returned to Sender",
+	    report_subject(report),
 	    report->bounce_id, myhostname, boundary);
 
 	fprintf(fp, "--%s\n", boundary);
 	write_human_part(fp, report);
 	fprintf(fp, "--%s\n", boundary);
 	write_status_part(fp, report);
-	fprintf(fp, "--%s\n"
-	    "Content-Description: %s Message Headers\n"
-	    "Content-Type: text/rfc822-headers\n\n", boundary,
-	    report->kind == BOUNCE_DELAYED ? "Delayed" : "Undelivered");
-	fwrite(report->headers, 1, report->headers_len, fp);
-	if (report->headers_len > 0 && report->headers[report->headers_len - 1] != '\n')
-		fputc('\n', fp);
+	fprintf(fp, "--%s\n", boundary);
+	write_original_part(fp, report);
 	fprintf(fp, "\n--%s--\n", boundary);
 	fclose(fp);
 	free(boundary);

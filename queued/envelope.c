@@ -21,6 +21,53 @@ envelope_status_name(enum rcpt_status status)
 	return status_names[status];
 }
 
+static const char *const notify_names[] = {
+	[DSN_NOTIFY_SUCCESS] = "SUCCESS",
+	[DSN_NOTIFY_FAILURE] = "FAILURE",
+	[DSN_NOTIFY_DELAY] = "DELAY",
+};
+
+int
+envelope_notify_valid(const char *text)
+{
+	char copy[64], *save = NULL;
+	unsigned seen = 0;
+
+	if (strcmp(text, "NEVER") == 0)
+		return 1;
+	if (*text == '\0' || strlen(text) >= sizeof copy || strstr(text, ",,") != NULL ||
+	    text[0] == ',' || text[strlen(text) - 1] == ',')
+		return 0;
+	strlcpy_x(copy, text, sizeof copy);
+	for (char *word = strtok_r(copy, ",", &save); word != NULL;
+	    word = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < sizeof notify_names / sizeof notify_names[0]; i++)
+			if (strcmp(word, notify_names[i]) == 0)
+				break;
+		if (i == sizeof notify_names / sizeof notify_names[0] || (seen & (1u << i)))
+			return 0;
+		seen |= 1u << i;
+	}
+	return 1;
+}
+
+int
+envelope_rcpt_wants(const struct envelope_rcpt *rcpt, enum dsn_notify kind)
+{
+	char copy[64], *save = NULL;
+
+	if (rcpt->notify == NULL)
+		return kind != DSN_NOTIFY_SUCCESS;
+	strlcpy_x(copy, rcpt->notify, sizeof copy);
+	for (char *word = strtok_r(copy, ",", &save); word != NULL;
+	    word = strtok_r(NULL, ",", &save))
+		if (strcmp(word, notify_names[kind]) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 envelope_status_parse(const char *name, enum rcpt_status *out)
 {
@@ -55,6 +102,7 @@ envelope_free(struct envelope *env)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].address);
 		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].notify);
 		free(env->rcpts[i].dsn);
 		free(env->rcpts[i].reason);
 	}
@@ -178,6 +226,10 @@ envelope_format(const struct envelope *env, size_t *len)
 		append_field(fp, "rcpt", rcpt->address);
 		if (rcpt->orcpt != NULL)
 			append_field(fp, "orcpt", rcpt->orcpt);
+		if (rcpt->notify != NULL)
+			append_field(fp, "notify", rcpt->notify);
+		if (rcpt->success_reported)
+			append_field(fp, "success_reported", "1");
 		append_field(fp, "status", envelope_status_name(rcpt->status));
 		if (rcpt->dsn != NULL)
 			append_field(fp, "dsn", rcpt->dsn);
@@ -231,6 +283,13 @@ parse_rcpt_field(struct envelope_rcpt *rcpt, const char *key, const char *value)
 	if (strcmp(key, "orcpt") == 0) {
 		free(rcpt->orcpt);
 		rcpt->orcpt = xstrdup(value);
+	} else if (strcmp(key, "notify") == 0) {
+		if (!envelope_notify_valid(value))
+			return -1;
+		free(rcpt->notify);
+		rcpt->notify = xstrdup(value);
+	} else if (strcmp(key, "success_reported") == 0) {
+		rcpt->success_reported = strcmp(value, "1") == 0;
 	} else if (strcmp(key, "status") == 0) {
 		if (envelope_status_parse(value, &rcpt->status) < 0)
 			return -1;

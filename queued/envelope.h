@@ -12,8 +12,12 @@
  *   attempts=0
  *   next_attempt=0
  *   body=8BITMIME, smtputf8=yes, client_addr=..., ...   (optional)
+ *   ret=FULL|HDRS, envid=TEXT, requiretls=1, tls_required=no (optional:
+ *                                      DSN and REQUIRETLS parameters)
  *   rcpt=bob@example.test              (then the keys of that recipient:)
  *   orcpt=rfc822;bob@example.test      (optional)
+ *   notify=SUCCESS,FAILURE             (optional: the DSN NOTIFY parameter)
+ *   success_reported=1                 (optional: delivered DSN queued or declined)
  *   status=pending|deferred|sent|failed|bounced
  *   dsn=4.4.1                          (optional)
  *   reason=TEXT                        (optional)
@@ -43,6 +47,8 @@ enum rcpt_status {
 struct envelope_rcpt {
 	char *address;
 	char *orcpt;		/* NULL when absent */
+	char *notify;		/* DSN NOTIFY value ("NEVER", "SUCCESS,DELAY"), NULL when absent */
+	int success_reported;	/* a "delivered" DSN was queued, or declined and logged */
 	enum rcpt_status status;
 	char *dsn;		/* enhanced status code of the last attempt, or NULL */
 	char *reason;		/* last reply or error, or NULL */
@@ -95,6 +101,24 @@ char *envelope_format(const struct envelope *env, size_t *len);
 struct envelope *envelope_parse(const char *text, size_t len, const char **why);
 
 const char *envelope_status_name(enum rcpt_status status);
+
+/* DSN NOTIFY keywords (RFC 3461). */
+enum dsn_notify {
+	DSN_NOTIFY_SUCCESS,
+	DSN_NOTIFY_FAILURE,
+	DSN_NOTIFY_DELAY,
+};
+
+/*
+ * Whether RCPT asked for a notification of KIND. Without NOTIFY the
+ * sender gets failures and delays but no success, a default that
+ * RFC 3461 leaves to the MTA.
+ */
+int envelope_rcpt_wants(const struct envelope_rcpt *rcpt, enum dsn_notify kind);
+
+/* Whether TEXT is a valid NOTIFY value: NEVER, or SUCCESS, FAILURE and
+ * DELAY in any order, each at most once, upper case. */
+int envelope_notify_valid(const char *text);
 
 /*
  * Copy untrusted TEXT into a new string that is safe for an envelope

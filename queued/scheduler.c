@@ -7,6 +7,7 @@
 
 #include "bounce.h"
 #include "commit.h"
+#include "commit_dsn.h"
 #include "config.h"
 #include "domain.h"
 #include "envelope.h"
@@ -90,6 +91,10 @@ activate(struct qmsg *msg)
 		}
 		/* TODO: hand remote recipients to the outbound SMTP client once
 		 * it exists; until then they wait and expire. */
+		/* TODO: with the envelope's requiretls=1 (RFC 8689), deliver only
+		 * over TLS with a verified certificate, else fail the recipient
+		 * with 5.7.30. With tls_required=no, ignore MTA-STS and DANE
+		 * failures. */
 		envelope_rcpt_set(rcpt, RCPT_DEFERRED, OUTBOUND_DISABLED_DSN, OUTBOUND_DISABLED_REASON);
 		scheduler_log_rcpt(msg, i, "none", "deferred", OUTBOUND_DISABLED_REASON);
 	}
@@ -213,6 +218,30 @@ expire_if_due(struct qmsg *msg)
 	log_info("%s: from=<%s>, status=expired, returned to sender", env->id, sender);
 }
 
+/* Recipients in STATUS that asked for notifications of KIND. */
+static size_t
+count_wanting(const struct envelope *env, enum rcpt_status status, enum dsn_notify kind)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].status == status && envelope_rcpt_wants(&env->rcpts[i], kind))
+			n++;
+	return n;
+}
+
+/* Log that recipient INDEX gets no notification it would otherwise get, and why. */
+static void
+log_rcpt_notify_ignored(const struct qmsg *msg, size_t index, const char *why)
+{
+	const struct envelope_rcpt *rcpt = &msg->env->rcpts[index];
+	char address[512];
+
+	log_sanitize(address, sizeof address, rcpt->address, strlen(rcpt->address));
+	log_info("%s: to=<%s>, notify=%s: no notification to the sender: %s", msg->env->id,
+	    address, rcpt->notify != NULL ? rcpt->notify : "-", why);
+}
+
 static void
 mark_failed_bounced(struct envelope *env)
 {
@@ -241,12 +270,60 @@ send_delay_warning(struct qmsg *msg)
 
 	if (after == 0 || msg->deleted || env->sender[0] == '\0' ||
 	    envelope_attr(env, "delay_warning_sent") != NULL ||
-	    envelope_count(env, RCPT_DEFERRED) == 0 ||
+	    count_wanting(env, RCPT_DEFERRED, DSN_NOTIFY_DELAY) == 0 ||
 	    now_usec() - env->arrival_usec < after * 1000000) {
 		finish_attempt(msg);
 		return;
 	}
 	bounce_send(msg, BOUNCE_DELAYED, delay_warning_done);
+}
+
+static void
+success_notice_done(struct qmsg *msg, const char *bounce_id)
+{
+	struct envelope *env = msg->env;
+
+	if (bounce_id != NULL) {
+		log_info("%s: sender delivery status notification: %s", env->id, bounce_id);
+		for (size_t i = 0; i < env->nrcpts; i++)
+			if (env->rcpts[i].status == RCPT_SENT &&
+			    envelope_rcpt_wants(&env->rcpts[i], DSN_NOTIFY_SUCCESS))
+				env->rcpts[i].success_reported = 1;
+	}
+	send_delay_warning(msg);
+}
+
+/*
+ * Send a "delivered" DSN for recipients delivered with NOTIFY=SUCCESS.
+ * Only a sender who logged in or submitted locally gets one, so that an
+ * open SMTP client cannot make this host send mail to any address it
+ * puts in MAIL FROM. Other senders' requests are logged and dropped.
+ */
+static void
+send_success_notice(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+	size_t wanted = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct envelope_rcpt *rcpt = &env->rcpts[i];
+
+		if (rcpt->status != RCPT_SENT || rcpt->success_reported ||
+		    !envelope_rcpt_wants(rcpt, DSN_NOTIFY_SUCCESS))
+			continue;
+		if (env->sender[0] != '\0' && envelope_sender_authenticated(env)) {
+			wanted++;
+			continue;
+		}
+		log_rcpt_notify_ignored(msg, i, env->sender[0] == '\0' ? "null sender" :
+		    "sender not authenticated");
+		rcpt->success_reported = 1;
+	}
+	if (wanted == 0 || msg->deleted) {
+		send_delay_warning(msg);
+		return;
+	}
+	bounce_send(msg, BOUNCE_DELIVERED, success_notice_done);
 }
 
 static void
@@ -256,7 +333,24 @@ failure_notice_done(struct qmsg *msg, const char *bounce_id)
 		log_info("%s: sender non-delivery notification: %s", msg->env->id, bounce_id);
 		mark_failed_bounced(msg->env);
 	}
-	send_delay_warning(msg);
+	send_success_notice(msg);
+}
+
+/* Failed recipients whose NOTIFY leaves out FAILURE (NOTIFY=NEVER, for
+ * one) are done without a notification. */
+static void
+drop_unwanted_failures(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct envelope_rcpt *rcpt = &env->rcpts[i];
+
+		if (rcpt->status != RCPT_FAILED || envelope_rcpt_wants(rcpt, DSN_NOTIFY_FAILURE))
+			continue;
+		log_rcpt_notify_ignored(msg, i, "no failure notification requested");
+		rcpt->status = RCPT_BOUNCED;
+	}
 }
 
 /* Return failed recipients to the sender, unless it is the null sender. */
@@ -265,23 +359,24 @@ send_failure_notice(struct qmsg *msg)
 {
 	struct envelope *env = msg->env;
 
+	drop_unwanted_failures(msg);
 	if (envelope_count(env, RCPT_FAILED) == 0) {
-		send_delay_warning(msg);
+		send_success_notice(msg);
 		return;
 	}
 	if (env->sender[0] == '\0') {
 		log_info("%s: no bounce to the null sender; %zu failed recipients dropped",
 		    env->id, envelope_count(env, RCPT_FAILED));
 		mark_failed_bounced(env);
-		send_delay_warning(msg);
+		send_success_notice(msg);
 		return;
 	}
 	bounce_send(msg, BOUNCE_FAILED, failure_notice_done);
 }
 
 /* The steps after an attempt run in order, each possibly waiting for a
- * notification to be committed: expiry, failure notice, delay warning,
- * then removal or deferral (finish_attempt). */
+ * notification to be committed: expiry, failure notice, success notice,
+ * delay warning, then removal or deferral (finish_attempt). */
 void
 scheduler_attempt_done(struct qmsg *msg)
 {

@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "client.h"
 #include "commit.h"
+#include "commit_dsn.h"
 #include "commit_request.h"
 #include "envelope.h"
 #include "ipc.h"
@@ -170,6 +171,10 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		return;
 	}
 	env = commit_request_envelope(request, id, client->uid, reason, sizeof reason);
+	if (env != NULL && commit_dsn_apply(env, request, reason, sizeof reason) < 0) {
+		envelope_free(env);
+		env = NULL;
+	}
 	if (env == NULL) {
 		client_send_fail(client, "COMMIT-FAIL", id, reason);
 		discard_file(client, file);

@@ -105,6 +105,7 @@ transaction_reset(struct session *s)
 	for (size_t i = 0; i < tx->nrecipients; i++)
 		free(tx->recipients[i]);
 	free(tx->recipients);
+	free(tx->rcpt_params);
 
 	memset(tx, 0, sizeof *tx);
 	tx->spool_fd = -1;
@@ -136,14 +137,30 @@ greeting_accept(struct session *s, char *args, const char *command)
 	return 1;
 }
 
+/*
+ * The LIMITS keyword (RFC 9422): RCPTMAX from smtpd_recipient_limit and
+ * MAILMAX from smtpd_session_transaction_limit, which is left out when
+ * there is no limit.
+ */
+static void
+format_limits(const struct smtpd_settings *settings, char *out, size_t size)
+{
+	int len = snprintf(out, size, "LIMITS RCPTMAX=%lld", settings->recipient_limit);
+
+	if (settings->transaction_limit > 0 && len > 0 && (size_t)len < size)
+		snprintf(out + len, size - (size_t)len, " MAILMAX=%lld", settings->transaction_limit);
+}
+
 static void
 command_ehlo(struct session *s, char *args)
 {
 	const struct smtpd_settings *settings = &s->server->settings;
+	char limits[96];
 
 	if (!greeting_accept(s, args, "EHLO"))
 		return;
 	s->esmtp = 1;
+	format_limits(settings, limits, sizeof limits);
 	session_reply(s,
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
@@ -152,9 +169,13 @@ command_ehlo(struct session *s, char *args)
 	    "250-ENHANCEDSTATUSCODES\r\n"
 	    "%s"
 	    "250-SMTPUTF8\r\n"
+	    "250-DSN\r\n"
+	    "%s"
+	    "250-%s\r\n"
 	    "250 CHUNKING",
 	    settings->hostname, settings->message_size_limit,
-	    tls_offered(s) ? "250-STARTTLS\r\n" : "");
+	    tls_offered(s) ? "250-STARTTLS\r\n" : "",
+	    session_tls_active(s) ? "250-REQUIRETLS\r\n" : "", limits);
 }
 
 static void

@@ -89,6 +89,7 @@ spool_append_content(struct session *s, const char *data, size_t len)
 		tx->too_big = 1;
 	if (tx->too_big || tx->write_failed || len == 0)
 		return;
+	tls_required_scan(s, data, len);
 
 	if (!tx->first_line_done) {
 		size_t room = sizeof tx->first_line - tx->first_line_len;

@@ -1,5 +1,4 @@
 /* MAIL FROM and RCPT TO: paths, ESMTP parameters and the recipient list. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +6,6 @@
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
-
-/* Parameters given with MAIL FROM (RFC 1870, 6152, 3030, 6531). */
-struct mail_params {
-	long long size;		/* -1: not given */
-	enum body_type body;
-	int smtputf8;
-};
 
 /*
  * Skip "FROM:" or "TO:" (case-insensitive) and any spaces after the
@@ -31,69 +23,6 @@ skip_keyword(char *args, const char *keyword)
 	while (*args == ' ')
 		args++;
 	return args;
-}
-
-static int
-parse_size_value(const char *text, long long *out)
-{
-	char *end;
-
-	if (*text < '0' || *text > '9')
-		return -1;
-	errno = 0;
-	*out = strtoll(text, &end, 10);
-	if (*end != '\0' || errno != 0)
-		return -1;
-	return 0;
-}
-
-/*
- * Parse the MAIL parameters in ARGS ("SIZE=100 BODY=8BITMIME").
- * Returns 0, or -1 after sending the error reply.
- */
-static int
-parse_mail_params(struct session *s, char *args, struct mail_params *params)
-{
-	char *save = NULL;
-
-	params->size = -1;
-	params->body = BODY_7BIT;
-	params->smtputf8 = 0;
-
-	for (char *param = strtok_r(args, " ", &save); param != NULL;
-	    param = strtok_r(NULL, " ", &save)) {
-		char *value = strchr(param, '=');
-
-		if (value != NULL)
-			*value++ = '\0';
-
-		if (ascii_casecmp(param, "SIZE") == 0) {
-			if (value == NULL || parse_size_value(value, &params->size) < 0) {
-				session_reply(s, "501 5.5.4 Bad SIZE parameter syntax");
-				return -1;
-			}
-		} else if (ascii_casecmp(param, "BODY") == 0 && value != NULL) {
-			if (ascii_casecmp(value, "7BIT") == 0)
-				params->body = BODY_7BIT;
-			else if (ascii_casecmp(value, "8BITMIME") == 0)
-				params->body = BODY_8BITMIME;
-			else if (ascii_casecmp(value, "BINARYMIME") == 0)
-				params->body = BODY_BINARYMIME;
-			else {
-				session_reply(s, "501 5.5.4 Bad BODY parameter: expected 7BIT, 8BITMIME or BINARYMIME");
-				return -1;
-			}
-		} else if (ascii_casecmp(param, "SMTPUTF8") == 0 && value == NULL) {
-			params->smtputf8 = 1;
-		} else {
-			char text[64];
-
-			log_sanitize(text, sizeof text, param, strlen(param));
-			session_reply(s, "555 5.5.4 Unsupported option: %s", text);
-			return -1;
-		}
-	}
-	return 0;
 }
 
 /*
@@ -131,6 +60,22 @@ addr_has_utf8(const struct mailaddr *addr)
 	return 0;
 }
 
+/*
+ * Reply 421 and close when the session has had its smtpd_session_
+ * transaction_limit of transactions, the MAILMAX advertised with LIMITS
+ * (RFC 9422).
+ */
+static void
+transaction_limit_reached(struct session *s)
+{
+	const char *reply = "421 4.7.0 Error: too many transactions in this session, closing";
+
+	log_info("%s[%s]: transaction limit of %lld reached; closing", s->name, s->ip,
+	    s->server->settings.transaction_limit);
+	session_reply_raw(s, reply);
+	session_close(s);
+}
+
 void
 command_mail(struct session *s, char *args)
 {
@@ -149,6 +94,11 @@ command_mail(struct session *s, char *args)
 		session_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	if (settings->transaction_limit > 0 &&
+	    s->transactions >= (unsigned long long)settings->transaction_limit) {
+		transaction_limit_reached(s);
+		return;
+	}
 	path = skip_keyword(args, "FROM:");
 	if (path == NULL) {
 		session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
@@ -160,7 +110,7 @@ command_mail(struct session *s, char *args)
 		session_reply_raw(s, reply);
 		return;
 	}
-	if (parse_mail_params(s, rest, &params) < 0)
+	if (mail_params_parse(s, rest, &params) < 0)
 		return;
 	if (!params.smtputf8 && addr_has_utf8(&sender)) {
 		session_reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
@@ -178,6 +128,10 @@ command_mail(struct session *s, char *args)
 	tx->sender = sender;
 	tx->body = params.body;
 	tx->smtputf8 = params.smtputf8;
+	tx->ret = params.ret;
+	strlcpy_x(tx->envid, params.envid, sizeof tx->envid);
+	tx->requiretls = params.requiretls;
+	s->transactions++;
 	session_reply(s, "250 2.1.0 Ok");
 }
 
@@ -209,13 +163,8 @@ command_rcpt(struct session *s, char *args)
 		session_reply_raw(s, reply);
 		return;
 	}
-	if (*rest != '\0') {
-		char text[64];
-
-		log_sanitize(text, sizeof text, rest, strcspn(rest, " "));
-		session_reply(s, "555 5.5.4 Unsupported option: %s", text);
+	if (rcpt_params_parse(s, rest, &s->pending_rcpt) < 0)
 		return;
-	}
 	addr_format(&rcpt, formatted, sizeof formatted);
 	strlcpy_x(s->lookup.recipient, formatted, sizeof s->lookup.recipient);
 	if (!tx->smtputf8 && addr_has_utf8(&rcpt)) {
@@ -249,6 +198,8 @@ rcpt_finish(struct session *s, int code, const char *reply)
 	}
 
 	tx->recipients = xrealloc(tx->recipients, (tx->nrecipients + 1) * sizeof *tx->recipients);
+	tx->rcpt_params = xrealloc(tx->rcpt_params, (tx->nrecipients + 1) * sizeof *tx->rcpt_params);
+	tx->rcpt_params[tx->nrecipients] = s->pending_rcpt;
 	tx->recipients[tx->nrecipients++] = xstrdup(recipient);
 	session_reply(s, "250 2.1.5 Ok");
 }

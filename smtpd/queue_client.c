@@ -96,6 +96,36 @@ queue_client_new(struct session *s, enum queue_request request)
 	return rc;
 }
 
+/* The DSN parameters of one recipient, right after its rcpt field. */
+static void
+queue_client_add_rcpt_dsn(struct ipc_msg *msg, const struct rcpt_params *params)
+{
+	char notify[64];
+
+	if (params->orcpt[0] != '\0')
+		ipc_msg_add(msg, "orcpt", params->orcpt);
+	dsn_notify_format(params->notify, notify, sizeof notify);
+	if (notify[0] != '\0')
+		ipc_msg_add(msg, "notify", notify);
+}
+
+/* The DSN and REQUIRETLS parameters of MAIL, and a "TLS-Required: No"
+ * header field, which REQUIRETLS overrides (RFC 8689). */
+static void
+queue_client_add_mail_dsn(const struct session *s, struct ipc_msg *msg)
+{
+	const struct transaction *tx = &s->tx;
+
+	if (tx->ret != DSN_RET_DEFAULT)
+		ipc_msg_add(msg, "ret", tx->ret == DSN_RET_FULL ? "FULL" : "HDRS");
+	if (tx->envid[0] != '\0')
+		ipc_msg_add(msg, "envid", tx->envid);
+	if (tx->requiretls)
+		ipc_msg_add(msg, "requiretls", "1");
+	else if (tx->tls_required_no)
+		ipc_msg_add(msg, "tls_required", "no");
+}
+
 static void
 queue_client_add_envelope(const struct session *s, struct ipc_msg *msg)
 {
@@ -105,8 +135,10 @@ queue_client_add_envelope(const struct session *s, struct ipc_msg *msg)
 
 	ipc_msg_add(msg, "id", tx->queue_id);
 	ipc_msg_add(msg, "sender", addr_format(&tx->sender, sender, sizeof sender));
-	for (size_t i = 0; i < tx->nrecipients; i++)
+	for (size_t i = 0; i < tx->nrecipients; i++) {
 		ipc_msg_add(msg, "rcpt", tx->recipients[i]);
+		queue_client_add_rcpt_dsn(msg, &tx->rcpt_params[i]);
+	}
 	ipc_msg_addf(msg, "size", "%lld", tx->spool_bytes);
 	ipc_msg_add(msg, "client_addr", s->ip);
 	ipc_msg_add(msg, "client_name", s->name);
@@ -115,6 +147,7 @@ queue_client_add_envelope(const struct session *s, struct ipc_msg *msg)
 	ipc_msg_add(msg, "body", body_names[tx->body]);
 	if (tx->smtputf8)
 		ipc_msg_add(msg, "smtputf8", "yes");
+	queue_client_add_mail_dsn(s, msg);
 }
 
 int

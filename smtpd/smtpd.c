@@ -47,6 +47,7 @@ settings_load(struct smtpd_settings *settings)
 	settings_load_hostname(settings);
 	settings->message_size_limit = config_size("message_size_limit");
 	settings->recipient_limit = config_int("smtpd_recipient_limit");
+	settings->transaction_limit = config_int("smtpd_session_transaction_limit");
 	settings->client_connection_limit = config_int("smtpd_client_connection_limit");
 	settings->max_connections = config_int("smtpd_max_connections");
 	settings->timeout = config_time("smtpd_timeout");

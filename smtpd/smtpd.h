@@ -21,6 +21,7 @@ struct smtpd_settings {
 	char hostname[256];
 	long long message_size_limit;
 	long long recipient_limit;
+	long long transaction_limit;
 	long long client_connection_limit;
 	long long max_connections;
 	long long timeout;
@@ -83,6 +84,34 @@ enum session_counter {
 
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
+/* DSN (RFC 3461), REQUIRETLS (RFC 8689) and LIMITS (RFC 9422). */
+#define DSN_ENVID_MAX		100	/* ENVID length as sent (xtext), RFC 3461 */
+#define DSN_ORCPT_MAX		500	/* ORCPT length as sent, type included, RFC 3461 */
+
+enum dsn_ret { DSN_RET_DEFAULT, DSN_RET_FULL, DSN_RET_HDRS };
+
+/* NOTIFY keywords as bits; 0 means NOTIFY was not given. */
+#define DSN_NOTIFY_NEVER	0x01
+#define DSN_NOTIFY_SUCCESS	0x02
+#define DSN_NOTIFY_FAILURE	0x04
+#define DSN_NOTIFY_DELAY	0x08
+
+/* Parameters given with MAIL FROM (RFC 1870, 6152, 3030, 6531, 3461, 8689). */
+struct mail_params {
+	long long size;		/* -1: not given */
+	enum body_type body;
+	int smtputf8;
+	enum dsn_ret ret;
+	char envid[DSN_ENVID_MAX + 1];	/* xtext-decoded, "" when not given */
+	int requiretls;
+};
+
+/* DSN parameters given with RCPT TO (RFC 3461). */
+struct rcpt_params {
+	unsigned notify;		/* DSN_NOTIFY_* bits */
+	char orcpt[DSN_ORCPT_MAX + 1];	/* "addr-type;address" decoded, "" when not given */
+};
+
 /* The request in flight to queued, which decides what its reply does. */
 enum queue_request {
 	QUEUE_IDLE,
@@ -116,6 +145,20 @@ struct transaction {
 	char first_line[1000];
 	size_t first_line_len;
 	int first_line_done;
+
+	/* DSN and REQUIRETLS parameters of MAIL, and the RCPT parameters of
+	 * each recipient, in the order of recipients. */
+	enum dsn_ret ret;
+	char envid[DSN_ENVID_MAX + 1];
+	int requiretls;
+	struct rcpt_params *rcpt_params;
+	struct tls_required_scan {
+		char line[64];		/* the header line being read */
+		size_t len;
+		int overflow;		/* the line is longer than the buffer */
+		int done;		/* the header section has ended */
+	} tls_required_scan;
+	int tls_required_no;		/* the header has "TLS-Required: No" */
 };
 
 struct counter {
@@ -162,6 +205,9 @@ struct session {
 		int next;
 		int virtual;
 	} lookup;
+
+	struct rcpt_params pending_rcpt;
+	unsigned long long transactions;
 
 	unsigned errors;
 	struct counter counters[COUNT_MAX];
@@ -224,6 +270,26 @@ void data_commit_done(struct session *s, const char *error);
 int recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply,
     size_t replysize);
 void recipient_lookup_cancel(struct session *s);
+
+/* mail_params.c: ESMTP parameters of MAIL and RCPT */
+int mail_params_parse(struct session *s, char *args, struct mail_params *params);
+int rcpt_params_parse(struct session *s, char *args, struct rcpt_params *params);
+void dsn_notify_format(unsigned notify, char *out, size_t size);
+
+/* tls_required.c: the TLS-Required header field (RFC 8689) */
+void tls_required_scan(struct session *s, const char *data, size_t len);
+
+static inline int
+session_tls_active(const struct session *s)
+{
+	return s->tls_active;
+}
+
+static inline const char *
+session_auth_user(const struct session *s)
+{
+	return NULL;
+}
 
 /* received.c */
 char *received_header(const struct session *s);

@@ -155,7 +155,7 @@ def test_unknown_mail_parameter(mailhost):
 def test_unknown_rcpt_parameter(mailhost):
     conn = session(mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
-    assert_reply(conn.cmd("RCPT TO:<demo@example.test> NOTIFY=NEVER"), 555, "5.5.4")
+    assert_reply(conn.cmd("RCPT TO:<demo@example.test> FROB=1"), 555, "5.5.4")
     conn.close()
 
 

@@ -201,7 +201,7 @@ START_TEST(bounce_report_structure)
 	ck_assert_ptr_nonnull(strstr(text, "\nReporting-MTA: dns; mail.example.test\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\nArrival-Date: "));
 	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; carol@example.test\n"
-	    "Original-Recipient: rfc822;carol@example.test\n"
+	    "Original-Recipient: rfc822; carol@example.test\n"
 	    "Action: failed\nStatus: 5.1.1\n"
 	    "Diagnostic-Code: smtp; 550 5.1.1 <carol@example.test>: user unknown\n"));
 	ck_assert_ptr_nonnull(strstr(text, "Content-Type: text/rfc822-headers\n\n"
@@ -267,6 +267,151 @@ START_TEST(bounce_report_invalid_status)
 }
 END_TEST
 
+START_TEST(envelope_dsn_fields_round_trip)
+{
+	struct envelope *env = sample_envelope(), *parsed;
+	const char *why;
+	size_t len;
+	char *text;
+
+	envelope_set_attr(env, "ret", "HDRS");
+	envelope_set_attr(env, "envid", "QQ+1");
+	env->rcpts[0].notify = xstrdup("SUCCESS,FAILURE");
+	env->rcpts[0].success_reported = 1;
+	env->rcpts[1].notify = xstrdup("NEVER");
+	text = envelope_format(env, &len);
+	ck_assert_ptr_nonnull(strstr(text, "rcpt=bob@example.test\nnotify=SUCCESS,FAILURE\n"
+	    "success_reported=1\nstatus=sent\n"));
+
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_str_eq(envelope_attr(parsed, "ret"), "HDRS");
+	ck_assert_str_eq(envelope_attr(parsed, "envid"), "QQ+1");
+	ck_assert_str_eq(parsed->rcpts[0].notify, "SUCCESS,FAILURE");
+	ck_assert_int_eq(parsed->rcpts[0].success_reported, 1);
+	ck_assert_str_eq(parsed->rcpts[1].notify, "NEVER");
+	ck_assert_int_eq(parsed->rcpts[1].success_reported, 0);
+	ck_assert_ptr_null(parsed->rcpts[2].notify);
+
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+/* A file written before the DSN fields existed reads with the defaults:
+ * failures and delays reported, success not. */
+START_TEST(envelope_old_file_dsn_defaults)
+{
+	static const char old[] = "version=1\nid=4F2A1B3C9D0E1F22\narrival=1733350000.000001\n"
+	    "size=10\nsender=alice@example.test\nattempts=0\nnext_attempt=0\n"
+	    "rcpt=bob@example.test\norcpt=rfc822;bob@example.test\nstatus=pending\nend=1\n";
+	const char *why;
+	struct envelope *env = envelope_parse(old, sizeof old - 1, &why);
+
+	ck_assert_ptr_nonnull(env);
+	ck_assert_ptr_null(env->rcpts[0].notify);
+	ck_assert_int_eq(envelope_rcpt_wants(&env->rcpts[0], DSN_NOTIFY_FAILURE), 1);
+	ck_assert_int_eq(envelope_rcpt_wants(&env->rcpts[0], DSN_NOTIFY_DELAY), 1);
+	ck_assert_int_eq(envelope_rcpt_wants(&env->rcpts[0], DSN_NOTIFY_SUCCESS), 0);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(envelope_notify_values)
+{
+	static const char *const good[] = { "NEVER", "SUCCESS", "FAILURE,DELAY", "DELAY,SUCCESS,FAILURE" };
+	static const char *const bad[] = { "", "never", "NEVER,SUCCESS", "SUCCESS,SUCCESS", "SUCCESS,",
+	    ",DELAY", "FAILURE,,DELAY", "SOMETIMES" };
+	struct envelope_rcpt rcpt = { .notify = (char *)"DELAY,SUCCESS" };
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(envelope_notify_valid(good[i]), "%s", good[i]);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!envelope_notify_valid(bad[i]), "%s", bad[i]);
+	ck_assert_int_eq(envelope_rcpt_wants(&rcpt, DSN_NOTIFY_SUCCESS), 1);
+	ck_assert_int_eq(envelope_rcpt_wants(&rcpt, DSN_NOTIFY_DELAY), 1);
+	ck_assert_int_eq(envelope_rcpt_wants(&rcpt, DSN_NOTIFY_FAILURE), 0);
+}
+END_TEST
+
+START_TEST(envelope_bad_notify_rejected)
+{
+	static const char bad[] = "version=1\nid=4F2A1B3C9D0E1F24\narrival=1\nsize=1\n"
+	    "sender=a@example.test\nattempts=0\nnext_attempt=0\n"
+	    "rcpt=b@example.test\nnotify=NEVER,DELAY\nstatus=pending\nend=1\n";
+	const char *why;
+
+	ck_assert_ptr_null(envelope_parse(bad, sizeof bad - 1, &why));
+	ck_assert_str_eq(why, "invalid recipient field");
+}
+END_TEST
+
+START_TEST(failure_report_dsn_fields)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_FAILED, .headers = "Subject: x\n", .headers_len = 11,
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F96", .now = 1733350000,
+	};
+	size_t len;
+	int eightbit;
+	char *text;
+
+	envelope_set_attr(env, "envid", "QQ+1");
+	envelope_rcpt_set(&env->rcpts[2], RCPT_FAILED, "5.1.1", "550 5.1.1 unknown");
+	env->rcpts[2].notify = xstrdup("SUCCESS");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Content-Type: message/delivery-status\n\n"
+	    "Original-Envelope-Id: QQ+1\nReporting-MTA: dns; mail.example.test\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Final-Recipient: rfc822; carol@example.test\n"));
+	/* dave asked for success notifications only. */
+	ck_assert_ptr_null(strstr(text, "dave@remote.example"));
+	free(text);
+
+	report.full = 1;
+	report.headers = "Subject: x\n\nbody\n";
+	report.headers_len = strlen(report.headers);
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Content-Description: Undelivered Message\n"
+	    "Content-Type: message/rfc822\n\nSubject: x\n\nbody\n"));
+	ck_assert_ptr_null(strstr(text, "text/rfc822-headers"));
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(success_report_structure)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_DELIVERED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F95", .now = 1733350000,
+	};
+	size_t len;
+	int eightbit;
+	char *text;
+
+	env->rcpts[0].notify = xstrdup("SUCCESS");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Subject: Successful Mail Delivery Report\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; bob@example.test\n"
+	    "Action: delivered\nStatus: 2.0.0\nDiagnostic-Code: smtp; 250 2.0.0 ok\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Content-Description: Delivered Message Headers\n"));
+	ck_assert_ptr_null(strstr(text, "carol@example.test"));
+	free(text);
+
+	/* A recipient that deliverd forwarded is reported as expanded, once. */
+	envelope_rcpt_set(&env->rcpts[0], RCPT_SENT, "2.0.0", "250 2.0.0 forwarded as 4F2A1B3C9D0E1F90");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Action: expanded\n"));
+	free(text);
+	env->rcpts[0].success_reported = 1;
+	ck_assert_int_eq(bounce_reports_rcpt(&report, &env->rcpts[0]), 0);
+	envelope_free(env);
+}
+END_TEST
+
 Suite *
 queue_envelope_suite(void)
 {
@@ -283,6 +428,12 @@ queue_envelope_suite(void)
 	tcase_add_test(tc, bounce_report_structure);
 	tcase_add_test(tc, bounce_report_invalid_status);
 	tcase_add_test(tc, delay_report_lists_deferred);
+	tcase_add_test(tc, envelope_dsn_fields_round_trip);
+	tcase_add_test(tc, envelope_old_file_dsn_defaults);
+	tcase_add_test(tc, envelope_notify_values);
+	tcase_add_test(tc, envelope_bad_notify_rejected);
+	tcase_add_test(tc, failure_report_dsn_fields);
+	tcase_add_test(tc, success_report_structure);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
