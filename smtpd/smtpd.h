@@ -206,6 +206,8 @@ struct session {
 		int virtual;
 	} lookup;
 
+	/* The parameters of the RCPT waiting for its recipient lookup, and
+	 * the transactions (accepted MAIL commands) of the session. */
 	struct rcpt_params pending_rcpt;
 	unsigned long long transactions;
 
