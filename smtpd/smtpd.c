@@ -274,8 +274,9 @@ main(int argc, char **argv)
 	server->base = event_base_new();
 	if (server->base == NULL)
 		fatalx("event_base_new failed");
-	listen_all(server);
+	/* TLS first: a bad certificate stops smtpd before it accepts anyone. */
 	tls_setup(server);
+	listen_all(server);
 
 	privsep_drop(config_string("smtpd_user"), NULL);
 
