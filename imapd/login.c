@@ -142,6 +142,8 @@ auth_connection(struct login *login)
 	    (int)imapd_settings.auth_timeout * 1000, err, sizeof err);
 	if (login->auth == NULL)
 		log_error("session=%llu: authd unavailable: %s", login->client->session_id, err);
+	else if (tls_active(login))
+		auth_client_set_tls(login->auth, login->tls.ssl);
 	return login->auth;
 }
 
@@ -428,6 +430,10 @@ start_tls(struct login *login)
 	    login->client->session_id, login->client->rip) < 0)
 		return -1;
 	login->io.transport = &login->tls.transport;
+
+	/* SCRAM-SHA-256-PLUS takes its channel binding from this SSL. */
+	if (login->auth != NULL)
+		auth_client_set_tls(login->auth, login->tls.ssl);
 	return 0;
 }
 

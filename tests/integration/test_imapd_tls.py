@@ -196,6 +196,45 @@ def test_large_fetch_through_proxy(tlshost):
     imap.logout()
 
 
+def test_idle_through_proxy(tlshost):
+    conn = TLSIMAP(tlshost.imaps_port, implicit=True)
+    conn.line()
+    assert conn.cmd("a1", "LOGIN %s demo" % DEMO)[-1].startswith("a1 OK")
+    assert conn.cmd("a2", "SELECT INBOX")[-1].startswith("a2 OK")
+
+    conn.send(b"a3 IDLE\r\n")
+    assert conn.line() == "+ idling"
+    deliver(tlshost, "during idle")
+    assert conn.line() == "* 1 EXISTS"
+    conn.send(b"DONE\r\n")
+    assert conn.until_tagged("a3")[-1] == "a3 OK Idle completed."
+    conn.close()
+
+
+def wait_for_no_children(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not children_of(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_client_gone_ends_both_processes(tlshost):
+    conn = TLSIMAP(tlshost.imaps_port, implicit=True)
+    conn.line()
+    assert conn.cmd("a1", "LOGIN %s demo" % DEMO)[-1].startswith("a1 OK")
+    master = tlshost.procs["imapd"].pid
+    assert len(children_of(master)) == 2
+
+    # Python's SSLSocket.close sends no close_notify: this is a client that crashed.
+    conn.sock.close()
+
+    assert wait_for_no_children(master)
+    assert tlshost.wait_for_log(r"TLS proxy finished")
+    assert_still_serving(tlshost)
+
+
 def write_mbsyncrc(host, local, port, tls_type):
     # isync 1.4 matches the host name against DNS names only, never the
     # IP address 127.0.0.1 it connects to. A certificate listed in
@@ -233,6 +272,65 @@ def test_mbsync_syncs_over_tls(tlshost, tls_type):
     assert len(files) == 1
     assert b"Subject: for mbsync over " + tls_type.encode() in files[0].read_bytes()
     assert tlshost.wait_for_log(r"login: user=<demo@example\.test>, method=PLAIN, rip=127\.0\.0\.1, tls=yes")
+
+
+def gsasl(host, mechanism, password="demo", *extra):
+    """Log in with GNU SASL's command-line client over STARTTLS: an
+    implementation of SCRAM and channel binding independent of authd's."""
+    result = subprocess.run(
+        ["gsasl", "--imap", "--connect=127.0.0.1:%d" % host.imap_port, "--starttls",
+         "--x509-ca-file=" + str(tls_pki() / "ca.pem"), "--hostname=" + TLS_SERVER_NAME,
+         "--mechanism=" + mechanism, "--authentication-id=" + DEMO, "--password=" + password,
+         *extra],
+        input=b"", capture_output=True, timeout=CLIENT_TIMEOUT)
+    return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+@pytest.mark.skipif(shutil.which("gsasl") is None, reason="gsasl not installed")
+def test_gsasl_scram_plus_over_starttls(tlshost):
+    status, output = gsasl(tlshost, "SCRAM-SHA-256-PLUS")
+
+    assert status == 0, output
+    assert ". OK [CAPABILITY IMAP4rev1" in output
+    assert tlshost.wait_for_log(r"login: user=<demo@example\.test>, method=SCRAM-SHA-256-PLUS, "
+                                r"rip=127\.0\.0\.1, tls=yes")
+
+
+@pytest.mark.skipif(shutil.which("gsasl") is None, reason="gsasl not installed")
+def test_gsasl_scram_without_channel_binding(tlshost):
+    status, output = gsasl(tlshost, "SCRAM-SHA-256", "demo", "--no-cb")
+
+    assert status == 0, output
+    assert tlshost.wait_for_log(r"login: user=<demo@example\.test>, method=SCRAM-SHA-256, "
+                                r"rip=127\.0\.0\.1, tls=yes")
+
+
+@pytest.mark.skipif(shutil.which("gsasl") is None, reason="gsasl not installed")
+def test_gsasl_scram_plus_wrong_password(tlshost):
+    status, output = gsasl(tlshost, "SCRAM-SHA-256-PLUS", "not-the-password")
+
+    assert status != 0, output
+    assert "NO [AUTHENTICATIONFAILED] Authentication failed." in output
+    assert tlshost.wait_for_log(r"login failed: user=<>, method=SCRAM-SHA-256-PLUS, "
+                                r"rip=127\.0\.0\.1, tls=yes")
+
+
+def test_scram_plus_needs_tls(tlshost):
+    conn = TLSIMAP(tlshost.imap_port)
+    greeting = conn.line()
+    assert "AUTH=SCRAM-SHA-256]" in greeting
+    assert "AUTH=SCRAM-SHA-256-PLUS" not in greeting
+
+    assert conn.cmd("a1", "AUTHENTICATE SCRAM-SHA-256-PLUS") == \
+        ["a1 NO [PRIVACYREQUIRED] Channel binding needs TLS: use STARTTLS first"]
+    assert conn.cmd("a2", "AUTHENTICATE CRAM-MD5") == ["a2 NO Unsupported authentication mechanism"]
+
+    assert conn.cmd("a3", "STARTTLS") == ["a3 OK Begin TLS negotiation now"]
+    conn.wrap()
+    capability = conn.cmd("a4", "CAPABILITY")[0].split()
+    assert "AUTH=SCRAM-SHA-256" in capability
+    assert "AUTH=SCRAM-SHA-256-PLUS" in capability
+    conn.close()
 
 
 # Capabilities and STARTTLS replies
