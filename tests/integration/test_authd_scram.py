@@ -6,7 +6,7 @@ challenges on standard input and writes its responses on standard
 output, and for -PLUS it reads the channel binding data there too. The
 tests carry its messages over the Dovecot authentication protocol
 (version 1.3, as Dovecot 2.4 speaks it) to authd, and gsasl's exit
-status tells whether authd's server-final signature was right.
+status shows whether authd's server-final signature was right.
 """
 
 import base64
@@ -21,6 +21,9 @@ import time
 
 import pytest
 
+from conftest import is_root
+from test_authd_pam import PASSWORD as PAM_PASSWORD
+from test_authd_pam import pam_service, system_user  # noqa: F401 (fixtures)
 from test_authd_passdb import AuthClient, passwd_line
 
 PASSWORD = "pencil and paper"
@@ -195,8 +198,6 @@ class Exchange:
 
 @pytest.fixture
 def scram_host(make_mailhost):
-    hosts = []
-
     def start(users=None, **settings):
         settings.setdefault("auth_failure_delay", 0)
         settings.setdefault("passdb", "passwd-file")
@@ -205,9 +206,8 @@ def scram_host(make_mailhost):
         (host.dir / "etc" / "passwd-file").write_text(
             "".join(passwd_line(a, s) for a, s in users.items()))
         host.start("authd")
-        hosts.append(host)
         return host
-    yield start
+    return start
 
 
 def connect(host, minor=3):
@@ -273,6 +273,43 @@ def test_scram_doveadm_entry_wrong_password(scram_host):
     exchange.gsasl.close()
     assert exchange.reply[0] == "FAIL"
     assert exchange.error() == "e=invalid-proof"
+
+
+def gsasl_mkpasswd(password):
+    result = subprocess.run(["gsasl", "--mkpasswd", "--mechanism=SCRAM-SHA-256",
+                             "--password=" + password],
+                            capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def test_scram_gsasl_mkpasswd_entry_ok(scram_host):
+    # gsasl derives the keys itself (65536 iterations, a 12-byte salt),
+    # so this checks authd's parsing against a second implementation.
+    stored = gsasl_mkpasswd(PASSWORD)
+    assert stored.startswith("{SCRAM-SHA-256}")
+    host = scram_host(users={"gnu@example.test": stored})
+    exchange = Exchange(connect(host), 1, Gsasl("SCRAM-SHA-256", "gnu@example.test",
+                                                no_cb=True), "SCRAM-SHA-256")
+    assert exchange.reply == ["OK", "1", "user=gnu@example.test"]
+    assert exchange.gsasl_status == 0
+    client = connect(host)
+    assert client.plain(2, "gnu@example.test", PASSWORD)[0] == "OK"
+    assert client.plain(3, "gnu@example.test", "other")[0] == "FAIL"
+
+
+@pytest.mark.skipif(not is_root(), reason="creating system users needs root")
+def test_scram_pam_user_fails(make_mailhost, system_user, pam_service):
+    host = make_mailhost(start=False, auth_failure_delay=0, pam_service=pam_service,
+                         debug="yes")
+    host.start("authd")
+    client = connect(host)
+    assert client.plain(1, system_user, PAM_PASSWORD)[0] == "OK"
+    gsasl = Gsasl("SCRAM-SHA-256", system_user, password=PAM_PASSWORD, no_cb=True)
+    exchange = Exchange(client, 2, gsasl, "SCRAM-SHA-256")
+    gsasl.close()
+    assert exchange.server_first is None
+    assert exchange.reply[:3] == ["FAIL", "2", "user=" + system_user]
+    assert host.wait_for_log(r"SCRAM-SHA-256 for %s: PAM keeps no stored password" % system_user)
 
 
 def test_plain_login_with_doveadm_scram_entry(scram_host):
