@@ -8,19 +8,27 @@
  *   The client writes the message (header with its own trace fields
  *   first, LF line ends, no dot-stuffing) into the descriptor, closes
  *   it, then:
- *   -> COMMIT id=QUEUEID sender=ADDR rcpt=ADDR... [orcpt=...] size=BYTES
+ *   -> COMMIT id=QUEUEID sender=ADDR rcpt=ADDR... [orcpt=...] [notify=...]
+ *             size=BYTES
  *             [client_addr=IP] [client_name=NAME] [helo=NAME]
  *             [protocol=ESMTP|SMTP|LOCAL] [body=7BIT|8BITMIME|BINARYMIME]
  *             [smtputf8=yes] [submitter=LOCALUSER] [sasl_user=NAME]
+ *             [ret=FULL|HDRS] [envid=TEXT] [requiretls=1] [tls_required=no]
  *   <- COMMIT-OK   id=QUEUEID    only after file and directory fsync
  *   <- COMMIT-FAIL id=QUEUEID reason=TEXT    (the client replies 451)
  *   -> ABORT id=QUEUEID           (data removed; no reply)
  *   A client that disconnects with uncommitted ids has them removed.
  *
- *   sender is empty for the null reverse-path <>. Each orcpt, when
- *   present, follows the rcpt it belongs to (the DSN ORCPT parameter,
- *   "rfc822;addr"). size must equal the bytes written, or the commit
- *   fails. queued records the client's uid from the socket credentials.
+ *   sender is empty for the null reverse-path <>. Each orcpt and
+ *   notify, when present, follows the rcpt it belongs to: the DSN ORCPT
+ *   parameter xtext-decoded ("rfc822;addr") and NOTIFY ("NEVER", or
+ *   SUCCESS, FAILURE and DELAY joined by commas, upper case). ret and
+ *   envid (decoded, printable ASCII, at most 100 characters) are the
+ *   DSN parameters of MAIL, requiretls=1 its REQUIRETLS parameter, and
+ *   tls_required=no a "TLS-Required: No" header field (RFC 8689). An
+ *   invalid value of any of them fails the commit. size must equal the
+ *   bytes written, or the commit fails. queued records the client's uid
+ *   from the socket credentials.
  *
  * Admin (estafeta queue, mailq). LIST is open to every local user, like
  * mailq; SHOW, FLUSH and DELETE need the peer uid to be root, the
