@@ -413,6 +413,7 @@ static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	char reason[512];
 
 	if (what & BEV_EVENT_CONNECTED) {
 		tls_handshake_done(s);
@@ -432,6 +433,9 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT)
 		log_info("timeout sending to %s[%s]", s->name, s->ip);
+	else if ((what & BEV_EVENT_ERROR) && s->ssl != NULL)
+		log_info("lost connection after %s from %s[%s]: %s", s->last_command, s->name,
+		    s->ip, tls_session_error(s, reason, sizeof reason));
 	else if (what & BEV_EVENT_ERROR)
 		log_info("lost connection after %s from %s[%s]: %s", s->last_command, s->name,
 		    s->ip, strerror(errno));

@@ -305,6 +305,7 @@ struct bufferevent *tls_accept(struct session *s, int fd);
 void tls_start(struct session *s);
 void tls_handshake_done(struct session *s);
 void tls_log_handshake_failure(struct session *s, short what);
+const char *tls_session_error(struct session *s, char *out, size_t outsize);
 
 /* session.c, for tls.c: take BEV as the session's connection (callbacks,
  * limits, timeouts), and send the 220 greeting. */

@@ -105,6 +105,7 @@ command_starttls(struct session *s, char *args)
 
 	/* RFC 3207 section 4.2: discard what the client sent before STARTTLS. */
 	transaction_reset(s);
+	auth_session_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 
@@ -204,14 +205,19 @@ tls_handshake_done(struct session *s)
 	session_resume(s);
 }
 
-void
-tls_log_handshake_failure(struct session *s, short what)
+/*
+ * Write the OpenSSL errors libevent collected for the session into OUT
+ * ("" when there are none). Returns 1 when one of them is an EOF in the
+ * middle of a TLS record, which is a lost connection, not a TLS error.
+ */
+static int
+session_openssl_errors(struct session *s, char *out, size_t outsize)
 {
 	unsigned long code;
-	char reason[512] = "";
 	size_t used = 0;
 	int eof = 0;
 
+	out[0] = '\0';
 	while ((code = bufferevent_get_openssl_error(s->bev)) != 0) {
 		char one[256];
 
@@ -222,11 +228,30 @@ tls_log_handshake_failure(struct session *s, short what)
 		    ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
 			eof = 1;
 		ERR_error_string_n(code, one, sizeof one);
-		if (used < sizeof reason)
-			used += (size_t)snprintf(reason + used, sizeof reason - used, "%s%s",
+		if (used < outsize)
+			used += (size_t)snprintf(out + used, outsize - used, "%s%s",
 			    used > 0 ? "; " : "", one);
 	}
 	ERR_clear_error();
+	return eof;
+}
+
+const char *
+tls_session_error(struct session *s, char *out, size_t outsize)
+{
+	int saved_errno = errno;
+
+	session_openssl_errors(s, out, outsize);
+	if (out[0] == '\0')
+		snprintf(out, outsize, "%s", saved_errno != 0 ? strerror(saved_errno) : "connection reset");
+	return out;
+}
+
+void
+tls_log_handshake_failure(struct session *s, short what)
+{
+	char reason[512];
+	int eof = session_openssl_errors(s, reason, sizeof reason);
 
 	if (what & BEV_EVENT_TIMEOUT)
 		log_info("timeout during TLS handshake with %s[%s]", s->name, s->ip);

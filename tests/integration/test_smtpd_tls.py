@@ -515,3 +515,27 @@ def test_ssl_context_rejects_wrong_name(tlshost):
         with socket.create_connection(("127.0.0.1", tlshost.smtps_port), timeout=10) as sock:
             with context.wrap_socket(sock, server_hostname=TLS_OTHER_NAME + ".invalid"):
                 pass
+
+
+def test_renegotiation_refused(tlshost):
+    client = subprocess.Popen(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % tlshost.smtps_port, "-tls1_2",
+         "-CAfile", str(tls_pki() / "ca.pem")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert tlshost.wait_for_log(r"TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.2")
+    try:
+        client.stdin.write(b"R\n")  # s_client's command to renegotiate
+        client.stdin.flush()
+        client.stdin.write(b"NOOP\r\n")
+        client.stdin.close()
+    except BrokenPipeError:
+        pass  # s_client gave up after the server refused
+    client.wait(timeout=20)
+    output = client.stdout.read().decode(errors="replace")
+    client.stdout.close()
+
+    assert "RENEGOTIATING" in output
+    assert "Compression: NONE" in output
+    assert "250 2.0.0 Ok" not in output
+    assert tlshost.wait_for_log(r"lost connection after CONNECT from unknown\[127\.0\.0\.1\]: error:")
+    assert tlshost.log().count("TLS connection established") == 1
