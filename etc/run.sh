@@ -3,10 +3,10 @@
 # ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525 (STARTTLS),
 # submission on 127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit
 # TLS) with a self-signed certificate made on the first start, IMAP on
-# 127.0.0.1:2143, the local domain example.test with the virtual user
-# demo@example.test (password "demo"), mail delivered into
-# ./run/mail/demo/Maildir. Nothing is sent off this machine. Ctrl-C
-# stops everything.
+# 127.0.0.1:2143 (STARTTLS) and IMAPS on 127.0.0.1:2993, the local
+# domain example.test with the virtual user demo@example.test (password
+# "demo"), mail delivered into ./run/mail/demo/Maildir. Nothing is sent
+# off this machine. Ctrl-C stops everything.
 set -eu
 
 bin=$(cd "${1:-build}/bin" && pwd)
@@ -42,6 +42,7 @@ smtpd_smtps_listen = 127.0.0.1:2465
 tls_cert_file = $top/etc/tls/cert.pem
 tls_key_file = $top/etc/tls/key.pem
 imapd_listen = 127.0.0.1:2143
+imapd_imaps_listen = 127.0.0.1:2993
 queue_directory = $top/spool
 queued_socket = $top/sock/queued.sock
 lmtp_socket = $top/sock/lmtp.sock
@@ -105,6 +106,8 @@ trap stop INT TERM EXIT
 # and the default port 143 needs root.
 imapd_listen=""
 grep -q '^imapd_listen' "$conf" || imapd_listen="imapd_listen=127.0.0.1:2143"
+imapd_imaps_listen=""
+grep -q '^imapd_imaps_listen' "$conf" || imapd_imaps_listen="imapd_imaps_listen=127.0.0.1:2993"
 
 # Likewise a configuration from before TLS: smtpd gets the certificate
 # and the submission listeners on the command line.
@@ -117,8 +120,11 @@ grep -q '^smtpd_smtps_listen' "$conf" ||
 	set -- "$@" -o "smtpd_smtps_listen=127.0.0.1:2465"
 
 for daemon in authd deliverd queued smtpd imapd; do
-	if [ "$daemon" = imapd ] && [ -n "$imapd_listen" ]; then
-		"$bin/$daemon" -f -c "$conf" -o "$imapd_listen" &
+	if [ "$daemon" = imapd ]; then
+		# "$@" has the certificate options when the configuration lacks
+		# them. imapd ignores the smtpd_* options in it.
+		"$bin/$daemon" -f -c "$conf" ${imapd_listen:+-o "$imapd_listen"} \
+			${imapd_imaps_listen:+-o "$imapd_imaps_listen"} "$@" &
 	elif [ "$daemon" = smtpd ]; then
 		"$bin/$daemon" -f -c "$conf" "$@" &
 	else
@@ -139,7 +145,8 @@ estafeta: running with state under $top
               password demo (try: swaks --server 127.0.0.1:2587 --tls --auth PLAIN
               --auth-user demo@example.test --auth-password demo --to demo@example.test)
   certificate $top/etc/tls/cert.pem (self-signed; clients must trust it or skip the check)
-  IMAP        127.0.0.1:2143 (user demo@example.test, password demo)
+  IMAP        127.0.0.1:2143 (STARTTLS) and 127.0.0.1:2993 (IMAPS), user demo@example.test,
+              password demo
   sendmail    ESTAFETA_CONFIG=$conf $bin/sendmail demo@example.test
   mailbox     $top/mail/demo/Maildir
   queue       ESTAFETA_CONFIG=$conf $bin/estafeta queue list

@@ -333,6 +333,29 @@ def test_scram_plus_needs_tls(tlshost):
     conn.close()
 
 
+@pytest.mark.skipif(shutil.which("mutt") is None, reason="mutt not installed")
+@pytest.mark.parametrize("scheme,starttls", [("imaps", "no"), ("imap", "yes")])
+def test_mutt_reads_over_tls(tlshost, scheme, starttls):
+    from test_imapd_mutt import run_on_pty
+    deliver(tlshost, "mutt over " + scheme)
+    port = tlshost.imaps_port if scheme == "imaps" else tlshost.imap_port
+    muttrc = tlshost.dir / ("muttrc-" + scheme)
+    muttrc.write_text(
+        'set folder="%s://demo%%40example.test@127.0.0.1:%d/"\n'
+        'set imap_pass="demo"\nset spoolfile="+INBOX"\n'
+        'set certificate_file="%s"\n'
+        "set ssl_force_tls=yes\nset ssl_starttls=%s\n"
+        'set header_cache=""\nset message_cachedir=""\n'
+        % (scheme, port, tls_pki() / "ca.pem", starttls))
+
+    status, output = run_on_pty(["mutt", "-n", "-F", str(muttrc), "-f", "+INBOX",
+                                 "-e", 'push "<quit>"'])
+
+    assert status == 0, output[-2000:]
+    assert b"mutt over " + scheme.encode() in output
+    assert tlshost.wait_for_log(r"login: user=<demo@example\.test>, method=\S+, rip=127\.0\.0\.1, tls=yes")
+
+
 # Capabilities and STARTTLS replies
 
 
