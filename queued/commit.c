@@ -66,10 +66,15 @@ write_tmp_envelope(struct commit_job *job)
 	int fd;
 
 	if (job->kind == COMMIT_NEW) {
+		if (job->data_fd >= 0 && spool_cut(job->data_fd, job->env->size) < 0) {
+			job->error = errno;
+			return -1;
+		}
 		detect_8bit(job);
 		job->text = envelope_format(job->env, &job->text_len);
 	}
-	fd = spare_open(committer.spool, committer.spool->tmp_fd, job->id);
+	fd = spare_open(committer.spool, committer.spool->tmp_fd, job->id, SPARE_FOR_ENVELOPE,
+	    O_WRONLY);
 	if (fd < 0)
 		fd = openat(committer.spool->tmp_fd, job->id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
@@ -77,7 +82,8 @@ write_tmp_envelope(struct commit_job *job)
 		job->error = errno;
 		return -1;
 	}
-	if (write_all(fd, job->text, job->text_len) < 0) {
+	if (write_all(fd, job->text, job->text_len) < 0 ||
+	    spool_cut(fd, (off_t)job->text_len) < 0) {
 		job->error = errno;
 		close(fd);
 		unlinkat(committer.spool->tmp_fd, job->id, 0);

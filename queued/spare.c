@@ -1,7 +1,9 @@
 /*
  * Spare files: the files of removed messages, kept in spare/ and renamed
- * back into use for new messages (see spool.h for why). Every spare
- * file is empty: emptied when it becomes a spare, and at start-up.
+ * back into use for new messages (see spool.h for why). No spare file
+ * contains old text. A small file is zeroed in place when it becomes a
+ * spare and keeps its size and blocks. A large one is emptied, and so
+ * is every spare at start-up.
  *
  * The pool is a ring of file names ("1", "2", ...) under a mutex: the
  * event loop takes files for new data files, the commit thread takes
@@ -10,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,11 +25,27 @@
 #include "spool.h"
 #include "util.h"
 
+/* Files up to this size keep their blocks as spares (scrub_file_at):
+ * with queue_spare_files = 1000, at most about 128 MB of disk. */
+#define SPARE_KEEP_BYTES	(128 * 1024)
+
+/* Two rings, so that envelopes reuse files of one block and data files
+ * reuse larger ones. A file reused for the other kind would free or
+ * allocate blocks when it is cut to its new length or written. */
+enum spare_ring {
+	RING_SMALL,	/* up to one block */
+	RING_LARGE,
+};
+
+struct spare_ring_names {
+	unsigned *names;
+	size_t head, count;
+};
+
 struct spare_pool {
 	pthread_mutex_t lock;
-	unsigned *names;	/* ring of file names in spare/ */
-	size_t capacity;	/* queue_spare_files */
-	size_t head, count;
+	struct spare_ring_names rings[2];	/* file names in spare/ */
+	size_t capacity;	/* queue_spare_files, for both rings */
 	size_t reserved;	/* files on their way in (spare_retire) */
 	unsigned next_name;
 };
@@ -37,32 +56,54 @@ spare_name(char *out, size_t size, unsigned name)
 	snprintf(out, size, "%u", name);
 }
 
-/* Take the oldest spare name; 0 when the pool is empty. */
+static size_t
+pool_count(const struct spare_pool *pool)
+{
+	return pool->rings[RING_SMALL].count + pool->rings[RING_LARGE].count;
+}
+
+/* Append NAME to RING. The caller holds the lock and has checked that
+ * the pool has room. */
+static void
+ring_append(struct spare_pool *pool, enum spare_ring ring, unsigned name)
+{
+	struct spare_ring_names *r = &pool->rings[ring];
+
+	r->names[(r->head + r->count) % pool->capacity] = name;
+	r->count++;
+}
+
+/* Take the oldest name of RING, or else of the other ring, noting which
+ * in *FROM; 0 when the pool is empty. */
 static unsigned
-pool_pop(struct spare_pool *pool)
+pool_pop(struct spare_pool *pool, enum spare_ring ring, enum spare_ring *from)
 {
 	unsigned name = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (pool->count > 0) {
-		name = pool->names[pool->head];
-		pool->head = (pool->head + 1) % pool->capacity;
-		pool->count--;
+	if (pool->rings[ring].count == 0)
+		ring = ring == RING_SMALL ? RING_LARGE : RING_SMALL;
+	if (pool->rings[ring].count > 0) {
+		struct spare_ring_names *r = &pool->rings[ring];
+
+		name = r->names[r->head];
+		r->head = (r->head + 1) % pool->capacity;
+		r->count--;
+		*from = ring;
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return name;
 }
 
-/* Put NAME back; 0 if the pool filled up meanwhile. */
+/* Put NAME back into RING; 0 if the pool filled up meanwhile. */
 static int
-pool_push(struct spare_pool *pool, unsigned name)
+pool_push(struct spare_pool *pool, enum spare_ring ring, unsigned name)
 {
 	int pushed = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (pool->count + pool->reserved < pool->capacity) {
-		pool->names[(pool->head + pool->count) % pool->capacity] = name;
-		pool->count++;
+	if (pool_count(pool) + pool->reserved < pool->capacity) {
+		ring_append(pool, ring, name);
 		pushed = 1;
 	}
 	pthread_mutex_unlock(&pool->lock);
@@ -76,7 +117,7 @@ pool_reserve(struct spare_pool *pool)
 	unsigned name = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (pool->count + pool->reserved < pool->capacity) {
+	if (pool_count(pool) + pool->reserved < pool->capacity) {
 		name = pool->next_name++;
 		if (pool->next_name == 0)
 			pool->next_name = 1;
@@ -86,16 +127,14 @@ pool_reserve(struct spare_pool *pool)
 	return name;
 }
 
-/* Give back a reserved slot, with NAME in the pool unless it is 0. */
+/* Give back a reserved slot, with NAME in RING unless NAME is 0. */
 static void
-pool_release_slot(struct spare_pool *pool, unsigned name)
+pool_release_slot(struct spare_pool *pool, unsigned name, enum spare_ring ring)
 {
 	pthread_mutex_lock(&pool->lock);
 	pool->reserved--;
-	if (name != 0) {
-		pool->names[(pool->head + pool->count) % pool->capacity] = name;
-		pool->count++;
-	}
+	if (name != 0)
+		ring_append(pool, ring, name);
 	pthread_mutex_unlock(&pool->lock);
 }
 
@@ -111,6 +150,48 @@ empty_file_at(int dir_fd, const char *name)
 	return 0;
 }
 
+/*
+ * Remove the old text of DIR_FD/NAME. A file of up to SPARE_KEEP_BYTES
+ * is zeroed in place (FALLOC_FL_ZERO_RANGE): its blocks become unwritten
+ * extents that read as zeros, and the file keeps them and its size.
+ * Freeing the blocks costs a discard request each on a file system
+ * mounted with discard. On this project's benchmark machine that made
+ * removals the slowest step of the commit thread (0.17 ms per file
+ * against 0.02). The next user of the file writes from offset 0 and
+ * cuts it to its own length. Larger files, and files on file systems
+ * without FALLOC_FL_ZERO_RANGE, are emptied. Returns the ring the file
+ * belongs in, or -1 with errno set.
+ */
+static int
+scrub_file_at(int dir_fd, const char *name)
+{
+	int fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	off_t block, length;
+	int ring = RING_SMALL;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+
+	block = st.st_blksize > 0 ? st.st_blksize : 4096;
+	length = (st.st_size + block - 1) / block * block;
+	if (st.st_size > 0 && st.st_size <= SPARE_KEEP_BYTES &&
+	    fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, length) == 0) {
+		if (st.st_size > block)
+			ring = RING_LARGE;
+	} else if (st.st_size > 0 && ftruncate(fd, 0) < 0) {
+		goto fail;
+	}
+	close(fd);
+	return ring;
+
+fail:
+	close(fd);
+	return -1;
+}
+
 void
 spare_load(struct spool *spool, size_t capacity)
 {
@@ -124,11 +205,15 @@ spare_load(struct spool *spool, size_t capacity)
 	signal(SIGIO, SIG_IGN);
 
 	pthread_mutex_init(&pool->lock, NULL);
+	pool->capacity = capacity > 0 ? capacity : 1;
+	for (int ring = RING_SMALL; ring <= RING_LARGE; ring++)
+		pool->rings[ring].names = xcalloc(pool->capacity, sizeof (unsigned));
 	pool->capacity = capacity;
-	pool->names = xcalloc(capacity > 0 ? capacity : 1, sizeof *pool->names);
 	pool->next_name = 1;
 	spool->spares = pool;
 
+	/* Spares left by the previous run are emptied: the run may have
+	 * ended before a file was scrubbed. */
 	fd = dup(spool->spare_fd);
 	if (fd < 0 || (dir = fdopendir(fd)) == NULL)
 		fatal("read spool directory %s/spare", spool->path);
@@ -142,11 +227,11 @@ spare_load(struct spool *spool, size_t capacity)
 		errno = 0;
 		name = strtoul(de->d_name, &end, 10);
 		if (errno != 0 || *end != '\0' || name == 0 || name > 0xFFFFFFFFUL ||
-		    pool->count >= pool->capacity || empty_file_at(spool->spare_fd, de->d_name) < 0) {
+		    pool_count(pool) >= pool->capacity || empty_file_at(spool->spare_fd, de->d_name) < 0) {
 			unlinkat(spool->spare_fd, de->d_name, 0);
 			continue;
 		}
-		pool->names[pool->count++] = (unsigned)name;
+		ring_append(pool, RING_SMALL, (unsigned)name);
 		if ((unsigned)name >= pool->next_name)
 			pool->next_name = (unsigned)name + 1;
 	}
@@ -159,45 +244,43 @@ spare_free(struct spool *spool)
 	if (spool->spares == NULL)
 		return;
 	pthread_mutex_destroy(&spool->spares->lock);
-	free(spool->spares->names);
+	free(spool->spares->rings[RING_SMALL].names);
+	free(spool->spares->rings[RING_LARGE].names);
 	free(spool->spares);
 	spool->spares = NULL;
 }
 
 int
-spare_open(struct spool *spool, int dir_fd, const char *name)
+spare_open(struct spool *spool, int dir_fd, const char *name, enum spare_use use, int flags)
 {
-	struct stat st;
 	int fd;
 
-	if (spare_take(spool, dir_fd, name) < 0)
+	if (spare_take(spool, dir_fd, name, use) < 0)
 		return -1;
 
-	/* Spare files are empty, so there is nothing to truncate: a
-	 * truncation would make ext4 start writeback at the writer's
-	 * close(), which for data files is smtpd's event loop. */
-	fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 && ftruncate(fd, 0) < 0) {
-		close(fd);
-		fd = -1;
-	}
+	/* Not truncated: a spare holds only zeros, and a truncation to
+	 * zero would free its blocks and make ext4 start writeback at the
+	 * writer's close(), which for data files is smtpd's event loop. */
+	fd = openat(dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		unlinkat(dir_fd, name, 0);
 	return fd;
 }
 
 int
-spare_take(struct spool *spool, int dir_fd, const char *name)
+spare_take(struct spool *spool, int dir_fd, const char *name, enum spare_use use)
 {
+	enum spare_ring want = use == SPARE_FOR_ENVELOPE ? RING_SMALL : RING_LARGE;
+	enum spare_ring from = want;
 	char spare[16];
 	unsigned spare_id;
 
-	while ((spare_id = pool_pop(spool->spares)) != 0) {
+	while ((spare_id = pool_pop(spool->spares, want, &from)) != 0) {
 		spare_name(spare, sizeof spare, spare_id);
 		if (renameat2(spool->spare_fd, spare, dir_fd, name, RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno == EEXIST) {
-			if (!pool_push(spool->spares, spare_id))
+			if (!pool_push(spool->spares, from, spare_id))
 				unlinkat(spool->spare_fd, spare, 0);
 			errno = EEXIST;
 			return -1;
@@ -252,23 +335,25 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 {
 	char spare[16];
 	unsigned slot = pool_reserve(spool->spares);
+	int ring;
 
 	if (slot == 0)
 		return remove_at(dir_fd, name);
 
 	spare_name(spare, sizeof spare, slot);
 	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {
-		pool_release_slot(spool->spares, 0);
+		pool_release_slot(spool->spares, 0, RING_SMALL);
 		return errno == ENOENT ? 0 : remove_at(dir_fd, name);
 	}
 
-	/* Emptied once it has left DIR_FD, so a spare contains neither old
-	 * text nor disk space, and no client gets old text with it. */
-	if (empty_file_at(spool->spare_fd, spare) < 0) {
+	/* Scrubbed once it has left DIR_FD, so no client gets old text
+	 * with it. */
+	ring = scrub_file_at(spool->spare_fd, spare);
+	if (ring < 0) {
 		unlinkat(spool->spare_fd, spare, 0);
-		pool_release_slot(spool->spares, 0);
+		pool_release_slot(spool->spares, 0, RING_SMALL);
 		return 0;
 	}
-	pool_release_slot(spool->spares, slot);
+	pool_release_slot(spool->spares, slot, (enum spare_ring)ring);
 	return 0;
 }

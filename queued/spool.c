@@ -137,18 +137,18 @@ spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, in
 {
 	for (int tries = 0; tries < 100; tries++) {
 		spool_new_id(id);
-		*client_fd = spare_open(spool, spool->data_fd, id);
+		*client_fd = spare_open(spool, spool->data_fd, id, SPARE_FOR_DATA, O_RDWR);
 		if (*client_fd < 0 && errno == EEXIST)
 			continue;
 		if (*client_fd < 0)
-			*client_fd = openat(spool->data_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			*client_fd = openat(spool->data_fd, id, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			    0600);
 		if (*client_fd < 0 && errno == EEXIST)
 			continue;
 		if (*client_fd < 0)
 			return -1;
 
-		*own_fd = openat(spool->data_fd, id, O_RDONLY | O_CLOEXEC);
+		*own_fd = fcntl(*client_fd, F_DUPFD_CLOEXEC, 0);
 		if (*own_fd < 0) {
 			int saved = errno;
 
@@ -161,6 +161,24 @@ spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, in
 	}
 	errno = EEXIST;
 	return -1;
+}
+
+off_t
+spool_data_written(int own_fd)
+{
+	return lseek(own_fd, 0, SEEK_CUR);
+}
+
+int
+spool_cut(int fd, off_t size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (st.st_size > size && ftruncate(fd, size) < 0)
+		return -1;
+	return 0;
 }
 
 int

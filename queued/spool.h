@@ -23,11 +23,14 @@
  * with discard).
  * So a removed envelope, and a removed data file that no process still
  * has open (a client could have kept its descriptor), is moved to
- * spare/ as it is (up to queue_spare_files of them), and new data files
- * and envelopes are renamed out of spare/ before any file is created.
- * A file is emptied when it becomes a spare, so spare/ holds neither
- * old text nor disk space, and at start-up. A spare file has no
- * meaning for recovery: it is never a message.
+ * spare/ (up to queue_spare_files of them), and new data files and
+ * envelopes are renamed out of spare/ before any file is created. A
+ * file's text is zeroed when it becomes a spare; a small file keeps its
+ * size and blocks, so that reusing it frees and allocates nothing, and
+ * a large one is emptied. Whoever reuses a spare writes from offset 0
+ * and cuts the file to the length written. Spares left by a previous
+ * run are emptied at start-up. A spare file has no meaning for
+ * recovery: it is never a message.
  */
 #ifndef ESTAFETA_QUEUED_SPOOL_H
 #define ESTAFETA_QUEUED_SPOOL_H
@@ -65,12 +68,21 @@ void spool_close(struct spool *spool);
 
 /*
  * Create data/ID for a new message with a fresh queue id. Stores the
- * id, a write-only descriptor for the client and a read-only one for
- * queued (used for fsync and size checks). A reused file is emptied
- * first, so no client can commit old text as part of its message.
- * 0, or -1 with errno set.
+ * id, a descriptor for the client and a duplicate of it for queued
+ * (used for fsync, size checks and the cut to length). The two share
+ * one file offset, so queued can tell how much the client wrote even
+ * when a reused file was longer (spool_data_written). A reused file
+ * holds only zeros. 0, or -1 with errno set.
  */
 int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd);
+
+/* How many bytes the client wrote through its descriptor of data/ID
+ * (OWN_FD from spool_create_data), or -1 with errno set. */
+off_t spool_data_written(int own_fd);
+
+/* Cut the file FD to SIZE bytes if a reused file left it longer.
+ * 0, or -1 with errno set. */
+int spool_cut(int fd, off_t size);
 
 /* Open data/ID for reading. Descriptor or -1 with errno set. */
 int spool_open_data(const struct spool *spool, const char *id);
@@ -83,15 +95,23 @@ void spool_remove_data(const struct spool *spool, const char *id);
 void spare_load(struct spool *spool, size_t capacity);
 void spare_free(struct spool *spool);
 
+/* What a spare is taken for: envelopes prefer files of one block, data
+ * files larger ones. */
+enum spare_use {
+	SPARE_FOR_ENVELOPE,
+	SPARE_FOR_DATA,
+};
+
 /* Rename a spare file to DIR_FD/NAME. 0, or -1 with errno EEXIST when
  * NAME exists, ENOENT when there is no spare file. Thread-safe. */
-int spare_take(struct spool *spool, int dir_fd, const char *name);
+int spare_take(struct spool *spool, int dir_fd, const char *name, enum spare_use use);
 
-/* spare_take, then open the (empty) file write-only. The descriptor,
- * or -1 with errno set. Thread-safe. */
-int spare_open(struct spool *spool, int dir_fd, const char *name);
+/* spare_take, then open the file with FLAGS (O_WRONLY or O_RDWR), not
+ * truncated: it may be longer than what the caller writes, and holds
+ * only zeros. The descriptor, or -1 with errno set. Thread-safe. */
+int spare_open(struct spool *spool, int dir_fd, const char *name, enum spare_use use, int flags);
 
-/* Empty DIR_FD/NAME and keep it as a spare file, or remove it when the
+/* Zero DIR_FD/NAME and keep it as a spare file, or remove it when the
  * pool is full. 0 once NAME is gone from DIR_FD, -1 with errno set.
  * Thread-safe. */
 int spare_retire(struct spool *spool, int dir_fd, const char *name);

@@ -163,7 +163,7 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 	struct client_file *file = find_file(client, id);
 	struct commit_request *commit;
 	struct envelope *env;
-	struct stat st;
+	off_t written;
 	char reason[256];
 
 	if (file == NULL) {
@@ -180,9 +180,10 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		discard_file(client, file);
 		return;
 	}
-	if (fstat(file->own_fd, &st) < 0 || st.st_size != env->size) {
-		snprintf(reason, sizeof reason, "size mismatch: %lld bytes announced, %lld in the queue file",
-		    env->size, (long long)st.st_size);
+	written = spool_data_written(file->own_fd);
+	if (written != env->size) {
+		snprintf(reason, sizeof reason, "size mismatch: %lld bytes announced, %lld written",
+		    env->size, (long long)written);
 		log_warn("%s: commit rejected: %s", id, reason);
 		client_send_fail(client, "COMMIT-FAIL", id, reason);
 		envelope_free(env);

@@ -1,5 +1,6 @@
-"""Spare files: queued empties the files of removed messages, keeps them
-in spool/spare/ and renames them back into use for new messages.
+"""Spare files: queued zeroes the files of removed messages (emptying
+large ones), keeps them in spool/spare/ and renames them back into use
+for new messages, cut to the length of the new text.
 """
 
 import os
@@ -82,9 +83,10 @@ def test_short_message_in_a_long_spare_file(mailhost):
                                long_body) == {}
     mailhost.wait_for_messages("demo@example.test", 1)
     assert wait_removed(mailhost, 1)
-    # The data file was emptied as it became a spare; only the envelope
-    # keeps its (small) text until it is reused.
-    assert max(path.stat().st_size for path in spare_files(mailhost)) < 4096
+    # The files keep their length as spares, but none of their text.
+    spares = spare_files(mailhost)
+    assert max(path.stat().st_size for path in spares) > 60000
+    assert all(path.read_bytes().count(0) == path.stat().st_size for path in spares)
 
     short_body = b"Subject: short\r\n\r\nshort text\r\n"
     with mailhost.smtp() as client:
@@ -95,6 +97,37 @@ def test_short_message_in_a_long_spare_file(mailhost):
     assert len(short) == 1
     assert short[0].endswith(b"\n\nshort text\n")
     assert b"0123456789abcdef" not in short[0]
+
+
+def test_reused_files_are_cut_to_length(mailhost):
+    long_body = b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000
+    send_held_body(mailhost, long_body)
+
+    mailhost.stop("deliverd")
+    send(mailhost, 1)
+    spool = mailhost.dir / "spool"
+    data = list((spool / "data").iterdir())
+    envelope = list((spool / "queue").iterdir())
+    assert len(data) == 1 and len(envelope) == 1
+    assert data[0].read_bytes().count(0) == 0
+    assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
+    assert data[0].stat().st_size < 2 * len(BODY)
+    assert envelope[0].read_bytes().count(0) == 0
+
+
+def test_large_files_are_emptied(mailhost):
+    large_body = b"Subject: large\r\n\r\n" + b"0123456789abcdef\r\n" * 12000
+    send_held_body(mailhost, large_body)
+    assert max(path.stat().st_size for path in spare_files(mailhost)) < 128 * 1024
+    assert all(path.read_bytes().count(0) == path.stat().st_size
+               for path in spare_files(mailhost))
+
+
+def send_held_body(host, body):
+    with host.smtp() as client:
+        assert client.sendmail("sender@client.example.test", ["demo@example.test"], body) == {}
+    host.wait_for_messages("demo@example.test", 1)
+    assert wait_removed(host, 1)
 
 
 def test_sendmail_gets_an_emptied_spare_file(mailhost):
@@ -168,3 +201,20 @@ def test_start_up_empties_spare_files_and_drops_strangers(mailhost):
     # The pool works after the restart.
     send(mailhost, 2)
     mailhost.wait_for_messages("demo@example.test", 3)
+
+
+def test_size_is_checked_against_the_bytes_written(mailhost):
+    """A reused file is longer than the new text: the announced size must
+    still match what the client wrote, not the file's length."""
+    long_body = b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000
+    send_held_body(mailhost, long_body)
+
+    client = QueueClient(mailhost.settings["queued_socket"])
+    queue_id, fd = client.new()
+    os.write(fd, b"Subject: short\n\nbody\n")
+    os.close(fd)
+    msg_type, reply, _ = client.request("COMMIT", [
+        ("id", queue_id), ("sender", "alice@example.test"),
+        ("rcpt", "bob@example.test"), ("size", "9999")])
+    assert msg_type == "COMMIT-FAIL"
+    assert dict(reply)["reason"] == "size mismatch: 9999 bytes announced, 21 written"
