@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TLS_SERVER_NAME, tls_client_context
+from conftest import TLS_SERVER_NAME, VIRTUAL_USERS, tls_client_context
 from test_queue_ipc import QueueClient, message
 
 FAST_RETRY = {"minimal_backoff_time": "1s", "maximal_backoff_time": "1s",
@@ -471,6 +471,39 @@ def test_success_dsn_sent_once(make_mailhost):
         "notify=SUCCESS", "success_reported=1", "status=sent"]
 
 
-@pytest.mark.skip(reason="needs smtpd's AUTH, which is not in the tree yet")
-def test_success_dsn_authenticated(mailhost):
-    pass
+def test_success_dsn_authenticated(make_mailhost):
+    host = make_mailhost(tls=True)
+    with host.submission() as client:
+        client._host = TLS_SERVER_NAME  # SNI name and certificate check
+        client.starttls(context=tls_client_context())
+        client.ehlo()
+        if not client.has_extn("auth"):
+            pytest.skip("smtpd offers no AUTH after STARTTLS on submission")
+        client.login("alice@example.test", VIRTUAL_USERS["alice@example.test"])
+        refused = client.sendmail(
+            "alice@example.test", ["bob@example.test"],
+            message("signed receipt").replace(b"\n", b"\r\n"),
+            mail_options=["ENVID=auth-1"], rcpt_options=["NOTIFY=SUCCESS"])
+    assert refused == {}
+    assert len(host.wait_for_messages("bob@example.test", 1)) == 1
+    assert len(host.wait_for_messages("alice@example.test", 1)) == 1
+    report = reports_in(host, "alice@example.test")[0]
+    groups = delivery_status(report)
+    assert groups[0]["original-envelope-id"] == "auth-1"
+    assert groups[1]["final-recipient"] == "rfc822; bob@example.test"
+    assert groups[1]["action"] == "delivered"
+    assert groups[1]["status"] == "2.0.0"
+
+
+def test_success_dsn_forward_expanded(make_mailhost):
+    host = make_mailhost(aliases="postmaster: root\noutside: someone@remote.example\n")
+    queue_id = commit(host, [
+        ("sender", "demo@example.test"), ("protocol", "LOCAL"),
+        ("rcpt", "outside@mail.example.test"), ("notify", "SUCCESS")], message("forwarded"))
+    assert host.wait_for_log(queue_id + r": sender delivery status notification: ")
+    assert len(host.wait_for_messages("demo@example.test", 1)) == 1
+    report = reports_in(host, "demo@example.test")[0]
+    rcpt = delivery_status(report)[1]
+    assert rcpt["final-recipient"] == "rfc822; outside@mail.example.test"
+    assert rcpt["action"] == "expanded"
+    assert rcpt["status"] == "2.0.0"
