@@ -26,7 +26,7 @@
 #include "tls_files.h"
 #include "util.h"
 
-/* RFC 9266 section 2: the tls-exporter label. */
+/* The tls-exporter label of RFC 9266. */
 #define EXPORTER_LABEL	"EXPORTER-Channel-Binding"
 
 struct sni_entry {
@@ -125,9 +125,11 @@ ctx_new(char *err, size_t errsize)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_id_context(ctx, session_context, sizeof session_context - 1);
 
-	if (!SSL_CTX_set_min_proto_version(ctx, protocol_version(min)) ||
+	if (protocol_version(min) > protocol_version(max) ||
+	    !SSL_CTX_set_min_proto_version(ctx, protocol_version(min)) ||
 	    !SSL_CTX_set_max_proto_version(ctx, protocol_version(max))) {
-		snprintf(err, errsize, "invalid TLS protocol range %s to %s", min, max);
+		snprintf(err, errsize, "invalid TLS protocol range: tls_min_protocol %s is newer than tls_max_protocol %s",
+		    min, max);
 		goto failed;
 	}
 	if (!SSL_CTX_set_cipher_list(ctx, config_string("tls_ciphers"))) {
@@ -167,7 +169,7 @@ file_text(const struct tls_files *files, const char *path, char *err, size_t err
 	return file;
 }
 
-/* Install the certificate chain in CERT_TEXT (leaf first) into CTX. */
+/* Install the certificate chain in CERT (leaf first) into CTX. */
 static int
 ctx_use_chain(SSL_CTX *ctx, const struct tls_file *cert, char *err, size_t errsize)
 {
@@ -511,7 +513,7 @@ tls_channel_binding(SSL *ssl, enum tls_channel_binding_type type, unsigned char 
 		return -1;
 
 	if (type == TLS_CB_EXPORTER) {
-		/* RFC 9266 section 3: TLS 1.2 only with the extended master secret. */
+		/* RFC 9266 allows TLS 1.2 only with the extended master secret. */
 		if (version < TLS1_3_VERSION && SSL_get_extms_support(ssl) != 1)
 			return -1;
 		if (outsize < TLS_EXPORTER_LENGTH)
@@ -528,7 +530,7 @@ tls_channel_binding(SSL *ssl, enum tls_channel_binding_type type, unsigned char 
 	/*
 	 * tls-unique (RFC 5929 section 3.1) is the first Finished message of
 	 * the latest handshake: the client's in a full handshake, the server's
-	 * in a resumption. TLS 1.3 has no such value (RFC 8446 section C.5).
+	 * in a resumption. TLS 1.3 does not define it (RFC 9266).
 	 */
 	if (version >= TLS1_3_VERSION)
 		return -1;

@@ -402,6 +402,13 @@ START_TEST(load_errors)
 	ck_assert_msg(strstr(err, "invalid tls_ciphersuites") != NULL, "%s", err);
 
 	set("tls_ciphersuites", "TLS_AES_128_GCM_SHA256");
+	set("tls_min_protocol", "TLSv1.3");
+	set("tls_max_protocol", "TLSv1.2");
+	ck_assert_ptr_null(tls_server_load(err, sizeof err));
+	ck_assert_msg(strstr(err, "tls_min_protocol TLSv1.3 is newer than tls_max_protocol TLSv1.2") != NULL,
+	    "%s", err);
+
+	set("tls_max_protocol", "TLSv1.3");
 	set("tls_cert_file", "");
 	ck_assert_int_eq(tls_configured(), 0);
 	ck_assert_ptr_null(tls_server_load(err, sizeof err));
