@@ -5,6 +5,8 @@ Also covers the capabilities before and after TLS, certificates by SNI
 and after a reload, rejected protocol versions, plaintext injected after
 STARTTLS, broken handshakes, and the processes that serve a TLS session."""
 
+import hashlib
+import imaplib
 import os
 import pwd
 import re
@@ -42,25 +44,15 @@ def deliver(host, subject, body="Hello over TLS.\r\n"):
 
 
 def starttls_client(host):
-    import imaplib
     imap = imaplib.IMAP4("127.0.0.1", host.imap_port, timeout=30)
-    typ, _ = imap.starttls(ssl_context=tls_client_context_for(TLS_SERVER_NAME))
+    typ, _ = imap.starttls(ssl_context=tls_client_context())
     assert typ == "OK"
     return imap
 
 
 def imaps_client(host):
-    import imaplib
     return imaplib.IMAP4_SSL("127.0.0.1", host.imaps_port, timeout=30,
-                             ssl_context=tls_client_context_for(TLS_SERVER_NAME))
-
-
-def tls_client_context_for(name):
-    """The test CA's context, checking the certificate against NAME instead
-    of the address 127.0.0.1 that imaplib connects to."""
-    context = tls_client_context()
-    context.check_hostname = False
-    return context
+                             ssl_context=tls_client_context())
 
 
 def fetch_subject(imap):
@@ -139,7 +131,6 @@ def served_fingerprint(port, starttls=False, server_name=TLS_SERVER_NAME):
     pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", output, re.S)
     assert pem, output
     der = ssl.PEM_cert_to_DER_cert(pem.group(0))
-    import hashlib
     return hashlib.sha256(der).hexdigest()
 
 
@@ -233,6 +224,67 @@ def test_client_gone_ends_both_processes(tlshost):
     assert wait_for_no_children(master)
     assert tlshost.wait_for_log(r"TLS proxy finished")
     assert_still_serving(tlshost)
+
+
+def test_large_append_through_proxy(tlshost):
+    body = b"".join(b"appended line %05d through the TLS proxy\r\n" % i for i in range(30000))
+    message = b"From: demo@example.test\r\nSubject: appended\r\n\r\n" + body
+
+    imap = imaps_client(tlshost)
+    assert imap.login(DEMO, "demo")[0] == "OK"
+    typ, _ = imap.append("INBOX", None, None, message)
+    assert typ == "OK"
+    assert imap.select("INBOX")[0] == "OK"
+    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK"
+    assert data[0][1] == message
+    imap.logout()
+
+
+def test_tls_session_counts_once(make_mailhost):
+    host = make_mailhost(tls=True, imapd_max_connections=2)
+    host.start("imapd")
+    first = imaps_client(host)
+    assert first.login(DEMO, "demo")[0] == "OK"
+
+    # The logged-in session has a proxy and a mail process, but is one connection.
+    second = TLSIMAP(host.imaps_port, implicit=True)
+    assert second.line().startswith("* OK [CAPABILITY")
+    third = socket.create_connection(("127.0.0.1", host.imaps_port), timeout=15)
+    assert third.recv(4096) == b"* BYE Too many connections, try again later\r\n"
+    third.close()
+    second.close()
+    assert first.noop()[0] == "OK"
+    first.logout()
+
+
+def test_stop_ends_tls_sessions(tlshost):
+    imap = imaps_client(tlshost)
+    assert imap.login(DEMO, "demo")[0] == "OK"
+    master = tlshost.procs["imapd"].pid
+    assert len(children_of(master)) == 2
+    children = children_of(master)
+
+    tlshost.stop("imapd")
+
+    for pid in children:
+        assert wait_for_exit(pid), "process %d still running" % pid
+    with pytest.raises((imaplib.IMAP4.abort, OSError)):
+        imap.noop()
+
+
+def wait_for_exit(pid, timeout=10):
+    """Wait until PID is gone or a zombie (its parent, the master, has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def write_mbsyncrc(host, local, port, tls_type):
@@ -516,7 +568,6 @@ def replace_server_certificate(host):
     shutil.copy2(key, tls_dir / "server.key.new")
     os.rename(tls_dir / "server.key.new", tls_dir / "server.key")
     os.rename(tls_dir / "server.pem.new", tls_dir / "server.pem")
-    import hashlib
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest()
 
 
