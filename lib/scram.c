@@ -18,7 +18,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "authd.h"
 #include "scram.h"
 #include "util.h"
 
@@ -240,15 +239,30 @@ scram_client_first_clear(struct scram_client_first *first)
 	memset(first, 0, sizeof *first);
 }
 
-/* Decode the base64 field of LEN bytes at TEXT into a new buffer. */
+/* Decode the base64 field of LEN bytes at TEXT into a new buffer. 0, or
+ * -1 unless it is padded base64 of at least one byte. */
 static int
 decode_field(const char *text, size_t len, unsigned char **out, size_t *outlen)
 {
-	char *copy = xstrndup(text, len);
-	int rc = base64_decode(copy, out, outlen);
+	unsigned char *buf;
+	int n;
 
-	free(copy);
-	return rc;
+	if (len == 0 || len % 4 != 0 || len > INT_MAX)
+		return -1;
+	buf = xmalloc(len / 4 * 3 + 1);
+	n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	/* EVP_DecodeBlock counts the padding as data bytes. */
+	if (text[len - 1] == '=')
+		n--;
+	if (text[len - 2] == '=')
+		n--;
+	*out = buf;
+	*outlen = (size_t)n;
+	return 0;
 }
 
 enum scram_error

@@ -1,9 +1,10 @@
 /*
  * SCRAM-SHA-256 (RFC 5802, RFC 7677): the message grammar and the key
- * computations, without state or I/O. mech_scram.c runs the exchange.
+ * computations, without state or I/O. authd's mech_scram.c runs the
+ * exchange.
  */
-#ifndef ESTAFETA_AUTHD_SCRAM_H
-#define ESTAFETA_AUTHD_SCRAM_H
+#ifndef ESTAFETA_SCRAM_H
+#define ESTAFETA_SCRAM_H
 
 #include <stddef.h>
 
