@@ -173,13 +173,16 @@ undo_new(struct commit_job *job, int error)
 	unlinkat(committer.spool->queue_fd, job->id, 0);
 }
 
-static void
+/* Run steps 1 to 4 for the commits and updates in JOBS. Returns the
+ * error of the fsync of queue/ (step 4), or 0. */
+static int
 run_batch(struct commit_job **jobs, size_t count)
 {
 	int tmp_fds[COMMIT_BATCH_MAX];
+	int error = 0;
 
 	for (size_t i = 0; i < count; i++)
-		tmp_fds[i] = jobs[i]->kind == COMMIT_REMOVE ? -1 : write_tmp_envelope(jobs[i]);
+		tmp_fds[i] = write_tmp_envelope(jobs[i]);
 
 	sync_batch(jobs, tmp_fds, count);
 	for (size_t i = 0; i < count; i++)
@@ -190,8 +193,7 @@ run_batch(struct commit_job **jobs, size_t count)
 		apply_job(jobs[i]);
 
 	if (fsync(committer.spool->queue_fd) < 0) {
-		int error = errno;
-
+		error = errno;
 		for (size_t i = 0; i < count; i++) {
 			if (jobs[i]->error != 0)
 				continue;
@@ -201,6 +203,7 @@ run_batch(struct commit_job **jobs, size_t count)
 				jobs[i]->error = error;
 		}
 	}
+	return error;
 }
 
 /* Move up to COMMIT_BATCH_MAX pending jobs into JOBS. The caller holds
@@ -248,41 +251,57 @@ finish_jobs(struct commit_job **jobs, size_t count)
 		log_error("commit: signal the event loop: %s", strerror(errno));
 }
 
-/* Removals of the batch, after its commits were acknowledged, so the
- * clients of those commits do not wait for them (commits that arrive
- * meanwhile wait for the next batch). The fsync of queue/ keeps a
- * removed message from coming back after a crash. */
+/* Set ERROR in each removal of JOBS that has no error yet: the fsync of
+ * queue/ that was to make them durable failed. */
 static void
-run_removals(struct commit_job **jobs, size_t count)
+fail_removals(struct commit_job **jobs, size_t count, int error)
+{
+	for (size_t i = 0; i < count; i++)
+		if (jobs[i]->error == 0)
+			jobs[i]->error = error;
+}
+
+/* Make applied removals durable with an fsync of queue/ of their own,
+ * then hand them to the event loop. */
+static void
+sync_removals(struct commit_job **jobs, size_t count)
 {
 	if (count == 0)
 		return;
-	for (size_t i = 0; i < count; i++)
-		apply_job(jobs[i]);
-	if (fsync(committer.spool->queue_fd) < 0) {
-		int error = errno;
-
-		for (size_t i = 0; i < count; i++)
-			if (jobs[i]->error == 0)
-				jobs[i]->error = error;
-	}
+	if (fsync(committer.spool->queue_fd) < 0)
+		fail_removals(jobs, count, errno);
+	finish_jobs(jobs, count);
 }
 
+/*
+ * Each round takes the pending jobs and runs the commits and updates
+ * among them as one batch. Removals run after the batch's commits were
+ * acknowledged, so those clients do not wait for them. A removal is
+ * done once the move of its envelope out of queue/ is durable: the
+ * fsync of queue/ of the next round's batch does that, and an fsync of
+ * their own when no batch follows at once.
+ */
 static void *
 commit_thread_main(void *unused)
 {
 	struct commit_job *jobs[COMMIT_BATCH_MAX];
-	struct commit_job *commits[COMMIT_BATCH_MAX], *removals[COMMIT_BATCH_MAX];
+	struct commit_job *commits[COMMIT_BATCH_MAX];
+	struct commit_job *removals[2 * COMMIT_BATCH_MAX];
+	size_t unsynced = 0;	/* removals[0 .. unsynced) were applied */
 
 	for (;;) {
-		size_t count, ncommits = 0, nremovals = 0;
+		size_t count, ncommits = 0, nremovals = unsynced;
 
 		pthread_mutex_lock(&committer.lock);
-		while (committer.pending_head == NULL && !committer.stopping)
+		while (committer.pending_head == NULL && !committer.stopping && unsynced == 0)
 			pthread_cond_wait(&committer.wakeup, &committer.lock);
 		if (committer.pending_head == NULL) {
 			pthread_mutex_unlock(&committer.lock);
-			break;
+			if (unsynced == 0)
+				break;
+			sync_removals(removals, unsynced);
+			unsynced = 0;
+			continue;
 		}
 		count = take_pending(jobs);
 		pthread_mutex_unlock(&committer.lock);
@@ -293,11 +312,25 @@ commit_thread_main(void *unused)
 			else
 				commits[ncommits++] = jobs[i];
 		}
-		if (ncommits > 0)
-			run_batch(commits, ncommits);
-		finish_jobs(commits, ncommits);
-		run_removals(removals, nremovals);
-		finish_jobs(removals, nremovals);
+
+		if (ncommits > 0) {
+			int error = run_batch(commits, ncommits);
+
+			finish_jobs(commits, ncommits);
+			if (error != 0)
+				fail_removals(removals, unsynced, error);
+			finish_jobs(removals, unsynced);
+		}
+
+		for (size_t i = unsynced; i < nremovals; i++)
+			apply_job(removals[i]);
+		if (ncommits > 0) {
+			memmove(removals, removals + unsynced, (nremovals - unsynced) * sizeof *removals);
+			unsynced = nremovals - unsynced;
+		} else {
+			sync_removals(removals, nremovals);
+			unsynced = 0;
+		}
 	}
 	return NULL;
 }

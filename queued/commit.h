@@ -11,12 +11,17 @@
  *   4. barrier: fsync of queue/
  *   5. completion callbacks of the commits and updates run on the
  *      event loop, in submission order
- *   6. the batch's removals: queue/ID, then data/ID, go to spare/ or
- *      are unlinked, then an fsync of queue/, then their callbacks
+ *   6. the removals taken with the batch: queue/ID, then data/ID, go
+ *      to spare/ or are unlinked
+ *   7. their callbacks run after the next batch's step 4, which makes
+ *      the removals durable too, or after an fsync of queue/ of their
+ *      own when no jobs are waiting
  *
  * A crash before step 4 finishes loses no message whose client got
  * COMMIT-OK, because that reply is only sent from the callback. The
- * removals come last so that the batch's clients do not wait for them.
+ * removals come last so that the batch's clients do not wait for them,
+ * and share the next batch's barrier so that they cost no barrier of
+ * their own under load.
  */
 #ifndef ESTAFETA_QUEUED_COMMIT_H
 #define ESTAFETA_QUEUED_COMMIT_H
