@@ -278,6 +278,9 @@ send_delay_warning(struct qmsg *msg)
 	bounce_send(msg, BOUNCE_DELAYED, delay_warning_done);
 }
 
+/* NOTE: when the notification cannot be queued and every recipient is
+ * done, the message is removed anyway and the sender gets no success
+ * notification. Failure notifications are retried instead. */
 static void
 success_notice_done(struct qmsg *msg, const char *bounce_id)
 {
