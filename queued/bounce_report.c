@@ -77,17 +77,23 @@ bounce_reports_rcpt(const struct bounce_report *report, const struct envelope_rc
 
 /*
  * The Action of a delivered recipient: "expanded" (RFC 3461) when
- * deliverd resubmitted the message to the addresses of a .forward file
- * or alias, as the text of its LMTP reply shows, else "delivered".
- * NOTE: this matches deliverd's reply texts, so an alias that deliverd
- * expands to local mailboxes only is reported as delivered.
+ * deliverd delivered it to several destinations (an alias with several
+ * members) or resubmitted it to the addresses of a .forward file or
+ * alias, as the text of its LMTP reply shows, else "delivered".
+ * NOTE: this matches the reply texts of deliverd's session_deliver.c
+ * and forward.c, and another LMTP server's expansions read as delivered.
  */
 static const char *
 delivered_action(const struct envelope_rcpt *rcpt)
 {
-	if (rcpt->reason != NULL && (strstr(rcpt->reason, " forwarded as ") != NULL ||
-	    strstr(rcpt->reason, " delivered through .forward") != NULL))
-		return "expanded";
+	static const char *const expanded_texts[] = {
+		" delivered to several destinations", " forwarded as ",
+		" delivered through .forward",
+	};
+
+	for (size_t i = 0; rcpt->reason != NULL && i < sizeof expanded_texts / sizeof expanded_texts[0]; i++)
+		if (strstr(rcpt->reason, expanded_texts[i]) != NULL)
+			return "expanded";
 	return "delivered";
 }
 

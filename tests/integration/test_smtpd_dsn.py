@@ -495,6 +495,21 @@ def test_success_dsn_authenticated(make_mailhost):
     assert groups[1]["status"] == "2.0.0"
 
 
+def test_success_dsn_alias_expanded(make_mailhost):
+    host = make_mailhost(
+        aliases="postmaster: root\nteam@example.test: alice@example.test, bob@example.test\n")
+    queue_id = commit(host, [
+        ("sender", "demo@example.test"), ("protocol", "LOCAL"),
+        ("rcpt", "team@example.test"), ("notify", "SUCCESS")], message("team"))
+    assert host.wait_for_log(queue_id + r": sender delivery status notification: ")
+    assert len(host.wait_for_messages("alice@example.test", 1)) == 1
+    assert len(host.wait_for_messages("bob@example.test", 1)) == 1
+    assert len(host.wait_for_messages("demo@example.test", 1)) == 1
+    rcpt = delivery_status(reports_in(host, "demo@example.test")[0])[1]
+    assert rcpt["final-recipient"] == "rfc822; team@example.test"
+    assert rcpt["action"] == "expanded"
+
+
 def test_success_dsn_forward_expanded(make_mailhost):
     host = make_mailhost(aliases="postmaster: root\noutside: someone@remote.example\n")
     queue_id = commit(host, [

@@ -406,6 +406,11 @@ START_TEST(success_report_structure)
 	text = bounce_build(&report, &len, &eightbit);
 	ck_assert_ptr_nonnull(strstr(text, "Action: expanded\n"));
 	free(text);
+	envelope_rcpt_set(&env->rcpts[0], RCPT_SENT, "2.0.0",
+	    "250 2.0.0 <bob@example.test> delivered to several destinations");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Action: expanded\n"));
+	free(text);
 	env->rcpts[0].success_reported = 1;
 	ck_assert_int_eq(bounce_reports_rcpt(&report, &env->rcpts[0]), 0);
 	envelope_free(env);
