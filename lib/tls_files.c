@@ -215,6 +215,19 @@ read_exact(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+/* Collect the key reader if it has exited; reloads fail from then on. */
+static void
+keyreader_reap(void)
+{
+	int status;
+
+	if (keyreader.pid > 0 && waitpid(keyreader.pid, &status, WNOHANG) == keyreader.pid) {
+		log_warn("key reader pid %ld exited (status 0x%x): TLS reloads need a restart",
+		    (long)keyreader.pid, (unsigned)status);
+		keyreader.pid = 0;
+	}
+}
+
 static int
 keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 {
@@ -222,6 +235,7 @@ keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 
 	if (write_all(keyreader.fd, &request, 1) < 0) {
 		snprintf(err, errsize, "cannot reach the key reader: %s", strerror(errno));
+		keyreader_reap();
 		return -1;
 	}
 
@@ -261,6 +275,7 @@ keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 
 failed:
 	snprintf(err, errsize, "no reply from the key reader: %s", strerror(errno));
+	keyreader_reap();
 	return -1;
 }
 

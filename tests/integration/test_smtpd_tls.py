@@ -539,3 +539,26 @@ def test_renegotiation_refused(tlshost):
     assert "250 2.0.0 Ok" not in output
     assert tlshost.wait_for_log(r"lost connection after CONNECT from unknown\[127\.0\.0\.1\]: error:")
     assert tlshost.log().count("TLS connection established") == 1
+
+
+@pytest.mark.skipif(not is_root(), reason="smtpd starts the key reader only as root")
+def test_reload_after_key_reader_died(tlshost):
+    smtpd_pid = tlshost.procs["smtpd"].pid
+    children = open("/proc/%d/task/%d/children" % (smtpd_pid, smtpd_pid)).read().split()
+    assert len(children) == 1, children
+    key_reader = int(children[0])
+    assert open("/proc/%d/status" % key_reader).read().count("Uid:\t0\t") == 1
+    before = tlshost.smtps()
+    serial = certificate_serial(before.sock)
+    before.quit()
+
+    os.kill(key_reader, signal.SIGKILL)
+    tlshost.procs["smtpd"].send_signal(signal.SIGHUP)
+    assert tlshost.wait_for_log(r"smtpd: TLS reload failed, still serving the previous "
+                                r"certificates: (cannot reach|no reply from) the key reader")
+
+    after = tlshost.smtps()
+    assert certificate_serial(after.sock) == serial
+    assert after.noop()[0] == 250
+    after.quit()
+    assert tlshost.procs["smtpd"].poll() is None
