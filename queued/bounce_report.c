@@ -76,10 +76,10 @@ bounce_reports_rcpt(const struct bounce_report *report, const struct envelope_rc
 }
 
 /*
- * The Action of a delivered recipient: "expanded" (RFC 3461) when
- * deliverd delivered it to several destinations (an alias with several
- * members) or resubmitted it to the addresses of a .forward file or
- * alias, as the text of its LMTP reply shows, else "delivered".
+ * The Action of a delivered recipient: "expanded" (RFC 3461) or
+ * "delivered". The text of deliverd's LMTP reply shows an expansion: an
+ * alias with several members, or a resubmission to the addresses of a
+ * .forward file or alias.
  * NOTE: this matches the reply texts of deliverd's session_deliver.c
  * and forward.c, and another LMTP server's expansions read as delivered.
  */
