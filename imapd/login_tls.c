@@ -49,8 +49,11 @@ transport_read(void *ctx, void *buf, size_t len)
 	struct login_tls *tls = ctx;
 
 	for (;;) {
-		int n = SSL_read(tls->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		int n;
 		int error;
+
+		ERR_clear_error();	/* SSL_get_error reads the queue */
+		n = SSL_read(tls->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
 
 		if (n > 0)
 			return n;
@@ -68,8 +71,10 @@ transport_write(void *ctx, const void *buf, size_t len)
 	struct login_tls *tls = ctx;
 
 	for (;;) {
-		int n = SSL_write(tls->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		int n;
 
+		ERR_clear_error();
+		n = SSL_write(tls->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
 		if (n > 0)
 			return n;
 		if (wait_for_socket(tls, SSL_get_error(tls->ssl, n)) < 0)
@@ -105,6 +110,7 @@ login_tls_accept(struct login_tls *tls, struct tls_server *server, int fd,
 	}
 	SSL_set_mode(tls->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
+	ERR_clear_error();
 	while ((r = SSL_accept(tls->ssl)) != 1) {
 		int error = SSL_get_error(tls->ssl, r);
 

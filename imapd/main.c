@@ -329,10 +329,10 @@ listen_param(const char *param, int implicit_tls)
 static void
 listen_all(void)
 {
-	listen_param("imapd_listen", 0);
 	if (config_list("imapd_imaps_listen")[0] != NULL && imapd_tls == NULL)
 		fatalx("imapd_imaps_listen is set but tls_cert_file is not: "
 		    "set tls_cert_file and tls_key_file, or empty imapd_imaps_listen");
+	listen_param("imapd_listen", 0);
 	listen_param("imapd_imaps_listen", 1);
 	if (nlisteners == 0)
 		fatalx("no usable imapd_listen or imapd_imaps_listen address");

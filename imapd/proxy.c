@@ -38,7 +38,7 @@ struct proxy {
 	int mail_eof;		/* the mail process closed its end */
 	short client_events;	/* what the next poll waits for */
 	short mail_events;
-	int failed;
+	const char *failure;	/* why the relay stopped early, or NULL */
 };
 
 /* Add the poll events that SSL_get_error requests for RET, or note the end of the client's side. */
@@ -54,7 +54,7 @@ want_ssl(struct proxy *p, int ret)
 	else if (error == SSL_ERROR_ZERO_RETURN)
 		p->client_eof = 1;
 	else
-		p->failed = 1;
+		p->failure = "the TLS connection to the client failed";
 }
 
 /* Move data one step in each direction. Returns 1 if anything moved. */
@@ -66,6 +66,7 @@ relay_step(struct proxy *p)
 	int r;
 
 	if (!p->client_eof && p->to_mail.len == 0) {
+		ERR_clear_error();	/* SSL_get_error reads the queue */
 		r = SSL_read(p->ssl, p->to_mail.data, sizeof p->to_mail.data);
 		if (r > 0) {
 			p->to_mail.pos = 0;
@@ -87,7 +88,7 @@ relay_step(struct proxy *p)
 		} else if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			p->mail_events |= POLLOUT;
 		else
-			p->failed = 1;
+			p->failure = "write to the mail process failed";
 	}
 
 	if (!p->mail_eof && p->to_client.len == 0) {
@@ -104,6 +105,7 @@ relay_step(struct proxy *p)
 			p->mail_eof = 1;
 	}
 	if (p->to_client.pos < p->to_client.len) {
+		ERR_clear_error();
 		r = SSL_write(p->ssl, p->to_client.data + p->to_client.pos,
 		    (int)(p->to_client.len - p->to_client.pos));
 		if (r > 0) {
@@ -122,7 +124,7 @@ relay_step(struct proxy *p)
 static int
 relay_done(const struct proxy *p)
 {
-	if (p->failed)
+	if (p->failure != NULL)
 		return 1;
 	return p->mail_eof && p->to_client.len == 0;
 }
@@ -135,7 +137,7 @@ proxy_run(struct login_tls *tls, int mail_fd, unsigned long long session_id,
 	long long last_progress = now_usec();
 
 	if (set_nonblocking(mail_fd) < 0 || set_nonblocking(tls->fd) < 0)
-		p.failed = 1;
+		p.failure = "cannot make the sockets nonblocking";
 
 	while (!relay_done(&p)) {
 		struct pollfd pfd[2];
@@ -170,10 +172,14 @@ proxy_run(struct login_tls *tls, int mail_fd, unsigned long long session_id,
 		}
 	}
 
-	if (p.failed)
-		ERR_clear_error();
-	else
+	if (p.failure != NULL) {
+		char reason[256];
+
+		tls_error_text(reason, sizeof reason);
+		log_info("session=%llu: TLS proxy finished: %s (%s)", session_id, p.failure, reason);
+	} else {
 		login_tls_close(tls);
+		log_info("session=%llu: TLS proxy finished", session_id);
+	}
 	close(mail_fd);
-	log_info("session=%llu: TLS proxy finished", session_id);
 }
