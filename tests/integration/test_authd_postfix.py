@@ -95,3 +95,37 @@ def test_postfix_auth_system_user(postfix, system_user):
     assert "<** 535 5.7.8 Error: authentication failed" in result.stdout
     assert host.wait_for_log(r"user=<%s>.*status=failed \(PAM authentication failed\)"
                              % system_user)
+
+
+def test_postfix_offers_scram_without_plus(postfix):
+    # Postfix speaks protocol 1.0, so authd never lists SCRAM-SHA-256-PLUS to it.
+    instance, _ = postfix
+    result = subprocess.run(
+        ["swaks", "--server", "127.0.0.1", "--port", str(instance.smtp_port),
+         "--helo", "client.example.test", "--quit-after", "EHLO", "--timeout", "30"],
+        capture_output=True, text=True, timeout=60)
+    auth_lines = [line for line in result.stdout.splitlines() if "250-AUTH " in line or
+                  "250 AUTH " in line]
+    assert len(auth_lines) == 1, result.stdout
+    assert "SCRAM-SHA-256" in auth_lines[0].split()
+    assert "PLUS" not in auth_lines[0]
+
+
+@pytest.mark.skipif(shutil.which("gsasl") is None, reason="gsasl is not installed")
+@pytest.mark.parametrize("password, status", [("demo", "ok"), ("wrong", "failed")])
+def test_postfix_scram_with_gsasl(postfix, password, status):
+    # Postfix relays SCRAM's challenges, including server-final as a last
+    # 334 challenge, between GNU SASL's SMTP client and authd.
+    instance, host = postfix
+    result = subprocess.run(
+        ["gsasl", "--smtp", "--connect=127.0.0.1:%d" % instance.smtp_port, "--no-starttls",
+         "--mechanism=SCRAM-SHA-256", "--no-cb", "--authentication-id=demo@example.test",
+         "--password=" + password],
+        input="", capture_output=True, text=True, timeout=60)
+    if status == "ok":
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "235 " in result.stdout + result.stderr
+    else:
+        assert result.returncode != 0, result.stdout + result.stderr
+    assert host.wait_for_log(r"auth: method=SCRAM-SHA-256, user=<demo@example\.test>, "
+                             r"service=smtp, rip=127\.0\.0\.1, status=%s" % status)
