@@ -37,6 +37,7 @@ static const struct command commands[] = {
 	{ "VRFY", COUNT_VRFY, command_vrfy },
 	{ "EXPN", COUNT_EXPN, command_expn },
 	{ "HELP", COUNT_HELP, command_help },
+	{ "AUTH", COUNT_AUTH, command_auth },
 	{ "STARTTLS", COUNT_STARTTLS, command_starttls },
 	{ NULL, COUNT_UNKNOWN, NULL },
 };
@@ -63,6 +64,12 @@ command_dispatch(struct session *s, char *line)
 	const struct command *cmd;
 	size_t name_len = strcspn(line, " ");
 	char *args = line + name_len;
+
+	/* After a 334 challenge the line is the AUTH response, not a command. */
+	if (s->auth.awaiting_response) {
+		auth_response(s, line);
+		return;
+	}
 
 	while (*args == ' ')
 		args++;
@@ -105,6 +112,7 @@ transaction_reset(struct session *s)
 	for (size_t i = 0; i < tx->nrecipients; i++)
 		free(tx->recipients[i]);
 	free(tx->recipients);
+	submission_header_reset(s);
 	free(tx->rcpt_params);
 
 	memset(tx, 0, sizeof *tx);
@@ -155,12 +163,13 @@ static void
 command_ehlo(struct session *s, char *args)
 {
 	const struct smtpd_settings *settings = &s->server->settings;
-	char limits[96];
+	char limits[96], auth[512];
 
 	if (!greeting_accept(s, args, "EHLO"))
 		return;
 	s->esmtp = 1;
 	format_limits(settings, limits, sizeof limits);
+	auth_ehlo_keyword(s, auth, sizeof auth);
 	session_reply(s,
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
@@ -172,10 +181,11 @@ command_ehlo(struct session *s, char *args)
 	    "250-DSN\r\n"
 	    "%s"
 	    "250-%s\r\n"
+	    "%s"
 	    "250 CHUNKING",
 	    settings->hostname, settings->message_size_limit,
 	    tls_offered(s) ? "250-STARTTLS\r\n" : "",
-	    session_tls_active(s) ? "250-REQUIRETLS\r\n" : "", limits);
+	    session_tls_active(s) ? "250-REQUIRETLS\r\n" : "", limits, auth);
 }
 
 static void
@@ -232,5 +242,5 @@ command_expn(struct session *s, char *args)
 static void
 command_help(struct session *s, char *args)
 {
-	session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+	session_reply(s, "214 2.0.0 Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }

@@ -89,6 +89,7 @@ spool_append_content(struct session *s, const char *data, size_t len)
 		tx->too_big = 1;
 	if (tx->too_big || tx->write_failed || len == 0)
 		return;
+	submission_header_append(s, data, len);
 	tls_required_scan(s, data, len);
 
 	if (!tx->first_line_done) {
@@ -161,7 +162,7 @@ message_problem(struct session *s, char *reply, size_t replysize)
 	else if (tx->write_failed)
 		snprintf(reply, replysize, "451 4.3.0 Error: queue file write error, try again later");
 	else
-		return NULL;
+		return submission_check_header(s, reply, replysize);
 	return reply;
 }
 

@@ -123,6 +123,11 @@ command_mail(struct session *s, char *args)
 		session_reply_raw(s, reply);
 		return;
 	}
+	if (submission_check_mail(s, &sender, reply, sizeof reply) < 0) {
+		session_log_reject(s, "MAIL", reply, NULL);
+		session_reply_raw(s, reply);
+		return;
+	}
 
 	tx->active = 1;
 	tx->sender = sender;

@@ -18,16 +18,24 @@ format_date(char *out, size_t outsize)
 }
 
 /*
- * The with-protocol name: RFC 3848 (SMTP, ESMTP, and ESMTPS on TLS) and
- * RFC 6531 (UTF8SMTP and UTF8SMTPS for a transaction with SMTPUTF8).
+ * The with-protocol name: RFC 3848 (SMTP, ESMTP, ESMTPS on TLS, and
+ * ESMTPA or ESMTPSA after AUTH) and RFC 6531 (the UTF8SMTP forms for a
+ * transaction with SMTPUTF8).
  */
 static const char *
 protocol_name(const struct session *s)
 {
+	int authenticated = session_auth_user(s) != NULL;
+
 	if (!s->esmtp)
 		return "SMTP";
-	if (s->tx.smtputf8)
+	if (s->tx.smtputf8) {
+		if (authenticated)
+			return s->tls_active ? "UTF8SMTPSA" : "UTF8SMTPA";
 		return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+	}
+	if (authenticated)
+		return s->tls_active ? "ESMTPSA" : "ESMTPA";
 	return s->tls_active ? "ESMTPS" : "ESMTP";
 }
 

@@ -167,7 +167,7 @@ recipient_check(struct session *s, const struct mailaddr *rcpt, char *reply, siz
 
 	class = domain_classify(rcpt->domain);
 	if (class == DOMAIN_REMOTE) {
-		if (s->in_mynetworks)
+		if (s->in_mynetworks || s->auth.user[0] != '\0')
 			return 250;
 		snprintf(reply, replysize, "554 5.7.1 <%s>: Relay access denied", formatted);
 		return 554;

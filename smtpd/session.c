@@ -125,7 +125,7 @@ format_counters(const struct session *s, char *out, size_t outsize)
 {
 	static const char *const names[COUNT_MAX] = {
 		"ehlo", "helo", "mail", "rcpt", "data", "bdat", "rset", "noop", "quit",
-		"vrfy", "expn", "help", "starttls", "unknown",
+		"vrfy", "expn", "help", "auth", "starttls", "unknown",
 	};
 	unsigned ok = 0, total = 0;
 	size_t used = 0;
@@ -158,6 +158,7 @@ session_free(struct session *s)
 	char counters[512];
 
 	recipient_lookup_cancel(s);
+	auth_session_reset(s);
 	transaction_reset(s);
 	queue_client_close(s);
 

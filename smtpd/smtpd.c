@@ -140,6 +140,13 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 		reject_connection(fd, reply);
 		return;
 	}
+	if (submission_connection_rate_exceeded(server, sa, ip)) {
+		snprintf(reply, sizeof reply,
+		    "421 4.7.0 %s Error: too many connections from %s, try again later\r\n",
+		    settings->hostname, ip);
+		reject_connection(fd, reply);
+		return;
+	}
 	session_accept(server, kind, fd, sa, (socklen_t)salen);
 }
 
@@ -268,6 +275,7 @@ main(int argc, char **argv)
 	daemon_start("smtpd", argc, argv);
 	TAILQ_INIT(&server->sessions);
 	settings_load(&server->settings);
+	auth_settings_load(&server->auth_settings);
 	load_mynetworks(server);
 	raise_file_limit(server->settings.max_connections);
 
@@ -283,6 +291,7 @@ main(int argc, char **argv)
 	server->aliases = cdbmap_open(server->settings.alias_map_path);
 	server->userdb = userdb_async_new(server->base, server->settings.userdb_socket,
 	    server->settings.userdb_timeout);
+	submission_start(server);
 
 	sigterm = evsignal_new(server->base, SIGTERM, signal_stop_cb, server);
 	sigint = evsignal_new(server->base, SIGINT, signal_stop_cb, server);
@@ -300,6 +309,7 @@ main(int argc, char **argv)
 		evconnlistener_free(server->listeners[i]);
 	session_free_all(server);
 	tls_server_free(server->tls);
+	submission_stop(server);
 	userdb_async_free(server->userdb);
 	cdbmap_close(server->aliases);
 	netaddr_list_free(server->mynetworks);

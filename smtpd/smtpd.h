@@ -38,6 +38,21 @@ struct smtpd_settings {
 	char alias_map_path[4096];
 };
 
+/* SMTP AUTH, submission policy and client rate limits (auth.c). */
+enum auth_offer { AUTH_OFFER_NO, AUTH_OFFER_SUBMISSION, AUTH_OFFER_ALL };
+enum plaintext_auth { PLAINTEXT_AUTH_NEVER, PLAINTEXT_AUTH_LOOPBACK, PLAINTEXT_AUTH_ALWAYS };
+
+struct smtpd_auth_settings {
+	enum auth_offer offer;			/* smtpd_sasl_auth_enable */
+	enum plaintext_auth plaintext;		/* smtpd_plaintext_auth */
+	long long timeout;			/* seconds per authd reply */
+	long long connection_rate_limit;	/* per client address and time unit, 0: none */
+	long long auth_rate_limit;
+	long long rate_time_unit;		/* seconds */
+	const char *sender_login_maps;
+	char auth_socket[4096];
+};
+
 struct session;
 
 #define SMTPD_MAX_LISTENERS	16
@@ -59,6 +74,12 @@ struct smtpd {
 	struct userdb_async *userdb;
 	TAILQ_HEAD(, session) sessions;
 	size_t nsessions;
+	/* AUTH, submission policy and rate limits (auth.c, submission.c, ratelimit.c). */
+	struct smtpd_auth_settings auth_settings;
+	struct auth_client *auth;
+	struct sender_login_map *sender_logins;
+	struct rate_table *rates;
+
 	unsigned long long next_session_id;
 
 	/* TLS (smtpd/tls.c): the context for new sessions, NULL without
@@ -78,7 +99,7 @@ enum session_state {
 /* Counters for the "disconnect from" log line, as Postfix prints them. */
 enum session_counter {
 	COUNT_EHLO, COUNT_HELO, COUNT_MAIL, COUNT_RCPT, COUNT_DATA, COUNT_BDAT,
-	COUNT_RSET, COUNT_NOOP, COUNT_QUIT, COUNT_VRFY, COUNT_EXPN, COUNT_HELP,
+	COUNT_RSET, COUNT_NOOP, COUNT_QUIT, COUNT_VRFY, COUNT_EXPN, COUNT_HELP, COUNT_AUTH,
 	COUNT_STARTTLS, COUNT_UNKNOWN, COUNT_MAX
 };
 
@@ -211,6 +232,18 @@ struct session {
 	struct rcpt_params pending_rcpt;
 	unsigned long long transactions;
 
+	/* SMTP AUTH and the submission checks (auth.c, submission.c). */
+	struct session_auth {
+		struct auth_request *request;	/* exchange with authd in flight */
+		int awaiting_response;		/* a 334 challenge was sent */
+		char mechanism[65];
+		char user[320];			/* the login after 235, "" before */
+		char *header;			/* the message header, for the From: check */
+		size_t header_len;
+		int header_done;
+		int header_too_long;
+	} auth;
+
 	unsigned errors;
 	struct counter counters[COUNT_MAX];
 	int command_counter;		/* counter of the command still running, or -1 */
@@ -287,11 +320,36 @@ session_tls_active(const struct session *s)
 	return s->tls_active;
 }
 
+/* auth.c */
+/* The login name after a successful AUTH, or NULL. */
 static inline const char *
 session_auth_user(const struct session *s)
 {
-	return NULL;
+	return s->auth.user[0] != '\0' ? s->auth.user : NULL;
 }
+
+void auth_settings_load(struct smtpd_auth_settings *settings);
+int auth_offered(const struct session *s);
+/* Write the "250-AUTH ...\r\n" EHLO line into OUT, or "" when AUTH is not offered. */
+void auth_ehlo_keyword(struct session *s, char *out, size_t outsize);
+void command_auth(struct session *s, char *args);
+void auth_response(struct session *s, char *line);
+/* Forget the login and any exchange in flight (session end, STARTTLS). */
+void auth_session_reset(struct session *s);
+
+/* submission.c */
+/* Check MAIL FROM against AUTH and the sender login map: 0, or -1 with REPLY set. */
+int submission_check_mail(struct session *s, const struct mailaddr *sender, char *reply,
+    size_t replysize);
+void submission_header_append(struct session *s, const char *data, size_t len);
+/* The reply rejecting the message's From: addresses, or NULL when they pass. */
+const char *submission_check_header(struct session *s, char *reply, size_t replysize);
+void submission_header_reset(struct session *s);
+void submission_start(struct smtpd *server);
+void submission_stop(struct smtpd *server);
+/* Count a connection from SA; 1 when it is over smtpd_client_connection_rate_limit. */
+int submission_connection_rate_exceeded(struct smtpd *server, const struct sockaddr *sa,
+    const char *ip);
 
 /* received.c */
 char *received_header(const struct session *s);

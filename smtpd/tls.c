@@ -105,6 +105,7 @@ command_starttls(struct session *s, char *args)
 
 	/* RFC 3207 section 4.2: discard what the client sent before STARTTLS. */
 	transaction_reset(s);
+	auth_session_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 
