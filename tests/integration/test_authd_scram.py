@@ -16,12 +16,13 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import is_root
+from conftest import TLS_SERVER_NAME, is_root, tls_client_context
 from test_authd_pam import PASSWORD as PAM_PASSWORD
 from test_authd_pam import pam_service, system_user  # noqa: F401 (fixtures)
 from test_authd_passdb import AuthClient, passwd_line
@@ -662,3 +663,83 @@ def test_old_client_still_gets_plain(scram_host):
     client = AuthClient(str(host.dir / "sock" / "auth-client"))
     assert client.plain(1, "scram@example.test", PASSWORD) == ["OK", "1",
                                                                "user=scram@example.test"]
+
+
+# End to end: imapd's AUTHENTICATE with channel binding from a real TLS session
+
+class ImapSession:
+    """A plain IMAP connection that starts TLS 1.2 and keeps its tls-unique value."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.buffer = b""
+        assert self.line().startswith("* OK")
+        self.send("s STARTTLS")
+        assert self.line().startswith("s OK")
+        context = tls_client_context()
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.sock = context.wrap_socket(self.sock, server_hostname=TLS_SERVER_NAME)
+        # RFC 5929: the first Finished message of the handshake, the client's here.
+        self.tls_unique = self.sock.get_channel_binding("tls-unique")
+
+    def send(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def line(self):
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by imapd; pending %r" % self.buffer)
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def authenticate(self, gsasl):
+        """Relay gsasl's SCRAM-SHA-256-PLUS exchange; return the tagged reply."""
+        self.send("a AUTHENTICATE SCRAM-SHA-256-PLUS")
+        assert self.line() == "+ "
+        self.send(gsasl.first)
+        reply = self.line()
+        if not reply.startswith("+ "):
+            return reply
+        self.send(gsasl.step(reply[2:]))
+        reply = self.line()
+        if not reply.startswith("+ "):
+            return reply
+        assert gsasl.finish(reply[2:]) == 0
+        self.send("")
+        return self.line()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def imap_tls_host(make_mailhost):
+    host = make_mailhost(tls=True, auth_failure_delay=0)
+    host.start("imapd")
+    return host
+
+
+def test_imap_plus_tls_unique_ok(imap_tls_host):
+    session = ImapSession(imap_tls_host.imap_port)
+    gsasl = Gsasl("SCRAM-SHA-256-PLUS", "demo@example.test", password="demo",
+                  unique=session.tls_unique)
+    assert unb64(gsasl.first).startswith("p=tls-unique,,")
+    reply = session.authenticate(gsasl)
+    session.close()
+    assert reply.startswith("a OK")
+    assert imap_tls_host.wait_for_log(r"auth: method=SCRAM-SHA-256-PLUS, "
+                                      r"user=<demo@example\.test>, service=imap, .*status=ok")
+
+
+def test_imap_plus_other_tls_unique_fails(imap_tls_host):
+    # Channel binding data other than the session's tls-unique value.
+    session = ImapSession(imap_tls_host.imap_port)
+    other = bytes(b ^ 0x01 for b in session.tls_unique)
+    gsasl = Gsasl("SCRAM-SHA-256-PLUS", "demo@example.test", password="demo", unique=other)
+    reply = session.authenticate(gsasl)
+    gsasl.close()
+    session.close()
+    assert reply.startswith("a NO [AUTHENTICATIONFAILED]")
+    assert imap_tls_host.wait_for_log(r"status=failed \(channel binding mismatch\)")
