@@ -160,6 +160,7 @@ tls_start(struct session *s)
 	struct bufferevent *bev;
 
 	s->tls_starting = 0;
+	s->output_paused = 0;	/* the output is empty, or this would not run */
 	command_finish(s);
 	if (fd < 0) {
 		log_error("cannot start TLS for %s[%s]: dup: %s", s->name, s->ip, strerror(errno));
