@@ -55,7 +55,6 @@ struct child {
 
 static struct event_base *base;
 static struct evconnlistener *listeners[MAX_LISTENERS];
-static int listen_fds[MAX_LISTENERS];
 static size_t nlisteners;
 static struct child *children;
 static size_t nchildren, children_cap;
@@ -113,20 +112,24 @@ child_find_conn(struct ipc_conn *conn)
 	return NULL;
 }
 
-/* In a forked child: drop what only the master uses, and take back the
- * signals that libevent caught for the master. */
+/*
+ * In a forked child: close every descriptor but KEEP_A and KEEP_B (and
+ * the standard ones), and take back the signals that libevent caught for
+ * the master. Besides the listening sockets and other sessions' sockets
+ * that closes the event loop's epoll instance and signal pipe, which the
+ * child shares with the master: through them an unprivileged process
+ * could change what the master waits for, or fake a SIGTERM to it.
+ */
 static void
-close_master_descriptors(void)
+close_master_descriptors(int keep_a, int keep_b)
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
-	for (size_t i = 0; i < nlisteners; i++)
-		close(listen_fds[i]);
-	for (size_t i = 0; i < nchildren; i++)
-		if (children[i].conn != NULL)
-			close(ipc_conn_fd(children[i].conn));
+	log_close_syslog();
+	close_descriptors_except(keep_a, keep_b);
+	log_reopen_syslog();
 }
 
 static void
@@ -155,7 +158,7 @@ start_mail_process(struct child *login, struct ipc_msg *msg)
 	if (pid == 0) {
 		pid_t login_pid = login->pid;
 
-		close_master_descriptors();
+		close_master_descriptors(client_fd, login_fd);
 		/* The user's session must not be able to read the private keys. */
 		tls_server_free(imapd_tls);
 		imapd_tls = NULL;
@@ -247,8 +250,7 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 	if (pid == 0) {
 		const char *user = config_string("imapd_login_user");
 
-		close_master_descriptors();
-		close(pair[0]);
+		close_master_descriptors(fd, pair[1]);
 		privsep_drop(*user != '\0' ? user : config_string("smtpd_user"), NULL);
 		login_session_run(&client, pair[1]);
 	}
@@ -321,7 +323,7 @@ listen_param(const char *param, int implicit_tls)
 		if (listeners[nlisteners] == NULL)
 			fatalx("cannot watch listening socket %s", items[i]);
 		evconnlistener_set_error_cb(listeners[nlisteners], accept_error_cb);
-		listen_fds[nlisteners++] = fd;
+		nlisteners++;
 		log_info("listening on %s%s", items[i], implicit_tls ? " (IMAPS)" : "");
 	}
 }

@@ -755,9 +755,12 @@ def test_tls_session_processes(tlshost):
 
     listening = listening_socket_inodes()
     for pid in children:
-        assert not (socket_inodes(pid) & listening), "pid %d holds a listening socket" % pid
+        assert not (socket_inodes(pid) & listening), "pid %d has a listening socket" % pid
         files = open_files(pid)
         assert not any(p.endswith((".key", ".pem")) for p in files), files
+        # The master's event loop (epoll instance, signal pipe) stays with the master.
+        assert not any(p.startswith(("anon_inode:[eventpoll]", "pipe:")) for p in files), files
+    assert len(socket_inodes(by_uid[login_uid])) == 2  # the client and the mail process
 
     # Only the login process has the TCP connection. The mail process
     # gets a socket pair.
