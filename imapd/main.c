@@ -115,10 +115,10 @@ child_find_conn(struct ipc_conn *conn)
 /*
  * In a forked child: close every descriptor but KEEP_A and KEEP_B (and
  * the standard ones), and take back the signals that libevent caught for
- * the master. Besides the listening sockets and other sessions' sockets
- * that closes the event loop's epoll instance and signal pipe, which the
- * child shares with the master: through them an unprivileged process
- * could change what the master waits for, or fake a SIGTERM to it.
+ * the master. This closes the listening sockets, other sessions' sockets,
+ * and the event loop's epoll instance and signal pipe. The child shares
+ * those two with the master, so an unprivileged process could otherwise
+ * change what the master waits for, or fake a SIGTERM to it.
  */
 static void
 close_master_descriptors(int keep_a, int keep_b)
