@@ -477,8 +477,7 @@ def test_success_dsn_authenticated(make_mailhost):
         client._host = TLS_SERVER_NAME  # SNI name and certificate check
         client.starttls(context=tls_client_context())
         client.ehlo()
-        if not client.has_extn("auth"):
-            pytest.skip("smtpd offers no AUTH after STARTTLS on submission")
+        assert client.has_extn("auth")
         client.login("alice@example.test", VIRTUAL_USERS["alice@example.test"])
         refused = client.sendmail(
             "alice@example.test", ["bob@example.test"],
