@@ -27,6 +27,8 @@
 
 /* Maximum length of a mechanism name; RFC 4422 3.1 allows 20 characters. */
 #define AUTH_MECHANISM_MAX	64
+/* Seconds between two warnings that authd sent no mechanism list. */
+#define AUTH_WARNING_INTERVAL	60
 
 void
 auth_settings_load(struct smtpd_auth_settings *settings)
@@ -134,6 +136,7 @@ mechanism_usable(const struct session *s, const char *mechanism)
 void
 auth_ehlo_keyword(struct session *s, char *out, size_t outsize)
 {
+	static time_t last_warning;
 	const char *list = auth_client_mechanisms(s->server->auth);
 	size_t used;
 
@@ -141,10 +144,13 @@ auth_ehlo_keyword(struct session *s, char *out, size_t outsize)
 	if (!auth_offered(s))
 		return;
 	if (*list == '\0') {
-		/* authd was down at start-up, or restarted: ask again for the next EHLO. */
+		/* authd has not answered since start-up: ask again for the next EHLO. */
 		auth_client_refresh_mechanisms(s->server->auth);
-		log_warn("%s[%s]: AUTH not advertised: no mechanism list from %s yet", s->name,
-		    s->ip, s->server->auth_settings.auth_socket);
+		if (time(NULL) - last_warning >= AUTH_WARNING_INTERVAL) {
+			last_warning = time(NULL);
+			log_warn("AUTH not advertised to %s[%s]: no mechanism list from %s yet; is authd running?",
+			    s->name, s->ip, s->server->auth_settings.auth_socket);
+		}
 		return;
 	}
 

@@ -122,7 +122,15 @@ spool_open(struct session *s, int fd, const char *queue_id, enum smtp_data_mode 
 	strlcpy_x(tx->queue_id, queue_id, sizeof tx->queue_id);
 	tx->spool_buffer = evbuffer_new();
 	smtp_data_init(&tx->decoder, mode, s->server->settings.data_line_length_limit);
-	log_info("%s: client=%s[%s]", tx->queue_id, s->name, s->ip);
+	if (session_auth_user(s) != NULL) {
+		char user[sizeof s->auth.user * 4];
+
+		log_sanitize(user, sizeof user, s->auth.user, strlen(s->auth.user));
+		log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", tx->queue_id, s->name,
+		    s->ip, s->auth.mechanism, user);
+	} else {
+		log_info("%s: client=%s[%s]", tx->queue_id, s->name, s->ip);
+	}
 
 	received = received_header(s);
 	spool_write(s, received, strlen(received));

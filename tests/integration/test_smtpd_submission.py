@@ -475,11 +475,16 @@ def test_authenticated_message_arrives(plain_host):
     login_plain(conn)
     assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
     assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
-    code, _ = send_data(conn, message(ALICE, BOB, "arrives"))
+    code, text = send_data(conn, message(ALICE, BOB, "arrives"))
     assert code == 250
+    queue_id = text.split()[-1]
     conn.cmd("QUIT")
     messages = host.wait_for_messages(BOB, 1)
+    assert len(messages) == 1
     assert b"Subject: arrives" in messages[0]
+    assert re.search(rb"with ESMTPA id ", messages[0].split(b"\n\n", 1)[0])
+    assert host.wait_for_log(r"%s: client=unknown\[127\.0\.0\.1\], sasl_method=PLAIN, "
+                             r"sasl_username=alice@example\.test" % queue_id)
 
 
 # Rate limits per client address
