@@ -93,7 +93,9 @@ step_fail(struct scram_step *step, const char *user, const char *detail, enum sc
 
 /*
  * Keys for a user whom no passdb has: a salt that stays the same for the
- * name (an HMAC of it under a secret of this process) and random keys.
+ * name (an HMAC of it under a secret of this process), and keys derived
+ * from a random password. The derivation costs as much time as for a
+ * {PLAIN} entry, so the reply time does not tell the two apart.
  */
 static void
 made_up_keys(const char *user, struct scram_keys *keys)
@@ -101,7 +103,8 @@ made_up_keys(const char *user, struct scram_keys *keys)
 	static unsigned char secret[SCRAM_KEY_LEN];
 	static int have_secret;
 	struct scram_keys secret_keys;
-	unsigned char salt[SCRAM_KEY_LEN];
+	unsigned char salt[SCRAM_KEY_LEN], password_bytes[SCRAM_KEY_LEN];
+	char *password;
 
 	if (!have_secret) {
 		random_bytes(secret, sizeof secret);
@@ -110,14 +113,23 @@ made_up_keys(const char *user, struct scram_keys *keys)
 	memset(&secret_keys, 0, sizeof secret_keys);
 	memcpy(secret_keys.server_key, secret, sizeof secret);
 	scram_server_signature(&secret_keys, user, salt);
-
-	memset(keys, 0, sizeof *keys);
-	keys->iterations = (unsigned)config_int("scram_iterations");
-	memcpy(keys->salt, salt, SCRAM_SALT_LEN);
-	keys->salt_len = SCRAM_SALT_LEN;
-	random_bytes(keys->stored_key, sizeof keys->stored_key);
-	random_bytes(keys->server_key, sizeof keys->server_key);
 	explicit_bzero(&secret_keys, sizeof secret_keys);
+
+	random_bytes(password_bytes, sizeof password_bytes);
+	password = scram_base64(password_bytes, sizeof password_bytes);
+	if (scram_keys_derive(password, salt, SCRAM_SALT_LEN,
+	    (unsigned)config_int("scram_iterations"), keys) < 0) {
+		/* Only an OpenSSL failure gets here, and random keys fail the proof just as well. */
+		log_error("auth: SCRAM key derivation failed");
+		memset(keys, 0, sizeof *keys);
+		keys->iterations = (unsigned)config_int("scram_iterations");
+		memcpy(keys->salt, salt, SCRAM_SALT_LEN);
+		keys->salt_len = SCRAM_SALT_LEN;
+		random_bytes(keys->stored_key, sizeof keys->stored_key);
+		random_bytes(keys->server_key, sizeof keys->server_key);
+	}
+	explicit_bzero(password, strlen(password));
+	free(password);
 }
 
 /* Turn STORED ("{SCHEME}data") into keys. 0, or -1 when the scheme cannot give them. */
