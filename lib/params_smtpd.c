@@ -29,6 +29,8 @@ const struct config_param config_params_smtpd[] = {
 	  "how long smtpd waits for queued to create or commit a message before replying 451, in seconds", NULL, NULL },
 	{ "smtpd_userdb_timeout", CONFIG_TIME, "5s", 1, 300,
 	  "how long one recipient lookup in authd's userdb may take before RCPT gets 451 4.3.0, in seconds; other sessions go on meanwhile", NULL, NULL },
+	{ "smtpd_userdb_cache_time", CONFIG_TIME, "30s", 0, 3600,
+	  "how long smtpd keeps the result of a recipient lookup in authd's userdb (found or not found) before it asks again, in seconds; a user added or removed is seen by RCPT after at most this time; 0 asks every time", NULL, NULL },
 	{ "smtpd_hard_error_limit", CONFIG_INT, "20", 1, 100000,
 	  "error replies in one session after which smtpd replies 421 and disconnects", NULL, NULL },
 	{ "smtpd_line_length_limit", CONFIG_SIZE, "4096", 512, 1048576,

@@ -84,6 +84,8 @@ recipient_lookup_next(struct session *s, char *reply, size_t replysize)
 		    s, &result, err, sizeof err);
 		if (lookup->request != NULL)
 			return RECIPIENT_PENDING;
+		if (result > 0)
+			return 250;
 		if (result < 0)
 			return recipient_lookup_failed(s, err, reply, replysize);
 	}

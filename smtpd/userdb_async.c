@@ -4,18 +4,26 @@
  * same protocol, but it blocks. This client shares one connection
  * between every session and matches replies to requests by their id.
  * So a slow authd delays only the sessions that wait for it.
+ *
+ * Lookup results (found or not found, never a failure) are kept for
+ * smtpd_userdb_cache_time in a fixed table of USERDB_CACHE_SLOTS
+ * entries, one per hash of the name, so a busy session to the same
+ * mailboxes does not ask authd again for every RCPT.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "config.h"
 #include "ipc.h"
 #include "log.h"
 #include "userdb.h"
@@ -25,6 +33,15 @@
 /* Longest reply line accepted, as in lib/userdb.c. */
 #define USERDB_LINE_MAX 16384
 
+#define USERDB_CACHE_SLOTS 4096
+
+/* One cached lookup result: the name, found (1) or not (0), and its expiry time. */
+struct userdb_cache_entry {
+	char *user;
+	int result;
+	time_t expires;
+};
+
 struct userdb_request {
 	TAILQ_ENTRY(userdb_request) entry;
 	struct userdb_async *client;
@@ -32,6 +49,7 @@ struct userdb_request {
 	struct event *timer;
 	userdb_async_cb cb;
 	void *arg;
+	char *user;		/* for the cache */
 };
 
 struct userdb_async {
@@ -41,6 +59,8 @@ struct userdb_async {
 	struct bufferevent *bev;	/* NULL when not connected */
 	unsigned last_id;
 	TAILQ_HEAD(, userdb_request) requests;
+	long long cache_time;		/* seconds; 0 turns the cache off */
+	struct userdb_cache_entry *cache;
 };
 
 struct userdb_async *
@@ -52,7 +72,50 @@ userdb_async_new(struct event_base *base, const char *socket_path, long long tim
 	client->socket_path = xstrdup(socket_path);
 	client->timeout = timeout;
 	TAILQ_INIT(&client->requests);
+	client->cache_time = config_time("smtpd_userdb_cache_time");
+	if (client->cache_time > 0)
+		client->cache = xcalloc(USERDB_CACHE_SLOTS, sizeof *client->cache);
 	return client;
+}
+
+/* Hash USER (FNV-1a) to a slot of the cache. */
+static size_t
+cache_slot(const char *user)
+{
+	uint32_t hash = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++)
+		hash = (hash ^ *p) * 16777619u;
+	return hash % USERDB_CACHE_SLOTS;
+}
+
+/* Return the cached result for USER: 1 found, 0 not found, -1 none. */
+static int
+cache_get(const struct userdb_async *client, const char *user)
+{
+	const struct userdb_cache_entry *entry;
+
+	if (client->cache == NULL)
+		return -1;
+	entry = &client->cache[cache_slot(user)];
+	if (entry->user == NULL || strcmp(entry->user, user) != 0 ||
+	    entry->expires <= time(NULL))
+		return -1;
+	return entry->result;
+}
+
+static void
+cache_put(struct userdb_async *client, const char *user, int result)
+{
+	struct userdb_cache_entry *entry;
+
+	if (client->cache == NULL)
+		return;
+	entry = &client->cache[cache_slot(user)];
+	free(entry->user);
+	entry->user = xstrdup(user);
+	entry->result = result;
+	entry->expires = time(NULL) + (time_t)client->cache_time;
 }
 
 static void
@@ -60,6 +123,7 @@ request_free(struct userdb_request *request)
 {
 	TAILQ_REMOVE(&request->client->requests, request, entry);
 	event_free(request->timer);
+	free(request->user);
 	free(request);
 }
 
@@ -70,6 +134,8 @@ request_finish(struct userdb_request *request, int result, const char *error)
 	userdb_async_cb cb = request->cb;
 	void *arg = request->arg;
 
+	if (result >= 0)
+		cache_put(request->client, request->user, result);
 	request_free(request);
 	cb(arg, result, error);
 }
@@ -105,6 +171,10 @@ userdb_async_free(struct userdb_async *client)
 	client_disconnect(client);
 	while (!TAILQ_EMPTY(&client->requests))
 		request_free(TAILQ_FIRST(&client->requests));
+	if (client->cache != NULL)
+		for (size_t i = 0; i < USERDB_CACHE_SLOTS; i++)
+			free(client->cache[i].user);
+	free(client->cache);
 	free(client->socket_path);
 	free(client);
 }
@@ -253,6 +323,9 @@ userdb_async_lookup(struct userdb_async *client, const char *user, userdb_async_
 		*result = 0;
 		return NULL;
 	}
+	*result = cache_get(client, user);
+	if (*result >= 0)
+		return NULL;
 	if (client_connect(client, err, errsize) < 0) {
 		*result = -1;
 		return NULL;
@@ -265,6 +338,7 @@ userdb_async_lookup(struct userdb_async *client, const char *user, userdb_async_
 		request->id = ++client->last_id;
 	request->cb = cb;
 	request->arg = arg;
+	request->user = xstrdup(user);
 	request->timer = evtimer_new(client->base, request_timeout_cb, request);
 	evtimer_add(request->timer, &tv);
 	TAILQ_INSERT_TAIL(&client->requests, request, entry);
