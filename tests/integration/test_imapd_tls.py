@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -770,6 +771,58 @@ def test_tls_session_processes(tlshost):
     assert socket_inodes(by_uid[login_uid]) & tcp_inodes
     assert not socket_inodes(by_uid[mail_uid]) & tcp_inodes
     assert imap.noop()[0] == "OK"
+    imap.logout()
+
+
+def private_key_patterns(key_file):
+    """Byte strings that betray KEY_FILE's EC private key in a process's
+    memory: the scalar in either byte order (OpenSSL's BIGNUM keeps it in
+    little-endian words on x86-64) and the start of the PEM text."""
+    text = subprocess.run(["openssl", "pkey", "-in", str(key_file), "-text", "-noout"],
+                          capture_output=True, text=True, check=True).stdout
+    match = re.search(r"priv:\s*\n((?:\s+[0-9a-f:]+\n)+)", text)
+    assert match, text
+    scalar = bytes.fromhex(re.sub(r"[\s:]", "", match.group(1)))[-32:]
+    pem = "".join(line for line in Path(key_file).read_text().splitlines()
+                  if not line.startswith("-----"))
+    return [scalar, scalar[::-1], pem[:40].encode()]
+
+
+def memory_contains(pid, patterns):
+    """Whether any readable mapping of PID contains one of PATTERNS."""
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb") as memory:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if "r" not in perms:
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                memory.seek(start)
+                data = memory.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            if any(pattern in data for pattern in patterns):
+                return True
+    return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
+@pytest.mark.parametrize("transport", ["imaps", "plain"])
+def test_mail_process_has_no_private_key(tlshost, transport):
+    imap = imaps_client(tlshost) if transport == "imaps" else tlshost.imap()
+    assert imap.login(DEMO, "demo")[0] == "OK"
+    assert imap.select("INBOX")[0] == "OK"
+    patterns = private_key_patterns(tlshost.dir / "etc" / "tls" / "server.key")
+    login_uid = pwd.getpwnam("_estafeta").pw_uid
+    by_uid = {int(status_field(pid, "Uid")[0]): pid
+              for pid in children_of(tlshost.procs["imapd"].pid)}
+
+    if transport == "imaps":
+        # The login process serves TLS, so it must have the key: this shows the search works.
+        assert memory_contains(by_uid.pop(login_uid), patterns)
+    assert len(by_uid) == 1, by_uid
+    assert login_uid not in by_uid
+    assert not memory_contains(list(by_uid.values())[0], patterns)
     imap.logout()
 
 
