@@ -13,8 +13,10 @@ import os
 import re
 import shutil
 import smtplib
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -468,6 +470,67 @@ def test_sender_login_map(plain_host, tmp_path):
     assert conn.cmd("MAIL FROM:<sales@example.test>")[0] == 250
 
 
+def write_cdb(path, items):
+    """Write ITEMS (key, value) as a constant database in D. J. Bernstein's
+    cdb format, which tinycdb reads."""
+    def cdb_hash(data):
+        h = 5381
+        for byte in data:
+            h = (((h << 5) + h) & 0xFFFFFFFF) ^ byte
+        return h
+
+    records = b""
+    tables = [[] for _ in range(256)]
+    for key, value in items:
+        key, value = key.encode(), value.encode()
+        tables[cdb_hash(key) & 255].append((cdb_hash(key), 2048 + len(records)))
+        records += struct.pack("<II", len(key), len(value)) + key + value
+    header = b""
+    hash_tables = b""
+    for entries in tables:
+        slots = [(0, 0)] * (2 * len(entries))
+        for h, position in entries:
+            slot = (h >> 8) % len(slots)
+            while slots[slot][1] != 0:
+                slot = (slot + 1) % len(slots)
+            slots[slot] = (h, position)
+        header += struct.pack("<II", 2048 + len(records) + len(hash_tables), len(slots))
+        hash_tables += b"".join(struct.pack("<II", h, position) for h, position in slots)
+    Path(path).write_bytes(header + records + hash_tables)
+    os.chmod(path, 0o644)
+
+
+def test_sender_login_map_cdb(plain_host):
+    host = plain_host(start=False)
+    maps = host.dir / "etc" / "sender_logins.cdb"
+    write_cdb(maps, [("sales@example.test", "alice@example.test,demo@example.test"),
+                     ("@partner.example", "bob@example.test")])
+    host.settings["smtpd_sender_login_maps"] = str(maps)
+    host.write_config()
+    host.newaliases()
+    host.start()
+
+    conn = host.raw()
+    ehlo_keywords(conn)
+    login_plain(conn)
+    assert conn.cmd("MAIL FROM:<sales@example.test>")[0] == 250
+    assert conn.cmd("RSET")[0] == 250
+    assert conn.cmd("MAIL FROM:<x@partner.example>")[0] == 553
+    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+
+
+def test_sender_login_map_missing(plain_host):
+    host = plain_host(smtpd_sender_login_maps="/nonexistent/sender_logins")
+    conn = host.raw()
+    ehlo_keywords(conn)
+    login_plain(conn)
+    code, text = conn.cmd("MAIL FROM:<%s>" % ALICE)
+    assert code == 451
+    assert text.startswith("4.3.0")
+    assert host.wait_for_log(r"smtpd_sender_login_maps /nonexistent/sender_logins: "
+                             r"No such file or directory")
+
+
 def test_authenticated_message_arrives(plain_host):
     host = plain_host()
     conn = host.raw()
@@ -523,6 +586,21 @@ def test_auth_rate_limit(plain_host):
     conn = host.raw()
     ehlo_keywords(conn)
     assert login_plain(conn)[0] == 454
+
+
+def test_rate_window_ages_out(plain_host):
+    host = plain_host(smtpd_client_connection_rate_limit=2, smtpd_client_rate_time_unit=2)
+    refused = False
+    for _ in range(3):
+        conn = RawSMTP(host.smtp_port)
+        code, _ = conn.reply()
+        conn.close()
+        refused = refused or code == 421
+    assert refused
+    time.sleep(2.2)
+    conn = RawSMTP(host.smtp_port)
+    code, _ = conn.reply()
+    assert code == 220
 
 
 def test_rate_limits_exempt_mynetworks(plain_host):
