@@ -227,6 +227,23 @@ def test_client_gone_ends_both_processes(tlshost):
     assert_still_serving(tlshost)
 
 
+def test_commands_pipelined_after_tls_login(tlshost):
+    deliver(tlshost, "pipelined")
+    conn = TLSIMAP(tlshost.imaps_port, implicit=True)
+    conn.line()
+
+    conn.send(b"a1 LOGIN demo@example.test demo\r\na2 SELECT INBOX\r\n"
+              b"a3 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\na4 LOGOUT\r\n")
+
+    assert conn.until_tagged("a1")[-1].startswith("a1 OK")
+    assert conn.until_tagged("a2")[-1].startswith("a2 OK [READ-WRITE]")
+    fetch = conn.until_tagged("a3")
+    assert fetch[-1] == "a3 OK Fetch completed."
+    assert "Subject: pipelined" in fetch
+    assert conn.until_tagged("a4")[-1] == "a4 OK Logout completed."
+    conn.close()
+
+
 def test_large_append_through_proxy(tlshost):
     body = b"".join(b"appended line %05d through the TLS proxy\r\n" % i for i in range(30000))
     message = b"From: demo@example.test\r\nSubject: appended\r\n\r\n" + body
