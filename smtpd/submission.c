@@ -48,7 +48,7 @@ submission_check_mail(struct session *s, const struct mailaddr *sender, char *re
 	if (s->auth.user[0] == '\0') {
 		if (s->listener == LISTENER_MX)
 			return 0;
-		if (!auth_offered(s))
+		if (!auth_offered(s) && s->server->tls != NULL && !s->tls_active)
 			snprintf(reply, replysize, "530 5.7.0 Must issue a STARTTLS command first");
 		else
 			snprintf(reply, replysize, "530 5.7.0 Authentication required");
@@ -179,12 +179,32 @@ submission_check_header(struct session *s, char *reply, size_t replysize)
 	return result;
 }
 
+/*
+ * Warn when a submission listener can never take mail: MAIL needs AUTH
+ * there, and AUTH needs TLS unless smtpd_plaintext_auth allows it.
+ */
+static void
+warn_submission_without_tls(const struct smtpd *server)
+{
+	if (server->tls != NULL || server->auth_settings.plaintext != PLAINTEXT_AUTH_NEVER)
+		return;
+	for (size_t i = 0; i < server->nlisteners; i++) {
+		if (server->listener_kinds[i] != LISTENER_SUBMISSION)
+			continue;
+		log_warn("smtpd_submission_listen is set without tls_cert_file, so clients cannot "
+		    "use AUTH there and every MAIL gets 530; set tls_cert_file, or "
+		    "smtpd_plaintext_auth = loopback for local clients");
+		return;
+	}
+}
+
 /* Open what AUTH and the submission checks use; after privsep_drop. */
 void
 submission_start(struct smtpd *server)
 {
 	const struct smtpd_auth_settings *settings = &server->auth_settings;
 
+	warn_submission_without_tls(server);
 	server->rates = rate_table_new(settings->rate_time_unit, SUBMISSION_RATE_SLOTS);
 	server->sender_logins = sender_login_map_new(settings->sender_login_maps,
 	    server->settings.recipient_delimiter);

@@ -932,3 +932,21 @@ def test_scram_plus_not_offered_without_tls(plain_host):
     assert "SCRAM-SHA-256-PLUS" not in line.split()
     code, _ = conn.cmd("AUTH SCRAM-SHA-256-PLUS")
     assert code == 504
+
+
+def test_submission_without_tls_warns(make_mailhost):
+    host = make_mailhost(start=False, mynetworks=OUTSIDE_NETWORKS)
+    port = host.submission_port
+    host.settings["smtpd_submission_listen"] = "127.0.0.1:%d" % port
+    host.write_config()
+    host.newaliases()
+    host.start()
+    assert host.wait_for_log(r"smtpd_submission_listen is set without tls_cert_file")
+    conn = RawSMTP(port)
+    assert conn.reply()[0] == 220
+    keywords = ehlo_keywords(conn)
+    assert "STARTTLS" not in keywords
+    assert auth_line(keywords) is None
+    code, text = conn.cmd("MAIL FROM:<%s>" % ALICE)
+    assert code == 530
+    assert text == "5.7.0 Authentication required"
