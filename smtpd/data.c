@@ -229,7 +229,46 @@ data_commit_done(struct session *s, const char *error)
 	tx->queue_id[0] = '\0';
 	transaction_reset(s);
 	session_set_state(s, SESSION_COMMAND);
+	if (error == NULL)
+		queue_client_new_ahead(s);
 	session_resume(s);
+}
+
+/* Start reading content into the new spool file FD: 354 for DATA, the
+ * chunk for BDAT. */
+static void
+data_use_file(struct session *s, enum queue_request request, int fd, const char *queue_id)
+{
+	if (request == QUEUE_NEW_FOR_DATA) {
+		spool_open(s, fd, queue_id, SMTP_DATA_DOT);
+		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+		command_finish(s);
+		session_set_state(s, SESSION_DATA);
+	} else {
+		spool_open(s, fd, queue_id, SMTP_DATA_CHUNK);
+		session_set_state(s, SESSION_CHUNK);
+	}
+}
+
+/*
+ * Get a spool file for REQUEST: the one asked for ahead, or a new one.
+ * Returns 1 when the session goes on at once, 0 when it waits for
+ * queued (paused), -1 when no request could be sent.
+ */
+static int
+data_get_file(struct session *s, enum queue_request request)
+{
+	char queue_id[QUEUE_ID_MAX];
+	int fd, pending;
+
+	if (queue_client_take_ahead(s, request, &fd, queue_id, &pending)) {
+		data_use_file(s, request, fd, queue_id);
+		return 1;
+	}
+	if (!pending && queue_client_new(s, request) < 0)
+		return -1;
+	session_pause(s);
+	return 0;
 }
 
 void
@@ -251,15 +290,7 @@ data_queue_file_ready(struct session *s, enum queue_request request, int fd,
 		return;
 	}
 
-	if (request == QUEUE_NEW_FOR_DATA) {
-		spool_open(s, fd, queue_id, SMTP_DATA_DOT);
-		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-		command_finish(s);
-		session_set_state(s, SESSION_DATA);
-	} else {
-		spool_open(s, fd, queue_id, SMTP_DATA_CHUNK);
-		session_set_state(s, SESSION_CHUNK);
-	}
+	data_use_file(s, request, fd, queue_id);
 	session_resume(s);
 }
 
@@ -288,11 +319,8 @@ command_data(struct session *s, char *args)
 		session_reply(s, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
 		return;
 	}
-	if (queue_client_new(s, QUEUE_NEW_FOR_DATA) < 0) {
+	if (data_get_file(s, QUEUE_NEW_FOR_DATA) < 0)
 		session_reply(s, "451 4.3.0 Error: queue file creation failed, try again later");
-		return;
-	}
-	session_pause(s);
 }
 
 /* Decode DATA content from the input buffer until the end of data. */
@@ -371,10 +399,8 @@ command_bdat(struct session *s, char *args)
 
 	if (s->chunk_reply[0] == '\0' && tx->queue_id[0] == '\0') {
 		tx->chunking = 1;
-		if (queue_client_new(s, QUEUE_NEW_FOR_BDAT) == 0) {
-			session_pause(s);
+		if (data_get_file(s, QUEUE_NEW_FOR_BDAT) >= 0)
 			return;
-		}
 		strlcpy_x(s->chunk_reply, "451 4.3.0 Error: queue file creation failed, try again later",
 		    sizeof s->chunk_reply);
 	}

@@ -4,9 +4,16 @@
  * transaction is dropped. One connection per session, opened at the
  * first message and kept for the next ones; every request has a
  * deadline of smtpd_queue_timeout.
+ *
+ * After each commit the session requests the next message's spool file
+ * at once (NEW ahead), while the client reads the 250 and sends its next
+ * MAIL and RCPT. So DATA of a session's later messages usually finds a
+ * file ready, without a round trip to queued. queued removes a file
+ * still unused when the session closes its connection.
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ipc.h"
 #include "log.h"
@@ -32,6 +39,8 @@ queue_client_fail(struct session *s, const char *error)
 	s->queue_request = QUEUE_IDLE;
 	if (request == QUEUE_COMMIT)
 		data_commit_done(s, error);
+	else if (request == QUEUE_NEW_AHEAD)
+		log_debug("no spool file ahead: %s", error);
 	else if (request != QUEUE_IDLE)
 		data_queue_file_ready(s, request, -1, NULL, error);
 }
@@ -94,6 +103,54 @@ queue_client_new(struct session *s, enum queue_request request)
 
 	ipc_msg_free(msg);
 	return rc;
+}
+
+void
+queue_client_new_ahead(struct session *s)
+{
+	if (s->queue == NULL || s->queue_request != QUEUE_IDLE || s->ahead_fd >= 0 ||
+	    s->server->ahead_files >= SMTPD_AHEAD_FILES_MAX)
+		return;
+	if (queue_client_new(s, QUEUE_NEW_AHEAD) == 0)
+		s->server->ahead_files++;
+}
+
+int
+queue_client_take_ahead(struct session *s, enum queue_request request, int *fd,
+    char id[QUEUE_ID_MAX], int *pending)
+{
+	*pending = 0;
+	if (s->queue_request == QUEUE_NEW_AHEAD) {
+		s->queue_request = request;
+		s->server->ahead_files--;
+		*pending = 1;
+		return 0;
+	}
+	if (s->ahead_fd < 0)
+		return 0;
+
+	*fd = s->ahead_fd;
+	strlcpy_x(id, s->ahead_id, QUEUE_ID_MAX);
+	s->ahead_fd = -1;
+	s->ahead_id[0] = '\0';
+	s->server->ahead_files--;
+	return 1;
+}
+
+/* Forget the file asked for ahead, in flight or not. */
+static void
+queue_client_drop_ahead(struct session *s)
+{
+	if (s->queue_request == QUEUE_NEW_AHEAD) {
+		s->queue_request = QUEUE_IDLE;
+		s->server->ahead_files--;
+	}
+	if (s->ahead_fd >= 0) {
+		close(s->ahead_fd);
+		s->ahead_fd = -1;
+		s->ahead_id[0] = '\0';
+		s->server->ahead_files--;
+	}
 }
 
 /* The DSN parameters of one recipient, right after its rcpt field. */
@@ -185,6 +242,7 @@ queue_client_abort(struct session *s)
 void
 queue_client_close(struct session *s)
 {
+	queue_client_drop_ahead(s);
 	queue_client_stop_timer(s);
 	if (s->queue != NULL) {
 		ipc_conn_free(s->queue);
@@ -202,6 +260,20 @@ queue_client_handle_reply(struct session *s, struct ipc_msg *msg)
 	const char *id = ipc_msg_get(msg, "id");
 	const char *reason = ipc_msg_get(msg, "reason");
 	enum queue_request request = s->queue_request;
+
+	if (request == QUEUE_NEW_AHEAD) {
+		queue_client_stop_timer(s);
+		s->queue_request = QUEUE_IDLE;
+		if (strcmp(msg->type, "NEW-OK") == 0 && id != NULL && *id != '\0' &&
+		    strlen(id) < QUEUE_ID_MAX && msg->fd >= 0) {
+			s->ahead_fd = ipc_msg_take_fd(msg);
+			strlcpy_x(s->ahead_id, id, sizeof s->ahead_id);
+			return;
+		}
+		s->server->ahead_files--;
+		log_debug("no spool file ahead: %s %s", msg->type, reason != NULL ? reason : "");
+		return;
+	}
 
 	if (request == QUEUE_NEW_FOR_DATA || request == QUEUE_NEW_FOR_BDAT) {
 		if (strcmp(msg->type, "NEW-OK") == 0 && id != NULL && *id != '\0' &&

@@ -92,6 +92,7 @@ session_accept(struct smtpd *server, enum listener_kind kind, int fd, const stru
 	s->name = "unknown";
 	s->in_mynetworks = netaddr_list_match(server->mynetworks, sa);
 	s->tx.spool_fd = -1;
+	s->ahead_fd = -1;
 	s->last_command = "CONNECT";
 	s->command_counter = -1;
 

@@ -21,7 +21,7 @@ struct smtpd_settings {
 	char hostname[256];
 	long long message_size_limit;
 	long long recipient_limit;
-	long long transaction_limit;
+	long long transaction_limit;	/* MAIL commands per session, 0: no limit */
 	long long client_connection_limit;
 	long long max_connections;
 	long long timeout;
@@ -81,6 +81,7 @@ struct smtpd {
 	struct rate_table *rates;
 
 	unsigned long long next_session_id;
+	unsigned ahead_files;		/* sessions' spool files ahead (queue_client.c) */
 
 	/* TLS (smtpd/tls.c): the context for new sessions, NULL without
 	 * tls_cert_file, and the kind of each listener. */
@@ -138,8 +139,13 @@ enum queue_request {
 	QUEUE_IDLE,
 	QUEUE_NEW_FOR_DATA,
 	QUEUE_NEW_FOR_BDAT,
+	QUEUE_NEW_AHEAD,	/* a spool file for the session's next message */
 	QUEUE_COMMIT,
 };
+
+/* Sessions that may hold a spool file ahead at a time, server-wide, so
+ * that idle files stay far below queue_uncommitted_limit. */
+#define SMTPD_AHEAD_FILES_MAX 64
 
 /* One mail transaction: MAIL, RCPT..., then DATA or BDAT chunks. */
 struct transaction {
@@ -216,6 +222,11 @@ struct session {
 	struct ipc_conn *queue;
 	enum queue_request queue_request;
 	struct event *queue_timer;
+	/* A spool file asked for after a commit, for the next message: a
+	 * session sending one message after another skips the wait for
+	 * NEW at DATA. -1 when there is none. */
+	int ahead_fd;
+	char ahead_id[QUEUE_ID_MAX];
 
 	/* A recipient lookup in authd's userdb in flight (RCPT). */
 	struct recipient_lookup {
@@ -372,6 +383,14 @@ void session_greet(struct session *s);
 
 /* queue_client.c */
 int queue_client_new(struct session *s, enum queue_request request);
+/* Ask for a spool file for the session's next message, if the
+ * connection is idle and SMTPD_AHEAD_FILES_MAX allows. */
+void queue_client_new_ahead(struct session *s);
+/* Take the file asked for ahead: 1 with *FD and ID set, or 0. When the
+ * request is still in flight, it becomes REQUEST and returns 0 with
+ * *PENDING set: data_queue_file_ready runs when it arrives. */
+int queue_client_take_ahead(struct session *s, enum queue_request request, int *fd,
+    char id[QUEUE_ID_MAX], int *pending);
 int queue_client_commit(struct session *s);
 void queue_client_abort(struct session *s);
 void queue_client_close(struct session *s);
