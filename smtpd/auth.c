@@ -27,6 +27,8 @@
 
 /* Maximum length of a mechanism name; RFC 4422 3.1 allows 20 characters. */
 #define AUTH_MECHANISM_MAX	64
+/* authd's FAIL reason for a mechanism it does not have (authd/client.c). */
+#define AUTHD_UNKNOWN_MECHANISM	"Unsupported authentication mechanism"
 /* Seconds between two warnings that authd sent no mechanism list. */
 #define AUTH_WARNING_INTERVAL	60
 
@@ -120,17 +122,21 @@ auth_offered(const struct session *s)
 	return auth_enabled_here(s) && auth_channel_allowed(s);
 }
 
-/* Whether MECHANISM can be used here: authd has it, and a -PLUS one needs TLS. */
+/*
+ * Whether MECHANISM can be used here: authd has it, and a -PLUS one
+ * needs TLS. Until authd's first handshake arrives, shortly after
+ * start-up, the list is empty and authd decides each AUTH itself.
+ */
 static int
 mechanism_usable(const struct session *s, const char *mechanism)
 {
 	size_t len = strlen(mechanism);
 
-	if (!auth_client_has_mechanism(s->server->auth, mechanism))
+	if (len > 5 && strcmp(mechanism + len - 5, "-PLUS") == 0 && !s->tls_active)
 		return 0;
-	if (len > 5 && strcmp(mechanism + len - 5, "-PLUS") == 0)
-		return s->tls_active;
-	return 1;
+	if (*auth_client_mechanisms(s->server->auth) == '\0')
+		return 1;
+	return auth_client_has_mechanism(s->server->auth, mechanism);
 }
 
 void
@@ -144,7 +150,7 @@ auth_ehlo_keyword(struct session *s, char *out, size_t outsize)
 	if (!auth_offered(s))
 		return;
 	if (*list == '\0') {
-		/* authd has not answered since start-up: ask again for the next EHLO. */
+		/* No handshake from authd since start-up: fetch one for the next EHLO. */
 		auth_client_refresh_mechanisms(s->server->auth);
 		if (time(NULL) - last_warning >= AUTH_WARNING_INTERVAL) {
 			last_warning = time(NULL);
@@ -231,16 +237,19 @@ static void
 auth_result(void *arg, enum auth_result result, const char *data)
 {
 	struct session *s = arg;
-	char user[sizeof s->auth.user * 4];
+	char user[sizeof s->auth.user * 4], *challenge;
 
 	if (result != AUTH_RESULT_CONTINUE)
 		s->auth.request = NULL;
 
 	switch (result) {
 	case AUTH_RESULT_CONTINUE:
-		/* RFC 4954 4: "334 " with an empty challenge keeps its space. */
+		/* RFC 4954 4: "334 " with an empty challenge keeps its space. A
+		 * challenge may be longer than session_reply's line buffer. */
 		s->auth.awaiting_response = 1;
-		session_reply(s, "334 %s", data);
+		challenge = xasprintf("334 %s", data);
+		session_reply_raw(s, challenge);
+		free(challenge);
 		if (s->state == SESSION_WAITING) {
 			session_set_state(s, SESSION_COMMAND);
 			session_resume(s);
@@ -255,7 +264,10 @@ auth_result(void *arg, enum auth_result result, const char *data)
 		break;
 	case AUTH_RESULT_FAIL:
 		auth_log_failure(s, data);
-		session_reply(s, "535 5.7.8 Error: authentication failed");
+		if (strcmp(data, AUTHD_UNKNOWN_MECHANISM) == 0)
+			session_reply(s, "504 5.5.4 Unrecognized authentication type");
+		else
+			session_reply(s, "535 5.7.8 Error: authentication failed");
 		break;
 	case AUTH_RESULT_TEMPFAIL:
 		auth_log_failure(s, data);

@@ -36,6 +36,13 @@ def plain_response(user, password, authzid=""):
     return b64(("%s\0%s\0%s" % (authzid, user, password)).encode())
 
 
+def wait_for_mechanisms(host):
+    """Wait until smtpd has authd's mechanism list, which it fetches
+    without blocking after start-up; EHLO lists AUTH only from then on."""
+    assert host.wait_for_log(r"smtpd\[\d+\]: auth: mechanisms of ")
+    return host
+
+
 @pytest.fixture
 def plain_host(make_mailhost):
     """A host that offers AUTH on its plain listener to loopback clients."""
@@ -44,7 +51,10 @@ def plain_host(make_mailhost):
         settings.setdefault("smtpd_sasl_auth_enable", "all")
         settings.setdefault("smtpd_plaintext_auth", "loopback")
         settings.setdefault("auth_failure_delay", 1)
-        return make_mailhost(**settings)
+        host = make_mailhost(**settings)
+        if settings.get("start", True):
+            wait_for_mechanisms(host)
+        return host
     return start
 
 
@@ -323,10 +333,29 @@ def test_auth_authd_down(plain_host):
     assert text.startswith("4.7.0")
 
 
+def test_auth_when_authd_starts_late(plain_host):
+    host = plain_host(start=False)
+    host.newaliases()
+    host.start("deliverd", "queued", "smtpd")
+    assert host.wait_for_log(r"auth: cannot fetch the mechanism list")
+    conn = host.raw()
+    assert auth_line(ehlo_keywords(conn)) is None
+    assert host.wait_for_log(r"AUTH not advertised to unknown\[127\.0\.0\.1\]")
+
+    # Without a list, authd decides: the exchange works once authd is up,
+    # and its handshake gives smtpd the list for the next EHLO.
+    host.start("authd")
+    code, _ = conn.cmd("AUTH CRAM-MD5")
+    assert code == 504
+    assert login_plain(conn)[0] == 235
+    assert auth_line(ehlo_keywords(conn)) is not None
+
+
 # Where AUTH is offered
 
 def test_auth_not_offered_on_port_25_by_default(make_mailhost):
-    host = make_mailhost(mynetworks=OUTSIDE_NETWORKS, smtpd_plaintext_auth="always")
+    host = wait_for_mechanisms(
+        make_mailhost(mynetworks=OUTSIDE_NETWORKS, smtpd_plaintext_auth="always"))
     conn = host.raw()
     assert auth_line(ehlo_keywords(conn)) is None
     code, text = login_plain(conn)
@@ -335,7 +364,8 @@ def test_auth_not_offered_on_port_25_by_default(make_mailhost):
 
 
 def test_auth_without_tls_rejected(make_mailhost):
-    host = make_mailhost(mynetworks=OUTSIDE_NETWORKS, smtpd_sasl_auth_enable="all")
+    host = wait_for_mechanisms(
+        make_mailhost(mynetworks=OUTSIDE_NETWORKS, smtpd_sasl_auth_enable="all"))
     conn = host.raw()
     assert auth_line(ehlo_keywords(conn)) is None
     code, text = login_plain(conn)
@@ -446,6 +476,7 @@ def test_sender_login_map(plain_host, tmp_path):
     host.settings["smtpd_sender_login_maps"] = str(maps)
     host.write_config()
     host.start()
+    wait_for_mechanisms(host)
 
     conn = host.raw()
     ehlo_keywords(conn)
@@ -509,6 +540,7 @@ def test_sender_login_map_cdb(plain_host):
     host.write_config()
     host.newaliases()
     host.start()
+    wait_for_mechanisms(host)
 
     conn = host.raw()
     ehlo_keywords(conn)
@@ -654,7 +686,7 @@ def tls_host(make_mailhost):
     def start(**settings):
         settings.setdefault("mynetworks", OUTSIDE_NETWORKS)
         settings.setdefault("auth_failure_delay", 1)
-        return make_mailhost(tls=True, **settings)
+        return wait_for_mechanisms(make_mailhost(tls=True, **settings))
     return start
 
 
