@@ -396,6 +396,15 @@ def test_relay_after_auth_accepted(plain_host):
     assert code == 250
     code, _ = conn.cmd("RCPT TO:<%s>" % REMOTE)
     assert code == 250
+    code, text = send_data(conn, message(ALICE, REMOTE, "relayed"))
+    assert code == 250
+    queue_id = text.split()[-1]
+
+    # The message waits for outbound delivery, marked with the login for
+    # filterd: queued's envelope has sasl_user.
+    envelopes = [path.read_bytes() for path in (host.dir / "spool").rglob(queue_id + "*")
+                 if path.is_file()]
+    assert any(b"\nsasl_user=alice@example.test\n" in b"\n" + data for data in envelopes)
 
 
 def test_envelope_sender_of_other_user(plain_host):
