@@ -85,8 +85,8 @@ tls_error_text(char *out, size_t outsize)
 		snprintf(out, outsize, "unknown error");
 }
 
-static int
-protocol_version(const char *name)
+int
+tls_protocol_version(const char *name)
 {
 	if (strcmp(name, "TLSv1") == 0)
 		return TLS1_VERSION;
@@ -125,9 +125,9 @@ ctx_new(char *err, size_t errsize)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_id_context(ctx, session_context, sizeof session_context - 1);
 
-	if (protocol_version(min) > protocol_version(max) ||
-	    !SSL_CTX_set_min_proto_version(ctx, protocol_version(min)) ||
-	    !SSL_CTX_set_max_proto_version(ctx, protocol_version(max))) {
+	if (tls_protocol_version(min) > tls_protocol_version(max) ||
+	    !SSL_CTX_set_min_proto_version(ctx, tls_protocol_version(min)) ||
+	    !SSL_CTX_set_max_proto_version(ctx, tls_protocol_version(max))) {
 		snprintf(err, errsize, "invalid TLS protocol range: tls_min_protocol %s is newer than tls_max_protocol %s",
 		    min, max);
 		goto failed;

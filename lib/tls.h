@@ -30,6 +30,9 @@
 
 struct tls_server;
 
+/* The OpenSSL version constant of a protocol name ("TLSv1.2"), or 0. */
+int tls_protocol_version(const char *name);
+
 /* True when tls_cert_file is set, so the daemon should offer TLS. */
 int tls_configured(void);
 
