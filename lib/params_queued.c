@@ -35,5 +35,24 @@ const struct config_param config_params_queued[] = {
 	{ "queue_uncommitted_limit", CONFIG_INT, "1000", 1, 1000000,
 	  "maximum number of queue files all clients together may hold open in queued at a time; "
 	  "queued lowers it to a quarter of its descriptor limit if that is smaller", NULL, NULL },
+	{ "smtp_tls_security_level", CONFIG_STRING, "dane", 0, 0,
+	  "default TLS level of the SMTP client: none (never STARTTLS), may (STARTTLS when offered, no certificate check), encrypt (TLS required), "
+	  "dane (like may, but TLS with a certificate matching the TLSA records where the MX host has DNSSEC-validated ones, RFC 7672) "
+	  "or verify (TLS with a CA-verified certificate for the MX host name)", "none may encrypt dane verify", NULL },
+	{ "smtp_tls_policy_maps", CONFIG_STRING, "", 0, 0,
+	  "text file of per-destination TLS levels, Postfix's format: \"DOMAIN LEVEL [match=NAME:NAME]\" lines, where DOMAIN "
+	  "is a recipient domain, .DOMAIN its subdomains, [HOST] a relayhost or transport host; empty means none", NULL, NULL },
+	{ "smtp_tls_mta_sts", CONFIG_BOOL, "yes", 0, 1,
+	  "whether the SMTP client applies MTA-STS policies (RFC 8461) of recipient domains that have no DANE TLSA records", NULL, NULL },
+	{ "smtp_tls_mta_sts_timeout", CONFIG_TIME, "60s", 1, 600,
+	  "time allowed for fetching one MTA-STS policy over HTTPS, connection included, in seconds", NULL, NULL },
+	{ "smtp_tls_CAfile", CONFIG_STRING, "", 0, 0,
+	  "PEM file of CA certificates that the SMTP client and the MTA-STS policy fetch trust; empty uses the system store (/etc/ssl/certs)", NULL, NULL },
+	{ "smtp_tls_min_protocol", CONFIG_STRING, "TLSv1.2", 0, 0,
+	  "oldest TLS version the SMTP client accepts", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", NULL },
+	{ "smtp_tls_max_protocol", CONFIG_STRING, "TLSv1.3", 0, 0,
+	  "newest TLS version the SMTP client offers", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", NULL },
+	{ "smtp_tls_ciphers", CONFIG_STRING, "DEFAULT", 0, 0,
+	  "OpenSSL cipher list of the SMTP client for TLS 1.2 and older (see ciphers(1)); TLS 1.3 uses OpenSSL's default suites", NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
