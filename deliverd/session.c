@@ -100,9 +100,7 @@ session_flush(struct session *s)
 	s->out_len = 0;
 }
 
-/* Read more input, waiting at most deliverd_timeout. Exits the session
- * on timeout, EOF or error. */
-static void
+void
 session_fill(struct session *s)
 {
 	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
@@ -195,6 +193,7 @@ session_reset(struct session *s)
 	s->nrcpts = 0;
 	s->in_transaction = 0;
 	s->sender[0] = '\0';
+	session_chunks_free(s);
 }
 
 /* Whether LINE starts with the command word WORD followed by a space
@@ -223,6 +222,7 @@ handle_lhlo(struct session *s, const char *arg)
 	session_reply_continued(s, 250, "ENHANCEDSTATUSCODES");
 	session_reply_continued(s, 250, "8BITMIME");
 	session_reply_continued(s, 250, "SMTPUTF8");
+	session_reply_continued(s, 250, "CHUNKING");
 	if (limit > 0)
 		session_reply(s, 250, "SIZE %lld", limit);
 	else
@@ -370,9 +370,7 @@ handle_rcpt(struct session *s, char *arg)
 	session_reply(s, 250, "2.1.5 <%s> OK", rcpt->address);
 }
 
-/* Create the unlinked temporary file for the message: in memory by
- * default, in deliverd_temp_directory when the admin names one. */
-static int
+int
 message_temp_file(void)
 {
 	const char *dir = config_string("deliverd_temp_directory");
@@ -461,6 +459,10 @@ handle_data(struct session *s, const char *arg)
 		session_reply(s, 503, "5.5.1 No valid recipients");
 		return;
 	}
+	if (s->chunks.active) {
+		session_reply(s, 503, "5.5.1 DATA after BDAT in the same transaction");
+		return;
+	}
 	session_reply(s, 354, "Send the message, end with <CRLF>.<CRLF>");
 
 	fd = read_message(s, &size, &failure);
@@ -494,6 +496,8 @@ session_command(struct session *s, char *line)
 		handle_rcpt(s, arg);
 	} else if (command_is(line, "DATA")) {
 		handle_data(s, arg);
+	} else if (command_is(line, "BDAT")) {
+		session_bdat(s, arg);
 	} else if (command_is(line, "RSET")) {
 		session_reset(s);
 		session_reply(s, 250, "2.0.0 OK");
@@ -543,6 +547,7 @@ session_run(int client_fd, int channel, uid_t peer_uid)
 	s->timeout_seconds = config_time("deliverd_timeout");
 	s->resolver = resolver_new(refuse_uid0);
 	s->rcpts = xcalloc(MAX_RECIPIENTS, sizeof *s->rcpts);
+	s->chunks.fd = -1;
 	session_new_id(s);
 	log_debug("%s: LMTP connection from uid %u", s->id, (unsigned)peer_uid);
 

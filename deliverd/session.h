@@ -7,6 +7,7 @@
 
 #include "addr.h"
 #include "deliverd.h"
+#include "smtp_data.h"
 
 /* One accepted RCPT and what it resolved to. */
 struct recipient {
@@ -36,6 +37,15 @@ struct session {
 	char sender[ADDR_MAX * 4 + 2];
 	struct recipient *rcpts;
 	size_t nrcpts;
+
+	/* The message of the BDAT chunks received so far (session_chunk.c). */
+	struct chunked_message {
+		int active;
+		int fd;			/* temporary file, -1 if it could not be made */
+		off_t size;		/* decoded octets, counted past the size limit */
+		int write_error;	/* errno of the first failed write, or 0 */
+		struct smtp_data_decoder decoder;
+	} chunks;
 };
 
 /* Queue a reply line "CODE text" (session_reply) or "CODE-text" (more
@@ -53,6 +63,19 @@ int session_reply_code(const struct delivery_result *result);
 
 /* message_size_limit if smtpd's parameter table has it, else 0 (none). */
 long long session_size_limit(void);
+
+/* Read more input, waiting at most deliverd_timeout. Exits the session
+ * on timeout, end of file or error. */
+void session_fill(struct session *s);
+
+/* Create the unlinked temporary file for a message: in memory by
+ * default, in deliverd_temp_directory when the admin names one. */
+int message_temp_file(void);
+
+/* session_chunk.c: BDAT SIZE [LAST] (RFC 3030), and the release of an
+ * unfinished chunked message (at RSET and the end of a transaction). */
+void session_bdat(struct session *s, const char *arg);
+void session_chunks_free(struct session *s);
 
 /* session_deliver.c: deliver the message in FD (SIZE bytes) to every
  * accepted recipient and reply once per recipient, in RCPT order. */

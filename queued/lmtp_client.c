@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ struct lmtp_conn {
 	time_t opened;
 	int ext_8bitmime;
 	int ext_smtputf8;
+	int ext_chunking;
 
 	/* The reply being read; multi-line replies are joined with spaces. */
 	int reply_code;
@@ -66,6 +68,7 @@ struct lmtp_conn {
 	int data_fd;
 	off_t data_offset;
 	int at_line_start;
+	int chunked;		/* the message went as one BDAT LAST chunk */
 
 	TAILQ_ENTRY(lmtp_conn) entry;
 };
@@ -299,8 +302,49 @@ become_idle(struct lmtp_conn *conn)
 	event_add(conn->idle_ev, &tv);
 }
 
-/* MAIL, RCPT and DATA in one write: RFC 2033 section 5 requires LMTP
- * servers to support PIPELINING. */
+/*
+ * Queue the whole message as one "BDAT n LAST" chunk (RFC 3030): LF
+ * becomes CRLF, and there is no dot-stuffing. Returns 1 if it was
+ * queued, 0 if the message is larger than LMTP_CHUNK (it then goes
+ * with DATA), -1 on a read error (errno set).
+ */
+static int
+queue_bdat(struct lmtp_conn *conn)
+{
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+	char *buf, *crlf;
+	size_t n = 0;
+	ssize_t len;
+	struct stat st;
+
+	if (fstat(conn->data_fd, &st) < 0)
+		return -1;
+	if (st.st_size > LMTP_CHUNK)
+		return 0;
+
+	buf = xmalloc((size_t)st.st_size + 1);
+	len = pread(conn->data_fd, buf, (size_t)st.st_size, 0);
+	if (len != st.st_size) {
+		free(buf);
+		if (len >= 0)
+			errno = EIO;
+		return -1;
+	}
+	crlf = xmalloc((size_t)len * 2 + 1);
+	for (ssize_t i = 0; i < len; i++) {
+		if (buf[i] == '\n')
+			crlf[n++] = '\r';
+		crlf[n++] = buf[i];
+	}
+	evbuffer_add_printf(out, "BDAT %zu LAST\r\n", n);
+	evbuffer_add(out, crlf, n);
+	free(crlf);
+	free(buf);
+	return 1;
+}
+
+/* MAIL, RCPT and DATA (or the whole message as BDAT) in one write:
+ * RFC 2033 section 5 requires LMTP servers to support PIPELINING. */
 static void
 start_transaction(struct lmtp_conn *conn, struct qmsg *msg)
 {
@@ -345,9 +389,29 @@ start_transaction(struct lmtp_conn *conn, struct qmsg *msg)
 	    utf8 ? " SMTPUTF8" : "");
 	for (size_t r = 0; r < conn->nrcpts; r++)
 		conn_send(conn, "RCPT TO:<%s>\r\n", env->rcpts[conn->rcpts[r]].address);
-	conn_send(conn, "DATA\r\n");
+	conn->chunked = conn->ext_chunking ? queue_bdat(conn) : 0;
+	if (conn->chunked < 0) {
+		conn_failf(conn, "read queue file %s: %s", env->id, strerror(errno));
+		return;
+	}
+	if (conn->chunked) {
+		close(conn->data_fd);
+		conn->data_fd = -1;
+	} else {
+		conn_send(conn, "DATA\r\n");
+	}
 	conn->state = LMTP_ENVELOPE;
 	set_timeouts(conn, 1);
+}
+
+/* Expect the replies to the BDAT chunk, after the last RCPT reply: one
+ * per accepted recipient, or one in all if none was accepted. */
+static void
+await_chunk_replies(struct lmtp_conn *conn)
+{
+	conn->state = LMTP_DATA_REPLIES;
+	conn->next_data_reply = 0;
+	conn->data_replies_left = conn->naccepted > 0 ? conn->naccepted : 1;
 }
 
 /* 1 if every recipient of the transaction got a temporary failure. */
@@ -472,14 +536,14 @@ envelope_reply(struct lmtp_conn *conn)
 	if (index <= conn->nrcpts) {
 		size_t r = index - 1;
 
-		if (!conn->mail_ok)
-			return 0;
-		if (class == 2) {
+		if (conn->mail_ok && class == 2) {
 			conn->accepted[r] = 1;
 			conn->naccepted++;
-		} else {
+		} else if (conn->mail_ok) {
 			record_outcome(conn, r, conn->reply_code, conn->reply);
 		}
+		if (conn->chunked && index == conn->nrcpts)
+			await_chunk_replies(conn);
 		return 0;
 	}
 
@@ -516,6 +580,8 @@ scan_extension(struct lmtp_conn *conn, const char *keyword)
 		conn->ext_8bitmime = 1;
 	if (ascii_ncasecmp(keyword, "SMTPUTF8", 8) == 0 && (keyword[8] == '\0' || keyword[8] == ' '))
 		conn->ext_smtputf8 = 1;
+	if (ascii_ncasecmp(keyword, "CHUNKING", 8) == 0 && (keyword[8] == '\0' || keyword[8] == ' '))
+		conn->ext_chunking = 1;
 }
 
 /* A complete reply is in conn->reply_code and conn->reply. Returns -1

@@ -192,7 +192,6 @@ def test_pipelined_transaction(mailhost):
     ("MAIL FROM:<a@example.org>", 503, b"5.5.1"),
     ("RCPT TO:<demo@example.test>", 503, b"5.5.1"),
     ("DATA", 503, b"5.5.1"),
-    ("BDAT 10 LAST", 500, b"5.5.2"),
     ("LHLO", 501, b"5.5.4"),
     ("XYZZY", 500, b"5.5.2"),
 ])
