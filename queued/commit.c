@@ -17,22 +17,28 @@
 
 #define COMMIT_BATCH_MAX 1024
 
+struct commit_batch;
+
 static struct {
 	struct spool *spool;
 	int use_syncfs;
 
-	pthread_t thread;
+	pthread_t sync_thread, apply_thread;
 	pthread_mutex_t lock;
-	pthread_cond_t wakeup;
+	pthread_cond_t wakeup;		/* jobs are pending, or stopping is set */
+	pthread_cond_t synced;		/* a batch is synced, or sync_done is set */
 	struct commit_job *pending_head, *pending_tail;
+	struct commit_batch *synced_head, *synced_tail;
 	struct commit_job *done_head, *done_tail;
 	int stopping;
+	int sync_done;			/* the sync thread has ended */
 
 	int done_fd;		/* eventfd: the thread signals finished batches */
 	struct event *done_ev;
 } committer = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wakeup = PTHREAD_COND_INITIALIZER,
+	.synced = PTHREAD_COND_INITIALIZER,
 };
 
 /* Thread side. */
@@ -173,37 +179,74 @@ undo_new(struct commit_job *job, int error)
 	unlinkat(committer.spool->queue_fd, job->id, 0);
 }
 
-/* Run steps 1 to 4 for the commits and updates in JOBS. Returns the
- * error of the fsync of queue/ (step 4), or 0. */
-static int
-run_batch(struct commit_job **jobs, size_t count)
+/* The jobs of one round, passed from the sync thread to the apply
+ * thread. */
+struct commit_batch {
+	struct commit_job *commits[COMMIT_BATCH_MAX];	/* new and updates */
+	struct commit_job *removals[COMMIT_BATCH_MAX];
+	size_t ncommits, nremovals;
+	struct commit_batch *next;
+};
+
+/* Run steps 1 and 2 for the commits and updates of BATCH. */
+static void
+sync_stage(struct commit_batch *batch)
 {
 	int tmp_fds[COMMIT_BATCH_MAX];
-	int error = 0;
 
-	for (size_t i = 0; i < count; i++)
-		tmp_fds[i] = write_tmp_envelope(jobs[i]);
+	if (batch->ncommits == 0)
+		return;
+	for (size_t i = 0; i < batch->ncommits; i++)
+		tmp_fds[i] = write_tmp_envelope(batch->commits[i]);
 
-	sync_batch(jobs, tmp_fds, count);
-	for (size_t i = 0; i < count; i++)
+	sync_batch(batch->commits, tmp_fds, batch->ncommits);
+	for (size_t i = 0; i < batch->ncommits; i++)
 		if (tmp_fds[i] >= 0)
 			close(tmp_fds[i]);
+}
 
-	for (size_t i = 0; i < count; i++)
-		apply_job(jobs[i]);
+/* Run steps 3 to 5 for BATCH: renames into queue/, the removals, one fsync
+ * of queue/ for both. */
+static void
+apply_stage(struct commit_batch *batch)
+{
+	for (size_t i = 0; i < batch->ncommits; i++)
+		apply_job(batch->commits[i]);
+	for (size_t i = 0; i < batch->nremovals; i++)
+		apply_job(batch->removals[i]);
 
 	if (fsync(committer.spool->queue_fd) < 0) {
-		error = errno;
-		for (size_t i = 0; i < count; i++) {
-			if (jobs[i]->error != 0)
+		int error = errno;
+
+		for (size_t i = 0; i < batch->ncommits; i++) {
+			struct commit_job *job = batch->commits[i];
+
+			if (job->error != 0)
 				continue;
-			if (jobs[i]->kind == COMMIT_NEW)
-				undo_new(jobs[i], error);
+			if (job->kind == COMMIT_NEW)
+				undo_new(job, error);
 			else
-				jobs[i]->error = error;
+				job->error = error;
 		}
+		for (size_t i = 0; i < batch->nremovals; i++)
+			if (batch->removals[i]->error == 0)
+				batch->removals[i]->error = error;
 	}
-	return error;
+}
+
+/* Sort JOBS into a new batch. */
+static struct commit_batch *
+batch_new(struct commit_job **jobs, size_t count)
+{
+	struct commit_batch *batch = xcalloc(1, sizeof *batch);
+
+	for (size_t i = 0; i < count; i++) {
+		if (jobs[i]->kind == COMMIT_REMOVE)
+			batch->removals[batch->nremovals++] = jobs[i];
+		else
+			batch->commits[batch->ncommits++] = jobs[i];
+	}
+	return batch;
 }
 
 /* Move up to COMMIT_BATCH_MAX pending jobs into JOBS. The caller holds
@@ -251,86 +294,76 @@ finish_jobs(struct commit_job **jobs, size_t count)
 		log_error("commit: signal the event loop: %s", strerror(errno));
 }
 
-/* Set ERROR in each removal of JOBS that has no error yet: the fsync of
- * queue/ that was to make them durable failed. */
-static void
-fail_removals(struct commit_job **jobs, size_t count, int error)
-{
-	for (size_t i = 0; i < count; i++)
-		if (jobs[i]->error == 0)
-			jobs[i]->error = error;
-}
-
-/* Make applied removals durable with an fsync of queue/ of their own,
- * then hand them to the event loop. */
-static void
-sync_removals(struct commit_job **jobs, size_t count)
-{
-	if (count == 0)
-		return;
-	if (fsync(committer.spool->queue_fd) < 0)
-		fail_removals(jobs, count, errno);
-	finish_jobs(jobs, count);
-}
-
 /*
- * Each round takes the pending jobs and runs the commits and updates
- * among them as one batch. Removals run after the batch's commits were
- * acknowledged, so those clients do not wait for them. A removal is
- * done once the move of its envelope out of queue/ is durable: the
- * fsync of queue/ of the next round's batch does that, and an fsync of
- * their own when no batch follows at once.
+ * The sync thread: each round takes the pending jobs and runs steps 1
+ * and 2 for them, then passes the batch to the apply thread, which runs
+ * the rest while this thread already writes and syncs the next batch.
  */
 static void *
-commit_thread_main(void *unused)
+sync_thread_main(void *unused)
 {
 	struct commit_job *jobs[COMMIT_BATCH_MAX];
-	struct commit_job *commits[COMMIT_BATCH_MAX];
-	struct commit_job *removals[2 * COMMIT_BATCH_MAX];
-	size_t unsynced = 0;	/* removals[0 .. unsynced) were applied */
 
 	for (;;) {
-		size_t count, ncommits = 0, nremovals = unsynced;
+		struct commit_batch *batch;
+		size_t count;
 
 		pthread_mutex_lock(&committer.lock);
-		while (committer.pending_head == NULL && !committer.stopping && unsynced == 0)
+		while (committer.pending_head == NULL && !committer.stopping)
 			pthread_cond_wait(&committer.wakeup, &committer.lock);
 		if (committer.pending_head == NULL) {
 			pthread_mutex_unlock(&committer.lock);
-			if (unsynced == 0)
-				break;
-			sync_removals(removals, unsynced);
-			unsynced = 0;
-			continue;
+			break;
 		}
 		count = take_pending(jobs);
 		pthread_mutex_unlock(&committer.lock);
 
-		for (size_t i = 0; i < count; i++) {
-			if (jobs[i]->kind == COMMIT_REMOVE)
-				removals[nremovals++] = jobs[i];
-			else
-				commits[ncommits++] = jobs[i];
-		}
+		batch = batch_new(jobs, count);
+		sync_stage(batch);
 
-		if (ncommits > 0) {
-			int error = run_batch(commits, ncommits);
+		pthread_mutex_lock(&committer.lock);
+		if (committer.synced_tail != NULL)
+			committer.synced_tail->next = batch;
+		else
+			committer.synced_head = batch;
+		committer.synced_tail = batch;
+		pthread_cond_signal(&committer.synced);
+		pthread_mutex_unlock(&committer.lock);
+	}
 
-			finish_jobs(commits, ncommits);
-			if (error != 0)
-				fail_removals(removals, unsynced, error);
-			finish_jobs(removals, unsynced);
-		}
+	pthread_mutex_lock(&committer.lock);
+	committer.sync_done = 1;
+	pthread_cond_signal(&committer.synced);
+	pthread_mutex_unlock(&committer.lock);
+	return NULL;
+}
 
-		for (size_t i = unsynced; i < nremovals; i++)
-			apply_job(removals[i]);
-		if (ncommits > 0) {
-			memmove(removals, removals + unsynced, (nremovals - unsynced) * sizeof *removals);
-			unsynced = nremovals - unsynced;
-		} else {
-			sync_removals(removals, nremovals);
-			unsynced = 0;
+/* The apply thread: runs the batches in the order they were synced. The commits'
+ * callbacks are queued before the removals', as the clients of the
+ * commits are the ones that wait. */
+static void *
+apply_thread_main(void *unused)
+{
+	for (;;) {
+		struct commit_batch *batch;
+
+		pthread_mutex_lock(&committer.lock);
+		while (committer.synced_head == NULL && !committer.sync_done)
+			pthread_cond_wait(&committer.synced, &committer.lock);
+		batch = committer.synced_head;
+		if (batch != NULL) {
+			committer.synced_head = batch->next;
+			if (committer.synced_head == NULL)
+				committer.synced_tail = NULL;
 		}
+		pthread_mutex_unlock(&committer.lock);
+		if (batch == NULL)
+			break;
+
+		apply_stage(batch);
+		finish_jobs(batch->commits, batch->ncommits);
+		finish_jobs(batch->removals, batch->nremovals);
+		free(batch);
 	}
 	return NULL;
 }
@@ -391,10 +424,12 @@ commit_start(struct event_base *base, struct spool *spool, int use_syncfs)
 	    done_event_cb, NULL);
 	event_add(committer.done_ev, NULL);
 
-	rc = pthread_create(&committer.thread, NULL, commit_thread_main, NULL);
+	rc = pthread_create(&committer.sync_thread, NULL, sync_thread_main, NULL);
+	if (rc == 0)
+		rc = pthread_create(&committer.apply_thread, NULL, apply_thread_main, NULL);
 	if (rc != 0) {
 		errno = rc;
-		fatal("start the commit thread");
+		fatal("start the commit threads");
 	}
 }
 
@@ -457,17 +492,21 @@ commit_stop(void)
 	pthread_cond_signal(&committer.wakeup);
 	pthread_mutex_unlock(&committer.lock);
 
-	pthread_join(committer.thread, NULL);
+	pthread_join(committer.sync_thread, NULL);
+	pthread_join(committer.apply_thread, NULL);
 	run_done_callbacks();
 
 	/* Callbacks may have submitted more jobs (a bounce commit leads to
 	 * an envelope update). Run them here: blocking is fine at exit. */
 	while (committer.pending_head != NULL) {
 		struct commit_job *jobs[COMMIT_BATCH_MAX];
-		size_t count = take_pending(jobs);
+		struct commit_batch *batch = batch_new(jobs, take_pending(jobs));
 
-		run_batch(jobs, count);
-		append_done(jobs, count);
+		sync_stage(batch);
+		apply_stage(batch);
+		append_done(batch->commits, batch->ncommits);
+		append_done(batch->removals, batch->nremovals);
+		free(batch);
 		run_done_callbacks();
 	}
 	event_free(committer.done_ev);

@@ -1,27 +1,26 @@
 /*
- * Group commit: one thread makes spool changes durable off the event
+ * Group commit: two threads make spool changes durable off the event
  * loop. Jobs that arrive while a batch is being synced wait and form the
- * next batch, so all of them share its two barriers:
+ * next batch, so all of them share its barriers. The sync thread runs
+ * steps 1 and 2 of a batch, then hands it to the apply thread, which
+ * runs steps 3 to 6 while the sync thread already works on the next
+ * batch:
  *
  *   1. write each envelope to tmp/ID
  *   2. barrier: syncfs of the spool file system (queue_sync_method =
  *      syncfs), or fsync of every data file, every tmp/ file and data/
  *      (fsync)
  *   3. rename tmp/ID to queue/ID (the commit point)
- *   4. barrier: fsync of queue/
- *   5. completion callbacks of the commits and updates run on the
- *      event loop, in submission order
- *   6. the removals taken with the batch: queue/ID, then data/ID, go
- *      to spare/ or are unlinked
- *   7. their callbacks run after the next batch's step 4, which makes
- *      the removals durable too, or after an fsync of queue/ of their
- *      own when no jobs are waiting
+ *   4. the batch's removals: queue/ID, then data/ID, go to spare/ or
+ *      are unlinked
+ *   5. barrier: fsync of queue/, for the commits and the removals
+ *   6. completion callbacks run on the event loop, commits and updates
+ *      first, each in submission order
  *
- * A crash before step 4 finishes loses no message whose client got
- * COMMIT-OK, because that reply is only sent from the callback. The
- * removals come last so that the batch's clients do not wait for them,
- * and share the next batch's barrier so that they cost no barrier of
- * their own under load.
+ * A crash before step 5 finishes loses no message whose client got
+ * COMMIT-OK, because that reply is only sent from the callback. Batches
+ * go through step 3 in the order they were synced, so an update never
+ * overtakes the commit it follows.
  */
 #ifndef ESTAFETA_QUEUED_COMMIT_H
 #define ESTAFETA_QUEUED_COMMIT_H

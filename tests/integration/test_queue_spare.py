@@ -33,6 +33,20 @@ def wait_removed(host, count, timeout=15):
     return False
 
 
+def held_files(host, timeout=10):
+    """Return the data files and envelopes of the held messages, once the
+    spool file that smtpd requested for a next message is gone with its
+    session."""
+    spool = host.dir / "spool"
+    deadline = time.monotonic() + timeout
+    while True:
+        data = sorted((spool / "data").iterdir())
+        envelopes = sorted((spool / "queue").iterdir())
+        if len(data) == len(envelopes) or time.monotonic() > deadline:
+            return data, envelopes
+        time.sleep(0.05)
+
+
 def send_held(host, count):
     """Send COUNT messages while deliverd is down, then deliver them all,
     so that none of them can reuse the files of another."""
@@ -63,9 +77,7 @@ def test_new_messages_reuse_spare_files(mailhost):
     # Hold the next message in the queue to look at its files.
     mailhost.stop("deliverd")
     send(mailhost, 1)
-    spool = mailhost.dir / "spool"
-    data = list((spool / "data").iterdir())
-    envelope = list((spool / "queue").iterdir())
+    data, envelope = held_files(mailhost)
     assert len(data) == 1
     assert len(envelope) == 1
     assert data[0].stat().st_ino in spare_inodes
@@ -105,9 +117,7 @@ def test_reused_files_are_cut_to_length(mailhost):
 
     mailhost.stop("deliverd")
     send(mailhost, 1)
-    spool = mailhost.dir / "spool"
-    data = list((spool / "data").iterdir())
-    envelope = list((spool / "queue").iterdir())
+    data, envelope = held_files(mailhost)
     assert len(data) == 1 and len(envelope) == 1
     assert data[0].read_bytes().count(0) == 0
     assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
