@@ -55,6 +55,9 @@ $(BUILD)/bin/$(1): $$($(1)_OBJ) $(LIB_A)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
+# queued's outbound delivery resolves DNS with libunbound.
+$(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libunbound)
+
 # Unit tests: one Check suite per lib module, linked into one runner.
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)

@@ -25,6 +25,7 @@
 #include "lmtp_client.h"
 #include "log.h"
 #include "log_repeat.h"
+#include "outbound.h"
 #include "privsep.h"
 #include "queued.h"
 #include "scheduler.h"
@@ -168,6 +169,7 @@ main(int argc, char **argv)
 	commit_start(queued_base, &queued_spool,
 	    strcmp(config_string("queue_sync_method"), "syncfs") == 0);
 	lmtp_init();
+	outbound_init();
 	scheduler_init();
 	loaded = spool_recover(&queued_spool, load_message, NULL);
 	submission_start(listen_fd);
@@ -185,6 +187,7 @@ main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	submission_stop();
 	lmtp_stop();
+	outbound_stop();
 	commit_stop();
 	scheduler_stop();
 	for (size_t i = 0; i < 3; i++)

@@ -13,14 +13,14 @@
 #include "envelope.h"
 #include "lmtp_client.h"
 #include "log.h"
+#include "outbound.h"
 #include "queued.h"
 #include "scheduler.h"
 #include "util.h"
 
-/* dsn for recipients this slice cannot deliver (RFC 3463 X.3.5:
- * system incorrectly configured). */
+/* dsn for remote recipients while outbound delivery is off (RFC 3463
+ * X.3.5: system incorrectly configured). */
 #define OUTBOUND_DISABLED_DSN "4.3.5"
-#define OUTBOUND_DISABLED_REASON "outbound delivery is not enabled"
 
 struct qmsg_list scheduler_messages = TAILQ_HEAD_INITIALIZER(scheduler_messages);
 static struct qmsg_list ready_messages = TAILQ_HEAD_INITIALIZER(ready_messages);
@@ -67,17 +67,21 @@ log_active(const struct qmsg *msg)
 	    sender, msg->env->size, msg->env->nrcpts);
 }
 
-/* Start an attempt: local recipients go to LMTP; the rest wait. */
+/* Start an attempt: local recipients go to LMTP, remote ones to the
+ * SMTP client, or wait while outbound delivery is off. */
 static void
 activate(struct qmsg *msg)
 {
 	struct envelope *env = msg->env;
-	size_t nlmtp = 0;
+	const char *outbound_off = outbound_disabled_reason();
+	size_t nlmtp = 0, noutbound = 0;
 
 	log_active(msg);
 	msg->state = QMSG_READY;
 	free(msg->lmtp_rcpt);
+	free(msg->outbound_rcpt);
 	msg->lmtp_rcpt = xcalloc(env->nrcpts ? env->nrcpts : 1, 1);
+	msg->outbound_rcpt = xcalloc(env->nrcpts ? env->nrcpts : 1, 1);
 
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		struct envelope_rcpt *rcpt = &env->rcpts[i];
@@ -89,24 +93,30 @@ activate(struct qmsg *msg)
 			nlmtp++;
 			continue;
 		}
-		/* TODO: hand remote recipients to the outbound SMTP client once
-		 * it exists; until then they wait and expire. */
-		/* TODO: with the envelope's requiretls=1 (RFC 8689), deliver only
-		 * over TLS with a verified certificate, else fail the recipient
-		 * with 5.7.30. With tls_required=no, ignore MTA-STS and DANE
-		 * failures. */
-		envelope_rcpt_set(rcpt, RCPT_DEFERRED, OUTBOUND_DISABLED_DSN, OUTBOUND_DISABLED_REASON);
-		scheduler_log_rcpt(msg, i, "none", "deferred", OUTBOUND_DISABLED_REASON);
+		if (outbound_off == NULL) {
+			msg->outbound_rcpt[i] = 1;
+			noutbound++;
+			continue;
+		}
+		envelope_rcpt_set(rcpt, RCPT_DEFERRED, OUTBOUND_DISABLED_DSN, outbound_off);
+		scheduler_log_rcpt(msg, i, "none", "deferred", outbound_off);
 	}
 
-	if (nlmtp == 0) {
+	/* One part holds the attempt open until every part has started. */
+	msg->parts = 1;
+	if (nlmtp == 0)
 		msg->state = QMSG_ACTIVE;
-		scheduler_attempt_done(msg);
-		return;
+	if (nlmtp > 0) {
+		msg->parts++;
+		TAILQ_INSERT_TAIL(&ready_messages, msg, ready_entry);
+		ready_count++;
+		lmtp_kick();
 	}
-	TAILQ_INSERT_TAIL(&ready_messages, msg, ready_entry);
-	ready_count++;
-	lmtp_kick();
+	/* REQUIRETLS (RFC 8689) and TLS-Required: No reach the TLS policy
+	 * through outbound_tls_request. */
+	if (noutbound > 0)
+		outbound_start(msg);
+	scheduler_attempt_done(msg);
 }
 
 void
@@ -165,6 +175,7 @@ free_message(struct qmsg *msg)
 {
 	envelope_free(msg->env);
 	free(msg->lmtp_rcpt);
+	free(msg->outbound_rcpt);
 	free(msg);
 }
 
@@ -383,6 +394,8 @@ send_failure_notice(struct qmsg *msg)
 void
 scheduler_attempt_done(struct qmsg *msg)
 {
+	if (--msg->parts > 0)
+		return;
 	msg->env->attempts++;
 	if (msg->deleted) {
 		remove_message(msg);
@@ -437,10 +450,18 @@ scheduler_delete(const char *id)
 
 	if (msg == NULL)
 		return -1;
-	if (msg->state == QMSG_ACTIVE)
+	if (msg->state == QMSG_READY && msg->parts > 1) {
+		/* Outbound jobs still run: take back the LMTP part only. */
+		TAILQ_REMOVE(&ready_messages, msg, ready_entry);
+		ready_count--;
+		msg->state = QMSG_ACTIVE;
 		msg->deleted = 1;
-	else
+		scheduler_attempt_done(msg);
+	} else if (msg->state == QMSG_ACTIVE) {
+		msg->deleted = 1;
+	} else {
 		remove_message(msg);
+	}
 	return 0;
 }
 

@@ -26,6 +26,12 @@ struct qmsg {
 	int deleted;		/* DELETE arrived during an attempt */
 	/* Per recipient: 1 if this attempt hands it to LMTP. */
 	unsigned char *lmtp_rcpt;
+	/* Per recipient: 1 if this attempt hands it to the SMTP client,
+	 * 2 once an outbound job has taken it. */
+	unsigned char *outbound_rcpt;
+	/* Parts of the attempt still running (the LMTP delivery and each
+	 * outbound job); scheduler_attempt_done ends the attempt at 0. */
+	int parts;
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
 };
@@ -62,8 +68,9 @@ int scheduler_delete(const char *id);
 struct qmsg *scheduler_next_ready(void);
 size_t scheduler_ready_count(void);
 
-/* For the LMTP client: the attempt on MSG is over; the outcome of each
- * recipient is in its envelope. */
+/* For the LMTP and SMTP clients: one part of the attempt on MSG is
+ * over, and the outcome of each of its recipients is in the envelope.
+ * The attempt ends when the last part is over. */
 void scheduler_attempt_done(struct qmsg *msg);
 
 /* 1 if ADDRESS is delivered by deliverd (local or virtual domain, or no domain). */

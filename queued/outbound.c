@@ -1,0 +1,208 @@
+/* Outbound jobs: grouping by domain, concurrency limits, connection reuse. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "outbound_auth.h"
+#include "outbound.h"
+#include "outbound_route.h"
+#include "outbound_session.h"
+#include "outbound_tls.h"
+#include "resolver.h"
+#include "scheduler.h"
+#include "util.h"
+
+/* Active sessions to one nexthop. */
+struct destination {
+	char nexthop[ROUTE_NAME_MAX];
+	size_t sessions;
+	struct destination *next;
+};
+
+TAILQ_HEAD(job_list, outbound_job);
+
+static struct job_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
+static struct destination *destinations;
+static size_t total_sessions;
+static char disabled_reason[512] = "outbound delivery is not enabled (outbound_delivery = no)";
+static int enabled;
+
+void
+outbound_init(void)
+{
+	char err[512] = "";
+
+	if (!config_bool("outbound_delivery")) {
+		log_info("outbound delivery is off (outbound_delivery = no): mail for remote domains stays queued");
+		return;
+	}
+	if (resolver_init(err, sizeof err) < 0 || route_init(err, sizeof err) < 0 ||
+	    outbound_auth_init(err, sizeof err) < 0 || outbound_tls_init(err, sizeof err) < 0) {
+		snprintf(disabled_reason, sizeof disabled_reason, "outbound delivery is off: %s", err);
+		log_error("%s", disabled_reason);
+		resolver_stop();
+		return;
+	}
+	enabled = 1;
+	log_info("outbound delivery is on: relayhost=%s, smtp_destination_concurrency_limit=%lld",
+	    config_string("relayhost")[0] != '\0' ? config_string("relayhost") : "none (MX lookup)",
+	    config_int("smtp_destination_concurrency_limit"));
+}
+
+const char *
+outbound_disabled_reason(void)
+{
+	return enabled ? NULL : disabled_reason;
+}
+
+static struct destination *
+find_destination(const char *nexthop, int create)
+{
+	struct destination *d;
+
+	for (d = destinations; d != NULL; d = d->next)
+		if (strcmp(d->nexthop, nexthop) == 0)
+			return d;
+	if (!create)
+		return NULL;
+	d = xcalloc(1, sizeof *d);
+	snprintf(d->nexthop, sizeof d->nexthop, "%s", nexthop);
+	d->next = destinations;
+	destinations = d;
+	return d;
+}
+
+static void
+release_session(const char *nexthop)
+{
+	struct destination *d = find_destination(nexthop, 0);
+	struct destination **link;
+
+	total_sessions--;
+	if (d == NULL || --d->sessions > 0)
+		return;
+	for (link = &destinations; *link != d; link = &(*link)->next)
+		;
+	*link = d->next;
+	free(d);
+}
+
+/* Start waiting jobs while the limits allow. */
+static void
+kick(void)
+{
+	struct outbound_job *job, *next;
+	size_t limit = (size_t)config_int("smtp_destination_concurrency_limit");
+
+	TAILQ_FOREACH_SAFE(job, &waiting, entry, next) {
+		struct destination *d;
+
+		if (total_sessions >= (size_t)config_int("smtp_concurrency_limit"))
+			return;
+		d = find_destination(job->nexthop, 1);
+		if (d->sessions >= limit)
+			continue;
+		d->sessions++;
+		total_sessions++;
+		TAILQ_REMOVE(&waiting, job, entry);
+		session_start(job);
+	}
+}
+
+static void
+add_job(struct qmsg *msg, const char *domain)
+{
+	struct outbound_job *job = xcalloc(1, sizeof *job);
+	struct envelope *env = msg->env;
+
+	job->msg = msg;
+	snprintf(job->domain, sizeof job->domain, "%s", domain);
+	route_nexthop(domain, job->nexthop, sizeof job->nexthop);
+	job->rcpts = xcalloc(env->nrcpts, sizeof *job->rcpts);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const char *at = strrchr(env->rcpts[i].address, '@');
+
+		if (msg->outbound_rcpt[i] == 1 && at != NULL && strcasecmp(at + 1, domain) == 0) {
+			job->rcpts[job->nrcpts++] = i;
+			msg->outbound_rcpt[i] = 2;	/* taken by this job */
+		}
+	}
+	msg->parts++;
+	TAILQ_INSERT_TAIL(&waiting, job, entry);
+}
+
+void
+outbound_start(struct qmsg *msg)
+{
+	struct envelope *env = msg->env;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const char *at = strrchr(env->rcpts[i].address, '@');
+
+		if (msg->outbound_rcpt[i] == 1 && at != NULL)
+			add_job(msg, at + 1);
+	}
+	kick();
+}
+
+static void
+free_job(struct outbound_job *job)
+{
+	free(job->rcpts);
+	free(job);
+}
+
+void
+outbound_job_done(struct outbound_job *job, struct session *session)
+{
+	struct qmsg *msg = job->msg;
+	struct outbound_job *next;
+	char nexthop[ROUTE_NAME_MAX];
+
+	snprintf(nexthop, sizeof nexthop, "%s", job->nexthop);
+	free_job(job);
+	scheduler_attempt_done(msg);
+
+	if (session == NULL) {
+		release_session(nexthop);
+		kick();
+		return;
+	}
+
+	/* Reuse the connection for the next message to the same nexthop. */
+	TAILQ_FOREACH(next, &waiting, entry) {
+		if (strcmp(next->nexthop, nexthop) == 0) {
+			TAILQ_REMOVE(&waiting, next, entry);
+			session_continue(session, next);
+			return;
+		}
+	}
+	session_quit(session);
+}
+
+void
+outbound_session_closed(const char *nexthop)
+{
+	release_session(nexthop);
+	kick();
+}
+
+void
+outbound_stop(void)
+{
+	struct outbound_job *job;
+
+	session_close_all();
+	while ((job = TAILQ_FIRST(&waiting)) != NULL) {
+		TAILQ_REMOVE(&waiting, job, entry);
+		free_job(job);
+	}
+	if (enabled) {
+		outbound_tls_shutdown();
+		resolver_stop();
+	}
+	outbound_auth_free();
+}

@@ -1,0 +1,25 @@
+/*
+ * Outbound delivery: remote recipients go over SMTP to the hosts that
+ * routing finds, one job per message and recipient domain, with limits
+ * on parallel connections per destination and in total.
+ */
+#ifndef ESTAFETA_QUEUED_OUTBOUND_H
+#define ESTAFETA_QUEUED_OUTBOUND_H
+
+struct qmsg;
+
+/* Start outbound delivery if outbound_delivery and dns_resolvers allow
+ * it; otherwise log why it is off. */
+void outbound_init(void);
+
+/* The reason remote recipients wait while outbound delivery is off, or
+ * NULL when it is on. */
+const char *outbound_disabled_reason(void);
+
+/* Deliver the recipients of MSG marked in msg->outbound_rcpt. Each job
+ * adds one to msg->parts and calls scheduler_attempt_done when over. */
+void outbound_start(struct qmsg *msg);
+
+void outbound_stop(void);
+
+#endif

@@ -1,0 +1,153 @@
+/* AUTH PLAIN and LOGIN to the relayhost with credentials from a file. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "config.h"
+#include "outbound_auth.h"
+#include "scram.h"
+#include "util.h"
+
+static char *username;
+static char *password;
+
+
+/* Read "host user:password" lines and keep the one for relayhost. */
+int
+outbound_auth_init(char *err, size_t errsize)
+{
+	const char *path = config_string("relayhost_password_file");
+	const char *relayhost = config_string("relayhost");
+	char line[1024];
+	struct stat st;
+	FILE *fp;
+	int lineno = 0;
+
+	if (path[0] == '\0')
+		return 0;
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		snprintf(err, errsize, "relayhost_password_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) < 0 || (st.st_mode & 077) != 0) {
+		snprintf(err, errsize, "relayhost_password_file %s is readable by group or others: chmod 600 it",
+		    path);
+		fclose(fp);
+		return -1;
+	}
+	while (fgets(line, sizeof line, fp) != NULL) {
+		char *host, *credentials, *colon, *save = NULL;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		host = strtok_r(line, " \t", &save);
+		if (host == NULL || host[0] == '#')
+			continue;
+		credentials = strtok_r(NULL, " \t", &save);
+		colon = credentials != NULL ? strchr(credentials, ':') : NULL;
+		if (colon == NULL) {
+			/* The line is not quoted: it may contain a password. */
+			snprintf(err, errsize, "relayhost_password_file %s:%d: expected \"host user:password\"",
+			    path, lineno);
+			OPENSSL_cleanse(line, sizeof line);
+			fclose(fp);
+			return -1;
+		}
+		if (strcasecmp(host, relayhost) == 0) {
+			*colon = '\0';
+			free(username);
+			free(password);
+			username = xstrdup(credentials);
+			password = xstrdup(colon + 1);
+		}
+		OPENSSL_cleanse(line, sizeof line);
+	}
+	fclose(fp);
+	return 0;
+}
+
+int
+outbound_auth_wanted(void)
+{
+	return username != NULL;
+}
+
+static void
+send_base64(struct session *session, const char *prefix, const unsigned char *data, size_t len)
+{
+	char *encoded = scram_base64(data, len);
+	char *line = xasprintf("%s%s", prefix, encoded);
+
+	session_send_line(session, line);
+	OPENSSL_cleanse(encoded, strlen(encoded));
+	OPENSSL_cleanse(line, strlen(line));
+	free(encoded);
+	free(line);
+}
+
+int
+outbound_auth_start(struct session *session, int *step, int tls_active, int offers_plain,
+    int offers_login, char *err, size_t errsize)
+{
+	if (!tls_active) {
+		snprintf(err, errsize, "not sending SASL credentials to the relayhost without TLS");
+		return -1;
+	}
+	if (offers_plain) {
+		size_t ulen = strlen(username), plen = strlen(password);
+		unsigned char *message = xmalloc(ulen + plen + 2);
+
+		/* RFC 4616: authzid (empty) NUL authcid NUL password. */
+		message[0] = '\0';
+		memcpy(message + 1, username, ulen);
+		message[ulen + 1] = '\0';
+		memcpy(message + ulen + 2, password, plen);
+		send_base64(session, "AUTH PLAIN ", message, ulen + plen + 2);
+		OPENSSL_cleanse(message, ulen + plen + 2);
+		free(message);
+		*step = OUTBOUND_AUTH_PLAIN_SENT;
+		return 0;
+	}
+	if (offers_login) {
+		session_send_line(session, "AUTH LOGIN");
+		*step = OUTBOUND_AUTH_LOGIN_SENT;
+		return 0;
+	}
+	snprintf(err, errsize, "the relayhost offers neither AUTH PLAIN nor AUTH LOGIN");
+	return -1;
+}
+
+int
+outbound_auth_reply(struct session *session, int *step, int code)
+{
+	if (code == 235)
+		return 1;
+	if (code != 334)
+		return -1;
+	if (*step == OUTBOUND_AUTH_LOGIN_SENT) {
+		send_base64(session, "", (const unsigned char *)username, strlen(username));
+		*step = OUTBOUND_AUTH_USERNAME_SENT;
+		return 0;
+	}
+	if (*step == OUTBOUND_AUTH_USERNAME_SENT) {
+		send_base64(session, "", (const unsigned char *)password, strlen(password));
+		*step = OUTBOUND_AUTH_PASSWORD_SENT;
+		return 0;
+	}
+	return -1;
+}
+
+void
+outbound_auth_free(void)
+{
+	if (password != NULL)
+		OPENSSL_cleanse(password, strlen(password));
+	free(username);
+	free(password);
+	username = password = NULL;
+}

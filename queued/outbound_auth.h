@@ -1,0 +1,42 @@
+/*
+ * SASL AUTH from the SMTP client to the relayhost (RFC 4954), with
+ * PLAIN or LOGIN. The credentials come from relayhost_password_file and
+ * are sent only over TLS. Neither the file nor the password is logged.
+ */
+#ifndef ESTAFETA_QUEUED_OUTBOUND_AUTH_H
+#define ESTAFETA_QUEUED_OUTBOUND_AUTH_H
+
+#include <stddef.h>
+
+struct session;
+
+/* The last AUTH step sent on a session. */
+enum {
+	OUTBOUND_AUTH_PLAIN_SENT,
+	OUTBOUND_AUTH_LOGIN_SENT,
+	OUTBOUND_AUTH_USERNAME_SENT,
+	OUTBOUND_AUTH_PASSWORD_SENT,
+};
+
+/* Read relayhost_password_file. Returns 0, or -1 with ERR set (missing
+ * file, wrong mode, malformed line). */
+int outbound_auth_init(char *err, size_t errsize);
+
+/* 1 when there are credentials for relayhost. */
+int outbound_auth_wanted(void);
+
+/* Send the first AUTH command on SESSION and store the step in *STEP.
+ * Returns 0, or -1 with ERR set (no TLS, no mechanism in common). */
+int outbound_auth_start(struct session *session, int *step, int tls_active,
+    int offers_plain, int offers_login, char *err, size_t errsize);
+
+/* Handle the reply CODE to the step in *STEP: 1 authenticated, 0 the
+ * next step was sent, -1 failed. */
+int outbound_auth_reply(struct session *session, int *step, int code);
+
+void outbound_auth_free(void);
+
+/* Send LINE and CRLF on SESSION (outbound_session.c). */
+void session_send_line(struct session *session, const char *line);
+
+#endif

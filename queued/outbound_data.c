@@ -1,0 +1,100 @@
+/* The message content in SMTP form: CRLF, dot-stuffing, line length. */
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "outbound_data.h"
+
+void
+outbound_data_init(struct outbound_data *data)
+{
+	data->line_length = 0;
+	data->in_header = 1;
+	data->at_line_start = 1;
+	data->broken_lines = 0;
+}
+
+/* Output collected before it goes to the evbuffer in one call. */
+struct chunk {
+	char bytes[8192];
+	size_t length;
+};
+
+static void
+put(struct chunk *chunk, struct evbuffer *out, const char *bytes, size_t length)
+{
+	if (chunk->length + length > sizeof chunk->bytes) {
+		evbuffer_add(out, chunk->bytes, chunk->length);
+		chunk->length = 0;
+	}
+	memcpy(chunk->bytes + chunk->length, bytes, length);
+	chunk->length += length;
+}
+
+static void
+end_line(struct outbound_data *data, struct chunk *chunk, struct evbuffer *out)
+{
+	if (data->at_line_start)
+		data->in_header = 0;	/* the empty line after the header */
+	put(chunk, out, "\r\n", 2);
+	data->line_length = 0;
+	data->at_line_start = 1;
+}
+
+void
+outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *buf,
+    size_t len)
+{
+	struct chunk chunk = { .length = 0 };
+
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+
+		if (c == '\n') {
+			end_line(data, &chunk, out);
+			continue;
+		}
+		/* A CR before LF in the spool file is dropped; end_line sends CRLF. */
+		if (c == '\r' && i + 1 < len && buf[i + 1] == '\n')
+			continue;
+
+		if (data->line_length >= OUTBOUND_LINE_MAX) {
+			put(&chunk, out, data->in_header ? "\r\n " : "\r\n", data->in_header ? 3 : 2);
+			data->line_length = data->in_header ? 1 : 0;
+			data->at_line_start = !data->in_header;
+			data->broken_lines++;
+		}
+		if (data->at_line_start && c == '.') {
+			put(&chunk, out, ".", 1);
+			data->line_length++;
+		}
+		put(&chunk, out, &c, 1);
+		data->line_length++;
+		data->at_line_start = 0;
+	}
+	evbuffer_add(out, chunk.bytes, chunk.length);
+}
+
+void
+outbound_data_finish(struct outbound_data *data, struct evbuffer *out)
+{
+	if (!data->at_line_start)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+}
+
+int
+outbound_data_has_8bit(int fd)
+{
+	unsigned char buf[65536];
+	off_t offset = 0;
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof buf, offset)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] > 127)
+				return 1;
+		offset += n;
+	}
+	return n < 0 ? -1 : 0;
+}

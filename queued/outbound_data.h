@@ -1,0 +1,36 @@
+/*
+ * The message content as the SMTP client sends it (RFC 5321 section
+ * 4.5.2 and 4.5.3.1.6): LF becomes CRLF, a line starting with "." gets
+ * another, and lines longer than 998 octets are broken, in the header
+ * with a folding space so the field goes on, as Postfix does with
+ * smtp_line_length_limit = 998 (Postfix 3.7 smtp(8)).
+ */
+#ifndef ESTAFETA_QUEUED_OUTBOUND_DATA_H
+#define ESTAFETA_QUEUED_OUTBOUND_DATA_H
+
+#include <stddef.h>
+
+#include <event2/buffer.h>
+
+#define OUTBOUND_LINE_MAX 998	/* octets before CRLF (RFC 5321 section 4.5.3.1.6) */
+
+struct outbound_data {
+	size_t line_length;	/* octets sent on the current line */
+	int in_header;		/* no empty line seen yet */
+	int at_line_start;
+	size_t broken_lines;	/* lines broken because they were too long */
+};
+
+void outbound_data_init(struct outbound_data *data);
+
+/* Append LEN octets of the spool file to OUT in SMTP form. */
+void outbound_data_add(struct outbound_data *data, struct evbuffer *out,
+    const char *buf, size_t len);
+
+/* Append the end of the data (with a CRLF first if the last line had none). */
+void outbound_data_finish(struct outbound_data *data, struct evbuffer *out);
+
+/* 1 if the file FD has an octet above 127, 0 if not, -1 on a read error. */
+int outbound_data_has_8bit(int fd);
+
+#endif

@@ -1,0 +1,1068 @@
+/*
+ * The SMTP client session (RFC 5321) on libevent bufferevents: connect
+ * to each address of the route in turn, EHLO (HELO when EHLO is
+ * rejected), STARTTLS as the TLS policy says, AUTH to a relayhost, then
+ * MAIL, RCPT and DATA (pipelined when the server offers PIPELINING).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "outbound_auth.h"
+#include "outbound_data.h"
+#include "outbound_session.h"
+#include "outbound_tls.h"
+#include "queued.h"
+#include "scheduler.h"
+#include "spool.h"
+#include "util.h"
+
+#define REPLY_TEXT_MAX	1000		/* reply text kept for logs and bounces */
+#define REPLY_LINE_MAX	(8 * 1024)	/* bytes without a line end */
+#define REPLY_LINES_MAX	100		/* lines in one multi-line reply */
+#define DATA_CHUNK	(64 * 1024)	/* message bytes read per write callback */
+
+enum session_state {
+	S_ROUTE,		/* waiting for the route */
+	S_POLICY,		/* waiting for the TLS policy of the next address */
+	S_CONNECT,
+	S_GREETING,
+	S_EHLO,
+	S_HELO,
+	S_STARTTLS,
+	S_HANDSHAKE,
+	S_AUTH,
+	S_IDLE,			/* ready for a transaction */
+	S_ENVELOPE,		/* MAIL, RCPT and DATA replies */
+	S_BODY,
+	S_DATA_DONE,
+	S_RSET,
+	S_QUIT,
+};
+
+struct session {
+	enum session_state state;
+	struct outbound_job *job;
+	struct route *route;
+	size_t address;			/* index into route->addresses */
+	char nexthop[ROUTE_NAME_MAX];
+	char relay[ROUTE_NAME_MAX + 80];	/* "host[address]:port" for logs */
+	struct bufferevent *bev;
+	struct outbound_tls_request tls_request;
+	struct outbound_tls_policy *tls_policy;
+	int tls_active;
+	int tls_tried;			/* STARTTLS already failed on this address */
+	int auth_step;			/* OUTBOUND_AUTH_* */
+	int in_callback;		/* read_cb runs: free later */
+	int dead;			/* freed while in_callback */
+
+	/* ESMTP extensions of the current server. */
+	int ext_pipelining, ext_8bitmime, ext_smtputf8, ext_starttls, ext_dsn;
+	int ext_auth_plain, ext_auth_login;
+	long long ext_size;		/* -1 when SIZE was not offered */
+
+	/* The reply being read; multi-line replies are joined with spaces. */
+	int reply_code;
+	char reply[REPLY_TEXT_MAX + 1];
+	size_t reply_len;
+	size_t reply_lines;
+
+	/* The last reason the session could not use an address. */
+	char last_dsn[16];
+	char last_reason[REPLY_TEXT_MAX + 200];
+
+	/* The transaction. FINISHED marks job recipients with an outcome. */
+	unsigned char *finished;
+	size_t reply_index;		/* 0: MAIL, 1..nrcpts: RCPT, then DATA */
+	size_t commands_sent;		/* without pipelining: commands sent so far */
+	int mail_ok;
+	unsigned char *accepted;
+	size_t naccepted;
+	int data_fd;
+	off_t data_offset;
+	struct outbound_data data;
+	long long started_usec;
+
+	TAILQ_ENTRY(session) entry;
+};
+
+TAILQ_HEAD(session_list, session);
+static struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void try_address(struct session *s);
+static void send_next_command(struct session *s);
+
+static const char *
+state_name(enum session_state state)
+{
+	switch (state) {
+	case S_ROUTE: return "looking up the route";
+	case S_POLICY: return "looking up the TLS policy";
+	case S_CONNECT: return "connecting";
+	case S_GREETING: return "waiting for the greeting";
+	case S_EHLO: return "waiting for the EHLO reply";
+	case S_HELO: return "waiting for the HELO reply";
+	case S_STARTTLS: return "waiting for the STARTTLS reply";
+	case S_HANDSHAKE: return "in the TLS handshake";
+	case S_AUTH: return "waiting for the AUTH reply";
+	case S_IDLE: return "idle";
+	case S_ENVELOPE: return "waiting for the MAIL, RCPT or DATA reply";
+	case S_BODY: return "sending the message";
+	case S_DATA_DONE: return "waiting for the reply to the end of data";
+	case S_RSET: return "waiting for the RSET reply";
+	case S_QUIT: return "waiting for the QUIT reply";
+	}
+	return "in an unknown state";
+}
+
+/* The read timeout of S in its state, Postfix's smtp_*_timeout. In
+ * S_ENVELOPE it depends on the reply awaited: MAIL, RCPT or DATA. */
+static long long
+state_timeout(const struct session *s, enum session_state state)
+{
+	switch (state) {
+	case S_CONNECT: return config_time("smtp_connect_timeout");
+	case S_ENVELOPE:
+		if (s->reply_index == 0)
+			return config_time("smtp_mail_timeout");
+		if (s->job != NULL && s->reply_index <= s->job->nrcpts)
+			return config_time("smtp_rcpt_timeout");
+		return config_time("smtp_data_init_timeout");
+	case S_BODY: return config_time("smtp_data_xfer_timeout");
+	case S_DATA_DONE: return config_time("smtp_data_done_timeout");
+	case S_RSET:
+	case S_QUIT: return config_time("smtp_quit_timeout");
+	default: return config_time("smtp_helo_timeout");
+	}
+}
+
+static void
+set_state(struct session *s, enum session_state state)
+{
+	struct timeval read_tv = { .tv_sec = state_timeout(s, state) };
+	struct timeval write_tv = { .tv_sec = config_time("smtp_data_xfer_timeout") };
+
+	s->state = state;
+	if (s->bev == NULL)
+		return;
+	if (state == S_IDLE)
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+	else if (state == S_CONNECT)
+		bufferevent_set_timeouts(s->bev, &read_tv, &read_tv);
+	else
+		bufferevent_set_timeouts(s->bev, &read_tv, &write_tv);
+}
+
+static void
+send_line(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+send_line(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+	va_end(ap);
+	evbuffer_add(bufferevent_get_output(s->bev), "\r\n", 2);
+}
+
+static struct envelope_rcpt *
+job_rcpt(struct session *s, size_t r)
+{
+	return &s->job->msg->env->rcpts[s->job->rcpts[r]];
+}
+
+/* Log and store the outcome of job recipient R. */
+static void
+set_outcome(struct session *s, size_t r, enum rcpt_status status, const char *dsn,
+    const char *reason)
+{
+	static const char *names[] = {
+		[RCPT_SENT] = "sent", [RCPT_FAILED] = "bounced", [RCPT_DEFERRED] = "deferred",
+	};
+
+	s->finished[r] = 1;
+	envelope_rcpt_set(job_rcpt(s, r), status, dsn, reason);
+	scheduler_log_rcpt(s->job->msg, s->job->rcpts[r], s->relay[0] != '\0' ? s->relay : "none",
+	    names[status], reason);
+}
+
+/* The status and enhanced code of a reply; without an enhanced code in
+ * TEXT, CLASS.0.0 (4.0.0 for anything that is not 2 or 5). */
+static enum rcpt_status
+reply_outcome(int code, const char *text, char *dsn, size_t dsnsize)
+{
+	int class = code / 100;
+	unsigned a, b, c;
+	int end = 0;
+
+	if (sscanf(text, "%1u.%3u.%3u%n", &a, &b, &c, &end) == 3 && (int)a == class &&
+	    (text[end] == ' ' || text[end] == '\0'))
+		snprintf(dsn, dsnsize, "%u.%u.%u", a, b, c);
+	else
+		snprintf(dsn, dsnsize, "%d.0.0", class == 2 || class == 5 ? class : 4);
+	if (class == 2)
+		return RCPT_SENT;
+	return class == 5 ? RCPT_FAILED : RCPT_DEFERRED;
+}
+
+/* Store the current reply as the outcome of job recipient R. */
+static void
+reply_to_outcome(struct session *s, size_t r)
+{
+	char dsn[16], *reason = xasprintf("%d %s", s->reply_code, s->reply);
+	enum rcpt_status status = reply_outcome(s->reply_code, s->reply, dsn, sizeof dsn);
+
+	set_outcome(s, r, status, dsn, reason);
+	free(reason);
+}
+
+/* Give every job recipient without an outcome in this attempt DSN and REASON. */
+static void
+fail_open_rcpts(struct session *s, const char *dsn, const char *reason)
+{
+	enum rcpt_status status = dsn[0] == '5' ? RCPT_FAILED : RCPT_DEFERRED;
+
+	for (size_t r = 0; r < s->job->nrcpts; r++)
+		if (!s->finished[r])
+			set_outcome(s, r, status, dsn, reason);
+}
+
+static void
+close_data(struct session *s)
+{
+	if (s->data_fd >= 0)
+		close(s->data_fd);
+	s->data_fd = -1;
+	free(s->accepted);
+	s->accepted = NULL;
+}
+
+static void
+drop_connection(struct session *s)
+{
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->tls_active = 0;
+	if (s->tls_policy != NULL)
+		outbound_tls_policy_free(s->tls_policy);
+	s->tls_policy = NULL;
+}
+
+/* Free S, or mark it when read_cb is running on it and frees it after. */
+static void
+session_free(struct session *s)
+{
+	TAILQ_REMOVE(&sessions, s, entry);
+	drop_connection(s);
+	close_data(s);
+	free(s->finished);
+	s->finished = NULL;
+	route_free(s->route);
+	s->route = NULL;
+	if (s->in_callback) {
+		s->dead = 1;
+		return;
+	}
+	free(s);
+}
+
+/* Free S, which carries no job, and let the scheduler start another session. */
+static void
+close_session(struct session *s)
+{
+	char nexthop[ROUTE_NAME_MAX];
+
+	snprintf(nexthop, sizeof nexthop, "%s", s->nexthop);
+	session_free(s);
+	outbound_session_closed(nexthop);
+}
+
+/* The job is over on S; the connection stays only when KEEP is set. */
+static void
+finish_job(struct session *s, int keep)
+{
+	struct outbound_job *job = s->job;
+
+	close_data(s);
+	free(s->finished);
+	s->finished = NULL;
+	s->job = NULL;
+	if (keep) {
+		set_state(s, S_IDLE);
+		outbound_job_done(job, s);
+		return;
+	}
+	session_free(s);
+	outbound_job_done(job, NULL);
+}
+
+/* The session cannot go on: recipients without an outcome get DSN and REASON. */
+static void
+abort_session(struct session *s, const char *dsn, const char *reason)
+{
+	const char *id = s->job != NULL ? s->job->msg->env->id : s->nexthop;
+	char shown[REPLY_TEXT_MAX + 300];
+
+	log_sanitize(shown, sizeof shown, reason, strlen(reason));
+	log_warn("%s: SMTP session with %s ended: %s", id, s->relay[0] != '\0' ? s->relay : s->nexthop, shown);
+	if (s->job == NULL) {
+		close_session(s);
+		return;
+	}
+	fail_open_rcpts(s, dsn, reason);
+	finish_job(s, 0);
+}
+
+/* This address cannot be used: remember why and try the next one. Only
+ * before a transaction started; after that, abort_session. */
+static void
+next_address(struct session *s, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+next_address(struct session *s, const char *dsn, const char *fmt, ...)
+{
+	char shown[sizeof s->last_reason];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->last_reason, sizeof s->last_reason, fmt, ap);
+	va_end(ap);
+	snprintf(s->last_dsn, sizeof s->last_dsn, "%s", dsn);
+	log_sanitize(shown, sizeof shown, s->last_reason, strlen(s->last_reason));
+	log_info("%s: %s", s->job != NULL ? s->job->msg->env->id : s->nexthop, shown);
+	drop_connection(s);
+	s->address++;
+	s->tls_tried = 0;
+	try_address(s);
+}
+
+/* Quit politely, then free the session. */
+void
+session_quit(struct session *s)
+{
+	if (s->bev == NULL) {
+		close_session(s);
+		return;
+	}
+	send_line(s, "QUIT");
+	set_state(s, S_QUIT);
+}
+
+void
+session_close_all(void)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
+		if (s->job != NULL) {
+			free(s->job->rcpts);
+			free(s->job);
+		}
+		session_free(s);
+	}
+}
+
+/* Parse one reply line into S. Returns 1 when the reply is complete, 0
+ * when more lines follow, -1 when the line is not a valid reply line. */
+static int
+parse_reply_line(struct session *s, const char *line, size_t len)
+{
+	int code;
+	const char *text;
+
+	if (len < 3 || memchr(line, '\0', len) != NULL || line[0] < '2' || line[0] > '5' ||
+	    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (line[3] != '\0' && line[3] != ' ' && line[3] != '-'))
+		return -1;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	text = line[3] != '\0' ? line + 4 : "";
+
+	if (s->reply_code == 0) {
+		s->reply_code = code;
+		s->reply_len = 0;
+		s->reply_lines = 0;
+		s->reply[0] = '\0';
+	} else if (code != s->reply_code) {
+		return -1;
+	}
+	if (++s->reply_lines > REPLY_LINES_MAX)
+		return -1;
+
+	/* Extensions are the lines after the first of the EHLO reply. */
+	if (s->state == S_EHLO && s->reply_lines > 1) {
+		if (ascii_casecmp(text, "PIPELINING") == 0)
+			s->ext_pipelining = 1;
+		else if (ascii_casecmp(text, "8BITMIME") == 0)
+			s->ext_8bitmime = 1;
+		else if (ascii_casecmp(text, "SMTPUTF8") == 0)
+			s->ext_smtputf8 = 1;
+		else if (ascii_casecmp(text, "STARTTLS") == 0)
+			s->ext_starttls = 1;
+		else if (ascii_casecmp(text, "DSN") == 0)
+			s->ext_dsn = 1;
+		else if (ascii_ncasecmp(text, "SIZE", 4) == 0 && (text[4] == '\0' || text[4] == ' '))
+			s->ext_size = text[4] == ' ' ? atoll(text + 5) : 0;
+		else if (ascii_ncasecmp(text, "AUTH ", 5) == 0 || ascii_ncasecmp(text, "AUTH=", 5) == 0) {
+			char upper[256];
+
+			snprintf(upper, sizeof upper, " %s ", text + 5);
+			for (char *p = upper; *p != '\0'; p++)
+				if (*p >= 'a' && *p <= 'z')
+					*p = (char)(*p - 'a' + 'A');
+			s->ext_auth_plain |= strstr(upper, " PLAIN ") != NULL;
+			s->ext_auth_login |= strstr(upper, " LOGIN ") != NULL;
+		}
+	}
+
+	if (s->reply_len > 0 && s->reply_len < REPLY_TEXT_MAX)
+		s->reply[s->reply_len++] = ' ';
+	s->reply_len += strlcpy_x(s->reply + s->reply_len, text, REPLY_TEXT_MAX + 1 - s->reply_len);
+	if (s->reply_len > REPLY_TEXT_MAX)
+		s->reply_len = REPLY_TEXT_MAX;
+	return line[3] == '-' ? 0 : 1;
+}
+
+static void
+reset_extensions(struct session *s)
+{
+	s->ext_pipelining = s->ext_8bitmime = s->ext_smtputf8 = s->ext_starttls = 0;
+	s->ext_dsn = s->ext_auth_plain = s->ext_auth_login = 0;
+	s->ext_size = -1;
+}
+
+static const char *
+helo_name(void)
+{
+	const char *name = config_string("smtp_helo_name");
+
+	return name[0] != '\0' ? name : queued_settings.myhostname;
+}
+
+static void
+send_ehlo(struct session *s)
+{
+	reset_extensions(s);
+	send_line(s, "EHLO %s", helo_name());
+	set_state(s, S_EHLO);
+}
+
+/* ---- the transaction ---- */
+
+static const char *
+message_attr(struct session *s, const char *key)
+{
+	return envelope_attr(s->job->msg->env, key);
+}
+
+static int
+attr_is(struct session *s, const char *key, const char *value)
+{
+	const char *v = message_attr(s, key);
+
+	return v != NULL && ascii_casecmp(v, value) == 0;
+}
+
+/* Check what the server must offer for this message. Returns 0, or -1
+ * after failing every recipient. */
+static int
+check_extensions(struct session *s)
+{
+	struct envelope *env = s->job->msg->env;
+
+	if (attr_is(s, "smtputf8", "yes") && !s->ext_smtputf8) {
+		fail_open_rcpts(s, "5.6.7", "SMTPUTF8 is required, but was not offered by the host");
+		return -1;
+	}
+	if (s->ext_size > 0 && env->size > s->ext_size) {
+		char *reason = xasprintf("message size %lld exceeds the limit of %lld that the host announced",
+		    env->size, s->ext_size);
+
+		fail_open_rcpts(s, "5.3.4", reason);
+		free(reason);
+		return -1;
+	}
+	if (message_attr(s, "body") != NULL && attr_is(s, "body", "8BITMIME") && !s->ext_8bitmime &&
+	    outbound_data_has_8bit(s->data_fd) != 0) {
+		/* RFC 6152 section 3: without 8BITMIME, 8-bit content is converted
+		 * or returned. No conversion is done here. */
+		fail_open_rcpts(s, "5.6.3", "message has 8-bit content, but the host does not offer 8BITMIME");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+send_mail_from(struct session *s)
+{
+	struct envelope *env = s->job->msg->env;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	const char *ret = message_attr(s, "ret"), *envid = message_attr(s, "envid");
+
+	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
+	if (s->ext_size >= 0)
+		evbuffer_add_printf(out, " SIZE=%lld", env->size);
+	if (s->ext_8bitmime && attr_is(s, "body", "8BITMIME"))
+		evbuffer_add_printf(out, " BODY=8BITMIME");
+	if (attr_is(s, "smtputf8", "yes"))
+		evbuffer_add_printf(out, " SMTPUTF8");
+	if (s->ext_dsn && ret != NULL)
+		evbuffer_add_printf(out, " RET=%s", ret);
+	if (s->ext_dsn && envid != NULL)
+		evbuffer_add_printf(out, " ENVID=%s", envid);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+send_rcpt_to(struct session *s, size_t r)
+{
+	struct envelope_rcpt *rcpt = job_rcpt(s, r);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add_printf(out, "RCPT TO:<%s>", rcpt->address);
+	if (s->ext_dsn && rcpt->notify != NULL)
+		evbuffer_add_printf(out, " NOTIFY=%s", rcpt->notify);
+	if (s->ext_dsn && rcpt->orcpt != NULL)
+		evbuffer_add_printf(out, " ORCPT=%s", rcpt->orcpt);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Command number N of the envelope: 0 MAIL, 1..nrcpts RCPT, then DATA. */
+static void
+send_command(struct session *s, size_t n)
+{
+	if (n == 0)
+		send_mail_from(s);
+	else if (n <= s->job->nrcpts)
+		send_rcpt_to(s, n - 1);
+	else
+		send_line(s, "DATA");
+}
+
+/* Without PIPELINING: send the next command once the last reply is in. */
+static void
+send_next_command(struct session *s)
+{
+	if (s->commands_sent <= s->job->nrcpts + 1)
+		send_command(s, s->commands_sent++);
+}
+
+static void
+start_transaction(struct session *s)
+{
+	struct envelope *env = s->job->msg->env;
+
+	s->reply_index = 0;
+	s->commands_sent = 0;
+	s->mail_ok = 0;
+	s->naccepted = 0;
+	s->accepted = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, 1);
+	s->data_fd = spool_open_data(&queued_spool, env->id);
+	if (s->data_fd < 0) {
+		char reason[256];
+
+		snprintf(reason, sizeof reason, "cannot open the queue file: %s", strerror(errno));
+		log_error("%s: %s", env->id, reason);
+		fail_open_rcpts(s, "4.3.0", reason);
+		finish_job(s, 1);
+		return;
+	}
+	if (check_extensions(s) < 0) {
+		finish_job(s, 1);
+		return;
+	}
+
+	set_state(s, S_ENVELOPE);
+	if (s->ext_pipelining) {
+		while (s->commands_sent <= s->job->nrcpts + 1)
+			send_command(s, s->commands_sent++);
+	} else {
+		send_next_command(s);
+	}
+}
+
+static void
+feed_body(struct session *s)
+{
+	char buf[DATA_CHUNK];
+	ssize_t n = pread(s->data_fd, buf, sizeof buf, s->data_offset);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (n < 0) {
+		char reason[256];
+
+		snprintf(reason, sizeof reason, "read queue file: %s", strerror(errno));
+		abort_session(s, "4.3.0", reason);
+		return;
+	}
+	if (n > 0) {
+		s->data_offset += n;
+		outbound_data_add(&s->data, out, buf, (size_t)n);
+		return;
+	}
+	outbound_data_finish(&s->data, out);
+	set_state(s, S_DATA_DONE);
+}
+
+static void
+start_body(struct session *s)
+{
+	set_state(s, S_BODY);
+	s->data_offset = 0;
+	outbound_data_init(&s->data);
+	feed_body(s);
+}
+
+/* One reply to MAIL, RCPT or DATA. */
+static void
+envelope_reply(struct session *s)
+{
+	size_t index = s->reply_index++;
+	size_t nrcpts = s->job->nrcpts;
+	int class = s->reply_code / 100;
+
+	set_state(s, S_ENVELOPE);	/* the timeout of the next reply */
+
+	if (index == 0) {
+		s->mail_ok = class == 2;
+		if (!s->mail_ok)
+			for (size_t r = 0; r < nrcpts; r++)
+				reply_to_outcome(s, r);
+	} else if (index <= nrcpts) {
+		if (s->mail_ok && class == 2) {
+			s->accepted[index - 1] = 1;
+			s->naccepted++;
+		} else if (s->mail_ok) {
+			reply_to_outcome(s, index - 1);
+		}
+	} else {
+		if (s->reply_code == 354 && s->naccepted > 0) {
+			start_body(s);
+			return;
+		}
+		/* DATA was refused, or accepted with no recipient: the
+		 * transaction ends here. */
+		if (s->reply_code == 354) {
+			abort_session(s, "4.4.2", "the host accepted DATA with no recipient accepted");
+			return;
+		}
+		for (size_t r = 0; r < nrcpts; r++)
+			if (s->accepted[r])
+				reply_to_outcome(s, r);
+		send_line(s, "RSET");
+		set_state(s, S_RSET);
+		return;
+	}
+
+	if (!s->ext_pipelining) {
+		/* Without PIPELINING, stop early when MAIL failed or no
+		 * recipient was accepted. */
+		if (!s->mail_ok || (index == nrcpts && s->naccepted == 0)) {
+			send_line(s, "RSET");
+			set_state(s, S_RSET);
+			return;
+		}
+		send_next_command(s);
+	}
+}
+
+static void
+data_done_reply(struct session *s)
+{
+	for (size_t r = 0; r < s->job->nrcpts; r++)
+		if (s->accepted[r])
+			reply_to_outcome(s, r);
+	finish_job(s, 1);
+}
+
+/* ---- connection set-up ---- */
+
+static void
+policy_failed(struct session *s)
+{
+	char dsn[16], reason[OUTBOUND_TLS_TEXT_MAX];
+
+	snprintf(dsn, sizeof dsn, "%s", s->tls_policy->dsn);
+	snprintf(reason, sizeof reason, "%s", s->tls_policy->reason);
+	next_address(s, dsn, "%s", reason);
+}
+
+/* Start the handshake on the connection after a 220 to STARTTLS. */
+static void
+start_tls(struct session *s)
+{
+	char err[256] = "";
+	SSL *ssl = outbound_tls_ssl_new(s->tls_policy, &s->tls_request, err, sizeof err);
+	struct bufferevent *tls;
+
+	if (ssl == NULL) {
+		s->tls_tried = 1;
+		next_address(s, "4.7.5", "cannot start TLS with %s: %s", s->relay, err);
+		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		SSL_free(ssl);
+		next_address(s, "4.7.5", "%s sent data after its STARTTLS reply (command injection)",
+		    s->relay);
+		return;
+	}
+	tls = bufferevent_openssl_filter_new(queued_base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		next_address(s, "4.7.5", "cannot start TLS with %s: out of memory", s->relay);
+		return;
+	}
+	s->bev = tls;
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	set_state(s, S_HANDSHAKE);
+}
+
+static void
+handshake_done(struct session *s)
+{
+	char dsn[16] = "4.7.5", reason[OUTBOUND_TLS_TEXT_MAX] = "";
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	char description[128];
+
+	if (outbound_tls_check(ssl, s->tls_policy, &s->tls_request, dsn, reason, sizeof reason) < 0) {
+		next_address(s, dsn, "TLS with %s not accepted: %s", s->relay, reason);
+		return;
+	}
+	s->tls_active = 1;
+	snprintf(description, sizeof description, "%s with cipher %s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl));
+	log_info("%s: TLS connection established to %s: %s (policy %s from %s)", s->job->msg->env->id,
+	    s->relay, description, outbound_tls_level_name(s->tls_policy->level), s->tls_policy->source);
+	send_ehlo(s);
+}
+
+/* After EHLO or HELO: STARTTLS, AUTH or the first transaction. */
+static void
+greeted(struct session *s)
+{
+	enum outbound_tls_level level = s->tls_policy->level;
+
+	if (!s->tls_active && level != OUTBOUND_TLS_NONE) {
+		if (s->ext_starttls && !s->tls_tried) {
+			send_line(s, "STARTTLS");
+			set_state(s, S_STARTTLS);
+			return;
+		}
+		if (level != OUTBOUND_TLS_MAY) {
+			next_address(s, "4.7.4", "TLS is required (level %s from %s), but %s does not offer STARTTLS",
+			    outbound_tls_level_name(level), s->tls_policy->source, s->relay);
+			return;
+		}
+	}
+	if (s->route->relay && outbound_auth_wanted()) {
+		char err[256];
+
+		if (outbound_auth_start(s, &s->auth_step, s->tls_active, s->ext_auth_plain, s->ext_auth_login, err,
+		    sizeof err) < 0) {
+			next_address(s, "4.7.0", "%s", err);
+			return;
+		}
+		set_state(s, S_AUTH);
+		return;
+	}
+	set_state(s, S_IDLE);
+	start_transaction(s);
+}
+
+static void
+handle_reply(struct session *s)
+{
+	switch (s->state) {
+	case S_GREETING:
+		if (s->reply_code != 220) {
+			next_address(s, s->reply_code / 100 == 5 ? "5.0.0" : "4.0.0",
+			    "host %s refused to talk to me: %d %s", s->relay, s->reply_code, s->reply);
+			return;
+		}
+		send_ehlo(s);
+		return;
+	case S_EHLO:
+		if (s->reply_code / 100 == 5 && !s->tls_active) {
+			reset_extensions(s);
+			send_line(s, "HELO %s", helo_name());
+			set_state(s, S_HELO);
+			return;
+		}
+		if (s->reply_code != 250) {
+			next_address(s, "4.0.0", "host %s rejected EHLO: %d %s", s->relay, s->reply_code, s->reply);
+			return;
+		}
+		greeted(s);
+		return;
+	case S_HELO:
+		if (s->reply_code != 250) {
+			next_address(s, "4.0.0", "host %s rejected HELO: %d %s", s->relay, s->reply_code, s->reply);
+			return;
+		}
+		greeted(s);
+		return;
+	case S_STARTTLS:
+		if (s->reply_code != 220) {
+			s->tls_tried = 1;
+			if (s->tls_policy->level == OUTBOUND_TLS_MAY) {
+				/* Opportunistic TLS: go on in plaintext. */
+				greeted(s);
+				return;
+			}
+			next_address(s, "4.7.4", "host %s rejected STARTTLS: %d %s", s->relay, s->reply_code, s->reply);
+			return;
+		}
+		start_tls(s);
+		return;
+	case S_AUTH: {
+		int rc = outbound_auth_reply(s, &s->auth_step, s->reply_code);
+
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			next_address(s, s->reply_code / 100 == 5 ? "5.7.8" : "4.7.0",
+			    "SASL authentication to %s failed: %d %s", s->relay, s->reply_code, s->reply);
+			return;
+		}
+		set_state(s, S_IDLE);
+		start_transaction(s);
+		return;
+	}
+	case S_ENVELOPE:
+		envelope_reply(s);
+		return;
+	case S_DATA_DONE:
+		data_done_reply(s);
+		return;
+	case S_RSET:
+		finish_job(s, s->reply_code == 250);
+		return;
+	case S_QUIT:
+	case S_IDLE:
+		/* The QUIT reply, or one nobody asked for (a 421 before the
+		 * server closes, say): the session is over. */
+		close_session(s);
+		return;
+	default:
+		break;
+	}
+	abort_session(s, "4.4.2", "unexpected reply");
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t len;
+
+	s->in_callback = 1;
+	while (!s->dead && s->bev == bev &&
+	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		int rc = parse_reply_line(s, line, len);
+
+		if (rc < 0) {
+			char shown[256], reason[REPLY_TEXT_MAX];
+
+			log_sanitize(shown, sizeof shown, line, len);
+			snprintf(reason, sizeof reason, "invalid reply from %s while %s: %s", s->relay,
+			    state_name(s->state), shown);
+			if (s->state <= S_AUTH && s->job != NULL)
+				next_address(s, "4.4.2", "%s", reason);
+			else
+				abort_session(s, "4.4.2", reason);
+		} else if (rc == 1) {
+			handle_reply(s);
+			s->reply_code = 0;	/* S stays allocated until this callback ends */
+		}
+		free(line);
+	}
+	if (!s->dead && s->bev == bev && evbuffer_get_length(in) > REPLY_LINE_MAX) {
+		char reason[REPLY_TEXT_MAX];
+
+		snprintf(reason, sizeof reason, "reply line from %s longer than %d bytes", s->relay,
+		    REPLY_LINE_MAX);
+		abort_session(s, "4.4.2", reason);
+	}
+	s->in_callback = 0;
+	if (s->dead)
+		free(s);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_BODY)
+		feed_body(s);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	int error = EVUTIL_SOCKET_ERROR();
+	char reason[REPLY_TEXT_MAX];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == S_HANDSHAKE) {
+			handshake_done(s);
+			return;
+		}
+		set_state(s, S_GREETING);
+		return;
+	}
+
+	if (s->state == S_QUIT || (s->state == S_IDLE && s->job == NULL)) {
+		close_session(s);
+		return;
+	}
+
+	if (what & BEV_EVENT_TIMEOUT)
+		snprintf(reason, sizeof reason, "conversation with %s timed out while %s", s->relay,
+		    state_name(s->state));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(reason, sizeof reason, "lost connection with %s while %s", s->relay,
+		    state_name(s->state));
+	else if (s->state == S_HANDSHAKE)
+		snprintf(reason, sizeof reason, "TLS handshake with %s failed", s->relay);
+	else
+		snprintf(reason, sizeof reason, "%s %s: %s", s->state == S_CONNECT ? "connect to" :
+		    "connection error with", s->relay, strerror(error));
+
+	if (s->state == S_HANDSHAKE && s->tls_policy->level == OUTBOUND_TLS_MAY)
+		s->tls_tried = 1;	/* NOTE: a new connection to the same address is not tried */
+	if (s->state <= S_AUTH)
+		next_address(s, "4.4.1", "%s", reason);
+	else
+		abort_session(s, "4.4.2", reason);
+}
+
+static void
+connect_address(struct session *s)
+{
+	struct route_address *a = &s->route->addresses[s->address];
+	int fd;
+
+	s->reply_code = 0;
+	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		next_address(s, "4.4.1", "socket for %s: %s", s->relay, strerror(errno));
+		return;
+	}
+	s->bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	set_state(s, S_CONNECT);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&a->sa, (int)a->salen) < 0) {
+		next_address(s, "4.4.1", "connect to %s: %s", s->relay, strerror(errno));
+		return;
+	}
+}
+
+static void
+policy_cb(struct outbound_tls_policy *policy, void *arg)
+{
+	struct session *s = arg;
+
+	s->tls_policy = policy;
+	if (policy->dsn[0] != '\0') {
+		policy_failed(s);
+		return;
+	}
+	connect_address(s);
+}
+
+/* Try route address number s->address, or give up when none is left. */
+static void
+try_address(struct session *s)
+{
+	struct route_address *a;
+	const char *requiretls;
+
+	if (s->address >= s->route->naddresses) {
+		fail_open_rcpts(s, s->last_dsn[0] != '\0' ? s->last_dsn : "4.4.1",
+		    s->last_reason[0] != '\0' ? s->last_reason : "no address to try");
+		finish_job(s, 0);
+		return;
+	}
+	a = &s->route->addresses[s->address];
+	snprintf(s->relay, sizeof s->relay, "%s[%s]:%d", a->host, a->text, a->port);
+
+	requiretls = envelope_attr(s->job->msg->env, "requiretls");
+	s->tls_request.nexthop = s->route->nexthop;
+	s->tls_request.host = a->host;
+	s->tls_request.mx_secure = s->route->mx_secure;
+	s->tls_request.host_secure = a->secure;
+	s->tls_request.requiretls = requiretls != NULL && strcmp(requiretls, "1") == 0;
+	s->tls_request.tls_required_no = envelope_attr(s->job->msg->env, "tls_required") != NULL &&
+	    ascii_casecmp(envelope_attr(s->job->msg->env, "tls_required"), "no") == 0;
+	set_state(s, S_POLICY);
+	outbound_tls_policy_lookup(&s->tls_request, policy_cb, s);
+}
+
+static void
+route_done_cb(struct route *route, void *arg)
+{
+	struct session *s = arg;
+
+	s->route = route;
+	if (route->naddresses == 0) {
+		fail_open_rcpts(s, route->dsn, route->reason);
+		finish_job(s, 0);
+		return;
+	}
+	s->address = 0;
+	try_address(s);
+}
+
+void
+session_start(struct outbound_job *job)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+
+	s->job = job;
+	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
+	s->data_fd = -1;
+	s->started_usec = now_usec();
+	snprintf(s->nexthop, sizeof s->nexthop, "%s", job->nexthop);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	set_state(s, S_ROUTE);
+	route_lookup(job->domain, route_done_cb, s);
+}
+
+void
+session_continue(struct session *s, struct outbound_job *job)
+{
+	s->job = job;
+	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
+	start_transaction(s);
+}
+
+void
+session_send_line(struct session *s, const char *line)
+{
+	send_line(s, "%s", line);
+}

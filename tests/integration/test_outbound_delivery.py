@@ -1,0 +1,256 @@
+"""Outbound delivery by MX lookup between Estafeta hosts in network namespaces.
+
+Host A (198.51.100.10) sends; host B (198.51.100.25, mx1.example.test)
+receives mail for example.test; 198.51.100.24 (mx0.example.test) is a
+host where nothing listens. unbound on 198.51.100.53 serves the zones.
+A's queued runs inside its namespace, whose only route is the bridge,
+and the tests check that A's resolver asked nobody but that server.
+"""
+
+import email
+import time
+
+import pytest
+
+import netns_dns
+from conftest import VIRTUAL_USERS
+
+pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
+                                reason=netns_dns.available() or "")
+
+A_ADDRESS, A_ADDRESS6 = "198.51.100.10", "2001:db8:100::10"
+B_ADDRESS, B_ADDRESS6 = "198.51.100.25", "2001:db8:100::25"
+DOWN_ADDRESS = "198.51.100.24"
+
+RECORDS = [
+    "example.test. MX 10 mx1.example.test.",
+    "mx1.example.test. A " + B_ADDRESS,
+    "mx1.example.test. AAAA " + B_ADDRESS6,
+    "mx0.example.test. A " + DOWN_ADDRESS,
+    # MX 10 has nothing listening, so delivery falls back to MX 20.
+    "fallback.test. MX 10 mx0.example.test.",
+    "fallback.test. MX 20 mx1.example.test.",
+    # RFC 7505 null MX.
+    "nullmx.test. MX 0 .",
+    # Only an unreachable MX.
+    "dead.test. MX 10 mx0.example.test.",
+    # No MX: the A record of the domain itself.
+    "bare.test. A " + B_ADDRESS,
+]
+ZONES = ["example.test", "fallback.test", "nullmx.test", "dead.test", "bare.test"]
+
+SENDER = "demo@sender.test"
+
+
+@pytest.fixture
+def net(tmp_path):
+    bed = netns_dns.NetnsBed()
+    try:
+        bed.add_host("a", A_ADDRESS, A_ADDRESS6)
+        bed.add_host("b", B_ADDRESS, B_ADDRESS6)
+        bed.add_host("down", DOWN_ADDRESS)
+        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ZONES, RECORDS)
+        yield bed
+    finally:
+        bed.close()
+
+
+def sender_host(make_mailhost, net, **settings):
+    """Host A: its own domain is sender.test, everything else is remote."""
+    values = dict(
+        myhostname="a.sender.test",
+        local_domains="localhost a.sender.test",
+        virtual_domains="sender.test",
+        outbound_delivery="yes",
+        dns_resolvers=netns_dns.DNS_ADDRESS,
+        dns_trust_anchor_file="",
+        smtp_connect_timeout="5s",
+    )
+    values.update(settings)
+    host = make_mailhost(start=False, netns=net.hosts["a"], **values)
+    host.write_users({SENDER: "demo-secret"})
+    host.newaliases()
+    host.start()
+    return host
+
+
+def receiver_host(make_mailhost, net, users=None, **settings):
+    """Host B: receives mail for example.test on port 25 over IPv4 and IPv6."""
+    host = make_mailhost(start=False, netns=net.hosts["b"], smtpd_listen="%s:25" % B_ADDRESS,
+                         myhostname="mx1.example.test", **settings)
+    host.settings["smtpd_listen"] = "%s:25 [%s]:25" % (B_ADDRESS, B_ADDRESS6)
+    host.write_config()
+    # The readiness probe connects to the first address only.
+    host.settings["smtpd_listen"] = "%s:25" % B_ADDRESS
+    if users is not None:
+        host.write_users(dict(VIRTUAL_USERS, **users))
+    host.newaliases()
+    host.start()
+    return host
+
+
+
+def send(host, recipient, subject="outbound test", body="Hello from A.\n"):
+    message = ("From: %s\nTo: %s\nSubject: %s\nMessage-ID: <%s@sender.test>\n\n%s"
+               % (SENDER, recipient, subject, time.monotonic_ns(), body))
+    result = host.run("sendmail", "-f", SENDER, recipient, input=message.encode())
+    assert result.returncode == 0, result.stderr
+
+
+def assert_only_test_resolver(net):
+    assert "default" not in net.routes("a")
+    assert net.dns.query_sources() <= {A_ADDRESS, A_ADDRESS6, netns_dns.DNS_ADDRESS}
+
+
+def test_mx_delivery_to_other_host(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test", subject="by MX")
+
+    messages = receiver.wait_for_messages("alice@example.test", 1, timeout=20)
+    assert len(messages) == 1
+    assert b"Subject: by MX" in messages[0]
+    assert sender.wait_for_log(
+        r"to=<alice@example\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, "
+        r"delay=[0-9.]+, dsn=2\.0\.0, status=sent \(250 ")
+    assert_only_test_resolver(net)
+
+
+def test_ipv4_only_setting(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net, outbound_address_family="ipv4")
+
+    send(sender, "alice@example.test")
+
+    assert len(receiver.wait_for_messages("alice@example.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"relay=mx1\.example\.test\[198\.51\.100\.25\]:25, .*status=sent")
+
+
+def test_ipv6_only_setting(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net, outbound_address_family="ipv6")
+
+    send(sender, "alice@example.test")
+
+    assert len(receiver.wait_for_messages("alice@example.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"relay=mx1\.example\.test\[2001:db8:100::25\]:25, .*status=sent")
+
+
+def test_domain_without_mx_uses_a_record(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net, users={"alice@bare.test": "x"},
+                             virtual_domains="example.test bare.test")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@bare.test")
+
+    assert len(receiver.wait_for_messages("alice@bare.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"to=<alice@bare\.test>, relay=bare\.test\[198\.51\.100\.25\]:25, .*status=sent")
+
+
+def test_fallback_to_second_mx(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net, users={"alice@fallback.test": "x"},
+                             virtual_domains="example.test fallback.test")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@fallback.test")
+
+    assert len(receiver.wait_for_messages("alice@fallback.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"connect to mx0\.example\.test\[198\.51\.100\.24\]:25: Connection refused")
+    assert sender.wait_for_log(r"to=<alice@fallback\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, .*status=sent")
+
+
+def test_null_mx_bounces_at_once(make_mailhost, net):
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "someone@nullmx.test", subject="to a null MX")
+
+    assert sender.wait_for_log(r"to=<someone@nullmx\.test>, relay=none, .*dsn=5\.1\.10, status=bounced")
+    bounces = sender.wait_for_messages(SENDER, 1, timeout=15)
+    assert len(bounces) == 1
+    report = email.message_from_bytes(bounces[0])
+    assert report.get_content_type() == "multipart/report"
+    assert b"Status: 5.1.10" in bounces[0]
+    assert b"nullMX" in bounces[0]
+
+
+def test_unreachable_domain_deferred_then_bounced(make_mailhost, net):
+    sender = sender_host(make_mailhost, net, minimal_backoff_time="1s", maximal_backoff_time="1s",
+                         queue_run_delay="1s", maximal_queue_lifetime="4s")
+
+    send(sender, "someone@dead.test")
+
+    assert sender.wait_for_log(r"to=<someone@dead\.test>, .*dsn=4\.4\.1, status=deferred "
+                               r"\(connect to mx0\.example\.test\[198\.51\.100\.24\]:25: Connection refused\)")
+    listing = sender.run("estafeta", "queue", "list").stdout.decode()
+    assert "someone@dead.test" in listing
+    assert "Connection refused" in listing
+
+    bounces = sender.wait_for_messages(SENDER, 1, timeout=30)
+    assert len(bounces) == 1
+    assert b"message delivery time exceeded" in bounces[0]
+    assert b"Final-Recipient: rfc822; someone@dead.test" in bounces[0]
+    deferrals = [line for line in sender.log().splitlines()
+                 if "to=<someone@dead.test>" in line and "status=deferred" in line]
+    assert len(deferrals) >= 2
+
+
+def test_unknown_domain_bounces(make_mailhost, net):
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "someone@nowhere.example.test")
+
+    assert sender.wait_for_log(r"to=<someone@nowhere\.example\.test>, .*dsn=5\.1\.2, status=bounced "
+                               r"\(Host or domain name not found")
+    assert len(sender.wait_for_messages(SENDER, 1, timeout=15)) == 1
+
+
+def test_remote_rcpt_rejection_bounces(make_mailhost, net):
+    receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "nobody@example.test")
+
+    assert sender.wait_for_log(r"to=<nobody@example\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, "
+                               r".*dsn=5\.1\.1, status=bounced \(550 5\.1\.1 ")
+    bounces = sender.wait_for_messages(SENDER, 1, timeout=15)
+    assert len(bounces) == 1
+    assert b"Diagnostic-Code: smtp; 550 5.1.1" in bounces[0]
+
+
+def test_several_messages_one_destination(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net, smtp_destination_concurrency_limit="1")
+
+    for n in range(5):
+        send(sender, "alice@example.test", subject="batch %d" % n)
+
+    assert len(receiver.wait_for_messages("alice@example.test", 5, timeout=30)) == 5
+    sent = [line for line in sender.log().splitlines() if "status=sent" in line]
+    assert len(sent) == 5
+    # With one connection at a time, waiting messages reuse it.
+    connections = [line for line in receiver.log().splitlines() if " connect from " in line]
+    assert len(connections) < 5
+
+
+def test_off_by_default_with_reason(make_mailhost):
+    host = make_mailhost()
+
+    result = host.run("sendmail", "-f", "demo@example.test", "friend@elsewhere.test",
+                      input=b"Subject: waits\n\nbody\n")
+
+    assert result.returncode == 0
+    assert host.wait_for_log(r"to=<friend@elsewhere\.test>, relay=none, .*status=deferred "
+                             r"\(outbound delivery is not enabled \(outbound_delivery = no\)\)")
+    listing = host.run("estafeta", "queue", "list").stdout.decode()
+    assert "outbound delivery is not enabled" in listing
+
+
+def test_no_resolver_keeps_outbound_off(make_mailhost):
+    host = make_mailhost(outbound_delivery="yes")
+
+    host.run("sendmail", "-f", "demo@example.test", "friend@elsewhere.test",
+             input=b"Subject: waits\n\nbody\n")
+
+    assert host.wait_for_log(r"to=<friend@elsewhere\.test>, relay=none, .*status=deferred "
+                             r"\(outbound delivery is off: no DNS resolver configured")
