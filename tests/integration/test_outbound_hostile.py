@@ -1,0 +1,244 @@
+"""Outbound delivery to broken or hostile SMTP servers.
+
+A small Python server (PEER below) runs in its own namespace as
+mx1.example.test and misbehaves in one way per test. The sending
+Estafeta host must defer or bounce each message correctly, never lose
+it, and log why.
+"""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+import netns_dns
+
+pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
+                                reason=netns_dns.available() or "")
+
+A_ADDRESS = "198.51.100.10"
+PEER_ADDRESS = "198.51.100.25"
+SENDER = "demo@sender.test"
+RECORDS = [
+    "example.test. MX 10 mx1.example.test.",
+    "mx1.example.test. A " + PEER_ADDRESS,
+]
+
+PEER = r'''
+import socket, sys, time
+
+mode, address, record = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def send(conn, text):
+    data = text.encode("latin-1")
+    if mode == "split":
+        # One byte per segment, so every reply arrives in pieces.
+        for i in range(len(data)):
+            conn.sendall(data[i:i + 1])
+            time.sleep(0.002)
+    else:
+        conn.sendall(data)
+
+def lines(conn):
+    buf = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\r\n" in buf:
+            line, buf = buf.split(b"\r\n", 1)
+            yield line
+
+def serve(conn):
+    send(conn, "220 mx1.example.test ESMTP test peer\r\n")
+    reader = lines(conn)
+    for line in reader:
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            if mode == "garbage":
+                send(conn, "hello, I do not speak SMTP\r\n")
+                continue
+            send(conn, "250-mx1.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        elif verb == b"HELO":
+            send(conn, "250 mx1.example.test\r\n")
+        elif verb == b"MAIL":
+            send(conn, "250 2.1.0 Ok\r\n")
+        elif verb == b"RCPT":
+            if mode == "endless":
+                # A multi-line reply whose last line never comes.
+                for n in range(100000):
+                    send(conn, "250-still going %d\r\n" % n)
+                    time.sleep(0.001)
+                return
+            if mode == "smuggle":
+                send(conn, "550-5.1.1 <victim@example.test>: Recipient address rejected\r\n"
+                           "550-\r\n"
+                           "550 5.1.1 Subject: smuggled\rX-Injected: yes\x1b[31m\r\n")
+                continue
+            send(conn, "250 2.1.5 Ok\r\n")
+        elif verb == b"DATA":
+            send(conn, "354 End data with <CR><LF>.<CR><LF>\r\n")
+            body = []
+            for data_line in reader:
+                if data_line == b".":
+                    break
+                body.append(data_line)
+            with open(record, "ab") as out:
+                out.write(b"\r\n".join(body) + b"\r\n--end--\r\n")
+            if mode == "hang":
+                time.sleep(60)
+                return
+            send(conn, "250 2.0.0 Ok: queued as TEST\r\n")
+        elif verb == b"RSET":
+            send(conn, "250 2.0.0 Ok\r\n")
+        elif verb == b"QUIT":
+            send(conn, "221 2.0.0 Bye\r\n")
+            return
+        else:
+            send(conn, "502 5.5.2 Error: command not recognized\r\n")
+
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((address, 25))
+server.listen(5)
+print("ready", flush=True)
+for _ in range(20):
+    conn, _ = server.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        serve(conn)
+    except OSError:
+        pass
+    conn.close()
+'''
+
+
+@pytest.fixture
+def net(tmp_path):
+    bed = netns_dns.NetnsBed()
+    try:
+        bed.add_host("a", A_ADDRESS)
+        bed.add_host("peer", PEER_ADDRESS)
+        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
+        yield bed
+    finally:
+        bed.close()
+
+
+def start_peer(net, tmp_path, mode):
+    """Start PEER in MODE; returns the file it appends received messages to."""
+    script = tmp_path / "peer.py"
+    script.write_text(PEER)
+    record = tmp_path / "received"
+    proc = net.popen("peer", ["/usr/bin/python3", str(script), mode, PEER_ADDRESS, str(record)],
+                     stdout=subprocess.PIPE, stderr=sys.stderr)
+    assert proc.stdout.readline().strip() == b"ready"
+    return record
+
+
+def sender_host(make_mailhost, net, **settings):
+    values = dict(
+        myhostname="a.sender.test",
+        local_domains="localhost a.sender.test",
+        virtual_domains="sender.test",
+        outbound_delivery="yes",
+        dns_resolvers=netns_dns.DNS_ADDRESS,
+        dns_trust_anchor_file="",
+        smtp_helo_timeout="3s",
+        smtp_rcpt_timeout="3s",
+        smtp_data_done_timeout="3s",
+    )
+    values.update(settings)
+    host = make_mailhost(start=False, netns=net.hosts["a"], **values)
+    host.write_users({SENDER: "demo-secret"})
+    host.newaliases()
+    host.start()
+    return host
+
+
+def send(host, recipient, body="Hello.\n"):
+    message = "From: %s\nTo: %s\nSubject: hostile peer\n\n%s" % (SENDER, recipient, body)
+    result = host.run("sendmail", "-f", SENDER, recipient, input=message.encode())
+    assert result.returncode == 0, result.stderr
+
+
+def queued_ids(host):
+    listing = host.run("estafeta", "queue", "list").stdout.decode()
+    return re.findall(r"^([0-9A-F]{8,})", listing, re.M), listing
+
+
+def test_reply_split_across_packets(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "split")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test", body="line one\n.leading dot\n")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, relay=mx1\.example\.test\[198\.51\.100\.25\]:25, "
+                               r".*dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as TEST\)", timeout=20)
+    received = record.read_bytes()
+    assert b"line one\r\n..leading dot\r\n--end--" in received
+
+
+def test_multiline_reply_without_end(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "endless")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=4\.4\.2, status=deferred "
+                               r"\(invalid reply from mx1\.example\.test\[198\.51\.100\.25\]:25", timeout=20)
+    ids, listing = queued_ids(sender)
+    assert len(ids) == 1
+    assert "invalid reply" in listing
+
+
+def test_garbage_reply(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "garbage")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=deferred \(invalid reply from "
+                               r"mx1\.example\.test\[198\.51\.100\.25\]:25 while waiting for the EHLO reply: "
+                               r"hello, I do not speak SMTP\)", timeout=20)
+    ids, _ = queued_ids(sender)
+    assert len(ids) == 1
+
+
+def test_peer_hangs_mid_data(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "hang")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=4\.4\.2, status=deferred \(conversation with "
+                               r"mx1\.example\.test\[198\.51\.100\.25\]:25 timed out while waiting for the reply "
+                               r"to the end of data\)", timeout=20)
+    assert b"--end--" in record.read_bytes()
+    ids, listing = queued_ids(sender)
+    assert len(ids) == 1
+    assert "timed out" in listing
+
+
+def test_reply_cannot_inject_into_bounce(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "smuggle")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "victim@example.test")
+
+    assert sender.wait_for_log(r"to=<victim@example\.test>, .*dsn=5\.1\.1, status=bounced \(550 5\.1\.1 ",
+                               timeout=20)
+    bounces = sender.wait_for_messages(SENDER, 1, timeout=15)
+    assert len(bounces) == 1
+    lines = bounces[0].split(b"\n")
+    assert not any(line.startswith(b"X-Injected") for line in lines)
+    assert not any(line.startswith(b"Subject: smuggled") for line in lines)
+    assert b"\x00" not in bounces[0]
+    assert b"\x1b" not in bounces[0]
+    diagnostic = [line for line in lines if line.startswith(b"Diagnostic-Code:")]
+    assert len(diagnostic) == 1
+    assert diagnostic[0].startswith(b"Diagnostic-Code: smtp; 550 5.1.1 <victim@example.test>: Recipient")
+    assert b"X-Injected: yes" in diagnostic[0]
