@@ -1,0 +1,102 @@
+"""A TLS key path that is a FIFO when SIGHUP comes: open(2) of a FIFO
+blocks until a writer appears. smtpd's root key reader and imapd's root
+master both open the configured paths, so a reload must neither stall
+the daemon nor leave later reloads broken once the path is a regular
+file again."""
+
+import os
+import shutil
+import signal
+import socket
+import time
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the key reader runs only when started as root"),
+]
+
+# Seconds smtpd waits for the key reader before it gives up a reload
+# (KEYREADER_TIMEOUT_MS in lib/tls_files.c).
+KEY_READER_TIMEOUT = 10
+
+
+def replace_key_with_fifo(host):
+    key = host.dir / "etc" / "tls" / "server.key"
+    saved = host.dir / "server.key.saved"
+    shutil.copy2(key, saved)
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    return key, saved
+
+
+def restore_key(key, saved):
+    key.unlink()
+    shutil.copy2(saved, key)
+    os.chmod(key, 0o600)
+
+
+def greeting_seconds(port, timeout=15):
+    """Seconds until the first line from 127.0.0.1:PORT arrives."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.recv(512)
+    return time.monotonic() - start
+
+
+def log_after(host, offset, pattern, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pattern in host.log()[offset:]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.xfail(strict=True, reason="smtpd's event loop waits for the key reader during a reload")
+def test_smtpd_serves_during_fifo_reload(make_mailhost):
+    host = make_mailhost(tls=True)
+    key, saved = replace_key_with_fifo(host)
+
+    host.procs["smtpd"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    seconds = greeting_seconds(host.smtp_port)
+    restore_key(key, saved)
+
+    assert seconds < 3
+
+
+@pytest.mark.xfail(strict=True, reason="the key reader stays blocked in open(2), so every later reload times out")
+def test_smtpd_reload_recovers_after_fifo(make_mailhost):
+    host = make_mailhost(tls=True)
+    key, saved = replace_key_with_fifo(host)
+    offset = len(host.log())
+    host.procs["smtpd"].send_signal(signal.SIGHUP)
+    assert log_after(host, offset, "TLS reload failed", KEY_READER_TIMEOUT + 5)
+
+    restore_key(key, saved)
+    offset = len(host.log())
+    host.procs["smtpd"].send_signal(signal.SIGHUP)
+
+    assert log_after(host, offset, "TLS certificates reloaded", KEY_READER_TIMEOUT + 5)
+
+
+@pytest.mark.xfail(strict=True, reason="imapd's master blocks in open(2) of the FIFO and accepts nothing")
+def test_imapd_serves_during_fifo_reload(make_mailhost):
+    host = make_mailhost(tls=True)
+    host.start("imapd")
+    key, saved = replace_key_with_fifo(host)
+
+    host.procs["imapd"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    try:
+        seconds = greeting_seconds(host.imap_port, timeout=5)
+    except socket.timeout:
+        seconds = None
+    restore_key(key, saved)
+    # A second signal interrupts the blocked open(2), so the host can stop.
+    host.procs["imapd"].send_signal(signal.SIGHUP)
+
+    assert seconds is not None
+    assert seconds < 3
