@@ -57,6 +57,8 @@ $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 # queued's outbound delivery resolves DNS with libunbound.
 $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libunbound)
+# ...and fetches MTA-STS policies over HTTPS with libcurl.
+$(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libcurl)
 
 # Unit tests: one Check suite per lib module, linked into one runner.
 UNIT_SRC := $(wildcard tests/unit/*.c)
