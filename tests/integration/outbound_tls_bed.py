@@ -8,6 +8,7 @@ records with that key as its trust anchor (dns_trust_anchor_file).
 """
 
 import hashlib
+import json
 import shutil
 import subprocess
 import time
@@ -91,12 +92,21 @@ class SignedZone:
 
 
 POLICY_SERVER = r'''
-import http.server, ssl, sys
-directory, address, cert, key = sys.argv[1:5]
+import http.server, json, ssl, sys
+config_path, address, cert, key = sys.argv[1:5]
 
-class Handler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, directory=directory, **kwargs)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(config_path) as f:
+            config = json.load(f)
+        body = config["body"].encode()
+        self.send_response(config["status"])
+        self.send_header("Content-Type", config["content_type"])
+        self.send_header("Content-Length", str(len(body)))
+        if config.get("location"):
+            self.send_header("Location", config["location"])
+        self.end_headers()
+        self.wfile.write(body)
 
 server = http.server.HTTPServer((address, 443), Handler)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -107,19 +117,23 @@ server.serve_forever()
 
 
 class PolicyServer:
-    """HTTPS on ADDRESS:443 in host NAME of NET, serving POLICY as
-    /.well-known/mta-sts.txt under every name, with the certificate
-    CERT/KEY (which must name each mta-sts.DOMAIN the test uses)."""
+    """HTTPS on ADDRESS:443 in host NAME of NET that answers every GET
+    with POLICY, with the certificate CERT/KEY (which must name each
+    mta-sts.DOMAIN the test uses). STATUS, CONTENT_TYPE and LOCATION set
+    the reply's status and header fields."""
 
-    def __init__(self, net, name, address, directory, cert, key, policy):
-        self.root = Path(directory)
-        (self.root / ".well-known").mkdir(parents=True, exist_ok=True)
-        (self.root / ".well-known" / "mta-sts.txt").write_text(policy)
-        script = self.root.parent / "policy_server.py"
+    def __init__(self, net, name, address, directory, cert, key, policy, status=200,
+                 content_type="text/plain", location=None):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "reply.json"
+        config.write_text(json.dumps({"body": policy, "status": status,
+                                      "content_type": content_type, "location": location}))
+        script = directory / "policy_server.py"
         script.write_text(POLICY_SERVER)
-        self.log_path = self.root.parent / "policy_server.log"
+        self.log_path = directory / "policy_server.log"
         self.log_file = open(self.log_path, "ab")
-        self.proc = net.popen(name, ["/usr/bin/python3", str(script), str(self.root), address,
+        self.proc = net.popen(name, ["/usr/bin/python3", str(script), str(config), address,
                                      str(cert), str(key)],
                               stdout=self.log_file, stderr=subprocess.STDOUT)
         self.wait_ready(net, name, address)

@@ -73,9 +73,10 @@ def bed(tmp_path):
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def serve_policy(bed, policy):
+def serve_policy(bed, policy, **reply):
     return outbound_tls_bed.PolicyServer(bed, "web", WEB_ADDRESS, bed.shared / "web-root",
-                                         bed.shared / "web.pem", bed.shared / "web.key", policy)
+                                         bed.shared / "web.pem", bed.shared / "web.key", policy,
+                                         **reply)
 
 
 def receiver_host(make_mailhost, bed):
@@ -210,3 +211,35 @@ def test_mta_sts_off_skips_lookup(make_mailhost, bed):
 
     assert len(receiver.wait_for_messages("alice@sts.test", 1, timeout=20)) == 1, sender.log()
     assert server.requests() == []
+
+
+# Each reply would make sts.test undeliverable if A used the policy in it
+# (its mx pattern does not match mx1.sts.test), so delivery shows that A
+# rejected the fetch.
+REJECTED_FETCHES = [
+    ("redirect", dict(status=301, location="https://mta-sts.sts.test/elsewhere"), {},
+     r"HTTP status 301"),
+    ("media_type", dict(content_type="text/html"), {},
+     r"media type text/html, expected text/plain"),
+    ("not_found", dict(status=404), {}, r"HTTP status 404"),
+    ("too_large", dict(), {"pad": 70000}, r"policy larger than 65536 bytes"),
+    ("untrusted_certificate", dict(), {"smtp_tls_CAfile": "mx.pem"}, r"SSL certificate"),
+]
+
+
+@pytest.mark.parametrize("reply,options,reason", [case[1:] for case in REJECTED_FETCHES],
+                         ids=[case[0] for case in REJECTED_FETCHES])
+def test_mta_sts_fetch_rejected(make_mailhost, bed, reply, options, reason):
+    policy = policy_text("enforce", "*.other.test") + "x" * options.get("pad", 0)
+    server = serve_policy(bed, policy, **reply)
+    receiver = receiver_host(make_mailhost, bed)
+    settings = {}
+    if "smtp_tls_CAfile" in options:
+        settings["smtp_tls_CAfile"] = str(bed.shared / options["smtp_tls_CAfile"])
+    sender = sender_host(make_mailhost, bed, **settings)
+
+    send(sender, "alice@sts.test")
+
+    assert len(receiver.wait_for_messages("alice@sts.test", 1, timeout=20)) == 1, sender.log()
+    assert_log(sender, r"MTA-STS: policy fetch from mta-sts\.sts\.test failed: .*" + reason)
+    assert "/elsewhere" not in server.log()
