@@ -2,8 +2,8 @@
 test unbound as an auth-zone, TLSA digests of test certificates, and an
 HTTPS server in a namespace that serves MTA-STS policies.
 
-The zone is signed by ldns-signzone (ldnsutils) with a key made by
-ldns-keygen for each test; the sender's libunbound validates the
+The zone is signed by ldns-signzone (ldnsutils) with a key that
+ldns-keygen makes for each test. The sender's libunbound validates the
 records with that key as its trust anchor (dns_trust_anchor_file).
 """
 
@@ -117,7 +117,7 @@ server.serve_forever()
 
 
 class PolicyServer:
-    """HTTPS on ADDRESS:443 in host NAME of NET that answers every GET
+    """HTTPS on ADDRESS:443 in host NAME of NET that replies to every GET
     with POLICY, with the certificate CERT/KEY (which must name each
     mta-sts.DOMAIN the test uses). STATUS, CONTENT_TYPE and LOCATION set
     the reply's status and header fields."""
