@@ -43,6 +43,14 @@ def spki_sha256(cert_path):
     return hashlib.sha256(spki).hexdigest()
 
 
+def certificate_sha256(cert_path):
+    """The hex SHA-256 digest of the whole certificate, the data of a
+    "2 0 1" TLSA record for a CA."""
+    der = subprocess.run(["openssl", "x509", "-in", str(cert_path), "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
 class SignedZone:
     """ORIGIN signed with a fresh key in DIRECTORY.
 

@@ -11,6 +11,9 @@ validates it with the zone's key as its trust anchor.
   wrong.dane.test    MX mx2, TLSA 3 1 1 of another key: deferred
   bogus.dane.test    MX mx3, TLSA altered after signing: deferred (bogus)
   plain.dane.test    MX mx4, no TLSA: opportunistic TLS
+  ta.dane.test       MX mx6, TLSA 2 0 1 of the test CA: delivered over DANE-TA
+  taname.dane.test   MX mx5, TLSA 2 0 1 of the test CA, mx5 not in B's
+                     certificate: deferred
 """
 
 import os
@@ -34,7 +37,8 @@ SENDER = "demo@sender.test"
 OTHER_DIGEST = "00" * 32
 # A digest that is valid hex but matches no key, written over a signed record.
 TAMPERED_DIGEST = "11" * 32
-DOMAINS = ["dane.test", "wrong.dane.test", "bogus.dane.test", "plain.dane.test"]
+DOMAINS = ["dane.test", "wrong.dane.test", "bogus.dane.test", "plain.dane.test", "ta.dane.test",
+           "taname.dane.test"]
 
 
 @pytest.fixture
@@ -47,9 +51,13 @@ def bed(tmp_path):
     cert_dir = shared / "b-cert"
     cert_dir.mkdir(mode=0o755)
     make_certificate(cert_dir, "mx", ["mx1.dane.test", "mx2.dane.test", "mx3.dane.test",
-                                      "mx4.dane.test"], pki)
+                                      "mx4.dane.test", "mx6.dane.test"], pki)
     os.chmod(cert_dir / "mx.key", 0o644)
     digest = outbound_tls_bed.spki_sha256(cert_dir / "mx.pem")
+    ca_digest = outbound_tls_bed.certificate_sha256(pki / "ca.pem")
+    # DANE-TA needs the CA in the chain that B sends.
+    (cert_dir / "chain.pem").write_text((cert_dir / "mx.pem").read_text() +
+                                        (pki / "ca.pem").read_text())
     # ldns-signzone writes the bogus host's digest once; it is replaced after signing.
     bogus_digest = "ab" * 32
     zone = outbound_tls_bed.SignedZone(shared / "zone", "dane.test", [
@@ -57,11 +65,17 @@ def bed(tmp_path):
         "wrong IN MX 10 mx2.dane.test.",
         "bogus IN MX 10 mx3.dane.test.",
         "plain IN MX 10 mx4.dane.test.",
+        "ta IN MX 10 mx6.dane.test.",
+        "mx6 IN A %s" % B_ADDRESS,
+        "taname IN MX 10 mx5.dane.test.",
+        "mx5 IN A %s" % B_ADDRESS,
+        "_25._tcp.mx5 IN TLSA 2 0 1 %s" % ca_digest,
         "mx1 IN A %s" % B_ADDRESS,
         "mx2 IN A %s" % B_ADDRESS,
         "mx3 IN A %s" % B_ADDRESS,
         "mx4 IN A %s" % B_ADDRESS,
         "_25._tcp.mx1 IN TLSA 3 1 1 %s" % digest,
+        "_25._tcp.mx6 IN TLSA 2 0 1 %s" % ca_digest,
         "_25._tcp.mx2 IN TLSA 3 1 1 %s" % OTHER_DIGEST,
         "_25._tcp.mx3 IN TLSA 3 1 1 %s" % bogus_digest,
     ], tamper={bogus_digest: TAMPERED_DIGEST})
@@ -84,7 +98,7 @@ def bed(tmp_path):
 def receiver_host(make_mailhost, bed):
     host = make_mailhost(start=False, netns=bed.hosts["b"], smtpd_listen="%s:25" % B_ADDRESS,
                          myhostname="mx1.dane.test", virtual_domains=" ".join(DOMAINS),
-                         tls_cert_file=str(bed.cert_dir / "mx.pem"),
+                         tls_cert_file=str(bed.cert_dir / "chain.pem"),
                          tls_key_file=str(bed.cert_dir / "mx.key"))
     users = {"alice@%s" % domain: "x" for domain in DOMAINS}
     host.write_users(users)
@@ -142,6 +156,27 @@ def test_dane_match_delivers(make_mailhost, bed):
     assert_log(sender, r"to=<alice@dane\.test>, relay=mx1\.dane\.test\[198\.51\.100\.25\]:25, "
                                r".*status=sent")
     assert_log(sender, r"policy dane from DANE TLSA")
+
+
+def test_dane_ta_match_delivers(make_mailhost, bed):
+    receiver = receiver_host(make_mailhost, bed)
+    sender = sender_host(make_mailhost, bed)
+
+    send(sender, "alice@ta.dane.test")
+
+    assert_delivered(receiver, sender, "alice@ta.dane.test")
+    assert_log(sender, r"Verified TLS connection established to mx6\.dane\.test")
+
+
+def test_dane_ta_name_mismatch_deferred(make_mailhost, bed):
+    receiver = receiver_host(make_mailhost, bed)
+    sender = sender_host(make_mailhost, bed)
+
+    send(sender, "alice@taname.dane.test")
+
+    assert_log(sender, r"to=<alice@taname\.dane\.test>, .*dsn=4\.7\.5, status=deferred \(.*"
+                       r"DANE verification failed: [Hh]ostname mismatch", timeout=20)
+    assert receiver.messages("alice@taname.dane.test") == []
 
 
 def test_dane_wrong_tlsa_deferred(make_mailhost, bed):

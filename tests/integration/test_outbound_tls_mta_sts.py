@@ -154,6 +154,25 @@ def test_mta_sts_policy_cached_for_second_message(make_mailhost, bed):
     assert len(server.requests()) == 1, server.log()
 
 
+def test_mta_sts_cache_survives_restart(make_mailhost, bed):
+    server = serve_policy(bed, policy_text("enforce", "mx1.sts.test"))
+    receiver = receiver_host(make_mailhost, bed)
+    sender = sender_host(make_mailhost, bed)
+    send(sender, "alice@sts.test")
+    assert len(receiver.wait_for_messages("alice@sts.test", 1, timeout=20)) == 1
+
+    # Without the server, only the cached policy can say "enforce".
+    server.proc.terminate()
+    server.proc.wait(5)
+    sender.restart("queued")
+    send(sender, "alice@sts.test")
+
+    assert len(receiver.wait_for_messages("alice@sts.test", 2, timeout=20)) == 2, sender.log()
+    assert len(server.requests()) == 1, server.log()
+    assert len([line for line in sender.log().splitlines()
+                if "policy mta-sts from MTA-STS enforce id=20261205a" in line]) == 2
+
+
 def test_mta_sts_enforce_certificate_mismatch_defers(make_mailhost, bed):
     serve_policy(bed, policy_text("enforce", "mx2.mismatch.test"))
     receiver = receiver_host(make_mailhost, bed)
