@@ -290,6 +290,10 @@ tls_client_verify(SSL *ssl, const struct tls_peer *peer, enum tls_trust *trust,
 	if (peer->level == TLS_LEVEL_DANE && (result != X509_V_OK || !dane_matched))
 		*trust = TLS_TRUST_UNTRUSTED;
 
+	/* Below verify no name was checked, so a valid chain is only "Trusted". */
+	if (peer->level < TLS_LEVEL_DANE && *trust == TLS_TRUST_VERIFIED)
+		*trust = TLS_TRUST_TRUSTED;
+
 	switch (peer->level) {
 	case TLS_LEVEL_NONE:
 	case TLS_LEVEL_MAY:

@@ -265,6 +265,18 @@ START_TEST(may_accepts_unknown_ca)
 }
 END_TEST
 
+START_TEST(may_with_known_ca_is_trusted)
+{
+	struct tls_peer peer = { .level = TLS_LEVEL_MAY, .host = "other.example.test" };
+	struct session s;
+
+	run_session(&s, &peer);
+	ck_assert_int_eq(s.verified, 0);
+	ck_assert_int_eq(s.trust, TLS_TRUST_TRUSTED);
+	session_free(&s);
+}
+END_TEST
+
 START_TEST(dane_ee_match_without_ca)
 {
 	unsigned char hash[32];
@@ -423,6 +435,7 @@ tls_client_suite(void)
 	tcase_add_test(tc, verify_parent_domain_match);
 	tcase_add_test(tc, verify_unknown_ca);
 	tcase_add_test(tc, may_accepts_unknown_ca);
+	tcase_add_test(tc, may_with_known_ca_is_trusted);
 	tcase_add_test(tc, dane_ee_match_without_ca);
 	tcase_add_test(tc, dane_ee_wrong_digest);
 	tcase_add_test(tc, dane_ee_second_record_matches);
