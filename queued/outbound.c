@@ -29,6 +29,16 @@ static struct destination *destinations;
 static size_t total_sessions;
 static char disabled_reason[512] = "outbound delivery is not enabled (outbound_delivery = no)";
 static int enabled;
+static char secrets_error[512];
+static int secrets_failed;
+
+void
+outbound_load_secrets(void)
+{
+	if (config_bool("outbound_delivery") &&
+	    outbound_auth_init(secrets_error, sizeof secrets_error) < 0)
+		secrets_failed = 1;
+}
 
 void
 outbound_init(void)
@@ -39,8 +49,10 @@ outbound_init(void)
 		log_info("outbound delivery is off (outbound_delivery = no): mail for remote domains stays queued");
 		return;
 	}
-	if (resolver_init(err, sizeof err) < 0 || route_init(err, sizeof err) < 0 ||
-	    outbound_auth_init(err, sizeof err) < 0 || outbound_tls_init(err, sizeof err) < 0) {
+	if (secrets_failed)
+		snprintf(err, sizeof err, "%s", secrets_error);
+	if (secrets_failed || resolver_init(err, sizeof err) < 0 || route_init(err, sizeof err) < 0 ||
+	    outbound_tls_init(err, sizeof err) < 0) {
 		snprintf(disabled_reason, sizeof disabled_reason, "outbound delivery is off: %s", err);
 		log_error("%s", disabled_reason);
 		resolver_stop();

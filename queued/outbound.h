@@ -8,6 +8,10 @@
 
 struct qmsg;
 
+/* Read relayhost_password_file. Call it before privileges are dropped,
+ * since the file is usually readable by root only. */
+void outbound_load_secrets(void);
+
 /* Start outbound delivery if outbound_delivery and dns_resolvers allow
  * it; otherwise log why it is off. */
 void outbound_init(void);

@@ -159,6 +159,7 @@ main(int argc, char **argv)
 	uid_limits_init(descriptor_limit);
 
 	listen_fd = prepare_files();
+	outbound_load_secrets();
 	privsep_drop(config_string("queue_user"), NULL);
 
 	queued_base = event_base_new();
