@@ -208,6 +208,7 @@ sts_cb(void *arg, const struct mta_sts_policy *sts, const char *id)
 	struct lookup *lookup = arg;
 	struct host_policy *data = lookup->data;
 	char source[OUTBOUND_TLS_TEXT_MAX];
+	int enforce;
 
 	use_base_level(lookup);
 	if (sts == NULL) {
@@ -217,8 +218,12 @@ sts_cb(void *arg, const struct mta_sts_policy *sts, const char *id)
 	snprintf(data->sts_id, sizeof data->sts_id, "%s", id);
 	snprintf(source, sizeof source, "MTA-STS %s id=%s", mta_sts_mode_name(sts->mode), id);
 
+	/* A REQUIRETLS message must not reach an MX host the policy leaves
+	 * out, so for it a testing policy is enforced. */
+	enforce = sts->mode == MTA_STS_MODE_ENFORCE || data->requiretls;
+
 	if (!mta_sts_mx_match(sts, data->host)) {
-		if (sts->mode == MTA_STS_MODE_ENFORCE) {
+		if (enforce) {
 			snprintf(lookup->policy->source, sizeof lookup->policy->source, "%s", source);
 			policy_refuse(lookup, "4.7.5", "MX host %s does not match the MTA-STS policy of %s (id=%s)",
 			    data->host, data->nexthop, id);
@@ -230,7 +235,7 @@ sts_cb(void *arg, const struct mta_sts_policy *sts, const char *id)
 		return;
 	}
 
-	if (sts->mode == MTA_STS_MODE_ENFORCE) {
+	if (enforce) {
 		set_level(lookup, OUTBOUND_TLS_MTA_STS, TLS_LEVEL_VERIFY, source);
 		data->peer.match = NULL;
 	} else if (lookup->policy->level == OUTBOUND_TLS_MAY) {

@@ -262,3 +262,31 @@ def test_mta_sts_fetch_rejected(make_mailhost, bed, reply, options, reason):
     assert len(receiver.wait_for_messages("alice@sts.test", 1, timeout=20)) == 1, sender.log()
     assert_log(sender, r"MTA-STS: policy fetch from mta-sts\.sts\.test failed: .*" + reason)
     assert "/elsewhere" not in server.log()
+
+
+REQUIRETLS_CLIENT = r'''
+import smtplib, ssl, sys
+recipient, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=10)
+client.starttls(context=ssl._create_unverified_context())
+message = "From: %s\r\nTo: %s\r\nSubject: REQUIRETLS test\r\n\r\nSecret.\r\n" % (sender, recipient)
+client.sendmail(sender, [recipient], message, mail_options=["REQUIRETLS"])
+client.quit()
+print("accepted")
+'''
+
+
+def test_requiretls_enforces_testing_policy(make_mailhost, bed):
+    serve_policy(bed, policy_text("testing", "*.other.test"))
+    receiver = receiver_host(make_mailhost, bed)
+    pki = tls_pki()
+    sender = sender_host(make_mailhost, bed, tls_cert_file=str(pki / "server.pem"),
+                         tls_key_file=str(pki / "server.key"))
+
+    result = bed.run("a", "/usr/bin/python3", "-c", REQUIRETLS_CLIENT, "alice@sts.test",
+                     str(sender.smtp_port), SENDER)
+    assert "accepted" in result.stdout, result.stdout + result.stderr
+
+    assert_log(sender, r"to=<alice@sts\.test>, .*dsn=5\.7\.30, status=bounced \(.*"
+                       r"MX host mx1\.sts\.test does not match the MTA-STS policy of sts\.test")
+    assert receiver.messages("alice@sts.test") == []
