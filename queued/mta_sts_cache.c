@@ -33,6 +33,10 @@
 
 #define CACHE_DIRECTORY	"mta-sts"
 
+/* Number of domains kept before those without a policy are forgotten;
+ * our own limit on the memory that lookups of many domains take. */
+#define DOMAINS_MAX	10000
+
 /* Maximum number of addresses of mta-sts.DOMAIN tried by one fetch. */
 #define ADDRESSES_MAX	8
 
@@ -62,6 +66,7 @@ struct sts_domain {
 };
 
 static struct sts_domain *domains;
+static size_t domain_count;
 static int cache_fd = -1;
 
 /* A domain name that is safe as a file name and in a URL: LDH labels. */
@@ -76,6 +81,26 @@ valid_domain(const char *name)
 	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-.") == length;
 }
 
+/* Forget the domains that no lookup is using and that have no policy. */
+static void
+domains_prune(void)
+{
+	struct sts_domain **link = &domains;
+
+	while (*link != NULL) {
+		struct sts_domain *d = *link;
+
+		if (d->busy || d->have_policy) {
+			link = &d->next;
+			continue;
+		}
+		*link = d->next;
+		free(d->name);
+		free(d);
+		domain_count--;
+	}
+}
+
 static struct sts_domain *
 domain_find(const char *name, int create)
 {
@@ -87,10 +112,13 @@ domain_find(const char *name, int create)
 	}
 	if (!create)
 		return NULL;
+	if (domain_count >= DOMAINS_MAX)
+		domains_prune();
 	d = xcalloc(1, sizeof *d);
 	d->name = xstrdup(name);
 	d->next = domains;
 	domains = d;
+	domain_count++;
 	return d;
 }
 
@@ -450,6 +478,7 @@ mta_sts_cache_shutdown(void)
 		free(d->name);
 		free(d);
 	}
+	domain_count = 0;
 	if (cache_fd >= 0)
 		close(cache_fd);
 	cache_fd = -1;

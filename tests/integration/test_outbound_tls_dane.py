@@ -230,6 +230,31 @@ def test_dane_level_none_in_policy_map(make_mailhost, bed):
     assert "TLS connection established to mx2" not in sender.log()
 
 
+TLS_REQUIRED_NO_CLIENT = r'''
+import smtplib, sys
+recipient, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=10)
+message = ("From: %s\r\nTo: %s\r\nTLS-Required: No\r\nSubject: no TLS policy\r\n\r\nHello.\r\n"
+           % (sender, recipient))
+client.sendmail(sender, [recipient], message)
+client.quit()
+print("accepted")
+'''
+
+
+def test_tls_required_no_skips_dane(make_mailhost, bed):
+    receiver = receiver_host(make_mailhost, bed)
+    sender = sender_host(make_mailhost, bed)
+
+    result = bed.run("a", "/usr/bin/python3", "-c", TLS_REQUIRED_NO_CLIENT,
+                     "alice@wrong.dane.test", str(sender.smtp_port), SENDER)
+    assert "accepted" in result.stdout, result.stdout + result.stderr
+
+    assert_delivered(receiver, sender, "alice@wrong.dane.test")
+    assert_log(sender, r"Untrusted TLS connection established to mx2\.dane\.test")
+    assert "matches no TLSA record" not in sender.log()
+
+
 REQUIRETLS_CLIENT = r'''
 import smtplib, ssl, sys
 recipient = sys.argv[1]
