@@ -7,9 +7,12 @@
  * handshake completes whatever it is. tls_client_verify then compares
  * that result with what the peer's level requires.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -235,6 +238,24 @@ ssl_use_names(SSL *ssl, const struct tls_peer *peer, char *err, size_t errsize)
 	return 0;
 }
 
+/* Whether HOST is an IPv4 or IPv6 address, with or without brackets. */
+static int
+is_address_literal(const char *host)
+{
+	unsigned char address[sizeof(struct in6_addr)];
+	char bare[INET6_ADDRSTRLEN + 8];
+	size_t length = strlen(host);
+
+	if (host[0] == '[' && length >= 2 && length - 2 < sizeof bare && host[length - 1] == ']') {
+		memcpy(bare, host + 1, length - 2);
+		bare[length - 2] = '\0';
+		host = bare;
+		if (strncasecmp(host, "IPv6:", 5) == 0)
+			host += 5;
+	}
+	return inet_pton(AF_INET, host, address) == 1 || inet_pton(AF_INET6, host, address) == 1;
+}
+
 SSL *
 tls_client_ssl_new(struct tls_client *client, const struct tls_peer *peer, char *err,
     size_t errsize)
@@ -249,7 +270,7 @@ tls_client_ssl_new(struct tls_client *client, const struct tls_peer *peer, char 
 	SSL_set_connect_state(ssl);
 
 	/* An IP literal has no SNI (RFC 6066 section 3). */
-	if (peer->host[0] != '[' && !SSL_set_tlsext_host_name(ssl, peer->host)) {
+	if (!is_address_literal(peer->host) && !SSL_set_tlsext_host_name(ssl, peer->host)) {
 		snprintf(err, errsize, "invalid SNI name %s", peer->host);
 		rc = -1;
 	}

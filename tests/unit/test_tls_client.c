@@ -403,6 +403,26 @@ START_TEST(dane_without_usable_record)
 }
 END_TEST
 
+START_TEST(no_sni_for_address_literal)
+{
+	static const char *const hosts[] = { "192.0.2.25", "[192.0.2.25]", "2001:db8::25",
+	    "[IPv6:2001:db8::25]" };
+	char err[256];
+	struct tls_client *client = tls_client_new(err, sizeof err);
+
+	ck_assert_ptr_nonnull(client);
+	for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+		struct tls_peer peer = { .level = TLS_LEVEL_MAY, .host = hosts[i] };
+		SSL *ssl = tls_client_ssl_new(client, &peer, err, sizeof err);
+
+		ck_assert_ptr_nonnull(ssl);
+		ck_assert_msg(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) == NULL, "%s", hosts[i]);
+		SSL_free(ssl);
+	}
+	tls_client_free(client);
+}
+END_TEST
+
 START_TEST(missing_cafile)
 {
 	char err[256];
@@ -443,6 +463,7 @@ tls_client_suite(void)
 	tcase_add_test(tc, dane_ta_checks_name);
 	tcase_add_test(tc, tlsa_usable_records);
 	tcase_add_test(tc, dane_without_usable_record);
+	tcase_add_test(tc, no_sni_for_address_literal);
 	tcase_add_test(tc, missing_cafile);
 	tcase_add_test(tc, level_names);
 	suite_add_tcase(s, tc);
