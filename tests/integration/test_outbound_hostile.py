@@ -53,13 +53,25 @@ def lines(conn):
             yield line
 
 def serve(conn):
+    if mode == "busy":
+        send(conn, "421 4.3.2 mx1.example.test busy, try later\r\n")
+        return
     send(conn, "220 mx1.example.test ESMTP test peer\r\n")
     reader = lines(conn)
     for line in reader:
         verb = line[:4].upper()
+        with open(record + ".commands", "ab") as out:
+            out.write(line + b"\r\n")
         if verb == b"EHLO":
             if mode == "garbage":
                 send(conn, "hello, I do not speak SMTP\r\n")
+                continue
+            if mode == "plain":
+                # No extensions: no PIPELINING, 8BITMIME, SIZE or SMTPUTF8.
+                send(conn, "250 mx1.example.test\r\n")
+                continue
+            if mode == "small":
+                send(conn, "250-mx1.example.test\r\n250-PIPELINING\r\n250 SIZE 300\r\n")
                 continue
             send(conn, "250-mx1.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
         elif verb == b"HELO":
@@ -88,6 +100,8 @@ def serve(conn):
                 body.append(data_line)
             with open(record, "ab") as out:
                 out.write(b"\r\n".join(body) + b"\r\n--end--\r\n")
+            with open(record + ".commands", "ab") as out:
+                out.write(b"DATA done\r\n")
             if mode == "hang":
                 time.sleep(60)
                 return
@@ -159,9 +173,9 @@ def sender_host(make_mailhost, net, **settings):
     return host
 
 
-def send(host, recipient, body="Hello.\n"):
-    message = "From: %s\nTo: %s\nSubject: hostile peer\n\n%s" % (SENDER, recipient, body)
-    result = host.run("sendmail", "-f", SENDER, recipient, input=message.encode())
+def send(host, recipient, body="Hello.\n", *options, sender=SENDER):
+    message = "From: %s\nTo: %s\nSubject: hostile peer\n\n%s" % (sender, recipient, body)
+    result = host.run("sendmail", *options, "-f", sender, recipient, input=message.encode())
     assert result.returncode == 0, result.stderr
 
 
@@ -242,3 +256,64 @@ def test_reply_cannot_inject_into_bounce(make_mailhost, net, tmp_path):
     assert len(diagnostic) == 1
     assert diagnostic[0].startswith(b"Diagnostic-Code: smtp; 550 5.1.1 <victim@example.test>: Recipient")
     assert b"X-Injected: yes" in diagnostic[0]
+
+
+def test_server_without_extensions(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "plain")
+    sender = sender_host(make_mailhost, net)
+    long_line = "x" * 2500
+
+    send(sender, "alice@example.test", "%s\n.\nend\n" % long_line, "-i", "-B", "8BITMIME")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    commands = (tmp_path / "received.commands").read_bytes().split(b"\r\n")
+    mail = [c for c in commands if c.startswith(b"MAIL FROM:")]
+    assert mail == [b"MAIL FROM:<demo@sender.test>"]
+    received = record.read_bytes().split(b"\r\n")
+    assert max(len(line) for line in received) <= 998
+    assert b"".join(line for line in received if line.startswith(b"x")) == long_line.encode()
+    assert b".." in received
+
+
+def test_8bit_message_to_7bit_server_bounces(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "plain")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test", "Gr\u00fc\u00dfe aus A.\n")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=5\.6\.3, status=bounced \(message has "
+                               r"8-bit content, but the host does not offer 8BITMIME\)", timeout=20)
+    assert len(sender.wait_for_messages(SENDER, 1, timeout=15)) == 1
+
+
+def test_utf8_address_needs_smtputf8(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "normal")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "j\u00f6rg@example.test")
+
+    assert sender.wait_for_log(r"dsn=5\.6\.7, status=bounced \(SMTPUTF8 is required, but was not offered",
+                               timeout=20)
+
+
+def test_size_limit_of_server_bounces(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "small")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test", "y" * 1000 + "\n")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=5\.3\.4, status=bounced \(message size \d+ "
+                               r"exceeds the limit of 300", timeout=20)
+
+
+def test_busy_greeting_defers(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "busy")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=4\.0\.0, status=deferred \(host "
+                               r"mx1\.example\.test\[198\.51\.100\.25\]:25 refused to talk to me: 421 4\.3\.2 ",
+                               timeout=20)
+    ids, _ = queued_ids(sender)
+    assert len(ids) == 1
