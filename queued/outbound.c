@@ -131,6 +131,7 @@ add_job(struct qmsg *msg, const char *domain)
 	struct envelope *env = msg->env;
 
 	job->msg = msg;
+	job->created_usec = now_usec();
 	snprintf(job->domain, sizeof job->domain, "%s", domain);
 	route_nexthop(domain, job->nexthop, sizeof job->nexthop);
 	job->rcpts = xcalloc(env->nrcpts, sizeof *job->rcpts);

@@ -93,7 +93,12 @@ struct session {
 	int data_fd;
 	off_t data_offset;
 	struct outbound_data data;
-	long long started_usec;
+
+	/* For the delays=a/b/c/d field: when this job's session work began
+	 * (route lookup, or a reused connection), and when its transaction
+	 * began (0 before that). */
+	long long setup_usec;
+	long long transaction_usec;
 
 	TAILQ_ENTRY(session) entry;
 };
@@ -188,18 +193,60 @@ job_rcpt(struct session *s, size_t r)
 	return &s->job->msg->env->rcpts[s->job->rcpts[r]];
 }
 
+/* Format USEC microseconds for delays=: "0" below 10 ms, two
+ * decimals below 100 s, whole seconds above. */
+static const char *
+format_seconds(long long usec, char *out, size_t outsize)
+{
+	double seconds = (double)usec / 1e6;
+
+	if (seconds < 0.01)
+		snprintf(out, outsize, "0");
+	else if (seconds < 100)
+		snprintf(out, outsize, "%.2f", seconds);
+	else
+		snprintf(out, outsize, "%.0f", seconds);
+	return out;
+}
+
+/*
+ * Postfix's delays=a/b/c/d for the current job: a is the time before
+ * this attempt (arrival to the job, including earlier attempts), b the
+ * wait for a connection slot, c the connection set-up (DNS, greeting,
+ * EHLO, TLS, AUTH), d the transaction. Returns OUT.
+ */
+static const char *
+format_delays(const struct session *s, char *out, size_t outsize)
+{
+	long long now = now_usec();
+	long long arrival = s->job->msg->env->arrival_usec;
+	long long created = s->job->created_usec;
+	long long setup = s->setup_usec != 0 ? s->setup_usec : now;
+	long long transaction = s->transaction_usec != 0 ? s->transaction_usec : now;
+
+	char a[32], b[32], c[32], d[32];
+
+	snprintf(out, outsize, "%s/%s/%s/%s", format_seconds(created - arrival, a, sizeof a),
+	    format_seconds(setup - created, b, sizeof b), format_seconds(transaction - setup, c, sizeof c),
+	    format_seconds(now - transaction, d, sizeof d));
+	return out;
+}
+
 /* Log and store the outcome of job recipient R. */
 static void
 set_outcome(struct session *s, size_t r, enum rcpt_status status, const char *dsn,
     const char *reason)
 {
+	char delays[128];
+
 	static const char *names[] = {
 		[RCPT_SENT] = "sent", [RCPT_FAILED] = "bounced", [RCPT_DEFERRED] = "deferred",
 	};
 
 	s->finished[r] = 1;
 	envelope_rcpt_set(job_rcpt(s, r), status, dsn, reason);
-	scheduler_log_rcpt(s->job->msg, s->job->rcpts[r], s->relay[0] != '\0' ? s->relay : "none",
+	scheduler_log_rcpt_delays(s->job->msg, s->job->rcpts[r],
+	    s->relay[0] != '\0' ? s->relay : "none", format_delays(s, delays, sizeof delays),
 	    names[status], reason);
 }
 
@@ -570,6 +617,7 @@ start_transaction(struct session *s)
 {
 	struct envelope *env = s->job->msg->env;
 
+	s->transaction_usec = now_usec();
 	s->reply_index = 0;
 	s->commands_sent = 0;
 	s->mail_ok = 0;
@@ -1046,7 +1094,8 @@ session_start(struct outbound_job *job)
 	s->job = job;
 	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
 	s->data_fd = -1;
-	s->started_usec = now_usec();
+	s->setup_usec = now_usec();
+	s->transaction_usec = 0;
 	snprintf(s->nexthop, sizeof s->nexthop, "%s", job->nexthop);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	set_state(s, S_ROUTE);
@@ -1058,6 +1107,8 @@ session_continue(struct session *s, struct outbound_job *job)
 {
 	s->job = job;
 	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
+	s->setup_usec = now_usec();
+	s->transaction_usec = 0;
 	start_transaction(s);
 }
 

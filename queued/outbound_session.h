@@ -18,6 +18,7 @@ struct outbound_job {
 	char nexthop[ROUTE_NAME_MAX];
 	size_t *rcpts;		/* indexes into msg->env->rcpts */
 	size_t nrcpts;
+	long long created_usec;	/* when the attempt handed the job over */
 	TAILQ_ENTRY(outbound_job) entry;
 };
 

@@ -47,13 +47,22 @@ void
 scheduler_log_rcpt(const struct qmsg *msg, size_t index, const char *relay,
     const char *status, const char *reply)
 {
+	scheduler_log_rcpt_delays(msg, index, relay, NULL, status, reply);
+}
+
+void
+scheduler_log_rcpt_delays(const struct qmsg *msg, size_t index, const char *relay,
+    const char *delays, const char *status, const char *reply)
+{
 	const struct envelope_rcpt *rcpt = &msg->env->rcpts[index];
-	char address[512], text[1024];
+	char address[512], text[1024], relay_text[600];
 
 	log_sanitize(address, sizeof address, rcpt->address, strlen(rcpt->address));
 	log_sanitize(text, sizeof text, reply, strlen(reply));
-	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-	    msg->env->id, address, relay, delay_seconds(msg->env),
+	log_sanitize(relay_text, sizeof relay_text, relay, strlen(relay));
+	log_info("%s: to=<%s>, relay=%s, delay=%.2f%s%s, dsn=%s, status=%s (%s)",
+	    msg->env->id, address, relay_text, delay_seconds(msg->env),
+	    delays != NULL ? ", delays=" : "", delays != NULL ? delays : "",
 	    rcpt->dsn != NULL ? rcpt->dsn : "-", status, text);
 }
 

@@ -80,6 +80,11 @@ int scheduler_is_local(const char *address);
 void scheduler_log_rcpt(const struct qmsg *msg, size_t index, const char *relay,
     const char *status, const char *reply);
 
+/* The same with Postfix's "delays=a/b/c/d" field after delay= (DELAYS
+ * is "a/b/c/d" in seconds, or NULL to leave the field out). */
+void scheduler_log_rcpt_delays(const struct qmsg *msg, size_t index, const char *relay,
+    const char *delays, const char *status, const char *reply);
+
 /* The delay in seconds after attempt number ATTEMPTS (1 for the first):
  * MINIMAL, doubled for each further attempt, at most MAXIMAL. */
 static inline long long

@@ -8,7 +8,11 @@ and the tests check that A's resolver asked nobody but that server.
 """
 
 import email
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +117,7 @@ def test_mx_delivery_to_other_host(make_mailhost, net):
     assert b"Subject: by MX" in messages[0]
     assert sender.wait_for_log(
         r"to=<alice@example\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, "
-        r"delay=[0-9.]+, dsn=2\.0\.0, status=sent \(250 ")
+        r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, status=sent \(250 ")
     assert_only_test_resolver(net)
 
 
@@ -254,3 +258,52 @@ def test_no_resolver_keeps_outbound_off(make_mailhost):
 
     assert host.wait_for_log(r"to=<friend@elsewhere\.test>, relay=none, .*status=deferred "
                              r"\(outbound delivery is off: no DNS resolver configured")
+
+
+@pytest.fixture
+def public_dir():
+    """A directory that queued can read after it drops to its queue user."""
+    path = Path(tempfile.mkdtemp(prefix="est-maps-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_transport_maps_routes(make_mailhost, net, public_dir):
+    receiver = receiver_host(make_mailhost, net, users={"alice@routed.test": "x"},
+                             virtual_domains="example.test routed.test")
+    transports = public_dir / "transport"
+    transports.write_text(
+        "# domain transport\n"
+        "routed.test smtp:[%s]:25\n"
+        "rejected.test error:5.7.1 this domain takes no mail from us\n"
+        ".later.test defer:4.3.2 held for maintenance\n" % B_ADDRESS)
+    sender = sender_host(make_mailhost, net, transport_maps=str(transports))
+
+    send(sender, "alice@routed.test")
+    send(sender, "someone@rejected.test")
+    send(sender, "someone@mail.later.test")
+
+    assert len(receiver.wait_for_messages("alice@routed.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"to=<alice@routed\.test>, relay=198\.51\.100\.25\[198\.51\.100\.25\]:25, "
+                               r".*status=sent")
+    assert sender.wait_for_log(r"to=<someone@rejected\.test>, relay=none, .*dsn=5\.7\.1, status=bounced "
+                               r"\(this domain takes no mail from us\)")
+    assert sender.wait_for_log(r"to=<someone@mail\.later\.test>, relay=none, .*dsn=4\.3\.2, status=deferred "
+                               r"\(held for maintenance\)")
+    # No DNS query was needed for any of them.
+    queried = net.dns.log()
+    assert "routed.test" not in queried
+    assert "rejected.test" not in queried
+    assert "later.test" not in queried
+
+
+def test_invalid_transport_map_keeps_outbound_off(make_mailhost, net, public_dir):
+    transports = public_dir / "transport"
+    transports.write_text("example.test uucp:somewhere\n")
+    sender = sender_host(make_mailhost, net, transport_maps=str(transports))
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, relay=none, .*status=deferred \(outbound delivery is "
+                               r"off: transport_maps .*:1: unsupported transport uucp:somewhere")
