@@ -27,7 +27,7 @@ TAILQ_HEAD(job_list, outbound_job);
 static struct job_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static struct destination *destinations;
 static size_t total_sessions;
-static char disabled_reason[512] = "outbound delivery is not enabled (outbound_delivery = no)";
+static char disabled_reason[600] = "outbound delivery is not enabled (outbound_delivery = no)";
 static int enabled;
 static char secrets_error[512];
 static int secrets_failed;
@@ -168,6 +168,24 @@ free_job(struct outbound_job *job)
 	free(job);
 }
 
+/* The value of envelope attribute KEY of MSG, or "" when it is absent. */
+static const char *
+attr_or_empty(const struct qmsg *msg, const char *key)
+{
+	const char *value = envelope_attr(msg->env, key);
+
+	return value != NULL ? value : "";
+}
+
+/* Whether a session set up for FIRST may carry SECOND: the TLS policy
+ * was looked up with FIRST's REQUIRETLS and TLS-Required values. */
+static int
+same_tls_needs(const struct qmsg *first, const struct qmsg *second)
+{
+	return strcmp(attr_or_empty(first, "requiretls"), attr_or_empty(second, "requiretls")) == 0 &&
+	    strcmp(attr_or_empty(first, "tls_required"), attr_or_empty(second, "tls_required")) == 0;
+}
+
 void
 outbound_job_done(struct outbound_job *job, struct session *session)
 {
@@ -177,23 +195,24 @@ outbound_job_done(struct outbound_job *job, struct session *session)
 
 	snprintf(nexthop, sizeof nexthop, "%s", job->nexthop);
 	free_job(job);
+
+	/* Take the job that reuses the connection before the attempt ends,
+	 * since ending it may free MSG. */
+	TAILQ_FOREACH(next, &waiting, entry)
+		if (session != NULL && strcmp(next->nexthop, nexthop) == 0 && same_tls_needs(msg, next->msg))
+			break;
+	if (next != NULL)
+		TAILQ_REMOVE(&waiting, next, entry);
 	scheduler_attempt_done(msg);
 
 	if (session == NULL) {
 		release_session(nexthop);
 		kick();
-		return;
+	} else if (next != NULL) {
+		session_continue(session, next);
+	} else {
+		session_quit(session);
 	}
-
-	/* Reuse the connection for the next message to the same nexthop. */
-	TAILQ_FOREACH(next, &waiting, entry) {
-		if (strcmp(next->nexthop, nexthop) == 0) {
-			TAILQ_REMOVE(&waiting, next, entry);
-			session_continue(session, next);
-			return;
-		}
-	}
-	session_quit(session);
 }
 
 void

@@ -440,6 +440,31 @@ add_host(struct lookup *lookup, const char *name, int preference)
 	host->order = arc4random();
 }
 
+/*
+ * An MX host named myhostname is this host. As RFC 5321 section 5.1
+ * says, it and every MX host of the same or a higher preference are
+ * dropped. Returns the number of hosts left; 0 means a mail loop.
+ */
+static size_t
+drop_self_and_worse(struct lookup *lookup)
+{
+	int self = -1;
+	size_t kept = 0;
+
+	for (size_t h = 0; h < lookup->nhosts; h++)
+		if (strcasecmp(lookup->hosts[h].name, queued_settings.myhostname) == 0 &&
+		    (self < 0 || lookup->hosts[h].preference < self))
+			self = lookup->hosts[h].preference;
+	if (self < 0)
+		return lookup->nhosts;
+
+	for (size_t h = 0; h < lookup->nhosts; h++)
+		if (lookup->hosts[h].preference < self)
+			lookup->hosts[kept++] = lookup->hosts[h];
+	lookup->nhosts = kept;
+	return kept;
+}
+
 static void
 mx_cb(void *arg, int err, struct ub_result *result)
 {
@@ -484,6 +509,8 @@ mx_cb(void *arg, int err, struct ub_result *result)
 		}
 		if (lookup->nhosts == 0)
 			fail_lookup(lookup, "4.4.3", "no valid MX host for %s", lookup->name);
+		else if (drop_self_and_worse(lookup) == 0)
+			fail_lookup(lookup, "5.4.6", "mail for %s loops back to myself", lookup->name);
 		else
 			resolve_hosts(lookup);
 	}

@@ -557,6 +557,19 @@ check_extensions(struct session *s)
 	return 0;
 }
 
+/* Append TEXT to OUT as xtext (RFC 3461 section 4): printable ASCII
+ * except "+" and "=" as itself, every other octet as "+XX". */
+static void
+add_xtext(struct evbuffer *out, const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+		if (*p >= 33 && *p <= 126 && *p != '+' && *p != '=')
+			evbuffer_add(out, p, 1);
+		else
+			evbuffer_add_printf(out, "+%02X", *p);
+	}
+}
+
 static void
 send_mail_from(struct session *s)
 {
@@ -573,8 +586,10 @@ send_mail_from(struct session *s)
 		evbuffer_add_printf(out, " SMTPUTF8");
 	if (s->ext_dsn && ret != NULL)
 		evbuffer_add_printf(out, " RET=%s", ret);
-	if (s->ext_dsn && envid != NULL)
-		evbuffer_add_printf(out, " ENVID=%s", envid);
+	if (s->ext_dsn && envid != NULL) {
+		evbuffer_add_printf(out, " ENVID=");
+		add_xtext(out, envid);
+	}
 	evbuffer_add(out, "\r\n", 2);
 }
 
@@ -587,8 +602,13 @@ send_rcpt_to(struct session *s, size_t r)
 	evbuffer_add_printf(out, "RCPT TO:<%s>", rcpt->address);
 	if (s->ext_dsn && rcpt->notify != NULL)
 		evbuffer_add_printf(out, " NOTIFY=%s", rcpt->notify);
-	if (s->ext_dsn && rcpt->orcpt != NULL)
-		evbuffer_add_printf(out, " ORCPT=%s", rcpt->orcpt);
+	/* The envelope keeps ORCPT decoded, as "type;address". */
+	if (s->ext_dsn && rcpt->orcpt != NULL && strchr(rcpt->orcpt, ';') != NULL) {
+		const char *semicolon = strchr(rcpt->orcpt, ';');
+
+		evbuffer_add_printf(out, " ORCPT=%.*s;", (int)(semicolon - rcpt->orcpt), rcpt->orcpt);
+		add_xtext(out, semicolon + 1);
+	}
 	evbuffer_add(out, "\r\n", 2);
 }
 

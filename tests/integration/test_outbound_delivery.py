@@ -40,8 +40,15 @@ RECORDS = [
     "dead.test. MX 10 mx0.example.test.",
     # No MX: the A record of the domain itself.
     "bare.test. A " + B_ADDRESS,
+    # The MX host is an alias of mx1.
+    "cname.test. MX 10 alias.example.test.",
+    "alias.example.test. CNAME mx1.example.test.",
+    # The best MX is the sending host itself.
+    "loop.test. MX 10 a.sender.test.",
+    "loop.test. MX 20 mx1.example.test.",
 ]
-ZONES = ["example.test", "fallback.test", "nullmx.test", "dead.test", "bare.test"]
+ZONES = ["example.test", "fallback.test", "nullmx.test", "dead.test", "bare.test", "cname.test",
+         "loop.test"]
 
 SENDER = "demo@sender.test"
 
@@ -307,3 +314,24 @@ def test_invalid_transport_map_keeps_outbound_off(make_mailhost, net, public_dir
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, relay=none, .*status=deferred \(outbound delivery is "
                                r"off: transport_maps .*:1: unsupported transport uucp:somewhere")
+
+
+def test_mx_host_behind_cname(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net, users={"alice@cname.test": "x"},
+                             virtual_domains="example.test cname.test")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@cname.test")
+
+    assert len(receiver.wait_for_messages("alice@cname.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"to=<alice@cname\.test>, relay=alias\.example\.test\[[0-9a-f.:]+\]:25, "
+                               r".*status=sent")
+
+
+def test_mx_loop_back_to_myself(make_mailhost, net):
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "someone@loop.test")
+
+    assert sender.wait_for_log(r"to=<someone@loop\.test>, relay=none, .*dsn=5\.4\.6, status=bounced "
+                               r"\(mail for loop\.test loops back to myself\)")
