@@ -1,6 +1,6 @@
 """The From: check after AUTH must see every From: field that a mail
 reader may show. smtpd's header parser ends the header section at the
-first line that is neither a field nor a continuation, but Dovecot 2.3
+first line that is neither a field nor a continuation, but Dovecot 2.3.19
 (Debian's dovecot-imapd) reads on past such a line, and Python's email
 package skips a leading mbox "From " line. So a From: placed after such
 a line reaches readers unchecked."""
