@@ -65,8 +65,9 @@ struct session {
 	int tls_active;
 	int tls_tried;			/* STARTTLS already failed on this address */
 	int auth_step;			/* OUTBOUND_AUTH_* */
-	int in_callback;		/* read_cb runs: free later */
-	int dead;			/* freed while in_callback */
+	int in_callback;		/* callers on the stack that use S after a call: free later */
+	int dead;			/* freed while in_callback > 0 */
+	unsigned connection;		/* counts connections, since a new bufferevent may reuse an old address */
 
 	/* ESMTP extensions of the current server. */
 	int ext_pipelining, ext_8bitmime, ext_smtputf8, ext_starttls, ext_dsn;
@@ -942,11 +943,12 @@ read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned connection = s->connection;
 	char *line;
 	size_t len;
 
-	s->in_callback = 1;
-	while (!s->dead && s->bev == bev &&
+	s->in_callback++;
+	while (!s->dead && s->bev == bev && s->connection == connection &&
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		int rc = parse_reply_line(s, line, len);
 
@@ -966,15 +968,15 @@ read_cb(struct bufferevent *bev, void *arg)
 		}
 		free(line);
 	}
-	if (!s->dead && s->bev == bev && evbuffer_get_length(in) > REPLY_LINE_MAX) {
+	if (!s->dead && s->bev == bev && s->connection == connection &&
+	    evbuffer_get_length(in) > REPLY_LINE_MAX) {
 		char reason[REPLY_TEXT_MAX];
 
 		snprintf(reason, sizeof reason, "reply line from %s longer than %d bytes", s->relay,
 		    REPLY_LINE_MAX);
 		abort_session(s, "4.4.2", reason);
 	}
-	s->in_callback = 0;
-	if (s->dead)
+	if (--s->in_callback == 0 && s->dead)
 		free(s);
 }
 
@@ -1032,7 +1034,9 @@ static void
 connect_address(struct session *s)
 {
 	struct route_address *a = &s->route->addresses[s->address];
-	int fd;
+	struct bufferevent *bev;
+	unsigned connection;
+	int fd, rc, saved_errno;
 
 	s->reply_code = 0;
 	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1040,14 +1044,27 @@ connect_address(struct session *s)
 		next_address(s, "4.4.1", "socket for %s: %s", s->relay, strerror(errno));
 		return;
 	}
-	s->bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->bev = bev;
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
 	set_state(s, S_CONNECT);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&a->sa, (int)a->salen) < 0) {
-		next_address(s, "4.4.1", "connect to %s: %s", s->relay, strerror(errno));
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+
+	/* libevent 2.1 reports an immediate failure (ENETUNREACH, say)
+	 * through event_cb before it returns -1, so S may be on its next
+	 * address, or done, when the call returns. */
+	connection = ++s->connection;
+	s->in_callback++;
+	rc = bufferevent_socket_connect(bev, (struct sockaddr *)&a->sa, (int)a->salen);
+	saved_errno = errno;
+	s->in_callback--;
+	if (s->dead) {
+		if (s->in_callback == 0)
+			free(s);
 		return;
 	}
+	if (rc < 0 && s->connection == connection)
+		next_address(s, "4.4.1", "connect to %s: %s", s->relay, strerror(saved_errno));
 }
 
 static void

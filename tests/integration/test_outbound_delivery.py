@@ -43,12 +43,17 @@ RECORDS = [
     # The MX host is an alias of mx1.
     "cname.test. MX 10 alias.example.test.",
     "alias.example.test. CNAME mx1.example.test.",
+    # MX 10 is on a network that no namespace routes to, so connect()
+    # fails at once with ENETUNREACH and no packet is sent.
+    "unreach.test. MX 10 far.example.test.",
+    "unreach.test. MX 20 mx1.example.test.",
+    "far.example.test. AAAA 2001:db8:999::1",
     # The best MX is the sending host itself.
     "loop.test. MX 10 a.sender.test.",
     "loop.test. MX 20 mx1.example.test.",
 ]
 ZONES = ["example.test", "fallback.test", "nullmx.test", "dead.test", "bare.test", "cname.test",
-         "loop.test"]
+         "loop.test", "unreach.test"]
 
 SENDER = "demo@sender.test"
 
@@ -335,3 +340,16 @@ def test_mx_loop_back_to_myself(make_mailhost, net):
 
     assert sender.wait_for_log(r"to=<someone@loop\.test>, relay=none, .*dsn=5\.4\.6, status=bounced "
                                r"\(mail for loop\.test loops back to myself\)")
+
+
+def test_unreachable_network_tries_next_mx(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net, users={"alice@unreach.test": "x"},
+                             virtual_domains="example.test unreach.test")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@unreach.test")
+
+    assert len(receiver.wait_for_messages("alice@unreach.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"connect to far\.example\.test\[2001:db8:999::1\]:25: Network is unreachable")
+    assert sender.wait_for_log(r"to=<alice@unreach\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, "
+                               r".*status=sent")
