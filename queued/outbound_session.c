@@ -1050,9 +1050,10 @@ connect_address(struct session *s)
 	set_state(s, S_CONNECT);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 
-	/* libevent 2.1 reports an immediate failure (ENETUNREACH, say)
-	 * through event_cb before it returns -1, so S may be on its next
-	 * address, or done, when the call returns. */
+	/* A connect() that fails at once (ENETUNREACH) makes this return -1
+	 * without a callback, as measured with libevent 2.1.12. S is held
+	 * across the call all the same, so that an event callback run from
+	 * inside it could not free S under this function. */
 	connection = ++s->connection;
 	s->in_callback++;
 	rc = bufferevent_socket_connect(bev, (struct sockaddr *)&a->sa, (int)a->salen);
