@@ -1,7 +1,7 @@
 /*
  * The SMTP client session (RFC 5321) on libevent bufferevents: connect
  * to each address of the route in turn, EHLO (HELO when EHLO is
- * rejected), STARTTLS as the TLS policy says, AUTH to a relayhost, then
+ * rejected), STARTTLS as the TLS policy requires, AUTH to a relayhost, then
  * MAIL, RCPT and DATA (pipelined when the server offers PIPELINING).
  */
 #include <errno.h>
@@ -928,7 +928,7 @@ handle_reply(struct session *s)
 		return;
 	case S_QUIT:
 	case S_IDLE:
-		/* The QUIT reply, or one nobody asked for (a 421 before the
+		/* The QUIT reply, or an unexpected one (a 421 before the
 		 * server closes, say): the session is over. */
 		close_session(s);
 		return;

@@ -46,8 +46,8 @@ set_forwarders(char *const *servers, char *err, size_t errsize)
 		return -1;
 	}
 
-	/* libunbound 1.17 answers names under "test." (RFC 6761) with
-	 * NXDOMAIN itself; "transparent" sends them to the configured servers
+	/* libunbound 1.17 replies NXDOMAIN itself for names under "test."
+	 * (RFC 6761); "transparent" sends them to the configured servers
 	 * ("nodefault" did not, measured with libunbound 1.17.1). */
 	if (ub_ctx_set_option(context, "local-zone:", "test. transparent") != 0) {
 		snprintf(err, errsize, "libunbound rejected local-zone test. transparent");

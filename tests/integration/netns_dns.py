@@ -1,7 +1,7 @@
 """Test networks for outbound delivery: hosts in network namespaces and a
 DNS server that serves the test's own zone.
 
-NetnsBed makes one namespace that holds a bridge, and one namespace per
+NetnsBed makes one namespace that contains a bridge, and one namespace per
 host with a veth port on that bridge, an address in 198.51.100.0/24 and
 one in 2001:db8:100::/64, and no other route. Nothing a host sends can
 leave the bridge: a connect to any other address fails with
@@ -138,7 +138,7 @@ class ZoneServer:
             "    num-threads: 1",
             "    access-control: 198.51.100.0/24 allow",
             "    access-control: 2001:db8:100::/64 allow",
-            # No recursion and no upstream: every answer comes from below.
+            # No recursion and no upstream: unbound replies only from the lines below.
             '    module-config: "iterator"',
             "    do-not-query-address: 0.0.0.0/0",
             "    do-not-query-address: ::/0",

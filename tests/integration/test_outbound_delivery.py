@@ -4,7 +4,8 @@ Host A (198.51.100.10) sends; host B (198.51.100.25, mx1.example.test)
 receives mail for example.test; 198.51.100.24 (mx0.example.test) is a
 host where nothing listens. unbound on 198.51.100.53 serves the zones.
 A's queued runs inside its namespace, whose only route is the bridge,
-and the tests check that A's resolver asked nobody but that server.
+and test_mx_delivery_to_other_host checks that A's resolver sent queries
+to that server only.
 """
 
 import email
