@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 
 #include "config.h"
 #include "envelope.h"
@@ -774,6 +775,48 @@ policy_failed(struct session *s)
 	next_address(s, dsn, "%s", reason);
 }
 
+/*
+ * TLS could not be set up with this address. With level may the client
+ * connects to the same address again at once and sends no STARTTLS, so
+ * opportunistic TLS never costs a delivery; any other level moves on.
+ */
+static void
+tls_failed(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+tls_failed(struct session *s, const char *fmt, ...)
+{
+	char reason[sizeof s->last_reason], shown[sizeof s->last_reason];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	if (s->tls_policy->level != OUTBOUND_TLS_MAY || s->tls_tried) {
+		next_address(s, "4.7.5", "%s", reason);
+		return;
+	}
+
+	log_sanitize(shown, sizeof shown, reason, strlen(reason));
+	log_info("%s: %s; trying %s again without TLS", s->job->msg->env->id, shown, s->relay);
+	drop_connection(s);
+	s->tls_tried = 1;
+	try_address(s);
+}
+
+/* The OpenSSL error of BEV's handshake, or "no details". */
+static const char *
+tls_error_text(struct bufferevent *bev)
+{
+	static char text[256];
+	unsigned long error = bufferevent_get_openssl_error(bev);
+
+	if (error == 0)
+		return "no details";
+	ERR_error_string_n(error, text, sizeof text);
+	return text;
+}
+
 /* Start the handshake on the connection after a 220 to STARTTLS. */
 static void
 start_tls(struct session *s)
@@ -783,8 +826,7 @@ start_tls(struct session *s)
 	struct bufferevent *tls;
 
 	if (ssl == NULL) {
-		s->tls_tried = 1;
-		next_address(s, "4.7.5", "cannot start TLS with %s: %s", s->relay, err);
+		tls_failed(s, "cannot start TLS with %s: %s", s->relay, err);
 		return;
 	}
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
@@ -1017,14 +1059,15 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(reason, sizeof reason, "lost connection with %s while %s", s->relay,
 		    state_name(s->state));
 	else if (s->state == S_HANDSHAKE)
-		snprintf(reason, sizeof reason, "TLS handshake with %s failed", s->relay);
+		snprintf(reason, sizeof reason, "TLS handshake with %s failed: %s", s->relay,
+		    tls_error_text(bev));
 	else
 		snprintf(reason, sizeof reason, "%s %s: %s", s->state == S_CONNECT ? "connect to" :
 		    "connection error with", s->relay, strerror(error));
 
-	if (s->state == S_HANDSHAKE && s->tls_policy->level == OUTBOUND_TLS_MAY)
-		s->tls_tried = 1;	/* NOTE: a new connection to the same address is not tried */
-	if (s->state <= S_AUTH)
+	if (s->state == S_HANDSHAKE)
+		tls_failed(s, "%s", reason);
+	else if (s->state <= S_AUTH)
 		next_address(s, "4.4.1", "%s", reason);
 	else
 		abort_session(s, "4.4.2", reason);

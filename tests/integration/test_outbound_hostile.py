@@ -70,10 +70,19 @@ def serve(conn):
                 # No extensions: no PIPELINING, 8BITMIME, SIZE or SMTPUTF8.
                 send(conn, "250 mx1.example.test\r\n")
                 continue
+            if mode == "badtls":
+                send(conn, "250-mx1.example.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n")
+                continue
             if mode == "small":
                 send(conn, "250-mx1.example.test\r\n250-PIPELINING\r\n250 SIZE 300\r\n")
                 continue
             send(conn, "250-mx1.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        elif verb == b"STAR":
+            # Agree to STARTTLS, then answer the ClientHello with junk.
+            send(conn, "220 2.0.0 Ready to start TLS\r\n")
+            conn.recv(65536)
+            send(conn, "this is not a TLS record\r\n")
+            return
         elif verb == b"HELO":
             send(conn, "250 mx1.example.test\r\n")
         elif verb == b"MAIL":
@@ -315,5 +324,30 @@ def test_busy_greeting_defers(make_mailhost, net, tmp_path):
     assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=4\.0\.0, status=deferred \(host "
                                r"mx1\.example\.test\[198\.51\.100\.25\]:25 refused to talk to me: 421 4\.3\.2 ",
                                timeout=20)
+    ids, _ = queued_ids(sender)
+    assert len(ids) == 1
+
+
+def test_failed_handshake_falls_back_to_plaintext(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "badtls")
+    sender = sender_host(make_mailhost, net, smtp_tls_security_level="may")
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"TLS handshake with mx1\.example\.test\[198\.51\.100\.25\]:25 failed: .*; "
+                               r"trying mx1\.example\.test\[198\.51\.100\.25\]:25 again without TLS", timeout=20)
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    commands = (tmp_path / "received.commands").read_bytes().split(b"\r\n")
+    assert commands.count(b"STARTTLS") == 1
+
+
+def test_failed_handshake_defers_when_tls_required(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "badtls")
+    sender = sender_host(make_mailhost, net, smtp_tls_security_level="encrypt")
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=4\.7\.5, status=deferred \(TLS handshake with "
+                               r"mx1\.example\.test\[198\.51\.100\.25\]:25 failed", timeout=20)
     ids, _ = queued_ids(sender)
     assert len(ids) == 1
