@@ -48,7 +48,7 @@ const struct config_param config_params_queued[] = {
 	{ "relayhost_password_file", CONFIG_STRING, "", 0, 0,
 	  "file of \"host username:password\" lines (host as written in relayhost) for AUTH to the relayhost; must not be readable by group or others", NULL, NULL },
 	{ "transport_maps", CONFIG_STRING, "", 0, 0,
-	  "text file of \"domain transport\" lines that override routing per recipient domain: smtp:[host]:port, relay:host:port, error:text, defer:text", NULL, NULL },
+	  "text file of \"domain transport\" lines that override routing per recipient domain (smtp:[host]:port, relay:host:port, error:text, defer:text), or a .cdb file with the same keys and values; read at start-up", NULL, NULL },
 	{ "smtp_helo_name", CONFIG_STRING, "", 0, 0,
 	  "name the SMTP client sends in EHLO and HELO; empty uses myhostname", NULL, NULL },
 	{ "smtp_destination_concurrency_limit", CONFIG_INT, "20", 1, 1000,

@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "cdbmap.h"
 #include "config.h"
 #include "log.h"
 #include "outbound_route.h"
@@ -27,6 +28,7 @@ struct transport_entry {
 
 static struct transport_entry *transports;
 static size_t ntransports;
+static struct cdbmap *transport_cdb;	/* transport_maps ending in .cdb */
 
 /* One host to look up addresses for. */
 struct lookup_host {
@@ -60,6 +62,14 @@ struct address_query {
 
 static void finish_lookup(struct lookup *lookup);
 
+/* Whether TRANSPORT is one this client supports. */
+static int
+transport_supported(const char *transport)
+{
+	return strncmp(transport, "smtp:", 5) == 0 || strncmp(transport, "relay:", 6) == 0 ||
+	    strncmp(transport, "error:", 6) == 0 || strncmp(transport, "defer:", 6) == 0;
+}
+
 /* Parse the text file of transport_maps. */
 static int
 load_transports(const char *path, char *err, size_t errsize)
@@ -85,8 +95,7 @@ load_transports(const char *path, char *err, size_t errsize)
 			fclose(fp);
 			return -1;
 		}
-		if (strncmp(transport, "smtp:", 5) != 0 && strncmp(transport, "relay:", 6) != 0 &&
-		    strncmp(transport, "error:", 6) != 0 && strncmp(transport, "defer:", 6) != 0) {
+		if (!transport_supported(transport)) {
 			snprintf(err, errsize, "transport_maps %s:%d: unsupported transport %s (use smtp, relay, error or defer)",
 			    path, lineno, transport);
 			fclose(fp);
@@ -114,15 +123,63 @@ route_init(char *err, size_t errsize)
 {
 	const char *path = config_string("transport_maps");
 
+	size_t len = strlen(path);
+
+	if (len > 4 && strcmp(path + len - 4, ".cdb") == 0) {
+		transport_cdb = cdbmap_open(path);
+		if (transport_cdb == NULL) {
+			snprintf(err, errsize, "transport_maps %s: %s", path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
 	if (path[0] != '\0' && load_transports(path, err, errsize) < 0)
 		return -1;
 	return 0;
+}
+
+/* The entry for KEY in the cdb transport_maps, or NULL. An entry with an
+ * unsupported transport becomes a deferral that names it. */
+static const char *
+find_cdb_transport(const char *key)
+{
+	static char entry[768];
+	char *value = NULL;
+	int rc = cdbmap_lookup(transport_cdb, key, &value);
+
+	if (rc < 0) {
+		log_error("transport_maps: lookup of %s failed: %s", key, strerror(errno));
+		snprintf(entry, sizeof entry, "defer:4.3.0 transport_maps lookup failed");
+		return entry;
+	}
+	if (rc == 0)
+		return NULL;
+	if (transport_supported(value))
+		snprintf(entry, sizeof entry, "%s", value);
+	else
+		snprintf(entry, sizeof entry, "defer:4.3.5 unsupported transport in transport_maps for %s", key);
+	free(value);
+	return entry;
 }
 
 /* The transport_maps entry for DOMAIN (exact, then ".parent" entries), or NULL. */
 static const char *
 find_transport(const char *domain)
 {
+	if (transport_cdb != NULL) {
+		char key[ROUTE_NAME_MAX];
+		const char *entry;
+
+		/* Keys are lower case, as the text map compares them. */
+		for (const char *d = domain; d != NULL; d = strchr(d + 1, '.')) {
+			snprintf(key, sizeof key, "%s", d);
+			ascii_lower(key);
+			entry = find_cdb_transport(key);
+			if (entry != NULL)
+				return entry;
+		}
+		return NULL;
+	}
 	for (const char *d = domain; d != NULL; d = strchr(d + 1, '.')) {
 		for (size_t i = 0; i < ntransports; i++) {
 			const char *key = transports[i].domain;

@@ -354,3 +354,62 @@ def test_unreachable_network_tries_next_mx(make_mailhost, net):
     assert sender.wait_for_log(r"connect to far\.example\.test\[2001:db8:999::1\]:25: Network is unreachable")
     assert sender.wait_for_log(r"to=<alice@unreach\.test>, relay=mx1\.example\.test\[[0-9a-f.:]+\]:25, "
                                r".*status=sent")
+
+
+def write_cdb(path, items):
+    """Write ITEMS (key, value) as a cdb file (D. J. Bernstein's format, as
+    tinycdb reads it): a table of 256 (position, slots) pairs, the
+    records, then 256 hash tables of (hash, position) slots."""
+    import struct
+
+    def cdb_hash(data):
+        h = 5381
+        for byte in data:
+            h = ((h << 5) + h ^ byte) & 0xFFFFFFFF
+        return h
+
+    records = b""
+    entries = [[] for _ in range(256)]
+    for key, value in items:
+        key, value = key.encode(), value.encode()
+        position = 2048 + len(records)
+        records += struct.pack("<II", len(key), len(value)) + key + value
+        h = cdb_hash(key)
+        entries[h & 255].append((h, position))
+
+    header = b""
+    tables = b""
+    position = 2048 + len(records)
+    for bucket in entries:
+        slots = len(bucket) * 2
+        table = [(0, 0)] * slots
+        for h, record in bucket:
+            slot = (h >> 8) % slots
+            while table[slot][1] != 0:
+                slot = (slot + 1) % slots
+            table[slot] = (h, record)
+        header += struct.pack("<II", position + len(tables), slots)
+        tables += b"".join(struct.pack("<II", h, record) for h, record in table)
+    path.write_bytes(header + records + tables)
+
+
+def test_transport_maps_cdb(make_mailhost, net, public_dir):
+    receiver = receiver_host(make_mailhost, net, users={"alice@routed.test": "x"},
+                             virtual_domains="example.test routed.test")
+    transports = public_dir / "transport.cdb"
+    write_cdb(transports, [
+        ("routed.test", "smtp:[%s]:25" % B_ADDRESS),
+        (".later.test", "defer:4.3.2 held for maintenance"),
+        ("odd.test", "uucp:somewhere"),
+    ])
+    sender = sender_host(make_mailhost, net, transport_maps=str(transports))
+
+    send(sender, "alice@routed.test")
+    send(sender, "someone@mail.later.test")
+    send(sender, "someone@odd.test")
+
+    assert len(receiver.wait_for_messages("alice@routed.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"to=<someone@mail\.later\.test>, relay=none, .*dsn=4\.3\.2, status=deferred "
+                               r"\(held for maintenance\)")
+    assert sender.wait_for_log(r"to=<someone@odd\.test>, relay=none, .*dsn=4\.3\.5, status=deferred "
+                               r"\(unsupported transport in transport_maps for odd\.test\)")
