@@ -10,6 +10,7 @@
  * and the old certificates go away with the last of them.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,76 @@ struct tls_server {
 };
 
 static int sni_index = -1;
+
+/* Whether tls_memory_setup installed the clearing allocator. */
+static int memory_cleared_on_free;
+
+/* Zero a block of OpenSSL's before glibc gets it back. */
+static void
+clearing_free(void *ptr, const char *file, int line)
+{
+	if (ptr == NULL)
+		return;
+	explicit_bzero(ptr, malloc_usable_size(ptr));
+	free(ptr);
+}
+
+static void *
+clearing_malloc(size_t size, const char *file, int line)
+{
+	return malloc(size);
+}
+
+/* Realloc by copying, since glibc's realloc frees the old block uncleared. */
+static void *
+clearing_realloc(void *ptr, size_t size, const char *file, int line)
+{
+	size_t old_size;
+	void *fresh;
+
+	if (ptr == NULL)
+		return malloc(size);
+	if (size == 0) {
+		clearing_free(ptr, file, line);
+		return NULL;
+	}
+	fresh = malloc(size);
+	if (fresh == NULL)
+		return NULL;
+	old_size = malloc_usable_size(ptr);
+	memcpy(fresh, ptr, old_size < size ? old_size : size);
+	clearing_free(ptr, file, line);
+	return fresh;
+}
+
+/*
+ * Make OpenSSL zero every block it frees. Parsing a PEM key leaves
+ * copies of the private key (base64 text, DER, big numbers) in
+ * temporaries that OpenSSL 3.0 frees without OPENSSL_cleanse, and a
+ * process forked later (imapd's mail process, which runs as the mailbox
+ * owner) would inherit them. OpenSSL accepts the allocator only before
+ * its first allocation, so this runs as a constructor, before main.
+ */
+__attribute__((constructor)) static void
+tls_memory_setup(void)
+{
+	memory_cleared_on_free = CRYPTO_set_mem_functions(clearing_malloc, clearing_realloc,
+	    clearing_free);
+}
+
+/*
+ * Overwrite the stack below the caller. OpenSSL's PEM and big-number
+ * code keep key bytes in local buffers, and a stack page is inherited
+ * by every process forked later just like the heap.
+ */
+static void __attribute__((noinline))
+stack_clear(void)
+{
+	unsigned char area[64 * 1024];
+
+	explicit_bzero(area, sizeof area);
+	__asm__ __volatile__("" : : "r"(area) : "memory");
+}
 
 static void
 sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -160,6 +231,14 @@ file_text(const struct tls_files *files, const char *path, char *err, size_t err
 	if (file == NULL || file->error == EACCES) {
 		snprintf(err, errsize, "cannot read %s: %s%s", path, strerror(EACCES),
 		    file == NULL ? "" : " (a file added after the daemon started needs a restart)");
+		return NULL;
+	}
+	if (file->error == EINVAL) {
+		snprintf(err, errsize, "cannot read %s: not a regular file", path);
+		return NULL;
+	}
+	if (file->error == EFBIG) {
+		snprintf(err, errsize, "cannot read %s: larger than %d bytes", path, TLS_FILE_MAX);
 		return NULL;
 	}
 	if (file->error != 0 || file->data == NULL) {
@@ -407,6 +486,8 @@ tls_server_load(char *err, size_t errsize)
 		free(table);
 		return NULL;
 	}
+	if (!memory_cleared_on_free)
+		log_warn("OpenSSL did not accept the clearing allocator: freed key memory is not zeroed");
 	if (sni_index < 0) {
 		sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_free);
 		if (sni_index < 0)
@@ -427,6 +508,8 @@ tls_server_load(char *err, size_t errsize)
 	SSL_CTX_set_tlsext_servername_arg(ctx, table);
 	tls_files_free(&files);
 
+	stack_clear();
+
 	server = xmalloc(sizeof *server);
 	server->ctx = ctx;
 	log_debug("TLS context loaded: cert=%s sni_names=%zu", config_string("tls_cert_file"),
@@ -437,6 +520,7 @@ failed:
 	tls_files_free(&files);
 	sni_table_free(NULL, table, NULL, 0, 0, NULL);
 	SSL_CTX_free(ctx);
+	stack_clear();
 	return NULL;
 }
 

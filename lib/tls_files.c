@@ -142,7 +142,13 @@ tls_files_free(struct tls_files *set)
 	memset(set, 0, sizeof *set);
 }
 
-/* Read PATH into FILE; on failure FILE->error is set. */
+/*
+ * Read PATH into FILE; on failure FILE->error is set. The open is
+ * nonblocking because open(2) of a FIFO waits for a writer, which would
+ * stall the daemon or the key reader: a FIFO, device or directory is
+ * rejected with EINVAL after fstat. Symlinks are followed, since
+ * Let's Encrypt's live/ directory consists of them.
+ */
 static void
 file_read(struct tls_file *file)
 {
@@ -152,7 +158,7 @@ file_read(struct tls_file *file)
 	int fd;
 
 	file_clear(file);
-	fd = open(file->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open(file->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		file->error = errno;
 		return;
@@ -232,6 +238,7 @@ static int
 keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 {
 	const char request = 'R';
+	struct tls_file scratch = { 0 };
 
 	if (write_all(keyreader.fd, &request, 1) < 0) {
 		snprintf(err, errsize, "cannot reach the key reader: %s", strerror(errno));
@@ -242,11 +249,13 @@ keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 	for (size_t i = 0; i < keyreader.paths.count; i++) {
 		const char *path = keyreader.paths.files[i].path;
 		struct tls_file *file = (struct tls_file *)tls_files_find(set, path);
-		struct tls_file scratch = { .path = (char *)path };
 		uint32_t header[2];
 
-		if (file == NULL)
-			file = &scratch;	/* served but no longer configured */
+		if (file == NULL) {
+			/* Served but no longer configured: read and discard it. */
+			scratch.path = (char *)path;
+			file = &scratch;
+		}
 		file_clear(file);
 		if (read_exact(keyreader.fd, header, sizeof header, KEYREADER_TIMEOUT_MS) < 0)
 			goto failed;
@@ -275,6 +284,7 @@ keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 
 failed:
 	snprintf(err, errsize, "no reply from the key reader: %s", strerror(errno));
+	file_clear(&scratch);
 	keyreader_reap();
 	return -1;
 }
@@ -350,7 +360,17 @@ tls_keyreader_start(char *err, size_t errsize)
 		return -1;
 	}
 	if (pid == 0) {
-		/* Die with the daemon, and leave reloads and stops to it. */
+		sigset_t none;
+
+		/*
+		 * Die with the daemon, and leave reloads and stops to it. The
+		 * daemon's SIGTERM handler (libevent's) only writes to a pipe
+		 * this child closes, and a blocked SIGTERM would never arrive,
+		 * so the parent-death signal needs the default action.
+		 */
+		signal(SIGTERM, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(0);

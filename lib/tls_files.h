@@ -15,7 +15,8 @@ struct tls_file {
 	char *path;
 	char *data;		/* the file's text, NUL-terminated; NULL on error */
 	size_t length;
-	int error;		/* errno of the failed open or read, or 0 */
+	int error;		/* errno of the failed open or read, EINVAL for a file
+				 * that is not regular, EFBIG above TLS_FILE_MAX, or 0 */
 };
 
 struct tls_files {

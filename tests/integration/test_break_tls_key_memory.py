@@ -90,7 +90,6 @@ def logged_in_over_imaps(host):
     return imap
 
 
-@pytest.mark.xfail(strict=True, reason="the master leaves the SNI key's scalar in memory its children inherit")
 def test_mail_process_lacks_sni_key(tlshost):
     imap = logged_in_over_imaps(tlshost)
     patterns = key_scalar_patterns(tlshost.dir / "etc" / "tls" / "other.key")
@@ -99,7 +98,6 @@ def test_mail_process_lacks_sni_key(tlshost):
     imap.logout()
 
 
-@pytest.mark.xfail(strict=True, reason="after a SIGHUP reload the default key's scalar reaches the mail process")
 def test_mail_process_lacks_key_after_sighup(tlshost):
     tlshost.procs["imapd"].send_signal(signal.SIGHUP)
     assert tlshost.wait_for_log(r"imapd.*reloaded")

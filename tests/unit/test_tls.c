@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -416,6 +417,33 @@ START_TEST(load_errors)
 }
 END_TEST
 
+/* open(2) of a FIFO waits for a writer, so the load must not open it blocking. */
+START_TEST(load_rejects_fifo_key)
+{
+	char err[512], path[128];
+
+	snprintf(path, sizeof path, "%s/main.key", directory);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	alarm(5);
+
+	ck_assert_ptr_null(tls_server_load(err, sizeof err));
+	alarm(0);
+	ck_assert_msg(strstr(err, "main.key: not a regular file") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(load_rejects_directory_key)
+{
+	char err[512];
+
+	set("tls_key_file", directory);
+
+	ck_assert_ptr_null(tls_server_load(err, sizeof err));
+	ck_assert_msg(strstr(err, ": not a regular file") != NULL, "%s", err);
+}
+END_TEST
+
 Suite *
 tls_suite(void)
 {
@@ -432,6 +460,8 @@ tls_suite(void)
 	tcase_add_test(tc, reload_keeps_connections);
 	tcase_add_test(tc, failed_reload_keeps_context);
 	tcase_add_test(tc, load_errors);
+	tcase_add_test(tc, load_rejects_fifo_key);
+	tcase_add_test(tc, load_rejects_directory_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
