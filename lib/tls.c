@@ -88,12 +88,13 @@ clearing_realloc(void *ptr, size_t size, const char *file, int line)
 }
 
 /*
- * Make OpenSSL zero every block it frees. Parsing a PEM key leaves
- * copies of the private key (base64 text, DER, big numbers) in
- * temporaries that OpenSSL 3.0 frees without OPENSSL_cleanse, and a
- * process forked later (imapd's mail process, which runs as the mailbox
- * owner) would inherit them. OpenSSL accepts the allocator only before
- * its first allocation, so this runs as a constructor, before main.
+ * Make OpenSSL zero every block it frees. Parsing a PEM key with OpenSSL
+ * 3.0 (Debian 12) leaves the private scalar in blocks freed without
+ * OPENSSL_cleanse, and a process forked later inherits them: imapd's
+ * mail process, which runs as the mailbox owner, contained both keys
+ * without this (tests/integration/test_break_tls_key_memory.py).
+ * OpenSSL accepts an allocator only before its first allocation, so
+ * this runs as a constructor, before main.
  */
 __attribute__((constructor)) static void
 tls_memory_setup(void)
@@ -102,19 +103,6 @@ tls_memory_setup(void)
 	    clearing_free);
 }
 
-/*
- * Overwrite the stack below the caller. OpenSSL's PEM and big-number
- * code keep key bytes in local buffers, and a stack page is inherited
- * by every process forked later just like the heap.
- */
-static void __attribute__((noinline))
-stack_clear(void)
-{
-	unsigned char area[64 * 1024];
-
-	explicit_bzero(area, sizeof area);
-	__asm__ __volatile__("" : : "r"(area) : "memory");
-}
 
 static void
 sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -508,8 +496,6 @@ tls_server_load(char *err, size_t errsize)
 	SSL_CTX_set_tlsext_servername_arg(ctx, table);
 	tls_files_free(&files);
 
-	stack_clear();
-
 	server = xmalloc(sizeof *server);
 	server->ctx = ctx;
 	log_debug("TLS context loaded: cert=%s sni_names=%zu", config_string("tls_cert_file"),
@@ -520,7 +506,6 @@ failed:
 	tls_files_free(&files);
 	sni_table_free(NULL, table, NULL, 0, 0, NULL);
 	SSL_CTX_free(ctx);
-	stack_clear();
 	return NULL;
 }
 
