@@ -102,6 +102,11 @@ struct session {
 	long long setup_usec;
 	long long transaction_usec;
 
+	/* Starts the transaction of a job handed over by session_continue
+	 * from the event loop, so a run of jobs that fail at once does not
+	 * recurse. */
+	struct event *continue_ev;
+
 	TAILQ_ENTRY(session) entry;
 };
 
@@ -326,6 +331,9 @@ session_free(struct session *s)
 	s->finished = NULL;
 	route_free(s->route);
 	s->route = NULL;
+	if (s->continue_ev != NULL)
+		event_free(s->continue_ev);
+	s->continue_ev = NULL;
 	if (s->in_callback) {
 		s->dead = 1;
 		return;
@@ -971,7 +979,15 @@ handle_reply(struct session *s)
 	case S_QUIT:
 	case S_IDLE:
 		/* The QUIT reply, or an unexpected one (a 421 before the
-		 * server closes, say): the session is over. */
+		 * server closes, say): the session is over. A job waiting to
+		 * start on it is deferred. */
+		if (s->job != NULL) {
+			char reason[REPLY_TEXT_MAX + 100];
+
+			snprintf(reason, sizeof reason, "%d %s", s->reply_code, s->reply);
+			abort_session(s, s->reply_code / 100 == 5 ? "5.0.0" : "4.0.0", reason);
+			return;
+		}
 		close_session(s);
 		return;
 	default:
@@ -1183,6 +1199,15 @@ session_start(struct outbound_job *job)
 	route_lookup(job->domain, route_done_cb, s);
 }
 
+static void
+continue_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->job != NULL && s->state == S_IDLE)
+		start_transaction(s);
+}
+
 void
 session_continue(struct session *s, struct outbound_job *job)
 {
@@ -1190,7 +1215,9 @@ session_continue(struct session *s, struct outbound_job *job)
 	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
 	s->setup_usec = now_usec();
 	s->transaction_usec = 0;
-	start_transaction(s);
+	if (s->continue_ev == NULL)
+		s->continue_ev = event_new(queued_base, -1, 0, continue_cb, s);
+	event_active(s->continue_ev, EV_TIMEOUT, 1);
 }
 
 void

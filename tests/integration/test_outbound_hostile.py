@@ -351,3 +351,22 @@ def test_failed_handshake_defers_when_tls_required(make_mailhost, net, tmp_path)
                                r"mx1\.example\.test\[198\.51\.100\.25\]:25 failed", timeout=20)
     ids, _ = queued_ids(sender)
     assert len(ids) == 1
+
+
+def test_rejected_message_leaves_connection_usable(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "plain")
+    sender = sender_host(make_mailhost, net, smtp_destination_concurrency_limit="1")
+
+    for body in ("8-bit: \u00e9\n", "7-bit\n", "8-bit again: \u00fc\n", "7-bit again\n"):
+        send(sender, "alice@example.test", body)
+
+    # Bounces to the sender are logged with status=sent too, so only the
+    # lines for alice count.
+    outcome = "to=<alice@example.test>, relay=mx1.example.test[198.51.100.25]:25"
+    deadline = time.monotonic() + 20
+    while sender.log().count(outcome) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = sender.log()
+    assert log.count("dsn=5.6.3, status=bounced") == 2
+    assert log.count(outcome) == 4
+    assert log.count("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as TEST)") == 2
