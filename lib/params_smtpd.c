@@ -47,7 +47,7 @@ const struct config_param config_params_smtpd[] = {
 	  "where AUTH is offered and accepted without TLS: never, loopback (clients on 127.0.0.0/8 and ::1, such as a webmail on the same host) or always (like Postfix's smtpd_tls_auth_only = no)",
 	  "never loopback always", NULL },
 	{ "smtpd_auth_timeout", CONFIG_TIME, "60s", 1, 3600,
-	  "how long smtpd waits for each reply of authd during AUTH before replying 454 4.7.0, in seconds; keep it above auth_failure_delay_max, because authd delays failures",
+	  "how long smtpd waits for each reply of authd during AUTH before replying 454 4.7.0, in seconds; keep it above auth_failure_delay_max, because authd delays failures; the wait for the client's response after 334 is bounded by smtpd_timeout instead",
 	  NULL, NULL },
 	{ "smtpd_sender_login_maps", CONFIG_STRING, "", 0, 0,
 	  "map of sender addresses to the login names that may use them in MAIL FROM and in the From: header after AUTH: a text file of \"address login, login...\" lines (address or @domain), reread when it changes, or a .cdb file with the same keys and comma-separated values; addresses it does not list belong to the virtual user of that name, or to the system user of that local part in a local domain",

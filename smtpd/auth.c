@@ -296,6 +296,19 @@ auth_rate_exceeded(struct session *s)
 }
 
 /*
+ * Whether MECHANISM has the syntax of RFC 4422 3.1 (upper-case letters,
+ * digits, '-' and '_'), so it is safe in log lines and in authd's request.
+ */
+static int
+mechanism_name_valid(const char *mechanism)
+{
+	size_t len = strlen(mechanism);
+
+	return len <= AUTH_MECHANISM_MAX &&
+	    strspn(mechanism, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == len;
+}
+
+/*
  * Check AUTH before it goes to authd. Returns 0, or -1 after sending
  * the error reply.
  */
@@ -331,7 +344,7 @@ auth_check_command(struct session *s, const char *mechanism, const char *respons
 		session_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return -1;
 	}
-	if (!mechanism_usable(s, mechanism)) {
+	if (!mechanism_name_valid(mechanism) || !mechanism_usable(s, mechanism)) {
 		session_reply(s, "504 5.5.4 Unrecognized authentication type");
 		return -1;
 	}

@@ -246,7 +246,9 @@ handle_line(struct auth_request *request, char *line)
 			log_sanitize(request->cbind_type, sizeof request->cbind_type, type,
 			    strlen(type));
 		}
-		request_restart_timer(request);
+		/* The client's response is due now, and smtpd_timeout bounds
+		 * that wait: smtpd_auth_timeout covers authd's replies only. */
+		evtimer_del(request->timer);
 		request->cb(request->arg, AUTH_RESULT_CONTINUE, rest);
 		return 0;
 	}

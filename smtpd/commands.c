@@ -42,6 +42,10 @@ static const struct command commands[] = {
 	{ NULL, COUNT_UNKNOWN, NULL },
 };
 
+/* Longest verb that command_verb_for_log copies. SMTP verbs have at
+ * most 8 letters (STARTTLS, XFORWARD). */
+#define LOGGED_VERB_MAX	10
+
 /*
  * Count the command that just finished as successful unless it sent an
  * error reply. A command that waits for queued or authd, or for the
@@ -55,6 +59,53 @@ command_finish(struct session *s)
 	if (s->errors == s->command_errors)
 		s->counters[s->command_counter].ok++;
 	s->command_counter = -1;
+}
+
+/*
+ * Copy only a short word of letters, and never AUTH, whose arguments
+ * are credentials: a base64 AUTH response sent out of turn looks like a
+ * verb, and so may a password typed in the wrong place.
+ * NOTE: the base64 of up to 6 bytes can be a short word of letters, so
+ * a very short password could still be copied. For that reason
+ * command_dispatch also hides the verb of the line right after AUTH.
+ */
+int
+command_verb_for_log(const char *line, size_t len, char *out, size_t outsize)
+{
+	size_t verb_len = 0;
+
+	out[0] = '\0';
+	while (verb_len < len && line[verb_len] != ' ' && line[verb_len] != '\r' &&
+	    line[verb_len] != '\n')
+		verb_len++;
+	if (verb_len == 0 || verb_len > LOGGED_VERB_MAX || verb_len >= outsize)
+		return 0;
+	for (size_t i = 0; i < verb_len; i++)
+		if (!((line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z')))
+			return 0;
+	if (verb_len == 4 && ascii_ncasecmp(line, "AUTH", 4) == 0)
+		return 0;
+
+	memcpy(out, line, verb_len);
+	out[verb_len] = '\0';
+	return 1;
+}
+
+/*
+ * Log an unrecognized command line by its verb alone, or only by its
+ * length when the verb may be a credential or the line follows AUTH,
+ * because then it may be a late AUTH response.
+ */
+static void
+log_unrecognized_command(struct session *s, const char *line)
+{
+	char verb[LOGGED_VERB_MAX + 1];
+	int after_auth = strcmp(s->last_command, "AUTH") == 0;
+
+	if (!after_auth && command_verb_for_log(line, strlen(line), verb, sizeof verb))
+		log_info("%s[%s]: unrecognized command: %s", s->name, s->ip, verb);
+	else
+		log_info("%s[%s]: unrecognized command of %zu bytes", s->name, s->ip, strlen(line));
 }
 
 /* Run one command line. */
@@ -82,10 +133,7 @@ command_dispatch(struct session *s, char *line)
 	s->counters[cmd->counter].total++;
 
 	if (cmd->name == NULL) {
-		char text[64];
-
-		log_sanitize(text, sizeof text, line, name_len);
-		log_info("%s[%s]: unrecognized command: %s", s->name, s->ip, text);
+		log_unrecognized_command(s, line);
 		s->last_command = "UNKNOWN";
 		session_reply(s, "500 5.5.2 Error: command not recognized");
 	} else {

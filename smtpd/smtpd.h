@@ -290,6 +290,9 @@ void session_free_all(struct smtpd *server);
 /* commands.c */
 void command_dispatch(struct session *s, char *line);
 void command_finish(struct session *s);
+/* Copy the command verb that starts LINE into OUT for a log line.
+ * Returns 0, leaving OUT empty, when the verb may be a credential. */
+int command_verb_for_log(const char *line, size_t len, char *out, size_t outsize);
 void transaction_reset(struct session *s);
 
 /* envelope.c: MAIL and RCPT */

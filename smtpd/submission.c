@@ -144,12 +144,34 @@ check_from_value(struct session *s, const char *value, char *reply, size_t reply
 	return result;
 }
 
+/*
+ * The line number of the first line in the header section of HEADER
+ * (LEN bytes) that is neither a field nor a continuation, or 0 when
+ * there is none. header_parse ends the header at such a line, but
+ * Dovecot 2.3.19 reads fields past it and Python's email package skips
+ * a leading mbox "From " line, so a From: after it would reach readers
+ * unchecked.
+ */
+static size_t
+malformed_header_line(const char *header, size_t len, const struct header_list *list)
+{
+	size_t lineno = 1;
+
+	if (list->body_offset != list->header_len || list->header_len >= len)
+		return 0;	/* the header ended at an empty line or at the end */
+	for (size_t i = 0; i < list->header_len; i++)
+		if (header[i] == '\n')
+			lineno++;
+	return lineno;
+}
+
 const char *
 submission_check_header(struct session *s, char *reply, size_t replysize)
 {
 	struct session_auth *auth = &s->auth;
 	struct header_list list = { 0 };
 	const char *result = NULL;
+	size_t malformed;
 
 	if (auth->user[0] == '\0')
 		return NULL;
@@ -163,6 +185,15 @@ submission_check_header(struct session *s, char *reply, size_t replysize)
 		return NULL;
 	if (header_parse(auth->header, auth->header_len, &list) < 0)
 		fatalx("out of memory parsing a message header");
+
+	malformed = malformed_header_line(auth->header, auth->header_len, &list);
+	if (malformed > 0) {
+		snprintf(reply, replysize,
+		    "550 5.6.0 Error: header line %zu is neither a header field nor a continuation",
+		    malformed);
+		header_list_free(&list);
+		return reply;
+	}
 
 	for (size_t i = 0; i < list.count && result == NULL; i++) {
 		const struct header_field *field = &list.fields[i];

@@ -25,9 +25,6 @@
 #include "smtpd.h"
 #include "tls.h"
 
-/* Bytes of discarded plaintext shown in the log line. */
-#define PIPELINED_LOG_BYTES	64
-
 void
 tls_setup(struct smtpd *server)
 {
@@ -66,22 +63,29 @@ tls_offered(const struct session *s)
 	return s->server->tls != NULL && !s->tls_active && !s->tls_handshaking;
 }
 
-/* Log and drop what the client sent after STARTTLS, before the handshake. */
+/*
+ * Log and drop what the client sent after STARTTLS, before the
+ * handshake. The log line has the byte count and at most the first
+ * command verb, because the plaintext may be an AUTH command.
+ */
 static void
 discard_pipelined_input(struct session *s)
 {
 	struct evbuffer *input = bufferevent_get_input(s->bev);
 	size_t length = evbuffer_get_length(input);
-	unsigned char head[PIPELINED_LOG_BYTES];
-	char text[PIPELINED_LOG_BYTES * 4 + 1];
+	char head[16], verb[16];
 	ev_ssize_t copied;
 
 	if (length == 0)
 		return;
 	copied = evbuffer_copyout(input, head, sizeof head);
-	log_sanitize(text, sizeof text, (const char *)head, copied > 0 ? (size_t)copied : 0);
-	log_warn("improper command pipelining after STARTTLS from %s[%s]: %zu bytes discarded: %s",
-	    s->name, s->ip, length, text);
+	if (copied > 0 && command_verb_for_log(head, (size_t)copied, verb, sizeof verb))
+		log_warn("improper command pipelining after STARTTLS from %s[%s]: "
+		    "%zu bytes discarded, first command %s", s->name, s->ip, length, verb);
+	else
+		log_warn("improper command pipelining after STARTTLS from %s[%s]: "
+		    "%zu bytes discarded", s->name, s->ip, length);
+	explicit_bzero(head, sizeof head);
 	evbuffer_drain(input, length);
 }
 

@@ -232,6 +232,56 @@ def test_auth_empty_initial_response(plain_host):
     assert code == 535
 
 
+def test_auth_mechanism_with_invalid_characters(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    code, text = conn.cmd("AUTH PL%AIN")
+    assert code == 504
+    assert text.startswith("5.5.4")
+    assert conn.cmd("NOOP")[0] == 250
+
+
+def test_auth_client_timeout_closes_session(plain_host):
+    # While smtpd waits for the client's response, smtpd_timeout applies
+    # (421 as after any command), not smtpd_auth_timeout.
+    host = plain_host(smtpd_timeout=3, smtpd_auth_timeout=1)
+    conn = host.raw()
+    ehlo_keywords(conn)
+    code, _ = conn.cmd("AUTH LOGIN")
+    assert code == 334
+    start = time.monotonic()
+    code, text = conn.reply()
+    assert code == 421, text
+    assert text.startswith("4.4.2")
+    assert time.monotonic() - start > 2
+    assert conn.closed_by_server()
+    assert host.wait_for_log(r"timeout after AUTH from unknown\[127\.0\.0\.1\]")
+
+
+def test_unrecognized_command_logged_by_verb(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    code, _ = conn.cmd("XYZZY argument-text")
+    assert code == 500
+    assert host.wait_for_log(r"unrecognized command: XYZZY\n")
+    assert "argument-text" not in host.log()
+
+
+def test_unrecognized_line_after_auth_not_logged(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    code, _ = conn.cmd("AUTH PLAIN " + plain_response(ALICE, "wrong"))
+    assert code == 535
+    # A short base64 word that looks like a verb: logged only by length.
+    code, _ = conn.cmd("cGFzcw")
+    assert code == 500
+    assert host.wait_for_log(r"unrecognized command of 6 bytes")
+    assert "cGFzcw" not in host.log()
+
+
 def test_auth_before_ehlo(plain_host):
     host = plain_host()
     conn = host.raw()
@@ -473,6 +523,47 @@ def test_from_header_checked_with_bdat(plain_host):
     code, text = conn.cmd(b"BDAT %d LAST\r\n" % len(body) + body[:-2])
     assert code == 550
     assert "From: address rejected" in text
+
+
+def test_malformed_header_line_rejected(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    login_plain(conn)
+    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    text = "Subject: test\r\nno colon here\r\n" + message(ALICE, BOB)
+    code, reply = send_data(conn, text)
+    assert code == 550
+    assert reply == "5.6.0 Error: header line 2 is neither a header field nor a continuation"
+    # The session goes on, and the message without that line passes.
+    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    code, _ = send_data(conn, message(ALICE, BOB))
+    assert code == 250
+
+
+def test_header_without_empty_line_accepted(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    login_plain(conn)
+    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    code, _ = send_data(conn, "From: %s\r\nSubject: header only\r\n" % ALICE)
+    assert code == 250
+
+
+def test_malformed_header_line_accepted_without_auth(plain_host):
+    # Only authenticated submission checks From:, so MX mail keeps its header.
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    assert conn.cmd("MAIL FROM:<%s>" % REMOTE)[0] == 250
+    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    code, _ = send_data(conn, "Subject: test\r\nno colon here\r\n" + message(REMOTE, BOB))
+    assert code == 250
+    assert len(host.wait_for_messages(BOB, 1)) == 1
 
 
 def test_sender_login_map(plain_host, tmp_path):
