@@ -66,6 +66,9 @@ def serve(conn):
             if mode == "garbage":
                 send(conn, "hello, I do not speak SMTP\r\n")
                 continue
+            if mode == "helo":
+                send(conn, "502 5.5.1 EHLO not implemented\r\n")
+                continue
             if mode == "plain":
                 # No extensions: no PIPELINING, 8BITMIME, SIZE or SMTPUTF8.
                 send(conn, "250 mx1.example.test\r\n")
@@ -370,3 +373,14 @@ def test_rejected_message_leaves_connection_usable(make_mailhost, net, tmp_path)
     assert log.count("dsn=5.6.3, status=bounced") == 2
     assert log.count(outcome) == 4
     assert log.count("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as TEST)") == 2
+
+
+def test_helo_when_ehlo_rejected(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "helo")
+    sender = sender_host(make_mailhost, net, smtp_helo_name="out.sender.test")
+
+    send(sender, "alice@example.test")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    commands = (tmp_path / "received.commands").read_bytes().split(b"\r\n")
+    assert commands[:2] == [b"EHLO out.sender.test", b"HELO out.sender.test"]
