@@ -335,6 +335,13 @@ config_load(const char *path, char *err, size_t errsize)
 		snprintf(err, errsize, "%s: read error: %s", path, strerror(errno));
 		rc = -1;
 	}
+	if (rc == 0) {
+		char reason[512];
+
+		rc = config_check_combinations(reason, sizeof reason);
+		if (rc < 0)
+			snprintf(err, errsize, "%s: %s", path, reason);
+	}
 	free(logical);
 	free(line);
 	fclose(fp);

@@ -40,6 +40,10 @@ int config_check_listen(const char *value, char *err, size_t errsize);
 int config_check_octal_mode(const char *value, char *err, size_t errsize);
 int config_check_hostname(const char *value, char *err, size_t errsize);
 
+/* Check values that are valid alone but not together. config_load calls
+ * it after the last line. Returns 0, or -1 with a reason in ERR. */
+int config_check_combinations(char *err, size_t errsize);
+
 /*
  * The parameter tables, one per program family, each ending with a NULL
  * name (lib/params_*.c). config.c searches them all.

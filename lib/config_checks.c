@@ -100,3 +100,29 @@ config_check_hostname(const char *value, char *err, size_t errsize)
 	}
 	return 0;
 }
+
+/* The position of a tls_*_protocol value, oldest first, or -1. */
+static int
+tls_protocol_rank(const char *name)
+{
+	static const char *const versions[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
+
+	for (int i = 0; versions[i] != NULL; i++)
+		if (strcmp(versions[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int
+config_check_combinations(char *err, size_t errsize)
+{
+	const char *min = config_string("tls_min_protocol");
+	const char *max = config_string("tls_max_protocol");
+
+	if (tls_protocol_rank(min) > tls_protocol_rank(max)) {
+		snprintf(err, errsize, "tls_min_protocol %s is newer than tls_max_protocol %s: lower tls_min_protocol or raise tls_max_protocol",
+		    min, max);
+		return -1;
+	}
+	return 0;
+}

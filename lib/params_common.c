@@ -43,7 +43,10 @@ const struct config_param config_params_common[] = {
 	  "further certificates chosen by the server name a client sends (SNI), each item CERT_FILE:KEY_FILE (names taken from the certificate's DNS subject alternative names) or NAME=CERT_FILE:KEY_FILE (that name only, *.domain allowed); KEY_FILE may be left out with its colon when the key is in CERT_FILE; clients sending another name or none get tls_cert_file",
 	  NULL, NULL },
 	{ "tls_min_protocol", CONFIG_STRING, "TLSv1.2", 0, 0,
-	  "oldest TLS version the servers accept (like Dovecot ssl_min_protocol)",
+	  "oldest TLS version the servers accept (like Dovecot ssl_min_protocol), not newer than tls_max_protocol; "
+	  "TLSv1 and TLSv1.1 also need tls_ciphers to allow non-AEAD ciphers and end with @SECLEVEL=0 "
+	  "(such as ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:!aNULL:@SECLEVEL=0), because OpenSSL 3.0 finds no shared cipher for them "
+	  "with the default list and rejects their SHA-1 signatures at security level 1 and above; level 0 also allows short keys and weak signatures on every connection",
 	  "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", NULL },
 	{ "tls_max_protocol", CONFIG_STRING, "TLSv1.3", 0, 0,
 	  "newest TLS version the servers accept",

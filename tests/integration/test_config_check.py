@@ -34,3 +34,30 @@ def test_config_check_rejects_directory(make_mailhost):
 
     assert check.returncode == 1
     assert "not a regular file" in check.stderr.decode()
+
+
+def test_config_check_rejects_tls_range(make_mailhost):
+    host = make_mailhost(start=False, tls=True)
+    with open(host.config_path, "a") as config:
+        config.write("tls_min_protocol = TLSv1.3\ntls_max_protocol = TLSv1.2\n")
+
+    check = host.run("estafeta", "config", "check")
+    smtpd = host.run("smtpd", "-c", str(host.config_path), timeout=10)
+
+    assert check.returncode == 1
+    assert "tls_min_protocol TLSv1.3 is newer than tls_max_protocol TLSv1.2" in check.stderr.decode()
+    assert smtpd.returncode != 0
+    assert "tls_min_protocol TLSv1.3 is newer than tls_max_protocol TLSv1.2" in smtpd.stderr.decode()
+
+
+def test_config_check_tls_range_any_order(make_mailhost):
+    """The range is checked once the whole file is read, so lowering
+    tls_max_protocol before tls_min_protocol is fine."""
+    host = make_mailhost(start=False)
+    with open(host.config_path, "a") as config:
+        config.write("tls_max_protocol = TLSv1.1\ntls_min_protocol = TLSv1\n")
+
+    check = host.run("estafeta", "config", "check")
+
+    assert check.returncode == 0, check.stderr.decode()
+    assert "configuration OK" in check.stdout.decode()
