@@ -17,7 +17,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	sh "$(dirname "$0")/create-users.sh"
 fi
 
-mkdir -p "$top/etc" "$top/sock" "$top/mail" "$top/var-mail" "$top/log"
+mkdir -p "$top/etc" "$top/sock" "$top/mail" "$top/var-mail" "$top/log" "$top/pid"
 
 # One instance per state directory: a second one would fight the first
 # for its ports and sockets.
@@ -54,7 +54,7 @@ syslog = no
 CONF
 fi
 [ -e "$top/etc/passwd-file" ] ||
-	echo "demo@example.test:{PLAIN}demo::::$top/mail/demo::" >"$top/etc/passwd-file"
+	(umask 077 && echo "demo@example.test:{PLAIN}demo::::$top/mail/demo::" >"$top/etc/passwd-file")
 [ -e "$top/etc/aliases" ] ||
 	cat >"$top/etc/aliases" <<ALIASES
 # Mail for root, postmaster and abuse (cron's reports among it) goes to
@@ -65,7 +65,19 @@ abuse: root
 postmaster@example.test: demo@example.test
 abuse@example.test: demo@example.test
 ALIASES
-chmod 644 "$top/etc/passwd-file" "$top/etc/aliases"
+chmod 644 "$top/etc/aliases"
+
+# The passwd-file contains passwords. authd reads it after dropping to
+# smtpd_user, so as root the file gets that user's group and mode 0640,
+# and otherwise it stays with the user running this script, mode 0600.
+if [ "$(id -u)" -eq 0 ]; then
+	smtpd_user=$(sed -n 's/^smtpd_user *= *//p' "$conf" | tail -n 1)
+	smtpd_user=${smtpd_user:-_estafeta}
+	chown "root:$(id -gn "$smtpd_user")" "$top/etc/passwd-file"
+	chmod 640 "$top/etc/passwd-file"
+else
+	chmod 600 "$top/etc/passwd-file"
+fi
 
 # A self-signed certificate for myhostname, made once. The key is
 # readable by its owner only, as a real key would be.
@@ -96,7 +108,7 @@ stop() {
 	# shellcheck disable=SC2086
 	[ -z "$pids" ] || kill $pids 2>/dev/null || true
 	wait || true
-	rm -f "$top/run.pid"
+	rm -f "$top/run.pid" "$top"/pid/*.pid
 	echo "estafeta: stopped"
 	exit 0
 }
@@ -131,6 +143,9 @@ for daemon in authd deliverd queued smtpd imapd; do
 		"$bin/$daemon" -f -c "$conf" &
 	fi
 	pids="$pids $!"
+	# Record the daemon's own pid for `kill -HUP`, because smtpd forks
+	# a key reader with the same name and imapd a process per login.
+	echo $! >"$top/pid/$daemon.pid"
 	sleep 0.3
 	if ! kill -0 $! 2>/dev/null; then
 		echo "estafeta: $daemon failed to start; see the messages above" >&2
@@ -142,9 +157,12 @@ cat <<INFO
 estafeta: running with state under $top
   SMTP        127.0.0.1:2525 (try: swaks --server 127.0.0.1:2525 --to demo@example.test)
   submission  127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (TLS), user demo@example.test,
-              password demo (try: swaks --server 127.0.0.1:2587 --tls --auth PLAIN
-              --auth-user demo@example.test --auth-password demo --to demo@example.test)
+              password demo, which may send only as demo@example.test
+              (try: swaks --server 127.0.0.1:2587 --tls --auth PLAIN --auth-user
+              demo@example.test --auth-password demo --from demo@example.test
+              --to demo@example.test)
   certificate $top/etc/tls/cert.pem (self-signed; clients must trust it or skip the check)
+  reload      kill -HUP \$(cat $top/pid/smtpd.pid) (likewise imapd.pid)
   IMAP        127.0.0.1:2143 (STARTTLS) and 127.0.0.1:2993 (IMAPS), user demo@example.test,
               password demo
   sendmail    ESTAFETA_CONFIG=$conf $bin/sendmail demo@example.test
