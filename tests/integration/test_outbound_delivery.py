@@ -415,3 +415,25 @@ def test_transport_maps_cdb(make_mailhost, net, public_dir):
                                r"\(held for maintenance\)")
     assert sender.wait_for_log(r"to=<someone@odd\.test>, relay=none, .*dsn=4\.3\.5, status=deferred "
                                r"\(unsupported transport in transport_maps for odd\.test\)")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("dns.example", "dns.example is not an IPv4 or IPv6 address"),
+    ("127.0.0.1@99999", "the port must be 1 to 65535"),
+    ("127.0.0.1@", "the port must be 1 to 65535"),
+])
+def test_config_check_rejects_bad_resolver(make_mailhost, value, message):
+    host = make_mailhost(start=False, dns_resolvers=value)
+
+    result = host.run("estafeta", "config", "check")
+
+    assert result.returncode == 1
+    assert message in result.stderr.decode()
+
+
+def test_config_check_accepts_resolvers(make_mailhost):
+    host = make_mailhost(start=False, dns_resolvers="198.51.100.53, 127.0.0.1@5353 2001:db8::53@53")
+
+    result = host.run("estafeta", "config", "check")
+
+    assert result.returncode == 0, result.stderr
