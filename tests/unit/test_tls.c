@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -444,6 +445,22 @@ START_TEST(load_rejects_directory_key)
 }
 END_TEST
 
+/* lib/tls.c replaces OpenSSL's allocator before main, so that freed key
+ * objects are zeroed; an OpenSSL allocation before it would keep the default. */
+START_TEST(openssl_allocator_replaced)
+{
+	CRYPTO_malloc_fn malloc_function;
+	CRYPTO_realloc_fn realloc_function;
+	CRYPTO_free_fn free_function;
+
+	CRYPTO_get_mem_functions(&malloc_function, &realloc_function, &free_function);
+
+	ck_assert_ptr_ne((void *)malloc_function, (void *)CRYPTO_malloc);
+	ck_assert_ptr_ne((void *)realloc_function, (void *)CRYPTO_realloc);
+	ck_assert_ptr_ne((void *)free_function, (void *)CRYPTO_free);
+}
+END_TEST
+
 Suite *
 tls_suite(void)
 {
@@ -462,6 +479,7 @@ tls_suite(void)
 	tcase_add_test(tc, load_errors);
 	tcase_add_test(tc, load_rejects_fifo_key);
 	tcase_add_test(tc, load_rejects_directory_key);
+	tcase_add_test(tc, openssl_allocator_replaced);
 	suite_add_tcase(s, tc);
 	return s;
 }
