@@ -437,3 +437,25 @@ def test_config_check_accepts_resolvers(make_mailhost):
     result = host.run("estafeta", "config", "check")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_mixed_recipients_in_one_transaction(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net)
+    sender = sender_host(make_mailhost, net)
+    message = "From: %s\nTo: several\nSubject: mixed\n\nHello.\n" % SENDER
+
+    result = sender.run("sendmail", "-f", SENDER, "alice@example.test", "nobody@example.test",
+                        "bob@example.test", input=message.encode())
+    assert result.returncode == 0, result.stderr
+
+    assert len(receiver.wait_for_messages("alice@example.test", 1, timeout=20)) == 1
+    assert len(receiver.wait_for_messages("bob@example.test", 1, timeout=20)) == 1
+    assert sender.wait_for_log(r"to=<nobody@example\.test>, .*dsn=5\.1\.1, status=bounced")
+    bounces = sender.wait_for_messages(SENDER, 1, timeout=15)
+    assert len(bounces) == 1
+    assert b"Final-Recipient: rfc822; nobody@example.test" in bounces[0]
+    assert bounces[0].count(b"Final-Recipient:") == 1
+    # One connection carried all three: the readiness probe comes from B itself.
+    connections = [line for line in receiver.log().splitlines()
+                   if " connect from " in line and ("[%s]" % A_ADDRESS in line or "[%s]" % A_ADDRESS6 in line)]
+    assert len(connections) == 1
