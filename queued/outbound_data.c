@@ -98,3 +98,25 @@ outbound_data_has_8bit(int fd)
 	}
 	return n < 0 ? -1 : 0;
 }
+
+int
+outbound_data_header_has_8bit(int fd)
+{
+	unsigned char buf[65536];
+	off_t offset = 0;
+	int at_line_start = 1;
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof buf, offset)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] > 127)
+				return 1;
+			if (buf[i] == '\n' && at_line_start)
+				return 0;	/* the empty line ends the header */
+			if (buf[i] != '\r')
+				at_line_start = buf[i] == '\n';
+		}
+		offset += n;
+	}
+	return n < 0 ? -1 : 0;
+}

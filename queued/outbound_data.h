@@ -33,4 +33,7 @@ void outbound_data_finish(struct outbound_data *data, struct evbuffer *out);
 /* 1 if the file FD has an octet above 127, 0 if not, -1 on a read error. */
 int outbound_data_has_8bit(int fd);
 
+/* The same for the header only (up to the first empty line). */
+int outbound_data_header_has_8bit(int fd);
+
 #endif

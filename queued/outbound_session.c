@@ -90,6 +90,7 @@ struct session {
 	size_t reply_index;		/* 0: MAIL, 1..nrcpts: RCPT, then DATA */
 	size_t commands_sent;		/* without pipelining: commands sent so far */
 	int mail_ok;
+	int use_smtputf8;		/* MAIL FROM carries SMTPUTF8 */
 	unsigned char *accepted;
 	size_t naccepted;
 	int data_fd;
@@ -538,6 +539,31 @@ attr_is(struct session *s, const char *key, const char *value)
 	return v != NULL && ascii_casecmp(v, value) == 0;
 }
 
+static int
+is_ascii(const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+		if (*p > 127)
+			return 0;
+	return 1;
+}
+
+/* Whether the message really needs SMTPUTF8 (RFC 6531): a non-ASCII
+ * sender or recipient of this job, or a non-ASCII header. A read error
+ * counts as needing it. */
+static int
+needs_smtputf8(struct session *s)
+{
+	struct envelope *env = s->job->msg->env;
+
+	if (!is_ascii(env->sender))
+		return 1;
+	for (size_t r = 0; r < s->job->nrcpts; r++)
+		if (!is_ascii(job_rcpt(s, r)->address))
+			return 1;
+	return outbound_data_header_has_8bit(s->data_fd) != 0;
+}
+
 /* Check what the server must offer for this message. Returns 0, or -1
  * after failing every recipient. */
 static int
@@ -545,9 +571,15 @@ check_extensions(struct session *s)
 {
 	struct envelope *env = s->job->msg->env;
 
-	if (attr_is(s, "smtputf8", "yes") && !s->ext_smtputf8) {
-		fail_open_rcpts(s, "5.6.7", "SMTPUTF8 is required, but was not offered by the host");
-		return -1;
+	s->use_smtputf8 = attr_is(s, "smtputf8", "yes");
+	if (s->use_smtputf8 && !s->ext_smtputf8) {
+		if (needs_smtputf8(s)) {
+			fail_open_rcpts(s, "5.6.7", "SMTPUTF8 is required, but was not offered by the host");
+			return -1;
+		}
+		/* The client asked for SMTPUTF8, but the envelope and header
+		 * are ASCII, so the message goes without it. */
+		s->use_smtputf8 = 0;
 	}
 	if (s->ext_size > 0 && env->size > s->ext_size) {
 		char *reason = xasprintf("message size %lld exceeds the limit of %lld that the host announced",
@@ -592,7 +624,7 @@ send_mail_from(struct session *s)
 		evbuffer_add_printf(out, " SIZE=%lld", env->size);
 	if (s->ext_8bitmime && attr_is(s, "body", "8BITMIME"))
 		evbuffer_add_printf(out, " BODY=8BITMIME");
-	if (attr_is(s, "smtputf8", "yes"))
+	if (s->use_smtputf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
 	if (s->ext_dsn && ret != NULL)
 		evbuffer_add_printf(out, " RET=%s", ret);

@@ -384,3 +384,39 @@ def test_helo_when_ehlo_rejected(make_mailhost, net, tmp_path):
     assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
     commands = (tmp_path / "received.commands").read_bytes().split(b"\r\n")
     assert commands[:2] == [b"EHLO out.sender.test", b"HELO out.sender.test"]
+
+
+def submit_smtputf8(net, host, recipient, header_value):
+    """Send one message to HOST's smtpd from inside namespace a, with
+    SMTPUTF8 on MAIL FROM, and a Subject of HEADER_VALUE."""
+    script = (
+        "import smtplib, sys\n"
+        "client = smtplib.SMTP('127.0.0.1', %d, local_hostname='client.sender.test', timeout=15)\n"
+        "message = 'From: %s\\r\\nTo: %s\\r\\nSubject: ' + sys.argv[1] + '\\r\\n\\r\\nHello.\\r\\n'\n"
+        "client.sendmail('%s', ['%s'], message.encode('utf-8'), mail_options=['SMTPUTF8'])\n"
+        "client.quit()\n" % (host.smtp_port, SENDER, recipient, SENDER, recipient))
+    result = net.run("a", "/usr/bin/python3", "-c", script, header_value)
+    assert result.returncode == 0, result.stderr
+
+
+def test_smtputf8_not_needed_is_dropped(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "normal")
+    sender = sender_host(make_mailhost, net)
+
+    submit_smtputf8(net, sender, "alice@example.test", "plain ASCII")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    commands = (tmp_path / "received.commands").read_bytes().split(b"\r\n")
+    mail = [c for c in commands if c.startswith(b"MAIL FROM:")]
+    assert len(mail) == 1
+    assert b"SMTPUTF8" not in mail[0]
+
+
+def test_smtputf8_header_needs_it(make_mailhost, net, tmp_path):
+    start_peer(net, tmp_path, "normal")
+    sender = sender_host(make_mailhost, net)
+
+    submit_smtputf8(net, sender, "alice@example.test", "Gr\u00fc\u00dfe")
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=5\.6\.7, status=bounced \(SMTPUTF8 is required",
+                               timeout=20)
