@@ -420,3 +420,21 @@ def test_smtputf8_header_needs_it(make_mailhost, net, tmp_path):
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=5\.6\.7, status=bounced \(SMTPUTF8 is required",
                                timeout=20)
+
+
+def test_crash_mid_delivery_keeps_message(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "hang")
+    sender = sender_host(make_mailhost, net, smtp_data_done_timeout="30s")
+
+    send(sender, "alice@example.test")
+
+    deadline = time.monotonic() + 20
+    while (not record.exists() or b"--end--" not in record.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"--end--" in record.read_bytes()
+    sender.kill("queued")
+    sender.start("queued")
+
+    ids, listing = queued_ids(sender)
+    assert len(ids) == 1
+    assert "alice@example.test" in listing
