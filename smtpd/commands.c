@@ -93,14 +93,16 @@ command_verb_for_log(const char *line, size_t len, char *out, size_t outsize)
 
 /*
  * Log an unrecognized command line by its verb alone, or only by its
- * length when the verb may be a credential or the line follows AUTH,
- * because then it may be a late AUTH response.
+ * length when the verb may be a credential or the line follows AUTH or
+ * another unrecognized line, because then it may be a late AUTH
+ * response (AUTH LOGIN sends two).
  */
 static void
 log_unrecognized_command(struct session *s, const char *line)
 {
 	char verb[LOGGED_VERB_MAX + 1];
-	int after_auth = strcmp(s->last_command, "AUTH") == 0;
+	int after_auth = strcmp(s->last_command, "AUTH") == 0 ||
+	    strcmp(s->last_command, "UNKNOWN") == 0;
 
 	if (!after_auth && command_verb_for_log(line, strlen(line), verb, sizeof verb))
 		log_info("%s[%s]: unrecognized command: %s", s->name, s->ip, verb);

@@ -282,6 +282,27 @@ def test_unrecognized_line_after_auth_not_logged(plain_host):
     assert "cGFzcw" not in host.log()
 
 
+def test_late_auth_responses_after_authd_exit_not_logged(plain_host):
+    host = plain_host()
+    conn = host.raw()
+    ehlo_keywords(conn)
+    code, _ = conn.cmd("AUTH LOGIN")
+    assert code == 334
+    host.stop("authd")
+    code, text = conn.reply()
+    assert code == 454, text
+    # The client goes on with the exchange that smtpd ended. Both lines
+    # are base64 ("alice" without its padding, "secret") and short words
+    # of letters, which smtpd would otherwise log as verbs.
+    assert conn.cmd("YWxpY2U")[0] == 500
+    assert conn.cmd("c2VjcmV0")[0] == 500
+    assert conn.cmd("QUIT")[0] == 221
+    assert host.wait_for_log(r"disconnect from \S+ ehlo=")
+    log = host.log()
+    assert "YWxpY2U" not in log
+    assert "c2VjcmV0" not in log
+
+
 def test_auth_before_ehlo(plain_host):
     host = plain_host()
     conn = host.raw()
