@@ -93,9 +93,9 @@ command_verb_for_log(const char *line, size_t len, char *out, size_t outsize)
 
 /*
  * Log an unrecognized command line by its verb alone, or only by its
- * length when the verb may be a credential or the line follows AUTH or
- * another unrecognized line, because then it may be a late AUTH
- * response (AUTH LOGIN sends two).
+ * length when the verb may be a credential. A line after AUTH or after
+ * another unrecognized line may be a late AUTH response (AUTH LOGIN
+ * sends two), so it too is logged by its length only.
  */
 static void
 log_unrecognized_command(struct session *s, const char *line)
