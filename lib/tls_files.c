@@ -40,6 +40,7 @@ static struct {
 	int fd;			/* the daemon's end of the socketpair, or -1 */
 	pid_t pid;
 	struct tls_files paths;	/* the list the child serves, data unused */
+	int stopped;		/* keyreader_stop ended it after a broken reply */
 } keyreader = { .fd = -1 };
 
 int
@@ -143,11 +144,11 @@ tls_files_free(struct tls_files *set)
 }
 
 /*
- * Read PATH into FILE; on failure FILE->error is set. The open is
- * nonblocking because open(2) of a FIFO waits for a writer, which would
- * stall the daemon or the key reader: a FIFO, device or directory is
- * rejected with EINVAL after fstat. Symlinks are followed, since
- * Let's Encrypt's live/ directory consists of them.
+ * Read PATH into FILE, or set FILE->error. The open is nonblocking
+ * because open(2) of a FIFO waits for a writer, which would stall the
+ * daemon or the key reader. A FIFO, device or directory is then rejected
+ * with EINVAL after fstat. Symlinks are followed, since Let's Encrypt's
+ * live/ directory consists of them.
  */
 static void
 file_read(struct tls_file *file)
@@ -234,6 +235,23 @@ keyreader_reap(void)
 	}
 }
 
+/*
+ * Give up the key reader after a reply that failed part way. The rest of
+ * that reply could still arrive and would be taken for the next one, so
+ * the socket cannot be used again. The daemon has dropped root and
+ * cannot kill the reader: the reader exits on its next read or write of
+ * the closed socket, or by its parent-death signal when the daemon stops.
+ */
+static void
+keyreader_stop(void)
+{
+	close(keyreader.fd);
+	keyreader.fd = -1;
+	keyreader.stopped = 1;
+	log_warn("key reader pid %ld stopped after a failed reply: TLS reloads need a restart",
+	    (long)keyreader.pid);
+}
+
 static int
 keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 {
@@ -285,13 +303,18 @@ keyreader_fetch(struct tls_files *set, char *err, size_t errsize)
 failed:
 	snprintf(err, errsize, "no reply from the key reader: %s", strerror(errno));
 	file_clear(&scratch);
-	keyreader_reap();
+	keyreader_stop();
 	return -1;
 }
 
 int
 tls_files_read(struct tls_files *set, char *err, size_t errsize)
 {
+	if (keyreader.stopped) {
+		keyreader_reap();
+		snprintf(err, errsize, "the key reader stopped after an earlier failure: restart the daemon to reload TLS certificates");
+		return -1;
+	}
 	if (keyreader.fd >= 0)
 		return keyreader_fetch(set, err, errsize);
 
@@ -363,10 +386,10 @@ tls_keyreader_start(char *err, size_t errsize)
 		sigset_t none;
 
 		/*
-		 * Die with the daemon, and leave reloads and stops to it. The
-		 * daemon's SIGTERM handler (libevent's) only writes to a pipe
-		 * this child closes, and a blocked SIGTERM would never arrive,
-		 * so the parent-death signal needs the default action.
+		 * Die with the daemon, and leave reloads and stops to it. An
+		 * inherited SIGTERM handler (libevent's writes to a pipe this
+		 * child closes) or a blocked SIGTERM would keep the parent-death
+		 * signal from ending the child, so both are reset first.
 		 */
 		signal(SIGTERM, SIG_DFL);
 		sigemptyset(&none);

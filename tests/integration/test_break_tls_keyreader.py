@@ -1,8 +1,8 @@
 """A TLS key path that is a FIFO when SIGHUP comes: open(2) of a FIFO
 blocks until a writer appears. smtpd's root key reader and imapd's root
-master both open the configured paths, so a reload must neither stall
-the daemon nor leave later reloads broken once the path is a regular
-file again, and the key reader must exit when smtpd stops."""
+master both open the configured paths. A reload must not stall the
+daemon, later reloads must work once the path is a regular file again,
+and the key reader must exit when smtpd stops."""
 
 import os
 import shutil
@@ -152,3 +152,29 @@ def test_key_reader_exits_on_sigterm(make_mailhost):
         time.sleep(0.1)
 
     assert not process_running(readers[0])
+
+
+def test_stalled_key_reader_given_up(make_mailhost):
+    """A reply that times out part way ends the key reader, so a late
+    rest of it cannot be taken for the next reply."""
+    host = make_mailhost(tls=True)
+    readers = child_pids(host.procs["smtpd"].pid)
+    assert len(readers) == 1, readers
+    os.kill(readers[0], signal.SIGSTOP)
+    offset = len(host.log())
+
+    host.procs["smtpd"].send_signal(signal.SIGHUP)
+    assert log_after(host, offset, "TLS reload failed", KEY_READER_TIMEOUT + 5)
+    assert log_after(host, offset, "stopped after a failed reply", 5)
+
+    # Resumed, the reader writes its reply to the closed socket and exits.
+    os.kill(readers[0], signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while process_running(readers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_running(readers[0])
+
+    offset = len(host.log())
+    host.procs["smtpd"].send_signal(signal.SIGHUP)
+    assert log_after(host, offset, "the key reader stopped after an earlier failure", 5)
+    assert greeting_seconds(host.smtp_port) < 3

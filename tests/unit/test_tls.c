@@ -446,7 +446,7 @@ START_TEST(load_rejects_directory_key)
 END_TEST
 
 /* lib/tls.c replaces OpenSSL's allocator before main, so that freed key
- * objects are zeroed; an OpenSSL allocation before it would keep the default. */
+ * objects are zeroed. An OpenSSL allocation before it keeps the default. */
 START_TEST(openssl_allocator_replaced)
 {
 	CRYPTO_malloc_fn malloc_function;
