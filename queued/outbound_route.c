@@ -35,7 +35,6 @@ struct lookup_host {
 	char name[ROUTE_NAME_MAX];
 	int preference;
 	unsigned order;		/* random tie-breaker among equal preferences */
-	int secure;
 	struct route_address *addresses;
 	size_t naddresses;
 };
@@ -47,6 +46,7 @@ struct lookup {
 	char name[ROUTE_NAME_MAX];	/* the domain or host to resolve */
 	int port;
 	int use_mx;
+	int configured;			/* the name comes from relayhost or transport_maps */
 	struct lookup_host hosts[ROUTE_HOSTS_MAX];
 	size_t nhosts;
 	size_t pending;			/* address queries in flight */
@@ -311,9 +311,11 @@ parse_destination(struct lookup *lookup, const char *destination)
 	return 0;
 }
 
-/* Add address bytes DATA of family FAMILY to HOST. */
+/* Add address bytes DATA of family FAMILY to HOST. SECURE is set when
+ * the answer was DNSSEC-validated. */
 static void
-add_address(struct lookup *lookup, struct lookup_host *host, int family, const void *data)
+add_address(struct lookup *lookup, struct lookup_host *host, int family, const void *data,
+    int secure)
 {
 	struct route_address *address;
 
@@ -323,7 +325,7 @@ add_address(struct lookup *lookup, struct lookup_host *host, int family, const v
 	snprintf(address->host, sizeof address->host, "%s", host->name);
 	address->port = lookup->port;
 	address->preference = host->preference;
-	address->secure = host->secure;
+	address->secure = secure;
 	if (family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&address->sa;
 
@@ -364,10 +366,9 @@ address_cb(void *arg, int err, struct ub_result *result)
 		snprintf(lookup->error, sizeof lookup->error, "DNS lookup of %s failed with rcode %d",
 		    host->name, result->rcode);
 	} else {
-		host->secure = result->secure;
 		for (size_t i = 0; result->data[i] != NULL; i++)
 			if ((size_t)result->len[i] == size)
-				add_address(lookup, host, family, result->data[i]);
+				add_address(lookup, host, family, result->data[i], result->secure);
 	}
 	if (result != NULL)
 		ub_resolve_free(result);
@@ -386,6 +387,23 @@ by_preference(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
+/* The record type named when a host has no address: AAAA only with
+ * outbound_address_family = ipv6. */
+static const char *
+address_type(void)
+{
+	return strcmp(config_string("outbound_address_family"), "ipv6") == 0 ? "AAAA" : "A";
+}
+
+/* The dsn for a name that does not exist: the recipient domain bounces,
+ * but a relayhost or transport_maps name is a configuration error that
+ * the admin can fix, so its mail is deferred. */
+static const char *
+not_found_dsn(const struct lookup *lookup)
+{
+	return lookup->configured ? "4.4.3" : "5.1.2";
+}
+
 /* Every address query is done: order the addresses and deliver the route. */
 static void
 finish_lookup(struct lookup *lookup)
@@ -398,9 +416,14 @@ finish_lookup(struct lookup *lookup)
 
 		route->addresses = xrealloc(route->addresses,
 		    (route->naddresses + host->naddresses + 1) * sizeof *route->addresses);
-		memcpy(route->addresses + route->naddresses, host->addresses,
-		    host->naddresses * sizeof *host->addresses);
-		route->naddresses += host->naddresses;
+
+		/* IPv6 first, whichever answer came back first. */
+		for (size_t a = 0; a < host->naddresses; a++)
+			if (host->addresses[a].sa.ss_family == AF_INET6)
+				route->addresses[route->naddresses++] = host->addresses[a];
+		for (size_t a = 0; a < host->naddresses; a++)
+			if (host->addresses[a].sa.ss_family == AF_INET)
+				route->addresses[route->naddresses++] = host->addresses[a];
 		free(host->addresses);
 	}
 
@@ -411,13 +434,13 @@ finish_lookup(struct lookup *lookup)
 	if (lookup->error[0] != '\0')
 		fail_lookup(lookup, "4.4.3", "%s", lookup->error);
 	else if (lookup->nxdomain)
-		fail_lookup(lookup, "5.1.2", "Host or domain name not found. Name service error for name=%s type=A: Host not found",
-		    lookup->name);
+		fail_lookup(lookup, not_found_dsn(lookup), "Host or domain name not found. Name service error for name=%s type=%s: Host not found",
+		    lookup->name, address_type());
 	else if (lookup->use_mx && !(lookup->nhosts == 1 && strcasecmp(lookup->hosts[0].name, lookup->name) == 0))
 		fail_lookup(lookup, "4.4.3", "no address found for the MX hosts of %s", lookup->name);
 	else
-		fail_lookup(lookup, "5.1.2", "Host or domain name not found. Name service error for name=%s type=AAAA: Host found but no data record of that type",
-		    lookup->name);
+		fail_lookup(lookup, not_found_dsn(lookup), "Host or domain name not found. Name service error for name=%s type=%s: Host found but no data record of that type",
+		    lookup->name, address_type());
 }
 
 /* Query the addresses of every host in LOOKUP. */
@@ -536,7 +559,7 @@ mx_cb(void *arg, int err, struct ub_result *result)
 		fail_lookup(lookup, "4.7.5", "DNSSEC validation of MX %s failed: %s", lookup->name,
 		    result->why_bogus != NULL ? result->why_bogus : "bogus answer");
 	} else if (result->nxdomain) {
-		fail_lookup(lookup, "5.1.2", "Host or domain name not found. Name service error for name=%s type=MX: Host not found",
+		fail_lookup(lookup, not_found_dsn(lookup), "Host or domain name not found. Name service error for name=%s type=MX: Host not found",
 		    lookup->name);
 	} else if (result->rcode != 0) {
 		fail_lookup(lookup, "4.4.3", "DNS lookup of MX %s failed with rcode %d", lookup->name, result->rcode);
@@ -587,9 +610,9 @@ route_literal(struct lookup *lookup)
 	add_host(lookup, lookup->name, 0);
 	host = &lookup->hosts[0];
 	if (inet_pton(AF_INET, name, bytes) == 1)
-		add_address(lookup, host, AF_INET, bytes);
+		add_address(lookup, host, AF_INET, bytes, 0);
 	else if (inet_pton(AF_INET6, name, bytes) == 1)
-		add_address(lookup, host, AF_INET6, bytes);
+		add_address(lookup, host, AF_INET6, bytes, 0);
 	else {
 		lookup->nhosts = 0;
 		return 0;
@@ -639,6 +662,7 @@ route_lookup(const char *domain, route_cb *cb, void *arg)
 		route_fixed(lookup, destination, 0);
 		return;
 	}
+	lookup->configured = destination[0] != '\0';
 	if (destination[0] == '\0')
 		destination = domain;
 	if (parse_destination(lookup, destination) < 0) {

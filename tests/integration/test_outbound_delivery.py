@@ -459,3 +459,13 @@ def test_mixed_recipients_in_one_transaction(make_mailhost, net):
     connections = [line for line in receiver.log().splitlines()
                    if " connect from " in line and ("[%s]" % A_ADDRESS in line or "[%s]" % A_ADDRESS6 in line)]
     assert len(connections) == 1
+
+
+def test_unknown_relayhost_defers(make_mailhost, net):
+    sender = sender_host(make_mailhost, net, relayhost="[norelay.example.test]:25")
+
+    send(sender, "friend@elsewhere.test")
+
+    assert sender.wait_for_log(r"to=<friend@elsewhere\.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
+                               r"\(Host or domain name not found\. Name service error for "
+                               r"name=norelay\.example\.test type=A: Host not found\)")
