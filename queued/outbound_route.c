@@ -522,7 +522,7 @@ add_host(struct lookup *lookup, const char *name, int preference)
 
 /*
  * An MX host named myhostname is this host. As RFC 5321 section 5.1
- * says, it and every MX host of the same or a higher preference are
+ * requires, it and every MX host of the same or a higher preference are
  * dropped. Returns the number of hosts left; 0 means a mail loop.
  */
 static size_t

@@ -1,8 +1,9 @@
 /*
- * The SMTP client session (RFC 5321) on libevent bufferevents: connect
- * to each address of the route in turn, EHLO (HELO when EHLO is
- * rejected), STARTTLS as the TLS policy requires, AUTH to a relayhost, then
- * MAIL, RCPT and DATA (pipelined when the server offers PIPELINING).
+ * The SMTP client session (RFC 5321) on libevent bufferevents. It
+ * connects to each address of the route in turn and sends EHLO (HELO
+ * when EHLO is rejected), STARTTLS as the TLS policy requires, and AUTH
+ * to a relayhost. Then come MAIL, RCPT and DATA, pipelined when the
+ * server offers PIPELINING.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -592,7 +593,8 @@ check_extensions(struct session *s)
 	if (message_attr(s, "body") != NULL && attr_is(s, "body", "8BITMIME") && !s->ext_8bitmime &&
 	    outbound_data_has_8bit(s->data_fd) != 0) {
 		/* RFC 6152 section 3: without 8BITMIME, 8-bit content is converted
-		 * or returned. No conversion is done here. */
+		 * or returned. TODO: convert 8-bit body parts to quoted-printable
+		 * (lib/mime.h parses the structure) instead of returning them. */
 		fail_open_rcpts(s, "5.6.3", "message has 8-bit content, but the host does not offer 8BITMIME");
 		return -1;
 	}

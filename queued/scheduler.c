@@ -111,7 +111,7 @@ activate(struct qmsg *msg)
 		scheduler_log_rcpt(msg, i, "none", "deferred", outbound_off);
 	}
 
-	/* One part holds the attempt open until every part has started. */
+	/* One extra part keeps the attempt open until every part has started. */
 	msg->parts = 1;
 	if (nlmtp == 0)
 		msg->state = QMSG_ACTIVE;
