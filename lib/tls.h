@@ -11,6 +11,13 @@
  * after dropping privileges starts the key reader first (tls_keyreader_start,
  * as root): a small child process that reads nothing but the configured
  * certificate and key files and sends their text back over a socketpair.
+ *
+ * A program linking lib/tls.c makes OpenSSL zero every block it frees
+ * (a constructor installs the allocator before main), and the key file
+ * text is wiped right after parsing. So a process forked after a load
+ * that frees the context it inherited keeps no copy of a private key
+ * (tests/integration/test_break_tls_key_memory.py checks imapd's mail
+ * process for the P-256 test keys).
  */
 #ifndef ESTAFETA_TLS_H
 #define ESTAFETA_TLS_H
