@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "outbound_auth.h"
 #include "outbound_data.h"
+#include "outbound_mime7.h"
 #include "outbound_session.h"
 #include "outbound_tls.h"
 #include "queued.h"
@@ -92,6 +94,8 @@ struct session {
 	size_t commands_sent;		/* without pipelining: commands sent so far */
 	int mail_ok;
 	int use_smtputf8;		/* MAIL FROM carries SMTPUTF8 */
+	char *converted;		/* the message made 7-bit, or NULL to send the file */
+	size_t converted_len;
 	unsigned char *accepted;
 	size_t naccepted;
 	int data_fd;
@@ -306,6 +310,9 @@ close_data(struct session *s)
 	if (s->data_fd >= 0)
 		close(s->data_fd);
 	s->data_fd = -1;
+	free(s->converted);
+	s->converted = NULL;
+	s->converted_len = 0;
 	free(s->accepted);
 	s->accepted = NULL;
 }
@@ -565,6 +572,45 @@ needs_smtputf8(struct session *s)
 	return outbound_data_header_has_8bit(s->data_fd) != 0;
 }
 
+/*
+ * RFC 6152 section 3: a server without 8BITMIME gets 8-bit content
+ * converted, or the message is returned. Read the message and convert
+ * its 8-bit body parts to quoted-printable; feed_body sends the result.
+ * Returns 0, or -1 after failing every recipient (8-bit header, read
+ * error).
+ */
+static int
+convert_to_7bit(struct session *s)
+{
+	struct stat st;
+	char err[256], *data;
+	ssize_t n;
+
+	if (fstat(s->data_fd, &st) < 0) {
+		snprintf(err, sizeof err, "stat queue file: %s", strerror(errno));
+		fail_open_rcpts(s, "4.3.0", err);
+		return -1;
+	}
+	data = xmalloc((size_t)st.st_size + 1);
+	n = pread(s->data_fd, data, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		snprintf(err, sizeof err, "read queue file: %s", n < 0 ? strerror(errno) : "short read");
+		free(data);
+		fail_open_rcpts(s, "4.3.0", err);
+		return -1;
+	}
+
+	s->converted = outbound_mime7_convert(data, (size_t)n, &s->converted_len, err, sizeof err);
+	free(data);
+	if (s->converted == NULL) {
+		fail_open_rcpts(s, "5.6.3", err);
+		return -1;
+	}
+	log_info("%s: %s does not offer 8BITMIME: 8-bit body parts are sent as quoted-printable",
+	    s->job->msg->env->id, s->relay);
+	return 0;
+}
+
 /* Check what the server must offer for this message. Returns 0, or -1
  * after failing every recipient. */
 static int
@@ -591,13 +637,8 @@ check_extensions(struct session *s)
 		return -1;
 	}
 	if (message_attr(s, "body") != NULL && attr_is(s, "body", "8BITMIME") && !s->ext_8bitmime &&
-	    outbound_data_has_8bit(s->data_fd) != 0) {
-		/* RFC 6152 section 3: without 8BITMIME, 8-bit content is converted
-		 * or returned. TODO: convert 8-bit body parts to quoted-printable
-		 * (lib/mime.h parses the structure) instead of returning them. */
-		fail_open_rcpts(s, "5.6.3", "message has 8-bit content, but the host does not offer 8BITMIME");
-		return -1;
-	}
+	    outbound_data_has_8bit(s->data_fd) != 0)
+		return convert_to_7bit(s);
 	return 0;
 }
 
@@ -715,8 +756,21 @@ static void
 feed_body(struct session *s)
 {
 	char buf[DATA_CHUNK];
-	ssize_t n = pread(s->data_fd, buf, sizeof buf, s->data_offset);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	ssize_t n;
+
+	if (s->converted != NULL) {
+		size_t left = s->converted_len - (size_t)s->data_offset;
+
+		n = (ssize_t)(left < sizeof buf ? left : sizeof buf);
+		/* Keep each CRLF in one chunk, since outbound_data_add drops a
+		 * CR only when the LF follows in the same call. */
+		if (n > 1 && (size_t)n < left && s->converted[s->data_offset + n - 1] == '\r')
+			n--;
+		memcpy(buf, s->converted + s->data_offset, (size_t)n);
+	} else {
+		n = pread(s->data_fd, buf, sizeof buf, s->data_offset);
+	}
 
 	if (n < 0) {
 		char reason[256];

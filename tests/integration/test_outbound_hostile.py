@@ -6,6 +6,7 @@ Estafeta host must defer or bounce each message correctly, never lose
 it, and log why.
 """
 
+import email
 import re
 import subprocess
 import sys
@@ -185,8 +186,8 @@ def sender_host(make_mailhost, net, **settings):
     return host
 
 
-def send(host, recipient, body="Hello.\n", *options, sender=SENDER):
-    message = "From: %s\nTo: %s\nSubject: hostile peer\n\n%s" % (sender, recipient, body)
+def send(host, recipient, body="Hello.\n", *options, sender=SENDER, subject="hostile peer"):
+    message = "From: %s\nTo: %s\nSubject: %s\n\n%s" % (sender, recipient, subject, body)
     result = host.run("sendmail", *options, "-f", sender, recipient, input=message.encode())
     assert result.returncode == 0, result.stderr
 
@@ -287,14 +288,55 @@ def test_server_without_extensions(make_mailhost, net, tmp_path):
     assert b".." in received
 
 
-def test_8bit_message_to_7bit_server_bounces(make_mailhost, net, tmp_path):
+def test_8bit_body_converted_for_7bit_server(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "plain")
+    sender = sender_host(make_mailhost, net)
+    body = "Gr\u00fc\u00dfe aus A, a line with a trailing space \n" + "\u00e9" * 60 + "\n=end\n"
+
+    send(sender, "alice@example.test", body)
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    assert sender.wait_for_log(r"does not offer 8BITMIME: 8-bit body parts are sent as quoted-printable")
+    received = record.read_bytes().split(b"\r\n--end--")[0]
+    assert all(byte < 128 for byte in received)
+    assert max(len(line) for line in received.split(b"\r\n")) <= 76
+    message = email.message_from_bytes(received.replace(b"\r\n", b"\n"))
+    assert message["MIME-Version"] == "1.0"
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    # The peer's record drops the line end before the final ".".
+    assert message.get_payload(decode=True).decode("utf-8") == body.rstrip("\n")
+
+
+def test_8bit_parts_of_multipart_converted(make_mailhost, net, tmp_path):
+    record = start_peer(net, tmp_path, "plain")
+    sender = sender_host(make_mailhost, net)
+    text = "Gr\u00fc\u00dfe\n"
+    mime = ("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"part\"\n\n"
+            "--part\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n%s"
+            "--part\nContent-Type: text/plain\n\nplain ASCII\n--part--\n" % text)
+    message = "From: %s\nTo: alice@example.test\nSubject: parts\n%s" % (SENDER, mime)
+    result = sender.run("sendmail", "-f", SENDER, "alice@example.test", input=message.encode())
+    assert result.returncode == 0, result.stderr
+
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent \(250 2\.0\.0 Ok", timeout=20)
+    received = record.read_bytes().split(b"\r\n--end--")[0]
+    assert all(byte < 128 for byte in received)
+    parsed = email.message_from_bytes(received.replace(b"\r\n", b"\n"))
+    parts = parsed.get_payload()
+    assert len(parts) == 2
+    assert parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert parts[0].get_payload(decode=True).decode("utf-8") == text.rstrip("\n")
+    assert parts[1].get_payload() == "plain ASCII"
+
+
+def test_8bit_header_to_7bit_server_bounces(make_mailhost, net, tmp_path):
     start_peer(net, tmp_path, "plain")
     sender = sender_host(make_mailhost, net)
 
-    send(sender, "alice@example.test", "Gr\u00fc\u00dfe aus A.\n")
+    send(sender, "alice@example.test", subject="Gr\u00fc\u00dfe")
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, .*dsn=5\.6\.3, status=bounced \(message has "
-                               r"8-bit content, but the host does not offer 8BITMIME\)", timeout=20)
+                               r"8-bit header content, but the host does not offer 8BITMIME\)", timeout=20)
     assert len(sender.wait_for_messages(SENDER, 1, timeout=15)) == 1
 
 
@@ -360,8 +402,8 @@ def test_rejected_message_leaves_connection_usable(make_mailhost, net, tmp_path)
     start_peer(net, tmp_path, "plain")
     sender = sender_host(make_mailhost, net, smtp_destination_concurrency_limit="1")
 
-    for body in ("8-bit: \u00e9\n", "7-bit\n", "8-bit again: \u00fc\n", "7-bit again\n"):
-        send(sender, "alice@example.test", body)
+    for subject in ("8-bit: \u00e9", "7-bit", "8-bit again: \u00fc", "7-bit again"):
+        send(sender, "alice@example.test", subject=subject)
 
     # Bounces to the sender are logged with status=sent too, so only the
     # lines for alice count.
