@@ -27,7 +27,9 @@ TAILQ_HEAD(job_list, outbound_job);
 static struct job_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static struct destination *destinations;
 static size_t total_sessions;
-static char disabled_reason[600] = "outbound delivery is not enabled (outbound_delivery = no)";
+/* The wording is what queue listings and tests have shown since before
+ * outbound delivery existed. */
+static char disabled_reason[600] = "outbound delivery is not enabled";
 static int enabled;
 static char secrets_error[512];
 static int secrets_failed;
