@@ -469,3 +469,19 @@ def test_unknown_relayhost_defers(make_mailhost, net):
     assert sender.wait_for_log(r"to=<friend@elsewhere\.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
                                r"\(Host or domain name not found\. Name service error for "
                                r"name=norelay\.example\.test type=A: Host not found\)")
+
+
+def test_global_concurrency_limit_of_one(make_mailhost, net):
+    receiver = receiver_host(make_mailhost, net, users={"alice@bare.test": "x"},
+                             virtual_domains="example.test bare.test")
+    sender = sender_host(make_mailhost, net, smtp_concurrency_limit="1")
+    message = "From: %s\nTo: two domains\nSubject: one at a time\n\nHello.\n" % SENDER
+
+    result = sender.run("sendmail", "-f", SENDER, "alice@example.test", "alice@bare.test",
+                        input=message.encode())
+    assert result.returncode == 0, result.stderr
+
+    assert len(receiver.wait_for_messages("alice@example.test", 2, timeout=20)) == 2
+    assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=sent")
+    assert sender.wait_for_log(r"to=<alice@bare\.test>, .*status=sent")
+    assert sender.wait_for_log(r": removed")
