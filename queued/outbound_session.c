@@ -75,6 +75,7 @@ struct session {
 
 	/* ESMTP extensions of the current server. */
 	int ext_pipelining, ext_8bitmime, ext_smtputf8, ext_starttls, ext_dsn;
+	int ext_requiretls;		/* RFC 8689, counted only after STARTTLS */
 	int ext_auth_plain, ext_auth_login;
 	long long ext_size;		/* -1 when SIZE was not offered */
 
@@ -485,6 +486,8 @@ parse_reply_line(struct session *s, const char *line, size_t len)
 			s->ext_starttls = 1;
 		else if (ascii_casecmp(text, "DSN") == 0)
 			s->ext_dsn = 1;
+		else if (ascii_casecmp(text, "REQUIRETLS") == 0)
+			s->ext_requiretls = 1;
 		else if (ascii_ncasecmp(text, "SIZE", 4) == 0 && (text[4] == '\0' || text[4] == ' '))
 			s->ext_size = text[4] == ' ' ? atoll(text + 5) : 0;
 		else if (ascii_ncasecmp(text, "AUTH ", 5) == 0 || ascii_ncasecmp(text, "AUTH=", 5) == 0) {
@@ -511,7 +514,7 @@ static void
 reset_extensions(struct session *s)
 {
 	s->ext_pipelining = s->ext_8bitmime = s->ext_smtputf8 = s->ext_starttls = 0;
-	s->ext_dsn = s->ext_auth_plain = s->ext_auth_login = 0;
+	s->ext_dsn = s->ext_auth_plain = s->ext_auth_login = s->ext_requiretls = 0;
 	s->ext_size = -1;
 }
 
@@ -669,6 +672,8 @@ send_mail_from(struct session *s)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (s->use_smtputf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
+	if (s->tls_request.requiretls)
+		evbuffer_add_printf(out, " REQUIRETLS");
 	if (s->ext_dsn && ret != NULL)
 		evbuffer_add_printf(out, " RET=%s", ret);
 	if (s->ext_dsn && envid != NULL) {
@@ -871,6 +876,14 @@ policy_failed(struct session *s)
 	next_address(s, dsn, "%s", reason);
 }
 
+/* Return the DSN of a TLS failure with this address. A REQUIRETLS
+ * message gets 5.7.30, so its recipients bounce once no address is left. */
+static const char *
+tls_dsn(const struct session *s, const char *dsn)
+{
+	return s->tls_request.requiretls ? "5.7.30" : dsn;
+}
+
 /*
  * TLS could not be set up with this address. With level may the client
  * connects to the same address again at once and sends no STARTTLS, so
@@ -889,7 +902,7 @@ tls_failed(struct session *s, const char *fmt, ...)
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
 	if (s->tls_policy->level != OUTBOUND_TLS_MAY || s->tls_tried) {
-		next_address(s, "4.7.5", "%s", reason);
+		next_address(s, tls_dsn(s, "4.7.5"), "%s", reason);
 		return;
 	}
 
@@ -927,7 +940,7 @@ start_tls(struct session *s)
 	}
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		SSL_free(ssl);
-		next_address(s, "4.7.5", "%s sent data after its STARTTLS reply (command injection)",
+		next_address(s, tls_dsn(s, "4.7.5"), "%s sent data after its STARTTLS reply (command injection)",
 		    s->relay);
 		return;
 	}
@@ -976,10 +989,20 @@ greeted(struct session *s)
 			return;
 		}
 		if (level != OUTBOUND_TLS_MAY) {
-			next_address(s, "4.7.4", "TLS is required (level %s from %s), but %s does not offer STARTTLS",
+			next_address(s, tls_dsn(s, "4.7.4"),
+			    "%sTLS is required (level %s from %s), but %s does not offer STARTTLS",
+			    s->tls_request.requiretls ? "REQUIRETLS support required: " : "",
 			    outbound_tls_level_name(level), s->tls_policy->source, s->relay);
 			return;
 		}
+	}
+
+	/* RFC 8689: the EHLO reply after STARTTLS must offer REQUIRETLS,
+	 * or the message does not go to this host. */
+	if (s->tls_request.requiretls && (!s->tls_active || !s->ext_requiretls)) {
+		next_address(s, "5.7.30", "REQUIRETLS support required, but %s does not offer REQUIRETLS%s",
+		    s->relay, s->tls_active ? " after STARTTLS" : " without TLS");
+		return;
 	}
 	if (s->route->relay && outbound_auth_wanted()) {
 		char err[256];
@@ -1036,7 +1059,8 @@ handle_reply(struct session *s)
 				greeted(s);
 				return;
 			}
-			next_address(s, "4.7.4", "host %s rejected STARTTLS: %d %s", s->relay, s->reply_code, s->reply);
+			next_address(s, tls_dsn(s, "4.7.4"), "host %s rejected STARTTLS: %d %s", s->relay,
+			    s->reply_code, s->reply);
 			return;
 		}
 		start_tls(s);
@@ -1247,6 +1271,8 @@ try_address(struct session *s)
 	requiretls = envelope_attr(s->job->msg->env, "requiretls");
 	s->tls_request.nexthop = s->route->nexthop;
 	s->tls_request.host = a->host;
+	s->tls_request.port = a->port;
+	s->tls_request.queue_id = s->job->msg->env->id;
 	s->tls_request.mx_secure = s->route->mx_secure;
 	s->tls_request.host_secure = a->secure;
 	s->tls_request.requiretls = requiretls != NULL && strcmp(requiretls, "1") == 0;

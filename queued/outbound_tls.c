@@ -411,8 +411,10 @@ outbound_tls_policy_lookup(const struct outbound_tls_request *request,
 		return;
 	}
 
-	/* NOTE: the port is smtp_port; a route with another port is not seen here. */
-	snprintf(query, sizeof query, "_%lld._tcp.%s", config_int("smtp_port"), data->host);
+	/* The TLSA name carries the port that the client connects to, so a
+	 * relayhost or transport on port 587 is looked up at _587._tcp. */
+	snprintf(query, sizeof query, "_%d._tcp.%s", request->port > 0 ? request->port :
+	    (int)config_int("smtp_port"), data->host);
 	if (resolver_resolve(query, RR_TLSA, tlsa_cb, lookup) < 0) {
 		policy_refuse(lookup, "4.7.5", "TLSA lookup for %s could not be started", data->host);
 		lookup_finish(lookup);
@@ -452,8 +454,9 @@ outbound_tls_check(SSL *ssl, const struct outbound_tls_policy *policy,
 		peer.level = TLS_LEVEL_VERIFY;
 	rc = tls_client_verify(ssl, &peer, &trust, reason, reasonsize);
 	tls_describe(ssl, description, sizeof description);
-	log_info("%s TLS connection established to %s: %s", tls_trust_name(trust), data->host,
-	    description);
+	log_info("%s: %s TLS connection established to %s: %s",
+	    request->queue_id != NULL ? request->queue_id : data->nexthop, tls_trust_name(trust),
+	    data->host, description);
 
 	if (rc == 0)
 		return 0;

@@ -44,6 +44,8 @@ enum outbound_tls_level {
 struct outbound_tls_request {
 	const char *nexthop;	/* recipient domain, or the relayhost/transport host */
 	const char *host;	/* MX host name (from DNS or from the transport), no brackets */
+	int port;		/* TCP port of the host: TLSA is looked up at _PORT._tcp.HOST */
+	const char *queue_id;	/* the message that opened the connection, for the TLS log line */
 	int mx_secure;		/* the MX answer was DNSSEC-validated */
 	int host_secure;	/* the host's A/AAAA answer was DNSSEC-validated */
 	int requiretls;		/* the envelope carries REQUIRETLS (RFC 8689) */
