@@ -3,9 +3,8 @@
 A 535 to AUTH means that the username or password in
 relayhost_password_file is wrong, which the admin can fix. Postfix 3.7
 defers such mail by default (`postconf -d`: smtp_sasl_auth_soft_bounce
-= yes). The
-Estafeta client passes the 5.7.8 on as the outcome of every recipient,
-so one wrong password bounces all outgoing mail at once.
+= yes). The Estafeta client passes the 5.7.8 on as the outcome of every
+recipient, so one wrong password bounces all outgoing mail at once.
 """
 
 import os
