@@ -506,3 +506,19 @@ def make_mailhost(request):
 @pytest.fixture
 def mailhost(make_mailhost):
     return make_mailhost()
+
+
+@pytest.fixture(scope="module")
+def shared_mailhost():
+    """One started host for all tests of a module that only talk to it:
+    replies to commands and bad input, nothing stopped, reconfigured or
+    filled. Starting a host per test costs more than most such tests.
+    Sanitizer reports are checked once, after the module's last test."""
+    host = MailHost({})
+    host.newaliases()
+    host.start()
+    yield host
+
+    reports = host.sanitizer_reports()
+    host.destroy(keep=bool(reports))
+    assert not reports, "sanitizer reports in %s:\n%s" % (host.dir, "\n".join(reports))

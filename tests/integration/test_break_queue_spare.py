@@ -118,7 +118,7 @@ def test_open_during_lease_check_keeps_queued(make_mailhost):
     # whether anyone still has it open. An open by another process (a
     # backup, a virus scanner) during that check breaks the lease, and the
     # kernel sends the lease holder SIGIO, which must not end queued.
-    # strace delays the apply thread for 3 seconds after each fcntl to
+    # strace delays the apply thread for 1.5 seconds after each fcntl to
     # widen the window of the check, which is otherwise microseconds.
     if os.geteuid() != 0:
         pytest.skip("needs root to trace queued")
@@ -131,7 +131,7 @@ def test_open_during_lease_check_keeps_queued(make_mailhost):
     # The second commit thread (apply) runs the removals.
     tracer = subprocess.Popen(
         ["strace", "-qq", "-p", str(threads[2]), "-e", "trace=fcntl",
-         "-e", "inject=fcntl:delay_exit=3000000"],
+         "-e", "inject=fcntl:delay_exit=1500000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
@@ -156,7 +156,9 @@ def test_open_during_lease_check_keeps_queued(make_mailhost):
             time.sleep(0.05)
         assert broken
 
-        deadline = time.monotonic() + 6
+        # SIGIO arrives when the open breaks the lease; a queued that it
+        # ends is gone well within this wait.
+        deadline = time.monotonic() + 3
         while queued.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert queued.poll() is None, "queued exited with status %s" % queued.returncode

@@ -84,11 +84,11 @@ def test_auth_pipelined_after_starttls_not_logged(make_mailhost):
 
 
 def test_slow_auth_response_continues_exchange(make_mailhost):
-    host = make_mailhost(tls=True, smtpd_auth_timeout=2)
+    host = make_mailhost(tls=True, smtpd_auth_timeout=1)
     client = submission_over_tls(host)
     assert client.command("AUTH LOGIN")[0] == 334
 
-    time.sleep(3)
+    time.sleep(2)
     code, text = client.command(b64(USER))
     assert code == 334, text
     code, text = client.command(b64(PASSWORD))
@@ -97,13 +97,13 @@ def test_slow_auth_response_continues_exchange(make_mailhost):
 
 
 def test_late_auth_response_not_logged(make_mailhost):
-    host = make_mailhost(tls=True, smtpd_auth_timeout=2)
+    host = make_mailhost(tls=True, smtpd_auth_timeout=1)
     client = submission_over_tls(host)
     assert client.command("AUTH LOGIN")[0] == 334
     code, _ = client.command(b64(USER))
     assert code == 334
 
-    time.sleep(3)
+    time.sleep(2)
     client.send(b64(PASSWORD) + "\r\n")
     client.command("QUIT")
     client.close()

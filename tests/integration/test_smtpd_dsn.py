@@ -75,8 +75,8 @@ def assert_no_mail_after(host, address, pattern):
 # EHLO keywords and LIMITS
 
 
-def test_ehlo_keywords_plaintext(mailhost):
-    conn, text = session(mailhost)
+def test_ehlo_keywords_plaintext(shared_mailhost):
+    conn, text = session(shared_mailhost)
     keywords = text.split("\n")
     assert "DSN" in keywords
     assert "LIMITS RCPTMAX=1000" in keywords
@@ -128,8 +128,8 @@ def test_failed_mail_not_counted(make_mailhost):
     "RET=FULL", "RET=HDRS", "ret=hdrs", "ENVID=abc", "ENVID=QQ+2B1+3D2",
     "RET=FULL ENVID=x SIZE=100 BODY=8BITMIME", "ENVID=" + "e" * 100,
 ])
-def test_dsn_mail_parameters_accepted(mailhost, params):
-    conn, _ = session(mailhost)
+def test_dsn_mail_parameters_accepted(shared_mailhost, params):
+    conn, _ = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net> " + params)[0] == 250
     conn.close()
 
@@ -140,8 +140,8 @@ def test_dsn_mail_parameters_accepted(mailhost, params):
     "ENVID=a+7F", "ENVID=a=b", "ENVID=" + "e" * 101, "ENVID=a ENVID=b",
     "SIZE=10 SIZE=10",
 ])
-def test_bad_mail_parameter(mailhost, params):
-    conn, _ = session(mailhost)
+def test_bad_mail_parameter(shared_mailhost, params):
+    conn, _ = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<sender@example.net> " + params), 501, "5.5.4")
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     conn.close()
@@ -152,8 +152,8 @@ def test_bad_mail_parameter(mailhost, params):
     "ORCPT=rfc822;demo@example.test", "ORCPT=rfc822;Demo+2Bx@example.test",
     "NOTIFY=SUCCESS ORCPT=rfc822;demo+40example.test",
 ])
-def test_dsn_rcpt_parameters_accepted(mailhost, params):
-    conn, _ = session(mailhost)
+def test_dsn_rcpt_parameters_accepted(shared_mailhost, params):
+    conn, _ = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert conn.cmd("RCPT TO:<demo@example.test> " + params)[0] == 250
     conn.close()
@@ -167,8 +167,8 @@ def test_dsn_rcpt_parameters_accepted(mailhost, params):
     "ORCPT=rfc822;a+0D+0Ab", "ORCPT=rfc822;" + "d" * 500,
     "ORCPT=rfc822;a@b ORCPT=rfc822;a@b",
 ])
-def test_bad_rcpt_parameter(mailhost, params):
-    conn, _ = session(mailhost)
+def test_bad_rcpt_parameter(shared_mailhost, params):
+    conn, _ = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<demo@example.test> " + params), 501, "5.5.4")
     assert conn.cmd("RCPT TO:<demo@example.test>")[0] == 250
@@ -202,12 +202,12 @@ def test_smtplib_dsn_options(mailhost):
 # REQUIRETLS
 
 
-def test_requiretls_needs_tls(mailhost):
-    conn, _ = session(mailhost)
+def test_requiretls_needs_tls(shared_mailhost):
+    conn, _ = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<sender@example.net> REQUIRETLS"), 530, "5.7.10")
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     conn.close()
-    assert mailhost.wait_for_log(r"reject: MAIL from unknown\[127\.0\.0\.1\]: 530 5\.7\.10 ")
+    assert shared_mailhost.wait_for_log(r"reject: MAIL from unknown\[127\.0\.0\.1\]: 530 5\.7\.10 ")
 
 
 def starttls_client(host):
@@ -304,8 +304,8 @@ def test_envelope_records_dsn_fields(mailhost):
     ("ret", "SOME"), ("envid", ""), ("envid", "e" * 101), ("requiretls", "yes"),
     ("notify", "NEVER,SUCCESS"), ("notify", "success"), ("tls_required", "yes"),
 ])
-def test_commit_bad_dsn_field(mailhost, field, value):
-    client = QueueClient(mailhost.settings["queued_socket"])
+def test_commit_bad_dsn_field(shared_mailhost, field, value):
+    client = QueueClient(shared_mailhost.settings["queued_socket"])
     msg_type, reply, _ = client.submit(
         "alice@example.test", ["bob@example.test"], message("bad " + field),
         extra=[(field, value)])
@@ -318,7 +318,7 @@ def test_commit_bad_dsn_field(mailhost, field, value):
 
 
 def test_notify_never_sends_no_bounce(make_mailhost):
-    host = make_mailhost(maximal_queue_lifetime="2s", **FAST_RETRY)
+    host = make_mailhost(maximal_queue_lifetime="1s", **FAST_RETRY)
     queue_id = send_raw(host, "MAIL FROM:<alice@example.test>",
                         ["RCPT TO:<someone@remote.example> NOTIFY=NEVER"], message("never"))
     assert_no_mail_after(
@@ -329,7 +329,7 @@ def test_notify_never_sends_no_bounce(make_mailhost):
 
 
 def test_failure_dsn_carries_envid_orcpt(make_mailhost):
-    host = make_mailhost(maximal_queue_lifetime="2s", **FAST_RETRY)
+    host = make_mailhost(maximal_queue_lifetime="1s", **FAST_RETRY)
     queue_id = send_raw(
         host, "MAIL FROM:<alice@example.test> RET=HDRS ENVID=QQ+2B1",
         ["RCPT TO:<someone@remote.example> NOTIFY=FAILURE ORCPT=rfc822;Someone+40remote.example"],
@@ -354,7 +354,7 @@ def test_failure_dsn_carries_envid_orcpt(make_mailhost):
 
 
 def test_ret_full_returns_message(make_mailhost):
-    host = make_mailhost(maximal_queue_lifetime="2s", **FAST_RETRY)
+    host = make_mailhost(maximal_queue_lifetime="1s", **FAST_RETRY)
     send_raw(host, "MAIL FROM:<alice@example.test> RET=FULL",
              ["RCPT TO:<someone@remote.example>"],
              message("whole message", body="the returned body line\n"))

@@ -19,8 +19,8 @@ def assert_reply(reply, code, enhanced):
 
 
 @pytest.mark.parametrize("length", [65, 300, 3000])
-def test_huge_local_part_rejected(mailhost, length):
-    conn = session(mailhost)
+def test_huge_local_part_rejected(shared_mailhost, length):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<%s@b.test>" % ("a" * length)), 501, "5.1.7")
     assert_reply(conn.cmd("MAIL FROM:<sender@b.test>"), 250, "2.1.0")
     assert_reply(conn.cmd("RCPT TO:<%s@example.test>" % ("a" * length)), 501, "5.1.3")
@@ -28,47 +28,47 @@ def test_huge_local_part_rejected(mailhost, length):
     conn.close()
 
     # smtpd is one process for all sessions: it must still be serving.
-    other = session(mailhost)
+    other = session(shared_mailhost)
     assert_reply(other.cmd("NOOP"), 250, "2.0.0")
     other.close()
 
 
-def test_rcpt_before_mail(mailhost):
-    conn = session(mailhost)
+def test_rcpt_before_mail(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("RCPT TO:<demo@example.test>"), 503, "5.5.1")
     conn.close()
 
 
-def test_data_without_mail(mailhost):
-    conn = session(mailhost)
+def test_data_without_mail(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("DATA"), 503, "5.5.1")
     conn.close()
 
 
-def test_data_without_rcpt(mailhost):
-    conn = session(mailhost)
+def test_data_without_rcpt(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("DATA"), 503, "5.5.1")
     conn.close()
 
 
-def test_data_after_rejected_rcpt(mailhost):
-    conn = session(mailhost)
+def test_data_after_rejected_rcpt(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert conn.cmd("RCPT TO:<nobody@example.test>")[0] == 550
     assert_reply(conn.cmd("DATA"), 503, "5.5.1")
     conn.close()
 
 
-def test_nested_mail(mailhost):
-    conn = session(mailhost)
+def test_nested_mail(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("MAIL FROM:<other@example.net>"), 503, "5.5.1")
     conn.close()
 
 
-def test_rset_clears_transaction(mailhost):
-    conn = session(mailhost)
+def test_rset_clears_transaction(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert conn.cmd("RSET")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<demo@example.test>"), 503, "5.5.1")
@@ -76,14 +76,14 @@ def test_rset_clears_transaction(mailhost):
     conn.close()
 
 
-def test_null_sender_accepted(mailhost):
-    conn = session(mailhost)
+def test_null_sender_accepted(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<>"), 250, "2.1.0")
     conn.close()
 
 
-def test_space_after_colon_accepted(mailhost):
-    conn = session(mailhost)
+def test_space_after_colon_accepted(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM: <sender@example.net>")[0] == 250
     assert conn.cmd("RCPT TO: <demo@example.test>")[0] == 250
     conn.close()
@@ -109,8 +109,8 @@ def test_space_after_colon_accepted(mailhost):
     "<sender@" + "a" * 64 + ".example.net>",
     "<sender@example.net>junk",
 ])
-def test_bad_sender_address(mailhost, path):
-    conn = session(mailhost)
+def test_bad_sender_address(shared_mailhost, path):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:" + path), 501, "5.1.7")
     assert conn.cmd("NOOP")[0] == 250
     conn.close()
@@ -124,8 +124,8 @@ def test_bad_sender_address(mailhost, path):
     "<" + "x" * 64 + "@example.net>",
     "<first.last+tag@sub.example.net>",
 ])
-def test_good_sender_address(mailhost, path):
-    conn = session(mailhost)
+def test_good_sender_address(shared_mailhost, path):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:" + path), 250, "2.1.0")
     conn.close()
 
@@ -138,22 +138,22 @@ def test_good_sender_address(mailhost, path):
     "demo@example.test",
     "<demo@example.test@example.test>",
 ])
-def test_bad_recipient_address(mailhost, path):
-    conn = session(mailhost)
+def test_bad_recipient_address(shared_mailhost, path):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:" + path), 501, "5.1.3")
     conn.close()
 
 
-def test_unknown_mail_parameter(mailhost):
-    conn = session(mailhost)
+def test_unknown_mail_parameter(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<sender@example.net> FROB=1"), 555, "5.5.4")
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     conn.close()
 
 
-def test_unknown_rcpt_parameter(mailhost):
-    conn = session(mailhost)
+def test_unknown_rcpt_parameter(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<demo@example.test> FROB=1"), 555, "5.5.4")
     conn.close()
@@ -163,15 +163,15 @@ def test_unknown_rcpt_parameter(mailhost):
     "SIZE=1000", "BODY=7BIT", "BODY=8BITMIME", "BODY=BINARYMIME", "SMTPUTF8",
     "size=10 body=8bitmime smtputf8",
 ])
-def test_known_mail_parameters(mailhost, params):
-    conn = session(mailhost)
+def test_known_mail_parameters(shared_mailhost, params):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net> " + params)[0] == 250
     conn.close()
 
 
 @pytest.mark.parametrize("params", ["SIZE=abc", "SIZE=", "BODY=9BIT", "SMTPUTF8=yes"])
-def test_bad_mail_parameter_value(mailhost, params):
-    conn = session(mailhost)
+def test_bad_mail_parameter_value(shared_mailhost, params):
+    conn = session(shared_mailhost)
     code, text = conn.cmd("MAIL FROM:<sender@example.net> " + params)
     assert code in (501, 555)
     assert text.startswith("5.5.4 ")
@@ -186,15 +186,15 @@ def test_size_over_limit(make_mailhost):
     conn.close()
 
 
-def test_utf8_needs_smtputf8(mailhost):
-    conn = session(mailhost)
+def test_utf8_needs_smtputf8(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd("MAIL FROM:<jos\u00e9@example.net>".encode()), 553, "5.6.7")
     assert conn.cmd("MAIL FROM:<jos\u00e9@example.net> SMTPUTF8".encode())[0] == 250
     conn.close()
 
 
-def test_invalid_utf8_rejected(mailhost):
-    conn = session(mailhost)
+def test_invalid_utf8_rejected(shared_mailhost):
+    conn = session(shared_mailhost)
     assert_reply(conn.cmd(b"MAIL FROM:<jos\xff@example.net> SMTPUTF8"), 501, "5.1.7")
     conn.close()
 
@@ -209,8 +209,8 @@ def test_invalid_utf8_rejected(mailhost):
     "postmaster@mail.example.test",
     "POSTMASTER@localhost",
 ])
-def test_recipient_accepted(mailhost, rcpt):
-    conn = session(mailhost)
+def test_recipient_accepted(shared_mailhost, rcpt):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<%s>" % rcpt), 250, "2.1.5")
     conn.close()
@@ -222,11 +222,11 @@ def test_recipient_accepted(mailhost, rcpt):
     "no-such-user@mail.example.test",
     "no-such-user@localhost",
 ])
-def test_unknown_user(mailhost, rcpt):
-    conn = session(mailhost)
+def test_unknown_user(shared_mailhost, rcpt):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert_reply(conn.cmd("RCPT TO:<%s>" % rcpt), 550, "5.1.1")
-    assert mailhost.wait_for_log(
+    assert shared_mailhost.wait_for_log(
         r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.1\.1 <%s>" % rcpt.replace(".", r"\."))
     conn.close()
 
@@ -251,8 +251,8 @@ def test_userdb_unreachable(mailhost):
     conn.close()
 
 
-def test_relay_from_mynetworks(mailhost):
-    conn = session(mailhost)
+def test_relay_from_mynetworks(shared_mailhost):
+    conn = session(shared_mailhost)
     assert conn.cmd("MAIL FROM:<sender@example.net>")[0] == 250
     assert conn.cmd("RCPT TO:<someone@remote.example>")[0] == 250
     # Nothing is sent: the transaction is dropped before DATA.

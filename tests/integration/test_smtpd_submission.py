@@ -245,7 +245,7 @@ def test_auth_mechanism_with_invalid_characters(plain_host):
 def test_auth_client_timeout_closes_session(plain_host):
     # While smtpd waits for the client's response, smtpd_timeout applies
     # (421 as after any command), not smtpd_auth_timeout.
-    host = plain_host(smtpd_timeout=3, smtpd_auth_timeout=1)
+    host = plain_host(smtpd_timeout=2, smtpd_auth_timeout=1)
     conn = host.raw()
     ehlo_keywords(conn)
     code, _ = conn.cmd("AUTH LOGIN")
@@ -254,7 +254,7 @@ def test_auth_client_timeout_closes_session(plain_host):
     code, text = conn.reply()
     assert code == 421, text
     assert text.startswith("4.4.2")
-    assert time.monotonic() - start > 2
+    assert time.monotonic() - start > 1.5
     assert conn.closed_by_server()
     assert host.wait_for_log(r"timeout after AUTH from unknown\[127\.0\.0\.1\]")
 
@@ -337,8 +337,9 @@ def test_auth_wrong_password_delay_grows(plain_host):
     host = plain_host(auth_failure_delay=1, auth_failure_delay_max=8)
     conn = host.raw()
     ehlo_keywords(conn)
+    # Two failures show the growth; test_authd_throttle checks the doubling.
     delays = []
-    for _ in range(3):
+    for _ in range(2):
         start = time.monotonic()
         code, text = login_plain(conn, ALICE, "wrong")
         delays.append(time.monotonic() - start)
@@ -346,7 +347,6 @@ def test_auth_wrong_password_delay_grows(plain_host):
         assert text.startswith("5.7.8")
     assert 0.9 <= delays[0] < 1.8, delays
     assert 1.9 <= delays[1] < 2.8, delays
-    assert 3.9 <= delays[2] < 4.8, delays
     assert host.wait_for_log(r"SASL PLAIN authentication failed")
     assert "wrong" not in re.sub(r"wrong password|password mismatch", "", host.log())
     # The right password still works afterwards.
@@ -355,7 +355,7 @@ def test_auth_wrong_password_delay_grows(plain_host):
 
 
 def test_auth_delay_does_not_block_others(plain_host):
-    host = plain_host(auth_failure_delay=3)
+    host = plain_host(auth_failure_delay=2)
     slow = host.raw()
     ehlo_keywords(slow)
     slow.send(b"AUTH PLAIN " + plain_response(ALICE, "wrong").encode() + b"\r\n")
@@ -373,12 +373,12 @@ def test_auth_delay_does_not_block_others(plain_host):
 
 
 def test_auth_client_disconnects_during_delay(plain_host):
-    host = plain_host(auth_failure_delay=2)
+    host = plain_host(auth_failure_delay=1)
     conn = host.raw()
     ehlo_keywords(conn)
     conn.send(b"AUTH PLAIN " + plain_response(ALICE, "wrong").encode() + b"\r\n")
     conn.close()
-    time.sleep(2.5)
+    time.sleep(1.5)
     # smtpd is still serving.
     conn = host.raw()
     ehlo_keywords(conn)
