@@ -15,6 +15,8 @@ from postfix_sasl_host import PostfixSaslHost
 from test_authd_pam import PASSWORD as SYSTEM_PASSWORD, pam_service, system_user  # noqa: F401
 
 pytestmark = [
+    # Mostly the other program's work, so the sanitizer pass skips it.
+    pytest.mark.slow,
     pytest.mark.skipif(not is_root(), reason="a private Postfix instance needs root"),
     pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed"),
     pytest.mark.skipif(shutil.which("postfix") is None and

@@ -10,6 +10,9 @@ import time
 
 import pytest
 
+# Mostly the clients' work, so the sanitizer pass skips these tests.
+pytestmark = pytest.mark.slow
+
 DEMO = "demo@example.test"
 CLIENT_TIMEOUT = 60
 

@@ -11,7 +11,11 @@ import pytest
 
 DEMO = "demo@example.test"
 
-pytestmark = pytest.mark.skipif(shutil.which("mutt") is None, reason="mutt not installed")
+pytestmark = [
+    # Mostly the other program's work, so the sanitizer pass skips it.
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("mutt") is None, reason="mutt not installed"),
+]
 
 
 def run_on_pty(argv, timeout=30):

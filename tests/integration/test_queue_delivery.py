@@ -199,7 +199,7 @@ def test_null_sender_gets_no_bounce(mailhost):
 
 
 def test_queue_lifetime_bounces_remote_recipient(make_mailhost):
-    host = make_mailhost(maximal_queue_lifetime="2s", **FAST_RETRY)
+    host = make_mailhost(maximal_queue_lifetime="1s", **FAST_RETRY)
     send_smtp(host, "alice@example.test", ["someone@remote.example"], message("too late"))
     match = host.wait_for_log(
         r"([0-9A-F]+): to=<someone@remote.example>.*status=deferred \(outbound delivery is not enabled\)")

@@ -17,6 +17,8 @@ SERVER_ADDRESS = "198.51.100.25"
 CLIENT_ADDRESS = "198.51.100.10"
 
 pytestmark = [
+    # Mostly the other program's work, so the sanitizer pass skips it.
+    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
     pytest.mark.skipif(not shutil.which("ip"), reason="iproute2 is not installed"),
     pytest.mark.skipif(not shutil.which("swaks"), reason="swaks is not installed"),
