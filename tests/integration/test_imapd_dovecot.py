@@ -19,8 +19,6 @@ DEMO = "demo@example.test"
 MESSAGE = b"From: a@example.org\r\nSubject: %s\r\n\r\nbody\r\n"
 
 pytestmark = [
-    # Mostly the other program's work, so the sanitizer pass skips it.
-    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot's master needs root"),
     pytest.mark.skipif(shutil.which("dovecot") is None, reason="dovecot-imapd not installed"),
 ]
