@@ -835,6 +835,17 @@ envelope_reply(struct session *s)
 			abort_session(s, "4.4.2", "the host accepted DATA with no recipient accepted");
 			return;
 		}
+		/* 354 is the only positive reply to DATA: any other 2xx or
+		 * 3xx means that the server lost track of the commands, and no
+		 * message data was sent. */
+		if (class == 2 || class == 3) {
+			char reason[REPLY_TEXT_MAX + 100];
+
+			snprintf(reason, sizeof reason, "protocol error: %d %s (in reply to DATA)",
+			    s->reply_code, s->reply);
+			abort_session(s, "4.5.0", reason);
+			return;
+		}
 		for (size_t r = 0; r < nrcpts; r++)
 			if (s->accepted[r])
 				reply_to_outcome(s, r);
@@ -844,8 +855,15 @@ envelope_reply(struct session *s)
 	}
 
 	if (!s->ext_pipelining) {
-		/* Without PIPELINING, stop early when MAIL failed or no
-		 * recipient was accepted. */
+		/* Without PIPELINING a server replies to one command at a
+		 * time: more reply data already waiting is a reply to a
+		 * command not yet sent, and would be taken for the reply to
+		 * the next one. */
+		if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+			abort_session(s, "4.5.0", "protocol error: the host sent replies to commands it has not received");
+			return;
+		}
+		/* Stop early when MAIL failed or no recipient was accepted. */
 		if (!s->mail_ok || (index == nrcpts && s->naccepted == 0)) {
 			send_line(s, "RSET");
 			set_state(s, S_RSET);
