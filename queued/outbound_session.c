@@ -162,7 +162,6 @@ state_timeout(const struct session *s, enum session_state state)
 		if (s->job != NULL && s->reply_index <= s->job->nrcpts)
 			return config_time("smtp_rcpt_timeout");
 		return config_time("smtp_data_init_timeout");
-	case S_BODY: return config_time("smtp_data_xfer_timeout");
 	case S_DATA_DONE: return config_time("smtp_data_done_timeout");
 	case S_RSET:
 	case S_QUIT: return config_time("smtp_quit_timeout");
@@ -183,6 +182,11 @@ set_state(struct session *s, enum session_state state)
 		bufferevent_set_timeouts(s->bev, NULL, NULL);
 	else if (state == S_CONNECT)
 		bufferevent_set_timeouts(s->bev, &read_tv, &read_tv);
+	else if (state == S_BODY)
+		/* The server sends nothing while it receives the message, so
+		 * only the write timeout applies. It is a stall timer, since
+		 * libevent restarts it on every write that makes progress. */
+		bufferevent_set_timeouts(s->bev, NULL, &write_tv);
 	else
 		bufferevent_set_timeouts(s->bev, &read_tv, &write_tv);
 }
