@@ -72,6 +72,7 @@ struct session {
 	int in_callback;		/* callers on the stack that use S after a call: free later */
 	int dead;			/* freed while in_callback > 0 */
 	unsigned connection;		/* counts connections, since a new bufferevent may reuse an old address */
+	int server_closing;		/* a 421 came: the server closes the connection */
 
 	/* ESMTP extensions of the current server. */
 	int ext_pipelining, ext_8bitmime, ext_smtputf8, ext_starttls, ext_dsn;
@@ -329,6 +330,7 @@ drop_connection(struct session *s)
 		bufferevent_free(s->bev);
 	s->bev = NULL;
 	s->tls_active = 0;
+	s->server_closing = 0;
 	if (s->tls_policy != NULL)
 		outbound_tls_policy_free(s->tls_policy);
 	s->tls_policy = NULL;
@@ -366,7 +368,8 @@ close_session(struct session *s)
 	outbound_session_closed(nexthop);
 }
 
-/* The job is over on S; the connection stays only when KEEP is set. */
+/* The job is over on S. The connection stays only when KEEP is set and
+ * no 421 came (RFC 5321 section 3.8: the server closes after a 421). */
 static void
 finish_job(struct session *s, int keep)
 {
@@ -376,7 +379,7 @@ finish_job(struct session *s, int keep)
 	free(s->finished);
 	s->finished = NULL;
 	s->job = NULL;
-	if (keep) {
+	if (keep && !s->server_closing) {
 		set_state(s, S_IDLE);
 		outbound_job_done(job, s);
 		return;
@@ -1044,6 +1047,9 @@ greeted(struct session *s)
 static void
 handle_reply(struct session *s)
 {
+	if (s->reply_code == 421)
+		s->server_closing = 1;
+
 	switch (s->state) {
 	case S_GREETING:
 		if (s->reply_code != 220) {
