@@ -1099,7 +1099,10 @@ handle_reply(struct session *s)
 		if (rc == 0)
 			return;
 		if (rc < 0) {
-			next_address(s, s->reply_code / 100 == 5 ? "5.7.8" : "4.7.0",
+			/* Wrong credentials are for the admin to fix, so even a
+			 * 5xx defers, like Postfix's default
+			 * smtp_sasl_auth_soft_bounce = yes. */
+			next_address(s, s->reply_code / 100 == 5 ? "4.7.8" : "4.7.0",
 			    "SASL authentication to %s failed: %d %s", s->relay, s->reply_code, s->reply);
 			return;
 		}
