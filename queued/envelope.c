@@ -150,21 +150,83 @@ envelope_set_attr(struct envelope *env, const char *key, const char *value)
 	env->nattrs++;
 }
 
+/* Return the length of the valid UTF-8 sequence at P (of at most LEFT
+ * bytes), 0 when it is invalid, and store its code point in CP. */
+static size_t
+utf8_sequence(const unsigned char *p, size_t left, unsigned *cp)
+{
+	size_t len;
+	unsigned min;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2, min = 0x80, *cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3, min = 0x800, *cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4, min = 0x10000, *cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > left)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		*cp = (*cp << 6) | (p[i] & 0x3f);
+	}
+	if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* Whether code point CP changes how a terminal shows the text that
+ * follows: C1 controls (U+0080..U+009F, U+009B is CSI), the line and
+ * paragraph separators and the bidirectional formatting characters. */
+static int
+is_terminal_control(unsigned cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+	    (cp >= 0x200e && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
+}
+
 char *
 envelope_clean_text(const char *text, size_t max, int keep_utf8)
 {
-	size_t len = strlen(text);
+	const unsigned char *in = (const unsigned char *)text;
+	size_t len = strlen(text), used = 0;
 	char *out;
 
 	if (len > max)
 		len = max;
-	out = xstrndup(text, len);
-	for (char *p = out; *p != '\0'; p++) {
-		unsigned char c = (unsigned char)*p;
+	out = xmalloc(len + 1);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = in[i];
+		unsigned cp;
+		size_t n;
 
-		if (c < 0x20 || c == 0x7f || (c >= 0x80 && !keep_utf8))
-			*p = c >= 0x80 ? '?' : ' ';
+		if (c < 0x80) {
+			out[used++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+			i++;
+			continue;
+		}
+
+		/* Valid UTF-8 stays when KEEP_UTF8 is set, except the
+		 * controls; an invalid byte becomes "?". */
+		n = keep_utf8 ? utf8_sequence(in + i, len - i, &cp) : 0;
+		if (n == 0) {
+			out[used++] = '?';
+			i++;
+		} else if (is_terminal_control(cp)) {
+			out[used++] = ' ';
+			i += n;
+		} else {
+			memcpy(out + used, in + i, n);
+			used += n;
+			i += n;
+		}
 	}
+	out[used] = '\0';
 	return out;
 }
 

@@ -123,8 +123,9 @@ int envelope_notify_valid(const char *text);
 /*
  * Copy untrusted TEXT into a new string that is safe for an envelope
  * value, a log line or a DSN field: CR, LF and other control characters
- * become spaces, bytes >= 0x7f are kept only when KEEP_UTF8 is set, and
- * the result is cut at MAX bytes.
+ * (C1 controls and bidirectional formatting characters too) become
+ * spaces, valid UTF-8 is kept only when KEEP_UTF8 is set, any other byte
+ * above 0x7f becomes "?", and the input is cut at MAX bytes.
  */
 char *envelope_clean_text(const char *text, size_t max, int keep_utf8);
 

@@ -82,7 +82,6 @@ def net(tmp_path):
         bed.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the queue listing prints C1 control characters from remote replies")
 def test_queue_list_hides_c1_controls(make_mailhost, net, tmp_path):
     script = tmp_path / "peer.py"
     script.write_text(PEER)
