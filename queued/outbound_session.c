@@ -96,6 +96,7 @@ struct session {
 	size_t commands_sent;		/* without pipelining: commands sent so far */
 	int mail_ok;
 	int use_smtputf8;		/* MAIL FROM carries SMTPUTF8 */
+	int body_8bit;			/* 8-bit data, declared with BODY=8BITMIME or not */
 	char *converted;		/* the message made 7-bit, or NULL to send the file */
 	size_t converted_len;
 	unsigned char *accepted;
@@ -646,8 +647,15 @@ check_extensions(struct session *s)
 		free(reason);
 		return -1;
 	}
-	if (message_attr(s, "body") != NULL && attr_is(s, "body", "8BITMIME") && !s->ext_8bitmime &&
-	    outbound_data_has_8bit(s->data_fd) != 0)
+
+	/* smtpd stores body=7BIT when MAIL FROM had no BODY parameter,
+	 * whatever the data contains, so undeclared data is scanned. A read
+	 * error counts as 8-bit, and convert_to_7bit reports it. */
+	if (attr_is(s, "body", "8BITMIME") && s->ext_8bitmime)
+		s->body_8bit = 1;
+	else
+		s->body_8bit = outbound_data_has_8bit(s->data_fd) != 0;
+	if (s->body_8bit && !s->ext_8bitmime)
 		return convert_to_7bit(s);
 	return 0;
 }
@@ -675,7 +683,7 @@ send_mail_from(struct session *s)
 	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
 	if (s->ext_size >= 0)
 		evbuffer_add_printf(out, " SIZE=%lld", env->size);
-	if (s->ext_8bitmime && attr_is(s, "body", "8BITMIME"))
+	if (s->ext_8bitmime && s->body_8bit)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (s->use_smtputf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
