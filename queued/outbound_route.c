@@ -523,26 +523,83 @@ add_host(struct lookup *lookup, const char *name, int preference)
 /*
  * An MX host named myhostname is this host. As RFC 5321 section 5.1
  * requires, it and every MX host of the same or a higher preference are
- * dropped. Returns the number of hosts left; 0 means a mail loop.
+ * dropped from the NHOSTS HOSTS. Returns the number of hosts left; 0
+ * means a mail loop.
  */
 static size_t
-drop_self_and_worse(struct lookup *lookup)
+drop_self_and_worse(struct lookup_host *hosts, size_t nhosts)
 {
 	int self = -1;
 	size_t kept = 0;
 
-	for (size_t h = 0; h < lookup->nhosts; h++)
-		if (strcasecmp(lookup->hosts[h].name, queued_settings.myhostname) == 0 &&
-		    (self < 0 || lookup->hosts[h].preference < self))
-			self = lookup->hosts[h].preference;
+	for (size_t h = 0; h < nhosts; h++)
+		if (strcasecmp(hosts[h].name, queued_settings.myhostname) == 0 &&
+		    (self < 0 || hosts[h].preference < self))
+			self = hosts[h].preference;
 	if (self < 0)
-		return lookup->nhosts;
+		return nhosts;
 
-	for (size_t h = 0; h < lookup->nhosts; h++)
-		if (lookup->hosts[h].preference < self)
-			lookup->hosts[kept++] = lookup->hosts[h];
-	lookup->nhosts = kept;
+	for (size_t h = 0; h < nhosts; h++)
+		if (hosts[h].preference < self)
+			hosts[kept++] = hosts[h];
 	return kept;
+}
+
+/*
+ * Keep the best ROUTE_HOSTS_MAX of the MX hosts in RESULT. Every record
+ * is read first, so that neither the check for this host nor the order
+ * depends on where the DNS answer put a record. Returns 0, or -1 after
+ * failing LOOKUP (null MX, no valid host, a mail loop).
+ */
+static int
+add_mx_hosts(struct lookup *lookup, struct ub_result *result)
+{
+	struct lookup_host *all;
+	size_t n = 0, nall = 0;
+
+	while (result->data[n] != NULL)
+		n++;
+	all = xcalloc(n > 0 ? n : 1, sizeof *all);
+
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *data = (const unsigned char *)result->data[i];
+		char name[ROUTE_NAME_MAX];
+
+		if (result->len[i] < 3 || decode_name(data + 2, (size_t)result->len[i] - 2, name, sizeof name) < 0)
+			continue;
+		/* RFC 7505: a single MX with the root as its host means no mail. */
+		if (name[0] == '\0') {
+			if (n == 1) {
+				free(all);
+				fail_lookup(lookup, "5.1.10", "Recipient address rejected: Domain %s does not accept mail (nullMX)",
+				    lookup->name);
+				return -1;
+			}
+			continue;
+		}
+		snprintf(all[nall].name, sizeof all[nall].name, "%s", name);
+		all[nall].preference = data[0] << 8 | data[1];
+		all[nall].order = arc4random();
+		nall++;
+	}
+	if (nall == 0) {
+		free(all);
+		fail_lookup(lookup, "4.4.3", "no valid MX host for %s", lookup->name);
+		return -1;
+	}
+
+	nall = drop_self_and_worse(all, nall);
+	if (nall == 0) {
+		free(all);
+		fail_lookup(lookup, "5.4.6", "mail for %s loops back to myself", lookup->name);
+		return -1;
+	}
+
+	qsort(all, nall, sizeof *all, by_preference);
+	for (size_t h = 0; h < nall && lookup->nhosts < ROUTE_HOSTS_MAX; h++)
+		lookup->hosts[lookup->nhosts++] = all[h];
+	free(all);
+	return 0;
 }
 
 static void
@@ -566,33 +623,8 @@ mx_cb(void *arg, int err, struct ub_result *result)
 	} else if (!result->havedata) {
 		add_host(lookup, lookup->name, 0);
 		resolve_hosts(lookup);
-	} else {
-		for (size_t i = 0; result->data[i] != NULL; i++) {
-			const unsigned char *data = (const unsigned char *)result->data[i];
-			char name[ROUTE_NAME_MAX];
-			int preference;
-
-			if (result->len[i] < 3 || decode_name(data + 2, (size_t)result->len[i] - 2, name, sizeof name) < 0)
-				continue;
-			preference = data[0] << 8 | data[1];
-			/* RFC 7505: a single MX with the root as its host means no mail. */
-			if (name[0] == '\0') {
-				if (result->data[1] == NULL) {
-					ub_resolve_free(result);
-					fail_lookup(lookup, "5.1.10", "Recipient address rejected: Domain %s does not accept mail (nullMX)",
-					    lookup->name);
-					return;
-				}
-				continue;
-			}
-			add_host(lookup, name, preference);
-		}
-		if (lookup->nhosts == 0)
-			fail_lookup(lookup, "4.4.3", "no valid MX host for %s", lookup->name);
-		else if (drop_self_and_worse(lookup) == 0)
-			fail_lookup(lookup, "5.4.6", "mail for %s loops back to myself", lookup->name);
-		else
-			resolve_hosts(lookup);
+	} else if (add_mx_hosts(lookup, result) == 0) {
+		resolve_hosts(lookup);
 	}
 	ub_resolve_free(result);
 }
