@@ -33,7 +33,8 @@ def test_undeclared_8bit_not_sent_raw(make_mailhost, net, tmp_path):  # noqa: F8
     submit_undeclared_8bit(net, sender, "alice@example.test", "Gr\u00fc\u00dfe")
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, relay=.*status=", timeout=20)
-    if record.exists():
-        received = record.read_bytes()
-        assert b"Subject: undeclared" in received
-        assert all(byte < 128 for byte in received)
+    assert sender.wait_for_log(r"to=<alice@example\.test>, relay=.*status=sent", timeout=1)
+    received = record.read_bytes()
+    assert b"Subject: undeclared" in received
+    assert all(byte < 128 for byte in received)
+    assert b"Content-Transfer-Encoding: quoted-printable" in received
