@@ -17,26 +17,6 @@
 #include "smtp_data.h"
 #include "util.h"
 
-/* Parse "SIZE [LAST]". Returns 0, or -1 when SIZE is missing or invalid. */
-static int
-parse_bdat(const char *arg, unsigned long long *size, int *last)
-{
-	char *end;
-
-	if (*arg < '0' || *arg > '9' || strspn(arg, "0123456789") > 20)
-		return -1;
-	errno = 0;
-	*size = strtoull(arg, &end, 10);
-	if (errno != 0)
-		return -1;
-	while (*end == ' ')
-		end++;
-	*last = ascii_casecmp(end, "LAST") == 0;
-	if (!*last && *end != '\0')
-		return -1;
-	return 0;
-}
-
 /* Read and drop SIZE octets of a chunk that cannot be taken. */
 static void
 chunk_skip(struct session *s, unsigned long long size)
@@ -143,7 +123,7 @@ session_bdat(struct session *s, const char *arg)
 
 	/* Without a valid size the chunk cannot be skipped: its octets
 	 * are read as command lines, as smtpd does. */
-	if (parse_bdat(arg, &size, &last) < 0) {
+	if (smtp_bdat_parse(arg, &size, &last) < 0) {
 		session_reply(s, 501, "5.5.4 Syntax: BDAT size [LAST]");
 		s->errors++;
 		return;

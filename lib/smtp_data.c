@@ -1,7 +1,10 @@
 /* Decoding of DATA and BDAT content: line ends, dot-stuffing, end of data. */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "smtp_data.h"
+#include "util.h"
 
 enum smtp_data_state {
 	STATE_LINE_START_CRLF,	/* at a line start after CRLF: "." may begin the end */
@@ -160,4 +163,23 @@ smtp_data_finish(struct smtp_data_decoder *decoder, char *out)
 	if (decoder->state == STATE_CR)
 		smtp_data_put(decoder, '\r', out, &o);
 	return o;
+}
+
+int
+smtp_bdat_parse(const char *args, unsigned long long *size, int *last)
+{
+	char *end;
+
+	if (*args < '0' || *args > '9')
+		return -1;
+	errno = 0;
+	*size = strtoull(args, &end, 10);
+	if (errno != 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	*last = ascii_casecmp(end, "LAST") == 0;
+	if (!*last && *end != '\0')
+		return -1;
+	return 0;
 }

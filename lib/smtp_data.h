@@ -55,4 +55,10 @@ size_t smtp_data_decode(struct smtp_data_decoder *decoder, const char *in, size_
  */
 size_t smtp_data_finish(struct smtp_data_decoder *decoder, char *out);
 
+/*
+ * Parse the arguments of BDAT: "SIZE [LAST]" (RFC 3030). Returns 0, or
+ * -1 when SIZE is missing or invalid; the chunk cannot be skipped then.
+ */
+int smtp_bdat_parse(const char *args, unsigned long long *size, int *last);
+
 #endif

@@ -346,32 +346,6 @@ data_read(struct session *s)
 	}
 }
 
-/*
- * Parse "SIZE [LAST]". Returns 0, or -1 when the size is missing or
- * invalid. Then the chunk cannot be skipped, so the bytes that follow
- * are read as commands.
- */
-static int
-parse_bdat_args(const char *args, unsigned long long *size, int *last)
-{
-	char *end;
-
-	if (*args < '0' || *args > '9')
-		return -1;
-	errno = 0;
-	*size = strtoull(args, &end, 10);
-	if (errno != 0)
-		return -1;
-	while (*end == ' ')
-		end++;
-	*last = 0;
-	if (ascii_casecmp(end, "LAST") == 0)
-		*last = 1;
-	else if (*end != '\0')
-		return -1;
-	return 0;
-}
-
 /* The reply for a BDAT chunk that cannot be taken, or "" if it can. */
 static void
 bdat_check(struct session *s, char *reply, size_t replysize)
@@ -390,7 +364,7 @@ command_bdat(struct session *s, char *args)
 {
 	struct transaction *tx = &s->tx;
 
-	if (parse_bdat_args(args, &s->chunk_size, &s->chunk_last) < 0) {
+	if (smtp_bdat_parse(args, &s->chunk_size, &s->chunk_last) < 0) {
 		session_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		return;
 	}

@@ -232,6 +232,27 @@ START_TEST(random_content_any_piece_size)
 }
 END_TEST
 
+
+START_TEST(bdat_arguments)
+{
+	unsigned long long size;
+	int last;
+
+	ck_assert_int_eq(smtp_bdat_parse("4096", &size, &last), 0);
+	ck_assert_uint_eq(size, 4096);
+	ck_assert_int_eq(last, 0);
+	ck_assert_int_eq(smtp_bdat_parse("0 last", &size, &last), 0);
+	ck_assert_uint_eq(size, 0);
+	ck_assert_int_eq(last, 1);
+
+	ck_assert_int_eq(smtp_bdat_parse("", &size, &last), -1);
+	ck_assert_int_eq(smtp_bdat_parse("-1", &size, &last), -1);
+	ck_assert_int_eq(smtp_bdat_parse("x", &size, &last), -1);
+	ck_assert_int_eq(smtp_bdat_parse("12 NOTLAST", &size, &last), -1);
+	ck_assert_int_eq(smtp_bdat_parse("99999999999999999999999", &size, &last), -1);
+}
+END_TEST
+
 Suite *
 smtp_data_suite(void)
 {
@@ -256,6 +277,7 @@ smtp_data_suite(void)
 	tcase_add_test(tc, dot_output_bound);
 	tcase_add_test(tc, chunk_crlf_to_lf);
 	tcase_add_test(tc, random_content_any_piece_size);
+	tcase_add_test(tc, bdat_arguments);
 	suite_add_tcase(s, tc);
 	return s;
 }
