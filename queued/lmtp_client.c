@@ -331,10 +331,18 @@ queue_bdat(struct lmtp_conn *conn)
 		return -1;
 	}
 	crlf = xmalloc((size_t)len * 2 + 1);
-	for (ssize_t i = 0; i < len; i++) {
-		if (buf[i] == '\n')
-			crlf[n++] = '\r';
-		crlf[n++] = buf[i];
+	for (const char *p = buf, *end = buf + len; p < end;) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t run = lf != NULL ? (size_t)(lf - p) : (size_t)(end - p);
+
+		memcpy(crlf + n, p, run);
+		n += run;
+		p += run;
+		if (lf == NULL)
+			break;
+		memcpy(crlf + n, "\r\n", 2);
+		n += 2;
+		p++;
 	}
 	evbuffer_add_printf(out, "BDAT %zu LAST\r\n", n);
 	evbuffer_add(out, crlf, n);
