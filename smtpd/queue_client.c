@@ -107,7 +107,8 @@ queue_client_new(struct session *s, enum queue_request request)
 
 /* NOTE: a session that sends one message and quits (the usual MX
  * session) still gets a file ahead, which queued creates and removes
- * for nothing; asking only from the second message on would avoid it. */
+ * for nothing. Requesting one only from the second message on would
+ * avoid that. */
 void
 queue_client_new_ahead(struct session *s)
 {
