@@ -1,12 +1,14 @@
 #!/bin/sh
 # `make run`: start every daemon in the foreground with all state under
-# ./run/ and an embedded configuration: SMTP on 127.0.0.1:2525 (STARTTLS),
-# submission on 127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit
-# TLS) with a self-signed certificate made on the first start, IMAP on
-# 127.0.0.1:2143 (STARTTLS) and IMAPS on 127.0.0.1:2993, the local
-# domain example.test with the virtual user demo@example.test (password
-# "demo"), mail delivered into ./run/mail/demo/Maildir. Nothing is sent
-# off this machine. Ctrl-C stops everything.
+# ./run/ and an embedded configuration. It listens on:
+#   SMTP        127.0.0.1:2525 (STARTTLS)
+#   submission  127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit TLS)
+#   IMAP        127.0.0.1:2143 (STARTTLS) and IMAPS on 127.0.0.1:2993
+# TLS uses a self-signed certificate made on the first start. The local
+# domain is example.test with the virtual user demo@example.test (password
+# "demo"), and mail is delivered into ./run/mail/demo/Maildir. Outbound
+# delivery is off, so nothing is sent off this machine. Ctrl-C stops
+# everything.
 set -eu
 
 bin=$(cd "${1:-build}/bin" && pwd)

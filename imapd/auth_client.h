@@ -30,8 +30,8 @@ int auth_client_has_mech(const struct auth_client *client, const char *mech);
 /* The mechanisms authd offers, space-separated, such as "PLAIN LOGIN SCRAM-SHA-256". */
 const char *auth_client_mechanisms(const struct auth_client *client);
 /*
- * The connection that authenticates uses TLS with SSL: later requests
- * say secured=tls, and when authd asks for channel binding data
+ * Record that the client connection uses TLS with SSL. Later requests
+ * carry secured=tls, and when authd requests channel binding data
  * (SCRAM-SHA-256-PLUS), the next auth_client_continue sends it, taken
  * from SSL. SSL must stay valid while CLIENT is used.
  */
@@ -41,14 +41,14 @@ void auth_client_set_tls(struct auth_client *client, SSL *ssl);
  * Start an authentication with MECH and the initial response RESP
  * (base64, "=" for an empty one, NULL for none). RIP and LIP are the
  * client's and the server's addresses. SECURED is nonzero for a TLS or
- * loopback connection; after auth_client_set_tls the request says
+ * loopback connection. After auth_client_set_tls the request carries
  * secured=tls whatever SECURED is. Returns the request id, or 0 on a
  * write error.
  */
 unsigned auth_client_begin(struct auth_client *client, const char *mech, const char *resp,
     const char *rip, const char *lip, int secured);
 /* Send the client's base64 response to a CONT challenge, with the
- * channel binding data if authd asked for it. 0 or -1. */
+ * channel binding data if authd requested it. Returns 0, or -1 on error. */
 int auth_client_continue(struct auth_client *client, unsigned id, const char *resp);
 /* Read the reply to request ID. *DATA is a new string (free it). */
 enum auth_reply_kind auth_client_reply(struct auth_client *client, unsigned id, char **data);

@@ -7,10 +7,10 @@
  * tls_client_ssl_new, configured for one MX host by a struct tls_peer:
  * SNI, the names the certificate must match, and DANE TLSA records.
  *
- * The handshake never fails because of the certificate. After it, the
- * caller asks tls_client_verify whether the certificate meets the peer's
- * level, so an opportunistic session still gets encryption and a
- * mandatory one can end with QUIT and a logged reason.
+ * The handshake never fails because of the certificate (SSL_VERIFY_NONE).
+ * After it, the caller checks with tls_client_verify whether the
+ * certificate meets the peer's level, so an opportunistic session still
+ * gets encryption and a mandatory one can end with QUIT and a logged reason.
  */
 #ifndef ESTAFETA_TLS_CLIENT_H
 #define ESTAFETA_TLS_CLIENT_H
@@ -49,7 +49,7 @@ struct tls_tlsa {
 	size_t length;
 };
 
-/* What one connection requires from the server's certificate. */
+/* The requirements of one connection on the server's certificate. */
 struct tls_peer {
 	enum tls_level level;
 	/* The MX host name: sent as SNI, and the DANE base domain. */

@@ -116,8 +116,8 @@ enum dsn_notify {
  */
 int envelope_rcpt_wants(const struct envelope_rcpt *rcpt, enum dsn_notify kind);
 
-/* Whether TEXT is a valid NOTIFY value: NEVER, or SUCCESS, FAILURE and
- * DELAY in any order, each at most once, upper case. */
+/* Return 1 if TEXT is a valid NOTIFY value (NEVER, or SUCCESS, FAILURE and
+ * DELAY in any order, each at most once, upper case), and 0 otherwise. */
 int envelope_notify_valid(const char *text);
 
 /*

@@ -232,7 +232,7 @@ addresses_free(struct sts_domain *d)
 	d->addresses[0] = NULL;
 }
 
-/* Start the fetch once both address queries have answered. */
+/* Start the fetch once both address queries (A and AAAA) have completed. */
 static void
 fetch_when_ready(struct sts_domain *d)
 {

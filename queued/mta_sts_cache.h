@@ -1,6 +1,6 @@
 /*
  * MTA-STS policies of recipient domains (RFC 8461 section 5). A lookup
- * asks queued's resolver for the TXT record of _mta-sts.DOMAIN and
+ * queries queued's resolver for the TXT record of _mta-sts.DOMAIN and
  * fetches the policy when the record's id is new. Policies are cached in
  * memory and in queue_directory/mta-sts/, so a restart keeps them until
  * their max_age runs out.

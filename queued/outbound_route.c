@@ -417,7 +417,7 @@ finish_lookup(struct lookup *lookup)
 		route->addresses = xrealloc(route->addresses,
 		    (route->naddresses + host->naddresses + 1) * sizeof *route->addresses);
 
-		/* IPv6 first, whichever answer came back first. */
+		/* IPv6 addresses first, whichever DNS reply arrived first. */
 		for (size_t a = 0; a < host->naddresses; a++)
 			if (host->addresses[a].sa.ss_family == AF_INET6)
 				route->addresses[route->naddresses++] = host->addresses[a];

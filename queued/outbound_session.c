@@ -918,9 +918,9 @@ tls_dsn(const struct session *s, const char *dsn)
 }
 
 /*
- * TLS could not be set up with this address. With level may the client
- * connects to the same address again at once and sends no STARTTLS, so
- * opportunistic TLS never costs a delivery; any other level moves on.
+ * Handle a failed TLS setup with the current address. At level may the
+ * client reconnects to the same address once without STARTTLS, so that
+ * opportunistic TLS never costs a delivery. Other levels try the next address.
  */
 static void
 tls_failed(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -239,7 +239,8 @@ sts_cb(void *arg, const struct mta_sts_policy *sts, const char *id)
 		set_level(lookup, OUTBOUND_TLS_MTA_STS, TLS_LEVEL_VERIFY, source);
 		data->peer.match = NULL;
 	} else if (lookup->policy->level == OUTBOUND_TLS_MAY) {
-		/* Testing: verify the certificate to report, but never fail on it. */
+		/* Testing mode: verify the certificate so the result is logged, but deliver
+		 * even when verification fails (outbound_tls_check). */
 		data->sts_testing = 1;
 	}
 	lookup_finish(lookup);

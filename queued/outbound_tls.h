@@ -9,16 +9,15 @@
  *      mx patterns). The answer may need DNS or HTTPS, so it comes back
  *      through a callback.
  *   2. outbound_tls_ssl_new: a client SSL for the STARTTLS handshake,
- *      with SNI and whatever verification the policy asks for.
+ *      with SNI and the verification that the policy requires.
  *   3. outbound_tls_check: after the handshake, whether the session may
  *      carry mail. A failed check defers the recipients (or bounces them,
  *      for REQUIRETLS) with the reason it returns.
  *
- * The client enforces the level itself: with NONE it never sends
- * STARTTLS; with MAY it sends STARTTLS when the server offers it and
- * goes on in plaintext when the server does not offer it; every other
- * level requires TLS, and a server without STARTTLS is deferred with
- * dsn 4.7.4.
+ * The client enforces the level itself. With NONE it never sends
+ * STARTTLS. With MAY it sends STARTTLS when the server offers it and
+ * continues in plaintext otherwise. Every other level requires TLS, so a
+ * server without STARTTLS is deferred with DSN code 4.7.4.
  */
 #ifndef ESTAFETA_QUEUED_OUTBOUND_TLS_H
 #define ESTAFETA_QUEUED_OUTBOUND_TLS_H
@@ -59,9 +58,9 @@ struct outbound_tls_policy {
 	 * "smtp_tls_policy_maps", "DANE TLSA", "MTA-STS id=...". */
 	char source[OUTBOUND_TLS_TEXT_MAX];
 	/* Set when no delivery to this host is possible under the policy
-	 * (bogus TLSA answer, REQUIRETLS and no verified TLS possible):
-	 * the client does not connect, and fails the recipients with DSN and
-	 * REASON (a 4.x.x dsn defers, a 5.x.x one bounces). */
+	 * (bogus TLSA response, or REQUIRETLS without a verifiable TLS level).
+	 * The client then does not connect and fails the recipients with DSN
+	 * and REASON: a 4.x.x code defers them, a 5.x.x code bounces them. */
 	char dsn[16];
 	char reason[OUTBOUND_TLS_TEXT_MAX];
 	void *data;

@@ -42,8 +42,8 @@ static const struct command commands[] = {
 	{ NULL, COUNT_UNKNOWN, NULL },
 };
 
-/* Longest verb that command_verb_for_log copies. SMTP verbs have at
- * most 8 letters (STARTTLS, XFORWARD). */
+/* Maximum verb length that command_verb_for_log copies. The longest SMTP
+ * verbs have 8 letters (STARTTLS, XFORWARD). */
 #define LOGGED_VERB_MAX	10
 
 /*

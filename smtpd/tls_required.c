@@ -1,6 +1,6 @@
 /*
- * The TLS-Required header field (RFC 8689): "TLS-Required: No" asks
- * relays to deliver even when a TLS policy (MTA-STS, DANE) would stop
+ * The TLS-Required header field (RFC 8689): "TLS-Required: No" requests
+ * that relays deliver even when a TLS policy (MTA-STS, DANE) would stop
  * them. smtpd keeps the field in the message and looks for it in the
  * header section as the content streams in, so that queued can record
  * it in the envelope for outbound delivery. REQUIRETLS in MAIL FROM

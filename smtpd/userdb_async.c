@@ -5,10 +5,10 @@
  * between every session and matches replies to requests by their id.
  * So a slow authd delays only the sessions that wait for it.
  *
- * Lookup results (found or not found, never a failure) are kept for
- * smtpd_userdb_cache_time in a fixed table of USERDB_CACHE_SLOTS
- * entries, one per hash of the name, so a busy session to the same
- * mailboxes does not ask authd again for every RCPT.
+ * Lookup results (found or not found, but not failures) are cached for
+ * smtpd_userdb_cache_time in a fixed table of USERDB_CACHE_SLOTS entries,
+ * one slot per hash of the name. A busy session to the same mailboxes
+ * therefore does not query authd again for every RCPT.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@ void userdb_async_free(struct userdb_async *client);
  * Start a lookup of USER for service "smtp". Returns the request, whose
  * callback runs once from the event loop (within TIMEOUT seconds). If
  * the result is known at once, returns NULL with *RESULT set: 1 or 0
- * for a cached answer, 0 for a name that cannot exist, -1 when authd
+ * for a cached result, 0 for a name that cannot exist, -1 when authd
  * cannot be reached (ERR set).
  */
 struct userdb_request *userdb_async_lookup(struct userdb_async *client, const char *user,

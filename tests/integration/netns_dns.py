@@ -5,9 +5,9 @@ NetnsBed makes one namespace that contains a bridge, and one namespace per
 host with a veth port on that bridge, an address in 198.51.100.0/24 and
 one in 2001:db8:100::/64, and no other route. Nothing a host sends can
 leave the bridge: a connect to any other address fails with
-ENETUNREACH. ZoneServer runs Debian's unbound in one of those hosts with
-every answer from local-data lines that the test writes (MX, A, AAAA,
-TXT, TLSA, any type unbound parses), no recursion and no upstream.
+ENETUNREACH. ZoneServer runs Debian's unbound in one of those hosts. It serves
+only the local-data lines that the test writes (MX, A, AAAA, TXT, TLSA,
+any type unbound parses), with no recursion and no upstream.
 
 Both need root (CAP_NET_ADMIN) and iproute2; ZoneServer needs unbound.
 Everything is removed by close(), which the fixtures call.

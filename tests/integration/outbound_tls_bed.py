@@ -57,7 +57,7 @@ class SignedZone:
     RECORDS are zone file lines relative to ORIGIN. TAMPER maps a text in
     the signed zone (such as a TLSA digest, which ldns-signzone writes in
     lower case) to its replacement after signing, so that the signature
-    no longer matches and a validating resolver calls the answer bogus.
+    no longer matches and a validating resolver marks the response bogus.
     """
 
     def __init__(self, directory, origin, records, tamper=None):

@@ -161,7 +161,7 @@ def test_mta_sts_cache_survives_restart(make_mailhost, bed):
     send(sender, "alice@sts.test")
     assert len(receiver.wait_for_messages("alice@sts.test", 1, timeout=20)) == 1
 
-    # Without the server, only the cached policy can say "enforce".
+    # With the policy server stopped, "enforce" can come only from the cached policy.
     server.proc.terminate()
     server.proc.wait(5)
     sender.restart("queued")
