@@ -1,5 +1,5 @@
 """smtpd over TLS: STARTTLS on the plain listeners, implicit TLS on the
-SMTPS listener, SNI certificates, reload on SIGHUP, and the refusals.
+SMTPS listener, SNI certificates, reload on SIGHUP, and the rejected cases.
 
 The clients are OpenSSL's s_client and Python's smtplib and ssl modules,
 all trusting only the test CA from conftest.
@@ -517,7 +517,7 @@ def test_ssl_context_rejects_wrong_name(tlshost):
                 pass
 
 
-def test_renegotiation_refused(tlshost):
+def test_renegotiation_rejected(tlshost):
     client = subprocess.Popen(
         ["openssl", "s_client", "-connect", "127.0.0.1:%d" % tlshost.smtps_port, "-tls1_2",
          "-CAfile", str(tls_pki() / "ca.pem")],
@@ -529,7 +529,7 @@ def test_renegotiation_refused(tlshost):
         client.stdin.write(b"NOOP\r\n")
         client.stdin.close()
     except BrokenPipeError:
-        pass  # s_client gave up after the server refused
+        pass  # s_client gave up after the server rejected the renegotiation
     client.wait(timeout=20)
     output = client.stdout.read().decode(errors="replace")
     client.stdout.close()
