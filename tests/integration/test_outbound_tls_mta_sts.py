@@ -141,7 +141,7 @@ def test_mta_sts_enforce_delivers(make_mailhost, bed):
     assert cache.read_text().startswith("id=20261205a\nfetched=")
 
 
-def test_mta_sts_policy_cached_for_second_message(make_mailhost, bed):
+def test_mta_sts_policy_reused_from_cache(make_mailhost, bed):
     server = serve_policy(bed, policy_text("enforce", "mx1.sts.test"))
     receiver = receiver_host(make_mailhost, bed)
     sender = sender_host(make_mailhost, bed)
@@ -186,7 +186,7 @@ def test_mta_sts_enforce_certificate_mismatch_defers(make_mailhost, bed):
     assert receiver.messages("alice@mismatch.test") == []
 
 
-def test_mta_sts_enforce_mx_not_in_policy_defers(make_mailhost, bed):
+def test_mta_sts_unlisted_mx_deferred(make_mailhost, bed):
     serve_policy(bed, policy_text("enforce", "*.other.test"))
     receiver = receiver_host(make_mailhost, bed)
     sender = sender_host(make_mailhost, bed)

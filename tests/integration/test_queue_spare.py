@@ -213,7 +213,7 @@ def test_start_up_empties_spare_files_and_drops_strangers(mailhost):
     mailhost.wait_for_messages("demo@example.test", 3)
 
 
-def test_size_is_checked_against_the_bytes_written(mailhost):
+def test_size_checked_against_written_bytes(mailhost):
     """A reused file is longer than the new text: the announced size must
     still match what the client wrote, not the file's length."""
     long_body = b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000

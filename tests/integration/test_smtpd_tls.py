@@ -318,7 +318,7 @@ def test_smtp_ssl_delivers(tlshost):
     assert b"(using TLSv1.3 with cipher " in messages[0]
 
 
-def test_plain_session_has_no_tls_in_received(tlshost):
+def test_plain_session_received_without_tls(tlshost):
     client = tlshost.smtp()
     client.sendmail("sender@example.org", ["demo@example.test"], MESSAGE)
     client.quit()
