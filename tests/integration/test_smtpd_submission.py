@@ -74,6 +74,27 @@ def login_plain(conn, user=ALICE, password=None):
     return conn.cmd("AUTH PLAIN " + plain_response(user, password))
 
 
+def ehlo_session(host):
+    """Open a RawSMTP session on HOST's plain port and send EHLO."""
+    conn = host.raw()
+    ehlo_keywords(conn)
+    return conn
+
+
+def logged_in_session(host, user=ALICE):
+    """Open a session as ehlo_session does, then send AUTH PLAIN as USER.
+    The AUTH reply is not checked."""
+    conn = ehlo_session(host)
+    login_plain(conn, user)
+    return conn
+
+
+def start_transaction(conn, sender, recipient):
+    """Send MAIL FROM and RCPT TO and assert that both get 250."""
+    assert conn.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    assert conn.cmd("RCPT TO:<%s>" % recipient)[0] == 250
+
+
 def message(sender, recipient, subject="submission test"):
     return ("From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello.\r\n"
             % (sender, recipient, subject))
@@ -101,8 +122,7 @@ def test_auth_advertised_with_authd_mechanisms(plain_host):
 
 def test_auth_plain_initial_response(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = login_plain(conn)
     assert code == 235
     assert text.startswith("2.7.0")
@@ -112,8 +132,7 @@ def test_auth_plain_initial_response(plain_host):
 
 def test_auth_plain_empty_challenge(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     conn.send(b"AUTH PLAIN\r\n")
     assert conn.readline() == "334 "
     code, _ = conn.cmd(plain_response(ALICE, VIRTUAL_USERS[ALICE]))
@@ -122,8 +141,7 @@ def test_auth_plain_empty_challenge(plain_host):
 
 def test_auth_login_exchange(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH LOGIN")
     assert code == 334
     assert base64.b64decode(text) == b"Username:"
@@ -137,8 +155,7 @@ def test_auth_login_exchange(plain_host):
 
 def test_auth_login_with_initial_response(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH LOGIN " + b64(BOB.encode()))
     assert code == 334
     assert base64.b64decode(text) == b"Password:"
@@ -148,16 +165,14 @@ def test_auth_login_with_initial_response(plain_host):
 
 def test_auth_mechanism_case_insensitive(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("auth plain " + plain_response(ALICE, VIRTUAL_USERS[ALICE]))
     assert code == 235
 
 
 def test_auth_unknown_mechanism(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH CRAM-MD5")
     assert code == 504
     assert text.startswith("5.5.4")
@@ -170,8 +185,7 @@ def test_auth_unknown_mechanism(plain_host):
 
 def test_auth_missing_mechanism(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH")
     assert code == 501
     assert text.startswith("5.5.4")
@@ -179,8 +193,7 @@ def test_auth_missing_mechanism(plain_host):
 
 def test_auth_cancelled_exchange(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH LOGIN")
     assert code == 334
     code, text = conn.cmd("*")
@@ -199,16 +212,14 @@ def test_auth_cancelled_exchange(plain_host):
 
 def test_auth_cancel_as_initial_response(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH PLAIN *")
     assert code == 501
 
 
 def test_auth_malformed_base64(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH PLAIN not*base64!")
     assert code == 501
     assert text.startswith("5.5.2")
@@ -225,8 +236,7 @@ def test_auth_malformed_base64(plain_host):
 
 def test_auth_empty_initial_response(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     # "=" is an empty initial response (RFC 4954 4), which PLAIN rejects.
     code, _ = conn.cmd("AUTH PLAIN =")
     assert code == 535
@@ -234,8 +244,7 @@ def test_auth_empty_initial_response(plain_host):
 
 def test_auth_mechanism_with_invalid_characters(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = conn.cmd("AUTH PL%AIN")
     assert code == 504
     assert text.startswith("5.5.4")
@@ -246,8 +255,7 @@ def test_auth_client_timeout_closes_session(plain_host):
     # While smtpd waits for the client's response, smtpd_timeout applies
     # (421 as after any command), not smtpd_auth_timeout.
     host = plain_host(smtpd_timeout=2, smtpd_auth_timeout=1)
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH LOGIN")
     assert code == 334
     start = time.monotonic()
@@ -261,8 +269,7 @@ def test_auth_client_timeout_closes_session(plain_host):
 
 def test_unrecognized_command_logged_by_verb(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("XYZZY argument-text")
     assert code == 500
     assert host.wait_for_log(r"unrecognized command: XYZZY\n")
@@ -271,8 +278,7 @@ def test_unrecognized_command_logged_by_verb(plain_host):
 
 def test_unrecognized_line_after_auth_not_logged(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH PLAIN " + plain_response(ALICE, "wrong"))
     assert code == 535
     # A short base64 word that looks like a verb: logged only by length.
@@ -284,8 +290,7 @@ def test_unrecognized_line_after_auth_not_logged(plain_host):
 
 def test_late_auth_responses_after_authd_exit_not_logged(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH LOGIN")
     assert code == 334
     host.stop("authd")
@@ -313,8 +318,7 @@ def test_auth_before_ehlo(plain_host):
 
 def test_auth_twice_rejected(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = login_plain(conn)
     assert code == 235
     code, text = login_plain(conn, BOB)
@@ -324,8 +328,7 @@ def test_auth_twice_rejected(plain_host):
 
 def test_auth_during_transaction(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("MAIL FROM:<%s>" % ALICE)
     assert code == 250
     code, text = login_plain(conn)
@@ -335,8 +338,7 @@ def test_auth_during_transaction(plain_host):
 
 def test_auth_wrong_password_delay_grows(plain_host):
     host = plain_host(auth_failure_delay=1, auth_failure_delay_max=8)
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     # Two failures show the growth; test_authd_throttle checks the doubling.
     delays = []
     for _ in range(2):
@@ -356,14 +358,12 @@ def test_auth_wrong_password_delay_grows(plain_host):
 
 def test_auth_delay_does_not_block_others(plain_host):
     host = plain_host(auth_failure_delay=2)
-    slow = host.raw()
-    ehlo_keywords(slow)
+    slow = ehlo_session(host)
     slow.send(b"AUTH PLAIN " + plain_response(ALICE, "wrong").encode() + b"\r\n")
     time.sleep(0.2)
 
     start = time.monotonic()
-    other = host.raw()
-    ehlo_keywords(other)
+    other = ehlo_session(host)
     code, _ = other.cmd("NOOP")
     assert code == 250
     assert time.monotonic() - start < 1.5
@@ -374,22 +374,19 @@ def test_auth_delay_does_not_block_others(plain_host):
 
 def test_auth_client_disconnects_during_delay(plain_host):
     host = plain_host(auth_failure_delay=1)
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     conn.send(b"AUTH PLAIN " + plain_response(ALICE, "wrong").encode() + b"\r\n")
     conn.close()
     time.sleep(1.5)
     # smtpd is still serving.
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = login_plain(conn)
     assert code == 235
 
 
 def test_auth_authzid_of_other_user(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("AUTH PLAIN " + plain_response(ALICE, VIRTUAL_USERS[ALICE], BOB))
     assert code == 535
 
@@ -397,8 +394,7 @@ def test_auth_authzid_of_other_user(plain_host):
 def test_auth_authd_down(plain_host):
     host = plain_host()
     host.stop("authd")
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, text = login_plain(conn)
     assert code == 454
     assert text.startswith("4.7.0")
@@ -448,8 +444,7 @@ def test_auth_without_tls_rejected(make_mailhost):
 
 def test_relay_without_auth_rejected(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = conn.cmd("MAIL FROM:<%s>" % ALICE)
     assert code == 250
     code, text = conn.cmd("RCPT TO:<%s>" % REMOTE)
@@ -459,8 +454,7 @@ def test_relay_without_auth_rejected(plain_host):
 
 def test_relay_after_auth_accepted(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     code, _ = login_plain(conn)
     assert code == 235
     code, _ = conn.cmd("MAIL FROM:<%s>" % ALICE)
@@ -480,9 +474,7 @@ def test_relay_after_auth_accepted(plain_host):
 
 def test_envelope_sender_of_other_user(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
+    conn = logged_in_session(host)
     code, text = conn.cmd("MAIL FROM:<%s>" % BOB)
     assert code == 553
     assert text == ("5.7.1 <bob@example.test>: Sender address rejected: "
@@ -495,27 +487,21 @@ def test_envelope_sender_of_other_user(plain_host):
 
 def test_null_sender_after_auth(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
+    conn = logged_in_session(host)
     code, _ = conn.cmd("MAIL FROM:<>")
     assert code == 250
 
 
 def test_from_header_of_other_user(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     code, text = send_data(conn, message("Bob <%s>" % BOB, BOB))
     assert code == 550
     assert text == ("5.7.1 <bob@example.test>: From: address rejected: "
                     "not owned by user alice@example.test")
     # The own address in a folded field with a display name is accepted.
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    start_transaction(conn, ALICE, BOB)
     code, _ = send_data(conn, message('"Alice A."\r\n <%s>' % ALICE, BOB))
     assert code == 250
     assert len(host.wait_for_messages(BOB, 1)) == 1
@@ -523,11 +509,8 @@ def test_from_header_of_other_user(plain_host):
 
 def test_from_header_list_with_foreign_address(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     code, text = send_data(conn, message("%s, %s" % (ALICE, REMOTE), BOB))
     assert code == 550
     assert REMOTE in text
@@ -535,11 +518,8 @@ def test_from_header_list_with_foreign_address(plain_host):
 
 def test_from_header_checked_with_bdat(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     body = message(BOB, BOB).encode()
     code, text = conn.cmd(b"BDAT %d LAST\r\n" % len(body) + body[:-2])
     assert code == 550
@@ -548,29 +528,22 @@ def test_from_header_checked_with_bdat(plain_host):
 
 def test_malformed_header_line_rejected(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     text = "Subject: test\r\nno colon here\r\n" + message(ALICE, BOB)
     code, reply = send_data(conn, text)
     assert code == 550
     assert reply == "5.6.0 Error: header line 2 is neither a header field nor a continuation"
     # The session goes on, and the message without that line passes.
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    start_transaction(conn, ALICE, BOB)
     code, _ = send_data(conn, message(ALICE, BOB))
     assert code == 250
 
 
 def test_header_without_empty_line_accepted(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     code, _ = send_data(conn, "From: %s\r\nSubject: header only\r\n" % ALICE)
     assert code == 250
 
@@ -578,10 +551,8 @@ def test_header_without_empty_line_accepted(plain_host):
 def test_malformed_header_line_accepted_without_auth(plain_host):
     # Only authenticated submission checks From:, so MX mail keeps its header.
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % REMOTE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = ehlo_session(host)
+    start_transaction(conn, REMOTE, BOB)
     code, _ = send_data(conn, "Subject: test\r\nno colon here\r\n" + message(REMOTE, BOB))
     assert code == 250
     assert len(host.wait_for_messages(BOB, 1)) == 1
@@ -599,9 +570,7 @@ def test_sender_login_map(plain_host, tmp_path):
     host.start()
     wait_for_mechanisms(host)
 
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
+    conn = logged_in_session(host)
     assert conn.cmd("MAIL FROM:<sales@example.test>")[0] == 250
     assert conn.cmd("RSET")[0] == 250
     code, text = conn.cmd("MAIL FROM:<anyone@partner.example>")
@@ -609,9 +578,7 @@ def test_sender_login_map(plain_host, tmp_path):
     assert conn.cmd("MAIL FROM:<bob@example.test>")[0] == 553
     conn.cmd("QUIT")
 
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn, BOB)
+    conn = logged_in_session(host, BOB)
     assert conn.cmd("MAIL FROM:<anyone@partner.example>")[0] == 250
     assert conn.cmd("RSET")[0] == 250
     assert conn.cmd("MAIL FROM:<sales@example.test>")[0] == 553
@@ -663,9 +630,7 @@ def test_sender_login_map_cdb(plain_host):
     host.start()
     wait_for_mechanisms(host)
 
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
+    conn = logged_in_session(host)
     assert conn.cmd("MAIL FROM:<sales@example.test>")[0] == 250
     assert conn.cmd("RSET")[0] == 250
     assert conn.cmd("MAIL FROM:<x@partner.example>")[0] == 553
@@ -674,9 +639,7 @@ def test_sender_login_map_cdb(plain_host):
 
 def test_sender_login_map_missing(plain_host):
     host = plain_host(smtpd_sender_login_maps="/nonexistent/sender_logins")
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
+    conn = logged_in_session(host)
     code, text = conn.cmd("MAIL FROM:<%s>" % ALICE)
     assert code == 451
     assert text.startswith("4.3.0")
@@ -686,11 +649,8 @@ def test_sender_login_map_missing(plain_host):
 
 def test_authenticated_message_arrives(plain_host):
     host = plain_host()
-    conn = host.raw()
-    ehlo_keywords(conn)
-    login_plain(conn)
-    assert conn.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    conn = logged_in_session(host)
+    start_transaction(conn, ALICE, BOB)
     code, text = send_data(conn, message(ALICE, BOB, "arrives"))
     assert code == 250
     queue_id = text.split()[-1]
@@ -727,8 +687,7 @@ def test_connection_rate_limit(plain_host):
 
 def test_auth_rate_limit(plain_host):
     host = plain_host(smtpd_client_auth_rate_limit=2, auth_failure_delay=0)
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     assert login_plain(conn, ALICE, "wrong")[0] == 535
     assert login_plain(conn, ALICE, "wrong")[0] == 535
     code, text = login_plain(conn)
@@ -736,8 +695,7 @@ def test_auth_rate_limit(plain_host):
     assert text.startswith("4.7.0")
     assert host.wait_for_log(r"AUTH command rate limit exceeded: 3 from unknown\[127\.0\.0\.1\]")
     # A new connection from the same address is limited too.
-    conn = host.raw()
-    ehlo_keywords(conn)
+    conn = ehlo_session(host)
     assert login_plain(conn)[0] == 454
 
 
@@ -878,8 +836,7 @@ def test_mx_port_no_auth_after_starttls(tls_host):
     assert code == 503
     assert "not enabled" in text
     # Port 25 takes mail for local users without AUTH, and relays nothing.
-    assert conn.cmd("MAIL FROM:<%s>" % REMOTE)[0] == 250
-    assert conn.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    start_transaction(conn, REMOTE, BOB)
     assert conn.cmd("RCPT TO:<other@remote.example>")[0] == 554
 
 
