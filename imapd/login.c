@@ -5,9 +5,9 @@
  * the implicit-TLS listener, and checks passwords through authd's
  * auth_socket. On success it passes the client descriptor, the auth id
  * and cookie, and any pipelined input to the master. It exits once the
- * mail process has taken over, except on TLS: there it hands over one
- * end of a socket pair instead and relays between it and the client
- * (proxy.c) for the rest of the session.
+ * mail process has taken over. On TLS it hands over one end of a socket
+ * pair instead, and relays between that pair and the client (proxy.c)
+ * for the rest of the session.
  */
 #include <errno.h>
 #include <poll.h>
@@ -62,8 +62,8 @@ tls_active(const struct login *login)
 	return login->tls.ssl != NULL;
 }
 
-/* Whether a password may be sent in the clear (LOGIN, PLAIN, LOGIN SASL):
- * always on TLS, otherwise where imapd_plaintext_auth allows it. */
+/* Return whether a password may be sent in the clear (LOGIN, PLAIN, SASL
+ * LOGIN). TLS always allows it, and without TLS imapd_plaintext_auth decides. */
 static int
 plaintext_allowed(const struct login *login)
 {
@@ -84,9 +84,9 @@ mechanism_known(const char *mech)
 }
 
 /*
- * Why AUTHENTICATE MECH may not run on this connection, as the text of
- * the NO reply, or NULL when it may: mechanisms that send the password
- * need plaintext_allowed, channel binding needs TLS.
+ * Return the text of the NO reply if AUTHENTICATE MECH may not run on
+ * this connection, or NULL if it may. Mechanisms that send the password
+ * need plaintext_allowed, and channel binding needs TLS.
  */
 static const char *
 mechanism_refusal(const struct login *login, const char *mech)
@@ -422,7 +422,8 @@ cmd_authenticate(struct login *login, struct imap_parser *parser)
 	explicit_bzero(initial, sizeof initial);
 }
 
-/* Run the handshake and switch the connection's I/O to TLS. 0 or -1. */
+/* Run the handshake and switch the connection's I/O to TLS. Returns 0,
+ * or -1 on failure. */
 static int
 start_tls(struct login *login)
 {
@@ -438,9 +439,9 @@ start_tls(struct login *login)
 }
 
 /*
- * STARTTLS (RFC 3501 section 6.2.1). Whatever the client sent after the
- * command before the handshake is dropped unread: executed later, such
- * plaintext would pass for commands sent inside TLS (CVE-2011-0411).
+ * STARTTLS (RFC 3501 section 6.2.1). Input that the client sent after the
+ * command and before the handshake is discarded, because if executed later
+ * it would pass for commands sent inside TLS (CVE-2011-0411).
  */
 static void
 cmd_starttls(struct login *login, struct imap_parser *parser)

@@ -25,8 +25,8 @@
  * has open (a client could have kept its descriptor), is moved to
  * spare/ (up to queue_spare_files of them), and new data files and
  * envelopes are renamed out of spare/ before any file is created. A
- * file's text is zeroed when it becomes a spare; a small file keeps its
- * size and blocks, so that reusing it frees and allocates nothing, and
+ * file's content is zeroed when it becomes a spare. A small file keeps its
+ * size and blocks, so that reusing it frees and allocates nothing, but
  * a large one is emptied. Whoever reuses a spare writes from offset 0
  * and cuts the file to the length written. Spares left by a previous
  * run are emptied at start-up. A spare file has no meaning for
@@ -72,16 +72,16 @@ void spool_close(struct spool *spool);
  * (used for fsync, size checks and the cut to length). The two share
  * one file offset, so queued can tell how much the client wrote even
  * when a reused file was longer (spool_data_written). A reused file
- * holds only zeros. 0, or -1 with errno set.
+ * contains only zeros. Returns 0, or -1 with errno set.
  */
 int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd, int *own_fd);
 
-/* How many bytes the client wrote through its descriptor of data/ID
- * (OWN_FD from spool_create_data), or -1 with errno set. */
+/* Return the number of bytes the client wrote through its descriptor of
+ * data/ID (OWN_FD from spool_create_data), or -1 with errno set. */
 off_t spool_data_written(int own_fd);
 
 /* Cut the file FD to SIZE bytes if a reused file left it longer.
- * 0, or -1 with errno set. */
+ * Returns 0, or -1 with errno set. */
 int spool_cut(int fd, off_t size);
 
 /* Open data/ID for reading. Descriptor or -1 with errno set. */
@@ -95,8 +95,8 @@ void spool_remove_data(const struct spool *spool, const char *id);
 void spare_load(struct spool *spool, size_t capacity);
 void spare_free(struct spool *spool);
 
-/* What a spare is taken for: envelopes prefer files of one block, data
- * files larger ones. */
+/* The use a spare is taken for. Envelopes prefer files of one block, and
+ * data files prefer larger ones. */
 enum spare_use {
 	SPARE_FOR_ENVELOPE,
 	SPARE_FOR_DATA,
@@ -106,9 +106,10 @@ enum spare_use {
  * NAME exists, ENOENT when there is no spare file. Thread-safe. */
 int spare_take(struct spool *spool, int dir_fd, const char *name, enum spare_use use);
 
-/* spare_take, then open the file with FLAGS (O_WRONLY or O_RDWR), not
- * truncated: it may be longer than what the caller writes, and holds
- * only zeros. The descriptor, or -1 with errno set. Thread-safe. */
+/* Take a spare as spare_take does, then open it with FLAGS (O_WRONLY or
+ * O_RDWR) without truncating it. The file contains only zeros but may be
+ * longer than what the caller writes. Returns the descriptor, or -1 with
+ * errno set. Thread-safe. */
 int spare_open(struct spool *spool, int dir_fd, const char *name, enum spare_use use, int flags);
 
 /* Zero DIR_FD/NAME and keep it as a spare file, or remove it when the
