@@ -238,7 +238,7 @@ expire_if_due(struct qmsg *msg)
 	log_info("%s: from=<%s>, status=expired, returned to sender", env->id, sender);
 }
 
-/* Recipients in STATUS that asked for notifications of KIND. */
+/* Count the recipients in STATUS that requested notifications of KIND. */
 static size_t
 count_wanting(const struct envelope *env, enum rcpt_status status, enum dsn_notify kind)
 {

@@ -238,7 +238,7 @@ mail_params_parse(struct session *s, char *args, struct mail_params *params)
 }
 
 /* Parse NOTIFY=NEVER or a comma-separated list of SUCCESS, FAILURE and
- * DELAY, each at most once (RFC 3461). */
+ * DELAY, each at most once and in any letter case (RFC 3461). */
 static int
 parse_notify(const char *value, unsigned *notify)
 {

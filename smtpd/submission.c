@@ -19,14 +19,17 @@
 #include "smtpd.h"
 #include "util.h"
 
-/* Header bytes kept for the From: check; a longer header is rejected. */
+/* Maximum header size kept for the From: check. A longer header is rejected. */
 #define SUBMISSION_HEADER_MAX	(256 * 1024)
-/* Client addresses whose rates are counted at once; more evict the oldest. */
+/* Maximum number of client addresses whose rates are tracked at once. When the
+ * table is full, a new address takes the probed slot with the oldest window. */
 #define SUBMISSION_RATE_SLOTS	8192
-/* From: addresses checked per message; RFC 5322 allows a list. */
+/* Maximum number of From: addresses checked per message, because RFC 5322
+ * allows a list. */
 #define SUBMISSION_FROM_MAX	32
 
-/* The login's ownership of ADDRESS: 1, 0, or -1 with REPLY set for a map failure. */
+/* Return 1 if the login owns ADDRESS, 0 if not, or -1 with REPLY set when
+ * the map lookup fails. */
 static int
 sender_owned(struct session *s, const struct mailaddr *address, char *reply, size_t replysize)
 {
@@ -145,9 +148,9 @@ check_from_value(struct session *s, const char *value, char *reply, size_t reply
 }
 
 /*
- * The line number of the first line in the header section of HEADER
- * (LEN bytes) that is neither a field nor a continuation, or 0 when
- * there is none. header_parse ends the header at such a line, but
+ * Return the line number of the first line in the header section of
+ * HEADER (LEN bytes) that is neither a field nor a continuation, or 0
+ * when there is none. header_parse ends the header at such a line, but
  * Dovecot 2.3.19 reads fields past it and Python's email package skips
  * a leading mbox "From " line, so a From: after it would reach readers
  * unchecked.
@@ -229,7 +232,8 @@ warn_submission_without_tls(const struct smtpd *server)
 	}
 }
 
-/* Open what AUTH and the submission checks use; after privsep_drop. */
+/* Create the rate table, the sender login map and the authd client that
+ * AUTH and the submission checks use. Call after privsep_drop. */
 void
 submission_start(struct smtpd *server)
 {

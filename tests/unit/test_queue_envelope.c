@@ -365,7 +365,7 @@ START_TEST(failure_report_dsn_fields)
 	ck_assert_ptr_nonnull(strstr(text, "Content-Type: message/delivery-status\n\n"
 	    "Original-Envelope-Id: QQ+1\nReporting-MTA: dns; mail.example.test\n"));
 	ck_assert_ptr_nonnull(strstr(text, "Final-Recipient: rfc822; carol@example.test\n"));
-	/* dave asked for success notifications only. */
+	/* dave requested success notifications only. */
 	ck_assert_ptr_null(strstr(text, "dave@remote.example"));
 	free(text);
 
