@@ -170,7 +170,7 @@ free_job(struct outbound_job *job)
 	free(job);
 }
 
-/* The value of envelope attribute KEY of MSG, or "" when it is absent. */
+/* Return the value of envelope attribute KEY of MSG, or "" when it is absent. */
 static const char *
 attr_or_empty(const struct qmsg *msg, const char *key)
 {
@@ -179,8 +179,9 @@ attr_or_empty(const struct qmsg *msg, const char *key)
 	return value != NULL ? value : "";
 }
 
-/* Whether a session set up for FIRST may carry SECOND: the TLS policy
- * was looked up with FIRST's REQUIRETLS and TLS-Required values. */
+/* Return whether a session set up for FIRST may carry SECOND. The TLS
+ * policy was looked up with FIRST's REQUIRETLS and TLS-Required values, so
+ * both messages must have the same values. */
 static int
 same_tls_needs(const struct qmsg *first, const struct qmsg *second)
 {

@@ -16,8 +16,8 @@ void outbound_load_secrets(void);
  * it; otherwise log why it is off. */
 void outbound_init(void);
 
-/* The reason remote recipients wait while outbound delivery is off, or
- * NULL when it is on. */
+/* Return the reason why remote recipients wait while outbound delivery is
+ * off, or NULL when it is on. */
 const char *outbound_disabled_reason(void);
 
 /* Deliver the recipients of MSG marked in msg->outbound_rcpt. Each job

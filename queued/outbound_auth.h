@@ -22,7 +22,7 @@ enum {
  * file, wrong mode, malformed line). */
 int outbound_auth_init(char *err, size_t errsize);
 
-/* 1 when there are credentials for relayhost. */
+/* Return 1 when there are credentials for relayhost, and 0 otherwise. */
 int outbound_auth_wanted(void);
 
 /* Send the first AUTH command on SESSION and store the step in *STEP.

@@ -30,10 +30,12 @@ void outbound_data_add(struct outbound_data *data, struct evbuffer *out,
 /* Append the end of the data (with a CRLF first if the last line had none). */
 void outbound_data_finish(struct outbound_data *data, struct evbuffer *out);
 
-/* 1 if the file FD has an octet above 127, 0 if not, -1 on a read error. */
+/* Return 1 if the file FD has an octet above 127, 0 if not, or -1 on a
+ * read error. */
 int outbound_data_has_8bit(int fd);
 
-/* The same for the header only (up to the first empty line). */
+/* Return the same as outbound_data_has_8bit for the header only (up to
+ * the first empty line). */
 int outbound_data_header_has_8bit(int fd);
 
 #endif
