@@ -32,8 +32,8 @@ struct route {
 	struct route_address *addresses;
 	size_t naddresses;
 
-	/* When no address is to be tried: a 4.x.x dsn defers the
-	 * recipients, a 5.x.x one bounces them, with REASON. */
+	/* Set when no address is to be tried. A 4.x.x code defers the
+	 * recipients and a 5.x.x code bounces them, with REASON. */
 	char dsn[16];
 	char reason[512];
 };
@@ -43,8 +43,8 @@ typedef void route_cb(struct route *route, void *arg);
 /* Load transport_maps and check relayhost. Returns 0, or -1 with ERR set. */
 int route_init(char *err, size_t errsize);
 
-/* The destination that DOMAIN's mail goes to (for concurrency limits
- * and connection reuse), into OUT. */
+/* Write the destination that DOMAIN's mail goes to (for concurrency limits
+ * and connection reuse) into OUT. */
 void route_nexthop(const char *domain, char *out, size_t outsize);
 
 /* Find the route for recipient DOMAIN. CB runs once, later (from the

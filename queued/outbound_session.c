@@ -151,8 +151,8 @@ state_name(enum session_state state)
 	return "in an unknown state";
 }
 
-/* The read timeout of S in its state, Postfix's smtp_*_timeout. In
- * S_ENVELOPE it depends on the reply awaited: MAIL, RCPT or DATA. */
+/* Return the read timeout of S in STATE (Postfix's smtp_*_timeout). In
+ * S_ENVELOPE it depends on the awaited reply: MAIL, RCPT or DATA. */
 static long long
 state_timeout(const struct session *s, enum session_state state)
 {
@@ -270,8 +270,9 @@ set_outcome(struct session *s, size_t r, enum rcpt_status status, const char *ds
 	    names[status], reason);
 }
 
-/* The status and enhanced code of a reply; without an enhanced code in
- * TEXT, CLASS.0.0 (4.0.0 for anything that is not 2 or 5). */
+/* Return the recipient status for a reply and store its enhanced code in
+ * DSN. Without an enhanced code in TEXT, DSN is CLASS.0.0 (4.0.0 for any
+ * class other than 2 and 5). */
 static enum rcpt_status
 reply_outcome(int code, const char *text, char *dsn, size_t dsnsize)
 {
@@ -337,7 +338,8 @@ drop_connection(struct session *s)
 	s->tls_policy = NULL;
 }
 
-/* Free S, or mark it when read_cb is running on it and frees it after. */
+/* Free S. While read_cb runs on S, only mark it, so that read_cb frees it
+ * afterwards. */
 static void
 session_free(struct session *s)
 {
@@ -369,8 +371,8 @@ close_session(struct session *s)
 	outbound_session_closed(nexthop);
 }
 
-/* The job is over on S. The connection stays only when KEEP is set and
- * no 421 came (RFC 5321 section 3.8: the server closes after a 421). */
+/* Finish the job on S. The connection is kept only when KEEP is set and no
+ * 421 came, because the server closes after a 421 (RFC 5321 section 3.8). */
 static void
 finish_job(struct session *s, int keep)
 {
@@ -389,7 +391,8 @@ finish_job(struct session *s, int keep)
 	outbound_job_done(job, NULL);
 }
 
-/* The session cannot go on: recipients without an outcome get DSN and REASON. */
+/* End the session because it cannot go on. Recipients without an outcome
+ * get DSN and REASON. */
 static void
 abort_session(struct session *s, const char *dsn, const char *reason)
 {
@@ -406,8 +409,8 @@ abort_session(struct session *s, const char *dsn, const char *reason)
 	finish_job(s, 0);
 }
 
-/* This address cannot be used: remember why and try the next one. Only
- * before a transaction started; after that, abort_session. */
+/* Record why this address cannot be used and try the next one. Call it only
+ * before a transaction starts, and abort_session after that. */
 static void
 next_address(struct session *s, const char *dsn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -567,9 +570,9 @@ is_ascii(const char *text)
 	return 1;
 }
 
-/* Whether the message really needs SMTPUTF8 (RFC 6531): a non-ASCII
- * sender or recipient of this job, or a non-ASCII header. A read error
- * counts as needing it. */
+/* Return whether the message really needs SMTPUTF8 (RFC 6531), which is
+ * when a sender, a recipient of this job or the header is non-ASCII. A read
+ * error counts as needing it. */
 static int
 needs_smtputf8(struct session *s)
 {
@@ -635,7 +638,7 @@ check_extensions(struct session *s)
 			fail_open_rcpts(s, "5.6.7", "SMTPUTF8 is required, but was not offered by the host");
 			return -1;
 		}
-		/* The client asked for SMTPUTF8, but the envelope and header
+		/* The client requested SMTPUTF8, but the envelope and header
 		 * are ASCII, so the message goes without it. */
 		s->use_smtputf8 = 0;
 	}
@@ -717,7 +720,7 @@ send_rcpt_to(struct session *s, size_t r)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* Command number N of the envelope: 0 MAIL, 1..nrcpts RCPT, then DATA. */
+/* Send envelope command number N: 0 is MAIL, 1..nrcpts RCPT, then DATA. */
 static void
 send_command(struct session *s, size_t n)
 {
@@ -817,7 +820,7 @@ start_body(struct session *s)
 	feed_body(s);
 }
 
-/* One reply to MAIL, RCPT or DATA. */
+/* Handle one reply to MAIL, RCPT or DATA. */
 static void
 envelope_reply(struct session *s)
 {
@@ -844,13 +847,13 @@ envelope_reply(struct session *s)
 			start_body(s);
 			return;
 		}
-		/* DATA was refused, or accepted with no recipient: the
+		/* DATA was rejected, or accepted with no recipient, so the
 		 * transaction ends here. */
 		if (s->reply_code == 354) {
 			abort_session(s, "4.4.2", "the host accepted DATA with no recipient accepted");
 			return;
 		}
-		/* 354 is the only positive reply to DATA: any other 2xx or
+		/* 354 is the only positive reply to DATA. Any other 2xx or
 		 * 3xx means that the server lost track of the commands, and no
 		 * message data was sent. */
 		if (class == 2 || class == 3) {
@@ -871,9 +874,8 @@ envelope_reply(struct session *s)
 
 	if (!s->ext_pipelining) {
 		/* Without PIPELINING a server replies to one command at a
-		 * time: more reply data already waiting is a reply to a
-		 * command not yet sent, and would be taken for the reply to
-		 * the next one. */
+		 * time. More reply data already waiting is a reply to a command
+		 * not yet sent, and would be taken for the reply to the next one. */
 		if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 			abort_session(s, "4.5.0", "protocol error: the host sent replies to commands it has not received");
 			return;
@@ -946,7 +948,7 @@ tls_failed(struct session *s, const char *fmt, ...)
 	try_address(s);
 }
 
-/* The OpenSSL error of BEV's handshake, or "no details". */
+/* Return the OpenSSL error of BEV's handshake, or "no details". */
 static const char *
 tls_error_text(struct bufferevent *bev)
 {
@@ -1009,7 +1011,7 @@ handshake_done(struct session *s)
 	send_ehlo(s);
 }
 
-/* After EHLO or HELO: STARTTLS, AUTH or the first transaction. */
+/* Continue after EHLO or HELO with STARTTLS, AUTH or the first transaction. */
 static void
 greeted(struct session *s)
 {
@@ -1129,8 +1131,8 @@ handle_reply(struct session *s)
 		return;
 	case S_QUIT:
 	case S_IDLE:
-		/* The QUIT reply, or an unexpected one (a 421 before the
-		 * server closes, say): the session is over. A job waiting to
+		/* The reply to QUIT, or an unexpected reply such as a 421
+		 * before the server closes, ends the session. A job waiting to
 		 * start on it is deferred. */
 		if (s->job != NULL) {
 			char reason[REPLY_TEXT_MAX + 100];

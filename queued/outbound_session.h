@@ -35,7 +35,7 @@ void session_quit(struct session *session);
 /* Close every session at once. */
 void session_close_all(void);
 
-/* Called by the session code when JOB is over; every recipient has an
+/* Called by the session code when JOB is over and every recipient has an
  * outcome. SESSION is idle and may take another job, or is NULL when the
  * connection is gone. */
 void outbound_job_done(struct outbound_job *job, struct session *session);
