@@ -306,23 +306,13 @@ class MailHost:
         # connect alone does not prove that recovery is over.
         if name in STARTED_LINE and not self.logged_since_start(name, STARTED_LINE[name]):
             return False
-        if name == "smtpd" and self.netns:
-            host, port = self.settings["smtpd_listen"].rsplit(":", 1)
-            probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
-            return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
-                                  capture_output=True).returncode == 0
+        if name == "smtpd":
+            return all(self.accepts_connection(address) for address in self.smtpd_listeners())
         if name == "imapd" and self.netns:
             host, port = self.settings["imapd_listen"].split()[0].rsplit(":", 1)
-            probe = "import socket; socket.create_connection((%r, %s), timeout=1).close()" % (host, port)
-            return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
-                                  capture_output=True).returncode == 0
-        if name in ("smtpd", "imapd"):
-            port = self.smtp_port if name == "smtpd" else self.imap_port
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
+            return self.accepts_connection((host.strip("[]"), int(port)))
+        if name == "imapd":
+            return self.accepts_connection(("127.0.0.1", self.imap_port))
         path = {"authd": "userdb_socket", "deliverd": "lmtp_socket",
                 "queued": "queued_socket"}[name]
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -333,6 +323,30 @@ class MailHost:
             return False
         finally:
             sock.close()
+
+    def smtpd_listeners(self):
+        """Return (host, port) for every address in smtpd_listen,
+        smtpd_submission_listen and smtpd_smtps_listen, so that a test can
+        connect to any of the three ports once smtpd is ready."""
+        addresses = []
+        for key in ("smtpd_listen", "smtpd_submission_listen", "smtpd_smtps_listen"):
+            for item in self.settings.get(key, "").replace(",", " ").split():
+                host, port = item.rsplit(":", 1)
+                addresses.append((host.strip("[]"), int(port)))
+        return addresses
+
+    def accepts_connection(self, address):
+        """Return True when ADDRESS accepts a TCP connection, connecting
+        from inside the host's network namespace when it has one."""
+        if self.netns:
+            probe = "import socket; socket.create_connection(%r, timeout=1).close()" % (address,)
+            return subprocess.run(self.netns_prefix() + ["/usr/bin/python3", "-c", probe],
+                                  capture_output=True).returncode == 0
+        try:
+            socket.create_connection(address, timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def logged_since_start(self, name, text):
         path = self.dir / "log" / ("%s.log" % name)
