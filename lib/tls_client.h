@@ -77,16 +77,16 @@ struct tls_client *tls_client_new(char *err, size_t errsize);
 void tls_client_free(struct tls_client *client);
 
 /*
- * Whether RECORD can authenticate an SMTP server. RFC 7672 section 3.1
- * allows DANE-TA(2) and DANE-EE(3) only; PKIX-TA(0) and PKIX-EE(1)
+ * Return whether RECORD can authenticate an SMTP server. RFC 7672 section
+ * 3.1 allows DANE-TA(2) and DANE-EE(3) only. PKIX-TA(0) and PKIX-EE(1)
  * records, unknown selectors and unknown matching types are unusable.
  */
 int tls_tlsa_usable(const struct tls_tlsa *record);
 
 /*
- * A new SSL in connect state for one connection to PEER->host: SNI set,
- * DANE enabled with PEER's usable TLSA records (TLS_LEVEL_DANE), host
- * name checks set (TLS_LEVEL_VERIFY). PEER need not outlive the call.
+ * Create an SSL in connect state for one connection to PEER->host, with SNI
+ * set, DANE enabled with PEER's usable TLSA records (TLS_LEVEL_DANE) and
+ * host name checks set (TLS_LEVEL_VERIFY). PEER need not outlive the call.
  * Returns NULL with ERR set, also when a DANE peer has no usable record.
  */
 SSL *tls_client_ssl_new(struct tls_client *client, const struct tls_peer *peer,
@@ -102,14 +102,14 @@ SSL *tls_client_ssl_new(struct tls_client *client, const struct tls_peer *peer,
 int tls_client_verify(SSL *ssl, const struct tls_peer *peer, enum tls_trust *trust,
     char *reason, size_t reasonsize);
 
-/* "Untrusted", "Trusted" or "Verified", for "Verified TLS connection
- * established to ..." log lines. */
+/* Return "Untrusted", "Trusted" or "Verified" for log lines such as
+ * "Verified TLS connection established to ...". */
 const char *tls_trust_name(enum tls_trust trust);
 
-/* The word of LEVEL as smtp_tls_security_level spells it ("dane"). */
+/* Return the name of LEVEL as smtp_tls_security_level spells it ("dane"). */
 const char *tls_level_name(enum tls_level level);
 
-/* The level named NAME, or -1. Accepts the smtp_tls_security_level words. */
+/* Return the level named NAME (an smtp_tls_security_level word), or -1. */
 int tls_level_parse(const char *name);
 
 #endif

@@ -43,9 +43,9 @@ int tls_policy_map_parse(const char *text, const char *name, struct tls_policy_m
 void tls_policy_map_free(struct tls_policy_map *map);
 
 /*
- * The entry for NEXTHOP: the exact key (with and without a :port for a
- * [host] nexthop), then ".parent" keys from the nearest parent outward.
- * NULL when no line applies.
+ * Find the entry for NEXTHOP. The exact key comes first (with and without
+ * a :port for a [host] nexthop), then ".parent" keys from the nearest
+ * parent outward. Returns NULL when no line applies.
  */
 const struct tls_policy_entry *tls_policy_map_find(const struct tls_policy_map *map,
     const char *nexthop);

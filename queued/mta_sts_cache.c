@@ -1,6 +1,6 @@
 /*
- * The MTA-STS cache: one struct sts_domain per recipient domain asked
- * about, with the policy in force, its id and the callers waiting for a
+ * The MTA-STS cache: one struct sts_domain per recipient domain looked
+ * up, with the policy in force, its id and the callers waiting for a
  * lookup in progress.
  *
  * Cache file queue_directory/mta-sts/DOMAIN: "id=ID" and "fetched=EPOCH"
@@ -33,8 +33,8 @@
 
 #define CACHE_DIRECTORY	"mta-sts"
 
-/* Number of domains kept before those without a policy are forgotten;
- * our own limit on the memory that lookups of many domains take. */
+/* Number of domains kept before those without a policy are forgotten. It is
+ * Estafeta's own limit on the memory that lookups of many domains take. */
 #define DOMAINS_MAX	10000
 
 /* Maximum number of addresses of mta-sts.DOMAIN tried by one fetch. */
@@ -122,7 +122,7 @@ domain_find(const char *name, int create)
 	return d;
 }
 
-/* The policy in force for D now, or NULL. */
+/* Return the policy in force for D now, or NULL. */
 static const struct mta_sts_policy *
 policy_in_force(const struct sts_domain *d)
 {
@@ -177,7 +177,8 @@ cache_write(const struct sts_domain *d, const char *text, size_t length)
 	}
 }
 
-/* Make TEXT, parsed, D's policy under D->new_id. 0, or -1 with ERR set. */
+/* Parse TEXT and make it D's policy under D->new_id. Returns 0, or -1 with
+ * ERR set. */
 static int
 policy_set(struct sts_domain *d, const char *text, size_t length, time_t fetched, char *err,
     size_t errsize)
@@ -284,7 +285,7 @@ fetch_start(struct sts_domain *d)
 }
 
 /*
- * The id of the one valid STSv1 record in RESULT. Returns 1 with ID set,
+ * Find the id of the one valid STSv1 record in RESULT. Returns 1 with ID set,
  * 0 when there is none (or more than one, which section 3.1 treats the
  * same), -1 when the lookup failed.
  */

@@ -25,7 +25,8 @@
  */
 typedef void mta_sts_lookup_cb(void *arg, const struct mta_sts_policy *policy, const char *id);
 
-/* Create the cache directory and load the cached policies. 0 or -1 with ERR. */
+/* Create the cache directory and load the cached policies. Returns 0, or -1
+ * with ERR set. */
 int mta_sts_cache_init(char *err, size_t errsize);
 void mta_sts_cache_shutdown(void);
 

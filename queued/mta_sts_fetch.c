@@ -87,7 +87,7 @@ resolve_entry(const struct fetch_job *job)
 	return entry;
 }
 
-/* Whether the Content-Type is text/plain, with or without parameters. */
+/* Return whether the Content-Type is text/plain, with or without parameters. */
 static int
 is_text_plain(const char *content_type)
 {

@@ -22,7 +22,8 @@
  */
 typedef void mta_sts_fetch_cb(void *arg, const char *body, size_t length, const char *error);
 
-/* Start curl and the completion pipe on queued_base. 0, or -1 with ERR. */
+/* Start curl and the completion pipe on queued_base. Returns 0, or -1 with
+ * ERR set. */
 int mta_sts_fetch_init(char *err, size_t errsize);
 void mta_sts_fetch_shutdown(void);
 

@@ -179,7 +179,8 @@ set_level(struct lookup *lookup, enum outbound_tls_level level, enum tls_level p
 	snprintf(lookup->policy->source, sizeof lookup->policy->source, "%s", source);
 }
 
-/* The level of LOOKUP without DANE or MTA-STS. */
+/* Set the level of LOOKUP from the policy map or smtp_tls_security_level,
+ * without DANE or MTA-STS. */
 static void
 use_base_level(struct lookup *lookup)
 {
@@ -246,7 +247,8 @@ sts_cb(void *arg, const struct mta_sts_policy *sts, const char *id)
 	lookup_finish(lookup);
 }
 
-/* Whether the recipient domain's MTA-STS policy is looked up for LOOKUP. */
+/* Return whether the recipient domain's MTA-STS policy is looked up for
+ * LOOKUP. */
 static int
 mta_sts_applies(const struct lookup *lookup)
 {
@@ -351,8 +353,9 @@ done:
 	lookup_finish(lookup);
 }
 
-/* Whether DANE can apply to LOOKUP's host: its address and, when it came
- * from an MX record, the MX answer were DNSSEC-validated (RFC 7672 2.2). */
+/* Return whether DANE can apply to LOOKUP's host. Its address and, when it
+ * came from an MX record, the MX response must be DNSSEC-validated (RFC 7672
+ * section 2.2). */
 static int
 dane_applies(const struct lookup *lookup)
 {
@@ -435,7 +438,8 @@ outbound_tls_ssl_new(const struct outbound_tls_policy *policy,
 	}
 	peer = data->peer;
 
-	/* MTA-STS testing: set the names so that the check can report. */
+	/* In MTA-STS testing mode, set the names so that outbound_tls_check can
+	 * log the verification result. */
 	if (data->sts_testing)
 		peer.level = TLS_LEVEL_VERIFY;
 	return tls_client_ssl_new(client, &peer, err, errsize);
