@@ -7,44 +7,16 @@ sent), means that no message data was sent, so the recipients must stay
 deferred. The client drops the connection.
 """
 
-import re
-import subprocess
-import sys
-import time
+import smtp_peer
+from smtp_peer import PEER_ADDRESS, net, queued_ids, send  # noqa: F401 (fixture)
 
-import pytest
-
-import netns_dns
-
-pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
-                                reason=netns_dns.available() or "")
-
-A_ADDRESS = "198.51.100.10"
-PEER_ADDRESS = "198.51.100.25"
-SENDER = "demo@sender.test"
-RECORDS = [
-    "example.test. MX 10 mx1.example.test.",
-    "mx1.example.test. A " + PEER_ADDRESS,
-]
+pytestmark = smtp_peer.skip_without_netns
 
 # Mode "data250": PIPELINING, and 250 in place of 354 to DATA.
 # Mode "desync": no PIPELINING, and three 250 replies to MAIL, so the
 # client reads the third one as the reply to a DATA it sends later.
 PEER = r'''
-import socket, sys
-
 mode, address, record = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def lines(conn):
-    buf = b""
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\r\n" in buf:
-            line, buf = buf.split(b"\r\n", 1)
-            yield line
 
 def serve(conn):
     conn.sendall(b"220 mx1.example.test ESMTP test peer\r\n")
@@ -76,101 +48,39 @@ def serve(conn):
         else:
             conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
 
-server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((address, 25))
-server.listen(5)
-print("ready", flush=True)
-for _ in range(20):
-    conn, _ = server.accept()
-    try:
-        serve(conn)
-    except OSError:
-        pass
-    conn.close()
+listen_and_serve(address, serve, 20)
 '''
-
-
-@pytest.fixture
-def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", A_ADDRESS)
-        bed.add_host("peer", PEER_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
-        yield bed
-    finally:
-        bed.close()
 
 
 def start_peer(net, tmp_path, mode):
     """Start PEER in MODE and return the file it appends received lines to."""
-    script = tmp_path / "peer.py"
-    script.write_text(PEER)
     record = tmp_path / "commands"
-    proc = net.popen("peer", ["/usr/bin/python3", str(script), mode, PEER_ADDRESS, str(record)],
-                     stdout=subprocess.PIPE, stderr=sys.stderr)
-    assert proc.stdout.readline().strip() == b"ready"
+    smtp_peer.start_peer(net, tmp_path, PEER, mode, PEER_ADDRESS, str(record))
     return record
 
 
 def sender_host(make_mailhost, net):
-    host = make_mailhost(start=False, netns=net.hosts["a"],
-                         myhostname="a.sender.test",
-                         local_domains="localhost a.sender.test",
-                         virtual_domains="sender.test",
-                         outbound_delivery="yes",
-                         dns_resolvers=netns_dns.DNS_ADDRESS,
-                         dns_trust_anchor_file="",
-                         smtp_helo_timeout="3s",
-                         smtp_rcpt_timeout="3s",
-                         smtp_data_done_timeout="3s")
-    host.write_users({SENDER: "demo-secret"})
-    host.newaliases()
-    host.start()
-    return host
-
-
-def send(host, recipient):
-    message = "From: %s\nTo: %s\nSubject: data reply\n\nHello.\n" % (SENDER, recipient)
-    result = host.run("sendmail", "-f", SENDER, recipient, input=message.encode())
-    assert result.returncode == 0, result.stderr
-
-
-def first_outcome(host, timeout=20):
-    """The first to=<alice@example.test> result line in the log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(r"^.*to=<alice@example\.test>, relay=.*$", host.log(), re.M)
-        if found:
-            return found.group(0)
-        time.sleep(0.1)
-    raise AssertionError("no outcome for alice@example.test in the log")
-
-
-def queued_ids(host):
-    listing = host.run("estafeta", "queue", "list").stdout.decode()
-    return re.findall(r"^([0-9A-F]{8,})", listing, re.M)
+    return smtp_peer.sender_host(make_mailhost, net, **smtp_peer.SHORT_REPLY_TIMEOUTS)
 
 
 def test_250_to_data_keeps_message(make_mailhost, net, tmp_path):
     record = start_peer(net, tmp_path, "data250")
     sender = sender_host(make_mailhost, net)
 
-    send(sender, "alice@example.test")
+    send(sender, "alice@example.test", subject="data reply")
 
-    outcome = first_outcome(sender)
+    outcome = smtp_peer.first_outcome(sender, "alice@example.test")
     assert b"DATA\r\n" in record.read_bytes()
     assert "status=sent" not in outcome
-    assert len(queued_ids(sender)) == 1
+    assert len(queued_ids(sender)[0]) == 1
 
 
 def test_replies_ahead_of_commands_keep_message(make_mailhost, net, tmp_path):
     start_peer(net, tmp_path, "desync")
     sender = sender_host(make_mailhost, net)
 
-    send(sender, "alice@example.test")
+    send(sender, "alice@example.test", subject="data reply")
 
-    outcome = first_outcome(sender)
+    outcome = smtp_peer.first_outcome(sender, "alice@example.test")
     assert "status=sent" not in outcome
-    assert len(queued_ids(sender)) == 1
+    assert len(queued_ids(sender)[0]) == 1

@@ -10,10 +10,10 @@ loop.test the sending host itself.
 
 import pytest
 
-import netns_dns
+import smtp_peer
 import test_outbound_hostile as hostile
 
-pytestmark = hostile.pytestmark
+pytestmark = smtp_peer.skip_without_netns
 
 DEAD_ADDRESS = "198.51.100.26"
 MX_WORSE = 39
@@ -21,7 +21,7 @@ RECORDS = (
     ["example.test. MX %d mx%d.example.test." % (20 + i, i) for i in range(MX_WORSE)]
     + ["mx%d.example.test. A %s" % (i, DEAD_ADDRESS) for i in range(MX_WORSE)]
     + ["example.test. MX 10 best.example.test.",
-       "best.example.test. A " + hostile.PEER_ADDRESS]
+       "best.example.test. A " + smtp_peer.PEER_ADDRESS]
     + ["loop.test. MX %d mx%d.example.test." % (20 + i, i) for i in range(MX_WORSE)]
     + ["loop.test. MX 5 a.sender.test."]
 )
@@ -29,22 +29,16 @@ RECORDS = (
 
 @pytest.fixture
 def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", hostile.A_ADDRESS)
-        bed.add_host("peer", hostile.PEER_ADDRESS)
-        bed.add_host("dead", DEAD_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test", "loop.test"], RECORDS)
+    hosts = [("a", smtp_peer.A_ADDRESS), ("peer", smtp_peer.PEER_ADDRESS), ("dead", DEAD_ADDRESS)]
+    with smtp_peer.netns_bed(tmp_path, hosts, ["example.test", "loop.test"], RECORDS) as bed:
         yield bed
-    finally:
-        bed.close()
 
 
 def test_best_mx_kept_past_limit(make_mailhost, net, tmp_path):
     hostile.start_peer(net, tmp_path, "plain")
     sender = hostile.sender_host(make_mailhost, net, smtp_connect_timeout="2s")
 
-    hostile.send(sender, "alice@example.test")
+    smtp_peer.send(sender, "alice@example.test")
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, relay=.*status=", timeout=30)
     assert sender.wait_for_log(r"to=<alice@example\.test>, relay=best\.example\.test\[.*status=sent",
@@ -54,7 +48,7 @@ def test_best_mx_kept_past_limit(make_mailhost, net, tmp_path):
 def test_self_found_past_limit(make_mailhost, net, tmp_path):
     sender = hostile.sender_host(make_mailhost, net, smtp_connect_timeout="2s")
 
-    hostile.send(sender, "alice@loop.test")
+    smtp_peer.send(sender, "alice@loop.test")
 
     assert sender.wait_for_log(r"to=<alice@loop\.test>, relay=.*status=", timeout=30)
     assert sender.wait_for_log(r"to=<alice@loop\.test>, .*dsn=5\.4\.6, status=bounced", timeout=1)

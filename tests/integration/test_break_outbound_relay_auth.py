@@ -8,7 +8,6 @@ bounces all outgoing mail at once.
 """
 
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -16,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import netns_dns
+import smtp_peer
+from smtp_peer import A_ADDRESS, send
 
-pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
-                                reason=netns_dns.available() or "")
+pytestmark = smtp_peer.skip_without_netns
 
-A_ADDRESS = "198.51.100.10"
 B_ADDRESS = "198.51.100.25"
-SENDER = "demo@sender.test"
 RECORDS = [
     "relay.example.test. A " + B_ADDRESS,
 ]
@@ -31,14 +28,8 @@ RECORDS = [
 
 @pytest.fixture
 def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", A_ADDRESS)
-        bed.add_host("b", B_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
+    with smtp_peer.netns_bed(tmp_path, [("a", A_ADDRESS), ("b", B_ADDRESS)], records=RECORDS) as bed:
         yield bed
-    finally:
-        bed.close()
 
 
 def test_rejected_relay_auth_defers(make_mailhost, net):
@@ -48,26 +39,15 @@ def test_rejected_relay_auth_defers(make_mailhost, net):
     password_file.write_text("[relay.example.test]:587 demo@example.test:wrong-password\n")
     os.chmod(password_file, 0o600)
     try:
-        sender = make_mailhost(start=False, netns=net.hosts["a"],
-                               myhostname="a.sender.test",
-                               local_domains="localhost a.sender.test",
-                               virtual_domains="sender.test",
-                               outbound_delivery="yes",
-                               dns_resolvers=netns_dns.DNS_ADDRESS,
-                               dns_trust_anchor_file="",
-                               relayhost="[relay.example.test]:587",
-                               relayhost_password_file=str(password_file),
-                               smtp_tls_security_level="encrypt")
-        sender.write_users({SENDER: "demo-secret"})
-        sender.newaliases()
-        sender.start()
-        message = "From: %s\nTo: friend@elsewhere.test\nSubject: relay\n\nHello.\n" % SENDER
+        sender = smtp_peer.sender_host(make_mailhost, net,
+                                       relayhost="[relay.example.test]:587",
+                                       relayhost_password_file=str(password_file),
+                                       smtp_tls_security_level="encrypt")
 
-        result = sender.run("sendmail", "-f", SENDER, "friend@elsewhere.test", input=message.encode())
-        assert result.returncode == 0, result.stderr
+        send(sender, "friend@elsewhere.test", subject="relay")
 
         assert sender.wait_for_log(r"to=<friend@elsewhere\.test>, relay=.*status=", timeout=20)
-        outcome = re.search(r"^.*to=<friend@elsewhere\.test>, relay=.*$", sender.log(), re.M).group(0)
+        outcome = smtp_peer.outcomes(sender, "friend@elsewhere.test")[0]
         assert "SASL authentication to relay.example.test" in outcome
         assert "status=deferred" in outcome
         time.sleep(0.5)

@@ -8,28 +8,13 @@ C2 9B) as CSI, the start of an escape sequence. A remote server must
 not be able to send escape sequences to the admin's terminal.
 """
 
-import subprocess
-import sys
+import smtp_peer
+from smtp_peer import PEER_ADDRESS, net, send  # noqa: F401 (fixture)
 
-import pytest
-
-import netns_dns
-
-pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
-                                reason=netns_dns.available() or "")
-
-A_ADDRESS = "198.51.100.10"
-PEER_ADDRESS = "198.51.100.25"
-SENDER = "demo@sender.test"
-RECORDS = [
-    "example.test. MX 10 mx1.example.test.",
-    "mx1.example.test. A " + PEER_ADDRESS,
-]
+pytestmark = smtp_peer.skip_without_netns
 
 # Every RCPT gets a 450 whose text clears the screen with CSI 2 J.
 PEER = r'''
-import socket, sys
-
 address = sys.argv[1]
 
 def serve(conn):
@@ -55,53 +40,16 @@ def serve(conn):
         else:
             conn.sendall(b"503 5.5.1 Error: need RCPT command\r\n")
 
-server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((address, 25))
-server.listen(5)
-print("ready", flush=True)
-for _ in range(5):
-    conn, _ = server.accept()
-    try:
-        serve(conn)
-    except OSError:
-        pass
-    conn.close()
+listen_and_serve(address, serve, 5)
 '''
 
 
-@pytest.fixture
-def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", A_ADDRESS)
-        bed.add_host("peer", PEER_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
-        yield bed
-    finally:
-        bed.close()
-
-
 def test_queue_list_hides_c1_controls(make_mailhost, net, tmp_path):
-    script = tmp_path / "peer.py"
-    script.write_text(PEER)
-    proc = net.popen("peer", ["/usr/bin/python3", str(script), PEER_ADDRESS],
-                     stdout=subprocess.PIPE, stderr=sys.stderr)
-    assert proc.stdout.readline().strip() == b"ready"
-    sender = make_mailhost(start=False, netns=net.hosts["a"],
-                           myhostname="a.sender.test",
-                           local_domains="localhost a.sender.test",
-                           virtual_domains="sender.test",
-                           outbound_delivery="yes",
-                           dns_resolvers=netns_dns.DNS_ADDRESS,
-                           dns_trust_anchor_file="")
-    sender.write_users({SENDER: "demo-secret"})
-    sender.newaliases()
-    sender.start()
-    message = "From: %s\nTo: alice@example.test\nSubject: busy\n\nHello.\n" % SENDER
+    smtp_peer.start_peer(net, tmp_path, PEER, PEER_ADDRESS)
+    sender = smtp_peer.sender_host(make_mailhost, net)
 
-    result = sender.run("sendmail", "-f", SENDER, "alice@example.test", input=message.encode())
-    assert result.returncode == 0, result.stderr
+    send(sender, "alice@example.test", subject="busy")
+
     assert sender.wait_for_log(r"to=<alice@example\.test>, .*status=deferred \(450 4\.2\.0 mailbox busy",
                                timeout=20)
 

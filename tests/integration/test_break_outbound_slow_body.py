@@ -6,31 +6,17 @@ that keeps moving but lasts longer than the timeout must not be cut
 off, although the server sends nothing while it receives the content.
 """
 
-import re
-import subprocess
-import sys
-
 import pytest
 
-import netns_dns
+import smtp_peer
+from smtp_peer import PEER_ADDRESS, net, send  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
-                                reason=netns_dns.available() or "")
-
-A_ADDRESS = "198.51.100.10"
-PEER_ADDRESS = "198.51.100.25"
-SENDER = "demo@sender.test"
-RECORDS = [
-    "example.test. MX 10 mx1.example.test.",
-    "mx1.example.test. A " + PEER_ADDRESS,
-]
+pytestmark = smtp_peer.skip_without_netns
 
 # Reads the message content at most 4 KiB per 10 ms (400 KB/s) through
 # a small receive buffer, so the transfer of about 3 MB lasts several
 # seconds but never stalls for as long as one.
 PEER = r'''
-import socket, sys, time
-
 address, record = sys.argv[1], sys.argv[2]
 
 def serve(conn):
@@ -68,59 +54,19 @@ def serve(conn):
         else:
             conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
 
-server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-server.bind((address, 25))
-server.listen(5)
-print("ready", flush=True)
-for _ in range(5):
-    conn, _ = server.accept()
-    try:
-        serve(conn)
-    except OSError:
-        pass
-    conn.close()
+listen_and_serve(address, serve, 5, receive_buffer=4096)
 '''
-
-
-@pytest.fixture
-def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", A_ADDRESS)
-        bed.add_host("peer", PEER_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
-        yield bed
-    finally:
-        bed.close()
 
 
 @pytest.mark.slow
 def test_slow_transfer_not_cut_off(make_mailhost, net, tmp_path):
-    script = tmp_path / "peer.py"
-    script.write_text(PEER)
     record = tmp_path / "received"
-    proc = net.popen("peer", ["/usr/bin/python3", str(script), PEER_ADDRESS, str(record)],
-                     stdout=subprocess.PIPE, stderr=sys.stderr)
-    assert proc.stdout.readline().strip() == b"ready"
-    sender = make_mailhost(start=False, netns=net.hosts["a"],
-                           myhostname="a.sender.test",
-                           local_domains="localhost a.sender.test",
-                           virtual_domains="sender.test",
-                           outbound_delivery="yes",
-                           dns_resolvers=netns_dns.DNS_ADDRESS,
-                           dns_trust_anchor_file="",
-                           smtp_data_xfer_timeout="2s")
-    sender.write_users({SENDER: "demo-secret"})
-    sender.newaliases()
-    sender.start()
+    smtp_peer.start_peer(net, tmp_path, PEER, PEER_ADDRESS, str(record))
+    sender = smtp_peer.sender_host(make_mailhost, net, smtp_data_xfer_timeout="2s")
     body = ("%s\n" % ("x" * 76)) * 40000    # about 3 MB
-    message = "From: %s\nTo: alice@example.test\nSubject: large\n\n%s" % (SENDER, body)
 
-    result = sender.run("sendmail", "-f", SENDER, "alice@example.test", input=message.encode())
-    assert result.returncode == 0, result.stderr
+    send(sender, "alice@example.test", body, subject="large")
 
     assert sender.wait_for_log(r"to=<alice@example\.test>, relay=.*status=", timeout=30)
-    outcome = re.search(r"^.*to=<alice@example\.test>, relay=.*$", sender.log(), re.M).group(0)
+    outcome = smtp_peer.outcomes(sender, "alice@example.test")[0]
     assert "status=sent (250 2.0.0 Ok: queued as SLOW)" in outcome

@@ -6,24 +6,17 @@ still convert such data for a server that never offered 8BITMIME, since
 RFC 6152 forbids sending it 8-bit bytes.
 """
 
-import pytest
-
+import smtp_peer
 import test_outbound_hostile as hostile
-from test_outbound_hostile import net  # noqa: F401 (fixture)
+from smtp_peer import SENDER, net  # noqa: F401 (fixture)
 
-pytestmark = hostile.pytestmark
+pytestmark = smtp_peer.skip_without_netns
 
 
 def submit_undeclared_8bit(net, host, recipient, body):
     """Send one message with an 8-bit body but no BODY parameter to HOST's smtpd."""
-    script = (
-        "import smtplib, sys\n"
-        "client = smtplib.SMTP('127.0.0.1', %d, local_hostname='client.sender.test', timeout=15)\n"
-        "message = b'From: %s\\r\\nTo: %s\\r\\nSubject: undeclared\\r\\n\\r\\n' + sys.argv[1].encode() + b'\\r\\n'\n"
-        "client.sendmail('%s', ['%s'], message)\n"
-        "client.quit()\n" % (host.smtp_port, hostile.SENDER, recipient, hostile.SENDER, recipient))
-    result = net.run("a", "/usr/bin/python3", "-c", script, body)
-    assert result.returncode == 0, result.stderr
+    message = "From: %s\r\nTo: %s\r\nSubject: undeclared\r\n\r\n%s\r\n" % (SENDER, recipient, body)
+    smtp_peer.submit_with_smtplib(net, host, recipient, message)
 
 
 def test_undeclared_8bit_not_sent_raw(make_mailhost, net, tmp_path):  # noqa: F811

@@ -7,29 +7,15 @@ it, and log why.
 """
 
 import email
-import re
-import subprocess
-import sys
 import time
 
-import pytest
+import smtp_peer
+from smtp_peer import PEER_ADDRESS, SENDER, net, queued_ids, send  # noqa: F401 (fixture)
 
-import netns_dns
+pytestmark = smtp_peer.skip_without_netns
 
-pytestmark = pytest.mark.skipif(netns_dns.available() is not None,
-                                reason=netns_dns.available() or "")
-
-A_ADDRESS = "198.51.100.10"
-PEER_ADDRESS = "198.51.100.25"
-SENDER = "demo@sender.test"
-RECORDS = [
-    "example.test. MX 10 mx1.example.test.",
-    "mx1.example.test. A " + PEER_ADDRESS,
-]
-
+# One server that misbehaves in the way its first argument, the mode, names.
 PEER = r'''
-import socket, sys, time
-
 mode, address, record = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def send(conn, text):
@@ -41,17 +27,6 @@ def send(conn, text):
             time.sleep(0.002)
     else:
         conn.sendall(data)
-
-def lines(conn):
-    buf = b""
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\r\n" in buf:
-            line, buf = buf.split(b"\r\n", 1)
-            yield line
 
 def serve(conn):
     if mode == "busy":
@@ -127,74 +102,20 @@ def serve(conn):
         else:
             send(conn, "502 5.5.2 Error: command not recognized\r\n")
 
-server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((address, 25))
-server.listen(5)
-print("ready", flush=True)
-for _ in range(20):
-    conn, _ = server.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        serve(conn)
-    except OSError:
-        pass
-    conn.close()
+listen_and_serve(address, serve, 20, nodelay=True)
 '''
 
 
-@pytest.fixture
-def net(tmp_path):
-    bed = netns_dns.NetnsBed()
-    try:
-        bed.add_host("a", A_ADDRESS)
-        bed.add_host("peer", PEER_ADDRESS)
-        bed.dns = netns_dns.ZoneServer(bed, tmp_path / "dns", ["example.test"], RECORDS)
-        yield bed
-    finally:
-        bed.close()
-
-
 def start_peer(net, tmp_path, mode):
-    """Start PEER in MODE; returns the file it appends received messages to."""
-    script = tmp_path / "peer.py"
-    script.write_text(PEER)
+    """Start PEER in MODE and return the file it appends received messages to."""
     record = tmp_path / "received"
-    proc = net.popen("peer", ["/usr/bin/python3", str(script), mode, PEER_ADDRESS, str(record)],
-                     stdout=subprocess.PIPE, stderr=sys.stderr)
-    assert proc.stdout.readline().strip() == b"ready"
+    smtp_peer.start_peer(net, tmp_path, PEER, mode, PEER_ADDRESS, str(record))
     return record
 
 
 def sender_host(make_mailhost, net, **settings):
-    values = dict(
-        myhostname="a.sender.test",
-        local_domains="localhost a.sender.test",
-        virtual_domains="sender.test",
-        outbound_delivery="yes",
-        dns_resolvers=netns_dns.DNS_ADDRESS,
-        dns_trust_anchor_file="",
-        smtp_helo_timeout="3s",
-        smtp_rcpt_timeout="3s",
-        smtp_data_done_timeout="3s",
-    )
-    values.update(settings)
-    host = make_mailhost(start=False, netns=net.hosts["a"], **values)
-    host.write_users({SENDER: "demo-secret"})
-    host.newaliases()
-    host.start()
-    return host
-
-
-def send(host, recipient, body="Hello.\n", *options, sender=SENDER, subject="hostile peer"):
-    message = "From: %s\nTo: %s\nSubject: %s\n\n%s" % (sender, recipient, subject, body)
-    result = host.run("sendmail", *options, "-f", sender, recipient, input=message.encode())
-    assert result.returncode == 0, result.stderr
-
-
-def queued_ids(host):
-    listing = host.run("estafeta", "queue", "list").stdout.decode()
-    return re.findall(r"^([0-9A-F]{8,})", listing, re.M), listing
+    """Start the sending host with short reply timeouts and SETTINGS."""
+    return smtp_peer.sender_host(make_mailhost, net, **{**smtp_peer.SHORT_REPLY_TIMEOUTS, **settings})
 
 
 def test_reply_split_across_packets(make_mailhost, net, tmp_path):
@@ -431,14 +352,8 @@ def test_helo_when_ehlo_rejected(make_mailhost, net, tmp_path):
 def submit_smtputf8(net, host, recipient, header_value):
     """Send one message to HOST's smtpd from inside namespace a, with
     SMTPUTF8 on MAIL FROM, and a Subject of HEADER_VALUE."""
-    script = (
-        "import smtplib, sys\n"
-        "client = smtplib.SMTP('127.0.0.1', %d, local_hostname='client.sender.test', timeout=15)\n"
-        "message = 'From: %s\\r\\nTo: %s\\r\\nSubject: ' + sys.argv[1] + '\\r\\n\\r\\nHello.\\r\\n'\n"
-        "client.sendmail('%s', ['%s'], message.encode('utf-8'), mail_options=['SMTPUTF8'])\n"
-        "client.quit()\n" % (host.smtp_port, SENDER, recipient, SENDER, recipient))
-    result = net.run("a", "/usr/bin/python3", "-c", script, header_value)
-    assert result.returncode == 0, result.stderr
+    message = "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello.\r\n" % (SENDER, recipient, header_value)
+    smtp_peer.submit_with_smtplib(net, host, recipient, message, "SMTPUTF8")
 
 
 def test_smtputf8_not_needed_is_dropped(make_mailhost, net, tmp_path):
