@@ -167,39 +167,48 @@ try_passwd_file(struct passdb_request *request)
 	return 1;
 }
 
+/*
+ * Look up USER as the system user that the pam passdb checks: NAME, or
+ * NAME@local-domain as in the userdb. Only users the userdb returns may
+ * log in, never root or system accounts. Logs a failed lookup.
+ */
+static enum lookup_result
+lookup_pam_user(const char *user, struct user_record *record)
+{
+	char reason[256], *name = xstrdup(user), *at = strrchr(name, '@');
+	enum lookup_result found;
+
+	if (at != NULL) {
+		*at = '\0';
+		if (at == name || at[1] == '\0' || domain_classify(at + 1) != DOMAIN_LOCAL ||
+		    strchr(name, '@') != NULL) {
+			free(name);
+			return LOOKUP_NOT_FOUND;
+		}
+	}
+
+	found = users_lookup(name, record, reason, sizeof reason);
+	free(name);
+	if (found == LOOKUP_TEMPFAIL)
+		log_warn("passdb pam: user lookup failed: %s", reason);
+	return found;
+}
+
 /* 1 when the request went to the pam worker or was finished, 0 to go on. */
 static int
 try_pam(struct passdb_request *request)
 {
 	struct user_record record;
 	struct ipc_msg *msg;
-	char reason[256], *name = xstrdup(request->user), *at = strrchr(name, '@');
-	enum lookup_result found;
+	enum lookup_result found = lookup_pam_user(request->user, &record);
 
-	/* NAME@local-domain is the system user NAME, as in the userdb. */
-	if (at != NULL) {
-		*at = '\0';
-		if (at == name || at[1] == '\0' || domain_classify(at + 1) != DOMAIN_LOCAL ||
-		    strchr(name, '@') != NULL) {
-			free(name);
-			return 0;
-		}
-	}
-
-	/* Only users the userdb returns may log in, never root or system accounts. */
-	found = users_lookup(name, &record, reason, sizeof reason);
-	if (found == LOOKUP_TEMPFAIL) {
-		log_warn("passdb pam: user lookup failed: %s", reason);
+	if (found == LOOKUP_TEMPFAIL)
 		request->tempfail = "the system user lookup failed";
-	}
-	if (found != LOOKUP_FOUND) {
-		free(name);
+	if (found != LOOKUP_FOUND)
 		return 0;
-	}
 	free(request->user);
 	request->user = xstrdup(record.name);
 	user_record_clear(&record);
-	free(name);
 
 	if (pam_conn == NULL) {
 		finish(request, PASSDB_TEMPFAIL, request->user, pam_worker_gone ?
@@ -249,23 +258,10 @@ static int
 is_pam_user(const char *user, int *tempfail)
 {
 	struct user_record record;
-	char reason[256], *name = xstrdup(user), *at = strrchr(name, '@');
-	enum lookup_result found;
+	enum lookup_result found = lookup_pam_user(user, &record);
 
-	if (at != NULL) {
-		*at = '\0';
-		if (at == name || at[1] == '\0' || domain_classify(at + 1) != DOMAIN_LOCAL ||
-		    strchr(name, '@') != NULL) {
-			free(name);
-			return 0;
-		}
-	}
-	found = users_lookup(name, &record, reason, sizeof reason);
-	free(name);
-	if (found == LOOKUP_TEMPFAIL) {
-		log_warn("passdb pam: user lookup failed: %s", reason);
+	if (found == LOOKUP_TEMPFAIL)
 		*tempfail = 1;
-	}
 	if (found != LOOKUP_FOUND)
 		return 0;
 	user_record_clear(&record);
