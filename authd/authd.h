@@ -138,8 +138,6 @@ char *handoff_claim(pid_t client_pid, unsigned long auth_id, const char *cookie)
 int password_check(const char *stored, const char *password);
 /* password_argon2.c: ENCODED is Argon2id when ID is 1, else Argon2i. Same results. */
 int password_check_argon2(const char *encoded, const char *password, int id);
-/* Decode base64 TEXT into a new buffer. 0, or -1 if TEXT is not base64. */
-int base64_decode(const char *text, unsigned char **out, size_t *outlen);
 
 /*
  * listener.c: accept connections on LISTEN_FD and call ACCEPT for each.

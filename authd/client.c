@@ -35,6 +35,7 @@
 #include <event2/listener.h>
 
 #include "authd.h"
+#include "base64.h"
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
@@ -433,14 +434,15 @@ attempt_input(struct auth_attempt *attempt, const char *text, const char *cbind_
 
 	if (*text == '\0') {
 		data = xcalloc(1, 1);
-	} else if (base64_decode(text, &data, &len) < 0) {
+	} else if (base64_decode(text, strlen(text), &data, &len) < 0) {
 		log_attempt(attempt, "", "failed (invalid base64 data)");
 		attempt_fail_now(attempt, "Invalid base64 data");
 		return;
 	}
 	data = xrealloc(data, len + 1);
 	data[len] = '\0';
-	if (cbind_text != NULL && (base64_decode(cbind_text, &cbind, &cbind_len) < 0 ||
+	if (cbind_text != NULL &&
+	    (base64_decode(cbind_text, strlen(cbind_text), &cbind, &cbind_len) < 0 ||
 	    cbind_len > CLIENT_CBIND_MAX)) {
 		log_attempt(attempt, "", "failed (invalid channel binding data)");
 		attempt_fail_now(attempt, "Invalid channel binding data");

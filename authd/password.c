@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "authd.h"
+#include "base64.h"
 #include "log.h"
 #include "scram.h"
 #include "util.h"
@@ -57,31 +58,6 @@ check_crypt(const char *password, const char *hash)
 	return match;
 }
 
-int
-base64_decode(const char *text, unsigned char **out, size_t *outlen)
-{
-	size_t len = strlen(text);
-	unsigned char *buf;
-	int n;
-
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	buf = xmalloc(len / 4 * 3 + 1);
-	n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
-	if (n < 0) {
-		free(buf);
-		return -1;
-	}
-	/* EVP_DecodeBlock counts the padding as data bytes. */
-	if (text[len - 1] == '=')
-		n--;
-	if (text[len - 2] == '=')
-		n--;
-	*out = buf;
-	*outlen = (size_t)n;
-	return 0;
-}
-
 /* {SHA256}, {SHA512} and their salted forms {SSHA256}, {SSHA512}. */
 static int
 check_digest(const char *password, const char *encoded, const EVP_MD *md, int salted)
@@ -92,7 +68,7 @@ check_digest(const char *password, const char *encoded, const EVP_MD *md, int sa
 	unsigned int n;
 	int match;
 
-	if (base64_decode(encoded, &stored, &stored_len) < 0)
+	if (base64_decode(encoded, strlen(encoded), &stored, &stored_len) < 0)
 		return -1;
 	if (stored_len < digest_len || (!salted && stored_len != digest_len)) {
 		free(stored);

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base64.h"
 #include "scram.h"
 #include "util.h"
 
@@ -239,32 +240,6 @@ scram_client_first_clear(struct scram_client_first *first)
 	memset(first, 0, sizeof *first);
 }
 
-/* Decode the base64 field of LEN bytes at TEXT into a new buffer. 0, or
- * -1 unless it is padded base64 of at least one byte. */
-static int
-decode_field(const char *text, size_t len, unsigned char **out, size_t *outlen)
-{
-	unsigned char *buf;
-	int n;
-
-	if (len == 0 || len % 4 != 0 || len > INT_MAX)
-		return -1;
-	buf = xmalloc(len / 4 * 3 + 1);
-	n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
-	if (n < 0) {
-		free(buf);
-		return -1;
-	}
-	/* EVP_DecodeBlock counts the padding as data bytes. */
-	if (text[len - 1] == '=')
-		n--;
-	if (text[len - 2] == '=')
-		n--;
-	*out = buf;
-	*outlen = (size_t)n;
-	return 0;
-}
-
 enum scram_error
 scram_parse_client_final(const char *message, size_t len, struct scram_client_final *out)
 {
@@ -282,14 +257,14 @@ scram_parse_client_final(const char *message, size_t len, struct scram_client_fi
 	if (proof == NULL || field_len(proof + 3, end) != (size_t)(end - proof - 3))
 		return SCRAM_E_INVALID_ENCODING;
 	out->without_proof = xstrndup(message, (size_t)(proof - message));
-	if (decode_field(proof + 3, (size_t)(end - proof - 3), &out->proof, &out->proof_len) < 0)
+	if (base64_decode(proof + 3, (size_t)(end - proof - 3), &out->proof, &out->proof_len) < 0)
 		return SCRAM_E_INVALID_ENCODING;
 
 	if (proof - p < 2 || strncmp(p, "c=", 2) != 0)
 		return SCRAM_E_INVALID_ENCODING;
 	p += 2;
 	n = field_len(p, proof);
-	if (decode_field(p, n, &out->cbind_input, &out->cbind_input_len) < 0)
+	if (base64_decode(p, n, &out->cbind_input, &out->cbind_input_len) < 0)
 		return SCRAM_E_INVALID_ENCODING;
 	p += n;
 
@@ -322,7 +297,7 @@ decode_exact(const char *text, unsigned char *out, size_t size, size_t *used)
 	size_t len = strcspn(text, ","), outlen;
 	unsigned char *data;
 
-	if (decode_field(text, len, &data, &outlen) < 0)
+	if (base64_decode(text, len, &data, &outlen) < 0)
 		return -1;
 	if (outlen > size || (used == NULL && outlen != size)) {
 		free(data);
