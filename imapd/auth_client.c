@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "auth_client.h"
+#include "auth_proto.h"
 #include "tls.h"
 #include "userdb.h"
 #include "util.h"
@@ -259,36 +260,6 @@ auth_client_continue(struct auth_client *client, unsigned id, const char *resp)
 	return send_line(client, line);
 }
 
-/* The value of "NAME=" among the TAB-separated FIELDS, or "". */
-static const char *
-field_value(char *fields, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (char *p = fields; p != NULL; ) {
-		char *tab = strchr(p, '\t');
-
-		if (tab != NULL)
-			*tab = '\0';
-		if (strncmp(p, name, n) == 0 && p[n] == '=')
-			return p + n + 1;
-		p = tab != NULL ? tab + 1 : NULL;
-	}
-	return "";
-}
-
-/* Whether the TAB-separated FIELDS contain the bare field NAME. */
-static int
-has_field(const char *fields, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = fields; p != NULL; p = strchr(p, '\t') != NULL ? strchr(p, '\t') + 1 : NULL)
-		if (strncmp(p, name, n) == 0 && (p[n] == '\t' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 enum auth_reply_kind
 auth_client_reply(struct auth_client *client, unsigned id, char **data)
 {
@@ -319,13 +290,13 @@ auth_client_reply(struct auth_client *client, unsigned id, char **data)
 			/* CONT\tID\tBASE64[\tchannel_binding=TYPE] */
 			if (params != NULL) {
 				*params++ = '\0';
-				strlcpy_x(client->cbind_type, field_value(params, "channel_binding"),
+				strlcpy_x(client->cbind_type, auth_proto_field(params, "channel_binding"),
 				    sizeof client->cbind_type);
 			}
 			result = AUTH_REPLY_CONT;
 			*data = xstrdup(rest);
 		} else if (strcmp(kind, "OK") == 0) {
-			char *user = xstrdup(field_value(rest, "user"));
+			char *user = xstrdup(auth_proto_field(rest, "user"));
 
 			userdb_tab_unescape(user);
 			result = user[0] != '\0' ? AUTH_REPLY_OK : AUTH_REPLY_ERROR;
@@ -333,8 +304,9 @@ auth_client_reply(struct auth_client *client, unsigned id, char **data)
 		} else if (strcmp(kind, "FAIL") == 0) {
 			char *copy = xstrdup(rest);
 
-			result = has_field(rest, "temp") ? AUTH_REPLY_TEMPFAIL : AUTH_REPLY_FAIL;
-			*data = xstrdup(field_value(copy, "reason"));
+			result = auth_proto_has_field(rest, "temp") ?
+			    AUTH_REPLY_TEMPFAIL : AUTH_REPLY_FAIL;
+			*data = xstrdup(auth_proto_field(copy, "reason"));
 			free(copy);
 		}
 		free(line);

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "auth_client.h"
+#include "auth_proto.h"
 #include "ipc.h"
 #include "log.h"
 #include "userdb.h"
@@ -168,39 +169,6 @@ handle_handshake(struct auth_request *request, const char *command, char *rest)
 	    strcmp(command, "CUID") == 0 || strcmp(command, "COOKIE") == 0;
 }
 
-/* The value of "NAME=" among the TAB-separated FIELDS (modified), or "". */
-static const char *
-field_value(char *fields, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (char *p = fields; p != NULL; ) {
-		char *tab = strchr(p, '\t');
-
-		if (tab != NULL)
-			*tab = '\0';
-		if (strncmp(p, name, n) == 0 && p[n] == '=')
-			return p + n + 1;
-		p = tab != NULL ? tab + 1 : NULL;
-	}
-	return "";
-}
-
-/* Whether the TAB-separated FIELDS contain the bare field NAME. */
-static int
-has_field(const char *fields, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = fields; p != NULL; p = strchr(p, '\t')) {
-		if (*p == '\t')
-			p++;
-		if (strncmp(p, name, n) == 0 && (p[n] == '\t' || p[n] == '\0'))
-			return 1;
-	}
-	return 0;
-}
-
 /*
  * Handle one line. Returns 0 while the request lives, 1 once it is
  * finished and freed.
@@ -242,7 +210,7 @@ handle_line(struct auth_request *request, char *line)
 			const char *type;
 
 			*fields++ = '\0';
-			type = field_value(fields, "channel_binding");
+			type = auth_proto_field(fields, "channel_binding");
 			log_sanitize(request->cbind_type, sizeof request->cbind_type, type,
 			    strlen(type));
 		}
@@ -253,7 +221,7 @@ handle_line(struct auth_request *request, char *line)
 		return 0;
 	}
 	if (strcmp(command, "OK") == 0) {
-		char *user = xstrdup(field_value(rest, "user"));
+		char *user = xstrdup(auth_proto_field(rest, "user"));
 
 		userdb_tab_unescape(user);
 		if (user[0] == '\0')
@@ -264,8 +232,8 @@ handle_line(struct auth_request *request, char *line)
 		return 1;
 	}
 	if (strcmp(command, "FAIL") == 0) {
-		int temporary = has_field(rest, "temp");
-		char *reason = xstrdup(field_value(rest, "reason"));
+		int temporary = auth_proto_has_field(rest, "temp");
+		char *reason = xstrdup(auth_proto_field(rest, "reason"));
 
 		userdb_tab_unescape(reason);
 		request_finish(request, temporary ? AUTH_RESULT_TEMPFAIL : AUTH_RESULT_FAIL, reason);
