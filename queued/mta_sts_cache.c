@@ -471,7 +471,7 @@ mta_sts_cache_shutdown(void)
 		struct sts_domain *d = domains;
 
 		domains = d->next;
-		/* NOTE: a fetch still running refers to D, which is left allocated;
+		/* A fetch still running refers to D, so D is left allocated.
 		 * queued exits right after this. */
 		if (d->busy)
 			continue;

@@ -215,8 +215,8 @@ mta_sts_fetch_init(char *err, size_t errsize)
 void
 mta_sts_fetch_shutdown(void)
 {
-	/* NOTE: threads still fetching keep the pipe's write end, so it
-	 * stays open; they end within smtp_tls_mta_sts_timeout. */
+	/* Threads still fetching keep the pipe's write end, so it stays open
+	 * until they end, within smtp_tls_mta_sts_timeout. */
 	if (done_ev != NULL)
 		event_free(done_ev);
 	done_ev = NULL;
