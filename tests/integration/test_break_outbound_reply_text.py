@@ -19,14 +19,7 @@ address = sys.argv[1]
 
 def serve(conn):
     conn.sendall(b"220 mx1.example.test ESMTP test peer\r\n")
-    buf = b""
-    while True:
-        while b"\r\n" not in buf:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-        line, buf = buf.split(b"\r\n", 1)
+    for line in lines(conn):
         verb = line[:4].upper()
         if verb == b"EHLO":
             conn.sendall(b"250-mx1.example.test\r\n250 SMTPUTF8\r\n")
