@@ -170,7 +170,7 @@ class ZoneServer:
             if result.returncode == 0 and result.stdout.strip():
                 return
             time.sleep(0.05)
-        raise RuntimeError("unbound not answering after %ss: %s" % (timeout, self.log()))
+        raise RuntimeError("unbound did not respond within %ss: %s" % (timeout, self.log()))
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -31,7 +31,7 @@ def assert_reply(reply, code, enhanced):
 
 
 def send_raw(host, mail, rcpts, data):
-    """Send one message with raw MAIL and RCPT lines; returns the queue id."""
+    """Send one message with raw MAIL and RCPT lines and return the queue id."""
     conn, _ = session(host)
     assert conn.cmd(mail)[0] == 250
     for rcpt in rcpts:
@@ -54,7 +54,7 @@ def reports_in(host, address):
 
 
 def delivery_status(report):
-    """Per-message and per-recipient field groups of a DSN, as dicts."""
+    """Parse a DSN into its per-message and per-recipient field groups, as dicts."""
     parts = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
     assert len(parts) == 1
     return [{k.lower(): str(v) for k, v in block.items()} for block in parts[0].get_payload()]
@@ -436,7 +436,7 @@ def test_success_dsn_local_submission(mailhost):
 
 
 def commit(host, fields, data):
-    """COMMIT with FIELDS in the given order (id and size are added)."""
+    """Send COMMIT with FIELDS in the given order (id and size are added)."""
     client = QueueClient(host.settings["queued_socket"])
     try:
         queue_id, fd = client.new()
