@@ -110,8 +110,8 @@ enum dsn_notify {
 };
 
 /*
- * Whether RCPT asked for a notification of KIND. Without NOTIFY the
- * sender gets failures and delays but no success, a default that
+ * Return whether RCPT requested a notification of KIND. Without NOTIFY
+ * the sender gets failures and delays but no success, a default that
  * RFC 3461 leaves to the MTA.
  */
 int envelope_rcpt_wants(const struct envelope_rcpt *rcpt, enum dsn_notify kind);

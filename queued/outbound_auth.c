@@ -51,7 +51,7 @@ outbound_auth_init(char *err, size_t errsize)
 		credentials = strtok_r(NULL, " \t", &save);
 		colon = credentials != NULL ? strchr(credentials, ':') : NULL;
 		if (colon == NULL) {
-			/* The line is not quoted: it may contain a password. */
+			/* The error does not quote the line, because it may contain a password. */
 			snprintf(err, errsize, "relayhost_password_file %s:%d: expected \"host user:password\"",
 			    path, lineno);
 			OPENSSL_cleanse(line, sizeof line);

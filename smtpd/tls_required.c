@@ -13,8 +13,8 @@
 
 #define FIELD_NAME "TLS-Required:"
 
-/* Whether LINE (without its line end) is "TLS-Required: No", in any case,
- * with optional white space around the value. */
+/* Return whether LINE (without its line end) is "TLS-Required: No" in any
+ * letter case, with optional white space around the value. */
 static int
 line_is_tls_required_no(const char *line, size_t len)
 {
@@ -31,7 +31,7 @@ line_is_tls_required_no(const char *line, size_t len)
 	return end - value == 2 && ascii_ncasecmp(value, "No", 2) == 0;
 }
 
-/* Look at one complete header line; an empty line ends the header section. */
+/* Check one complete header line. An empty line ends the header section. */
 static void
 scan_line(struct transaction *tx)
 {
