@@ -188,6 +188,27 @@ netaddr_format(const struct sockaddr *sa, char *out, size_t outsize)
 	return out;
 }
 
+socklen_t
+netaddr_sockaddr(struct sockaddr_storage *out, int family, const void *addr, unsigned short port)
+{
+	memset(out, 0, sizeof *out);
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)out;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, addr, 4);
+		return sizeof *sin;
+	}
+
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	memcpy(&sin6->sin6_addr, addr, 16);
+	return sizeof *sin6;
+}
+
 /* Parse a decimal port 1..65535. */
 static int
 netaddr_parse_port(const char *text, unsigned short *port)
@@ -242,22 +263,15 @@ netaddr_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *
 	if (netaddr_parse_port(port_text, &port) < 0)
 		return -1;
 
-	struct sockaddr_in *sin = (struct sockaddr_in *)out;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+	unsigned char addr[16] = { 0 };
 
 	/* An empty host means every IPv4 address (0.0.0.0). */
-	if (host[0] == '\0' || (text[0] != '[' && inet_pton(AF_INET, host, &sin->sin_addr) == 1)) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		if (host[0] == '\0')
-			sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		*outlen = sizeof *sin;
+	if (host[0] == '\0' || (text[0] != '[' && inet_pton(AF_INET, host, addr) == 1)) {
+		*outlen = netaddr_sockaddr(out, AF_INET, addr, port);
 		return 0;
 	}
-	if (text[0] == '[' && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*outlen = sizeof *sin6;
+	if (text[0] == '[' && inet_pton(AF_INET6, host, addr) == 1) {
+		*outlen = netaddr_sockaddr(out, AF_INET6, addr, port);
 		return 0;
 	}
 	return -1;

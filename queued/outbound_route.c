@@ -12,6 +12,7 @@
 #include "cdbmap.h"
 #include "config.h"
 #include "log.h"
+#include "netaddr.h"
 #include "outbound_route.h"
 #include "queued.h"
 #include "resolver.h"
@@ -326,21 +327,7 @@ add_address(struct lookup *lookup, struct lookup_host *host, int family, const v
 	address->port = lookup->port;
 	address->preference = host->preference;
 	address->secure = secure;
-	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&address->sa;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)lookup->port);
-		memcpy(&sin->sin_addr, data, 4);
-		address->salen = sizeof *sin;
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&address->sa;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)lookup->port);
-		memcpy(&sin6->sin6_addr, data, 16);
-		address->salen = sizeof *sin6;
-	}
+	address->salen = netaddr_sockaddr(&address->sa, family, data, (unsigned short)lookup->port);
 	inet_ntop(family, data, address->text, sizeof address->text);
 }
 

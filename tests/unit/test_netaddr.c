@@ -160,6 +160,28 @@ START_TEST(listen_errors)
 }
 END_TEST
 
+START_TEST(sockaddr_from_bytes)
+{
+	static const unsigned char v4[4] = { 192, 0, 2, 1 };
+	static const unsigned char v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	struct sockaddr_storage ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+	char text[64];
+
+	ck_assert_uint_eq(netaddr_sockaddr(&ss, AF_INET, v4, 25), sizeof(struct sockaddr_in));
+	ck_assert_int_eq(sin->sin_family, AF_INET);
+	ck_assert_uint_eq(ntohs(sin->sin_port), 25);
+	ck_assert_str_eq(netaddr_format((struct sockaddr *)&ss, text, sizeof text), "192.0.2.1");
+
+	ck_assert_uint_eq(netaddr_sockaddr(&ss, AF_INET6, v6, 587), sizeof(struct sockaddr_in6));
+	ck_assert_int_eq(sin6->sin6_family, AF_INET6);
+	ck_assert_uint_eq(ntohs(sin6->sin6_port), 587);
+	ck_assert_uint_eq(sin6->sin6_scope_id, 0);
+	ck_assert_str_eq(netaddr_format((struct sockaddr *)&ss, text, sizeof text), "2001:db8::1");
+}
+END_TEST
+
 Suite *
 netaddr_suite(void)
 {
@@ -173,6 +195,7 @@ netaddr_suite(void)
 	tcase_add_test(tc, format_addresses);
 	tcase_add_test(tc, listen_addresses);
 	tcase_add_test(tc, listen_errors);
+	tcase_add_test(tc, sockaddr_from_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }
