@@ -5,8 +5,8 @@
  *
  * KEY is a recipient domain (that domain only), .domain (every subdomain
  * of it), or [host] / [host]:port (a relayhost or transport host as it
- * is written there). LEVEL is none, may, encrypt, dane, verify or secure;
- * secure is verify with match=nexthop:dot-nexthop as its default.
+ * is written there). LEVEL is one of none, may, encrypt, dane, verify and
+ * secure. Level secure is verify with match=nexthop:dot-nexthop as its default.
  * In match=, "hostname" is the MX host name, "nexthop" the destination
  * domain, "dot-nexthop" its subdomains, and any other word a literal
  * name (".domain" for its subdomains).

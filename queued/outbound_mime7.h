@@ -10,9 +10,9 @@
 
 /*
  * Convert the LEN-byte message DATA (LF or CRLF line ends). Returns a
- * new buffer with CRLF line ends and its length in *OUT_LEN, or NULL
- * with the reason in ERR when the message cannot be made 7-bit, which
- * happens when a header (of the message or of a part) has octets above 127.
+ * new buffer with CRLF line ends and its length in *OUT_LEN. Returns NULL
+ * with the reason in ERR when the message cannot be made 7-bit, because a
+ * header (of the message or of a part) has octets above 127.
  */
 char *outbound_mime7_convert(const char *data, size_t len, size_t *out_len, char *err,
     size_t errsize);
