@@ -63,7 +63,7 @@ struct address_query {
 
 static void finish_lookup(struct lookup *lookup);
 
-/* Whether TRANSPORT is one this client supports. */
+/* Return whether this client supports TRANSPORT. */
 static int
 transport_supported(const char *transport)
 {
@@ -139,8 +139,8 @@ route_init(char *err, size_t errsize)
 	return 0;
 }
 
-/* The entry for KEY in the cdb transport_maps, or NULL. An entry with an
- * unsupported transport becomes a deferral that names it. */
+/* Return the entry for KEY in the cdb transport_maps, or NULL. An entry with
+ * an unsupported transport becomes a deferral that names it. */
 static const char *
 find_cdb_transport(const char *key)
 {
@@ -163,7 +163,8 @@ find_cdb_transport(const char *key)
 	return entry;
 }
 
-/* The transport_maps entry for DOMAIN (exact, then ".parent" entries), or NULL. */
+/* Find the transport_maps entry for DOMAIN (exact, then ".parent" entries).
+ * Returns NULL when none applies. */
 static const char *
 find_transport(const char *domain)
 {
@@ -194,8 +195,8 @@ find_transport(const char *domain)
 	return NULL;
 }
 
-/* The "smtp:"-style destination for DOMAIN, with the transport name cut
- * off: "[host]:port", "host", "" (deliver by MX), or the whole entry for
+/* Return the "smtp:"-style destination for DOMAIN without the transport
+ * name: "[host]:port", "host", "" (deliver by MX), or the whole entry for
  * error: and defer:. RELAY is set when it is relayhost. */
 static const char *
 destination_for(const char *domain, int *relay)
@@ -313,7 +314,7 @@ parse_destination(struct lookup *lookup, const char *destination)
 }
 
 /* Add address bytes DATA of family FAMILY to HOST. SECURE is set when
- * the answer was DNSSEC-validated. */
+ * the DNS response was DNSSEC-validated. */
 static void
 add_address(struct lookup *lookup, struct lookup_host *host, int family, const void *data,
     int secure)
@@ -374,7 +375,7 @@ by_preference(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* The record type named when a host has no address: AAAA only with
+/* Return the record type named when a host has no address: AAAA only with
  * outbound_address_family = ipv6. */
 static const char *
 address_type(void)
@@ -382,9 +383,9 @@ address_type(void)
 	return strcmp(config_string("outbound_address_family"), "ipv6") == 0 ? "AAAA" : "A";
 }
 
-/* The dsn for a name that does not exist: the recipient domain bounces,
- * but a relayhost or transport_maps name is a configuration error that
- * the admin can fix, so its mail is deferred. */
+/* Return the DSN code for a name that does not exist. The recipient domain
+ * bounces, but a relayhost or transport_maps name is a configuration error
+ * that the admin can fix, so its mail is deferred. */
 static const char *
 not_found_dsn(const struct lookup *lookup)
 {
@@ -480,7 +481,7 @@ decode_name(const unsigned char *data, size_t len, char *out, size_t outsize)
 		for (size_t k = 0; k < label; k++) {
 			unsigned char c = data[i + k];
 
-			/* A host name byte outside letters, digits, '-' and '_' is refused. */
+			/* A host name byte outside letters, digits, '-' and '_' is rejected. */
 			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			    (c >= '0' && c <= '9') || c == '-' || c == '_'))
 				return -1;
@@ -535,7 +536,7 @@ drop_self_and_worse(struct lookup_host *hosts, size_t nhosts)
 /*
  * Keep the best ROUTE_HOSTS_MAX of the MX hosts in RESULT. Every record
  * is read first, so that neither the check for this host nor the order
- * depends on where the DNS answer put a record. Returns 0, or -1 after
+ * depends on where the DNS response put a record. Returns 0, or -1 after
  * failing LOOKUP (null MX, no valid host, a mail loop).
  */
 static int
