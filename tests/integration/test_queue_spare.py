@@ -118,7 +118,8 @@ def test_reused_files_are_cut_to_length(mailhost):
     mailhost.stop("deliverd")
     send(mailhost, 1)
     data, envelope = held_files(mailhost)
-    assert len(data) == 1 and len(envelope) == 1
+    assert len(data) == 1
+    assert len(envelope) == 1
     assert data[0].read_bytes().count(0) == 0
     assert data[0].read_bytes().endswith(BODY.replace(b"\r\n", b"\n"))
     assert data[0].stat().st_size < 2 * len(BODY)
