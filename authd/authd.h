@@ -136,6 +136,8 @@ char *handoff_claim(pid_t client_pid, unsigned long auth_id, const char *cookie)
  * scheme or malformed data.
  */
 int password_check(const char *stored, const char *password);
+/* Return the password in STORED for {PLAIN}, {CLEAR} or {CLEARTEXT}, else NULL. */
+const char *password_plaintext(const char *stored);
 /* password_argon2.c: ENCODED is Argon2id when ID is 1, else Argon2i. Same results. */
 int password_check_argon2(const char *encoded, const char *password, int id);
 

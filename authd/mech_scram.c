@@ -146,13 +146,8 @@ stored_keys(const char *stored, struct scram_keys *keys, const char **detail)
 		}
 		return 0;
 	}
-	if (strncasecmp(stored, "{PLAIN}", 7) == 0)
-		data = stored + 7;
-	else if (strncasecmp(stored, "{CLEAR}", 7) == 0)
-		data = stored + 7;
-	else if (strncasecmp(stored, "{CLEARTEXT}", 11) == 0)
-		data = stored + 11;
-	else {
+	data = password_plaintext(stored);
+	if (data == NULL) {
 		*detail = "the password scheme cannot be used with SCRAM";
 		return -1;
 	}

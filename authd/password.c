@@ -19,6 +19,7 @@
 #include <crypt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -106,13 +107,25 @@ check_scram(const char *password, const char *data)
 	return match;
 }
 
+const char *
+password_plaintext(const char *stored)
+{
+	if (strncasecmp(stored, "{PLAIN}", 7) == 0 || strncasecmp(stored, "{CLEAR}", 7) == 0)
+		return stored + 7;
+	if (strncasecmp(stored, "{CLEARTEXT}", 11) == 0)
+		return stored + 11;
+	return NULL;
+}
+
 int
 password_check(const char *stored, const char *password)
 {
-	const char *close, *data;
+	const char *close, *data = password_plaintext(stored);
 	char scheme[32];
 	size_t len;
 
+	if (data != NULL)
+		return equal_secret(password, strlen(password), data, strlen(data));
 	if (stored[0] != '{')
 		return check_crypt(password, stored);
 	close = strchr(stored, '}');
@@ -123,9 +136,6 @@ password_check(const char *stored, const char *password)
 	scheme[len] = '\0';
 	data = close + 1;
 
-	if (ascii_casecmp(scheme, "PLAIN") == 0 || ascii_casecmp(scheme, "CLEAR") == 0 ||
-	    ascii_casecmp(scheme, "CLEARTEXT") == 0)
-		return equal_secret(password, strlen(password), data, strlen(data));
 	if (ascii_casecmp(scheme, "CRYPT") == 0 || ascii_casecmp(scheme, "SHA256-CRYPT") == 0 ||
 	    ascii_casecmp(scheme, "SHA512-CRYPT") == 0 || ascii_casecmp(scheme, "MD5-CRYPT") == 0 ||
 	    ascii_casecmp(scheme, "BLF-CRYPT") == 0)
