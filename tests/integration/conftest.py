@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("ESTAFETA_BIN", REPO / "build" / "bin"))
 SANITIZED = os.environ.get("ESTAFETA_SANITIZED") == "1"
@@ -115,12 +117,6 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, skipped in the sanitizer pass")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def is_root():
@@ -307,11 +303,19 @@ class MailHost:
         if name in STARTED_LINE and not self.logged_since_start(name, STARTED_LINE[name]):
             return False
         if name == "smtpd":
-            return all(self.accepts_connection(address) for address in self.smtpd_listeners())
+            return all(self.accepts_connection(address) for address in
+                       self.listeners("smtpd_listen", "smtpd_submission_listen",
+                                      "smtpd_smtps_listen"))
         if name == "imapd" and self.netns:
             host, port = self.settings["imapd_listen"].split()[0].rsplit(":", 1)
             return self.accepts_connection((host.strip("[]"), int(port)))
         if name == "imapd":
+            # imapd binds the IMAPS addresses after the others, and a probe
+            # connection would take one of imapd_max_connections for a while,
+            # so the log line says when the last listener is up.
+            if self.settings.get("imapd_imaps_listen") and \
+                    not self.logged_since_start(name, b"(IMAPS)\n"):
+                return False
             return self.accepts_connection(("127.0.0.1", self.imap_port))
         path = {"authd": "userdb_socket", "deliverd": "lmtp_socket",
                 "queued": "queued_socket"}[name]
@@ -324,12 +328,12 @@ class MailHost:
         finally:
             sock.close()
 
-    def smtpd_listeners(self):
-        """Return (host, port) for every address in smtpd_listen,
-        smtpd_submission_listen and smtpd_smtps_listen, so that a test can
-        connect to any of the three ports once smtpd is ready."""
+    def listeners(self, *keys):
+        """Return (host, port) for every address in the listener settings
+        KEYS, so that a test can connect to any of them once the daemon is
+        ready."""
         addresses = []
-        for key in ("smtpd_listen", "smtpd_submission_listen", "smtpd_smtps_listen"):
+        for key in keys:
             for item in self.settings.get(key, "").replace(",", " ").split():
                 host, port = item.rsplit(":", 1)
                 addresses.append((host.strip("[]"), int(port)))

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ports import free_port
+
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
 MAIN_CF = """\
@@ -74,12 +76,6 @@ anvil            unix  -       -      n      -      1       anvil
 scache           unix  -       -      n      -      1       scache
 postlog          unix-dgram n  -      n      -      1       postlogd
 """
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port, timeout=30):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from ports import free_port
 
 DEMO = "demo@example.test"
 MESSAGE = b"From: a@example.org\r\nSubject: %s\r\n\r\nbody\r\n"
