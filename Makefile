@@ -60,6 +60,10 @@ $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libunbound)
 # ...and fetches MTA-STS policies over HTTPS with libcurl.
 $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libcurl)
 
+# filterd checks SPF with libspf2, DKIM with libopendkim and DMARC with
+# libopendmarc, and resolves their DNS queries with libunbound.
+$(BUILD)/bin/filterd: LDLIBS += -lspf2 -lopendkim -lopendmarc $(shell pkg-config --libs libunbound)
+
 # Unit tests: one Check suite per lib module, linked into one runner.
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)

@@ -4,8 +4,8 @@
 # as another user, the exact apt-get line is printed and the script fails.
 set -eu
 
-build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev libpam0g-dev libargon2-dev openssl libcurl4-openssl-dev libunbound-dev dns-root-data"
-check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd iproute2 apache2-utils openssl argon2 dovecot-imapd mutt strace isync fetchmail nodejs msmtp gsasl libnet-ssleay-perl libio-socket-ssl-perl ldnsutils unbound bind9-dnsutils"
+build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev libpam0g-dev libargon2-dev openssl libcurl4-openssl-dev libunbound-dev dns-root-data libspf2-dev libopendkim-dev libopendmarc-dev"
+check_packages="$build_packages check libsubunit-dev python3 python3-pytest swaks postfix bsd-mailx libpython3.11-testsuite passwd iproute2 apache2-utils openssl argon2 dovecot-imapd mutt strace isync fetchmail nodejs msmtp gsasl libnet-ssleay-perl libio-socket-ssl-perl ldnsutils unbound bind9-dnsutils spamassassin spamd spamc clamav-daemon clamav clamdscan opendkim-tools python3-dkim python3-dnspython python3-spf spfquery zip"
 
 # bench: Postfix is the system measured against, gnuplot draws the plot,
 # pytest provides the host class of the integration tests, ss (iproute2)
@@ -45,6 +45,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Postfix is installed for smtp-source and for the benchmark's private
 # instance only: leave it unconfigured so it never touches this host's mail.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# freshclam never runs: the tests build their own signature database.
+echo "clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual" | debconf-set-selections
 
 echo "installing:$missing"
 apt-get update -q >/dev/null

@@ -1,0 +1,118 @@
+/*
+ * filterd's checks and what they share. smtpd asks filterd twice per
+ * transaction: at MAIL FROM (the SPF stage, envelope only) and at the end
+ * of the data (the message stage, with a descriptor of the spool file).
+ * Each check reads a struct filter_message and adds to a struct
+ * filter_result: header fields to insert, authentication results for
+ * Authentication-Results, and a verdict when it wants one.
+ */
+#ifndef ESTAFETA_FILTERD_FILTER_H
+#define ESTAFETA_FILTERD_FILTER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum filter_stage {
+	FILTER_STAGE_MAIL,	/* after MAIL FROM: no message yet */
+	FILTER_STAGE_MESSAGE,	/* after the end of the data */
+};
+
+/* The envelope and the client, as smtpd knows them. */
+struct filter_message {
+	const char *queue_id;		/* "" at the MAIL stage */
+	const char *client_address;	/* IPv4 or IPv6 text, no brackets */
+	const char *client_name;	/* verified reverse name, or "unknown" */
+	const char *helo;		/* HELO/EHLO argument */
+	const char *sender;		/* reverse-path without brackets, "" for <> */
+	char *const *recipients;	/* NULL-terminated; empty at the MAIL stage */
+	const char *auth_user;		/* SASL login name, "" when not authenticated */
+	int mynetworks;			/* 1 when the client is in mynetworks */
+	int outbound;			/* 1 for authenticated or mynetworks mail: sign, do not verify */
+
+	/* The MESSAGE stage only: the spool file, LF line ends, starting with
+	 * smtpd's own Received: field. Read it with pread; never write. */
+	int fd;
+	off_t size;
+
+	/* The SPF result that the MAIL stage returned, passed back by smtpd
+	 * at the MESSAGE stage ("" when SPF was not checked). */
+	const char *spf_result;		/* none, neutral, pass, fail, softfail, temperror, permerror */
+	const char *spf_domain;		/* the domain checked (MAIL FROM domain, or HELO for <>) */
+};
+
+enum filter_action {
+	FILTER_ACCEPT,
+	FILTER_QUARANTINE,	/* accept, deliver into the recipient's Junk folder */
+	FILTER_DISCARD,		/* reply 250, deliver nothing */
+	FILTER_TEMPFAIL,	/* 4xx */
+	FILTER_REJECT,		/* 5xx */
+};
+
+#define FILTER_MAX_FIELDS 32
+#define FILTER_MAX_REMOVALS 16
+#define FILTER_REPLY_MAX 512
+
+/* The result of one stage, built up check by check. */
+struct filter_result {
+	/* The strongest action wins: REJECT > TEMPFAIL > DISCARD > QUARANTINE > ACCEPT.
+	 * Set through filter_result_action(). */
+	enum filter_action action;
+	char reply[FILTER_REPLY_MAX];	/* full SMTP reply for REJECT and TEMPFAIL */
+	char reason[256];		/* for the log line: "spf=fail", "virus=Eicar-Signature" */
+
+	/* Header fields to insert at the top of the message, in this order,
+	 * each "Name: value" with LF between folded lines and no final LF. */
+	char *fields[FILTER_MAX_FIELDS];
+	size_t nfields;
+
+	/* Existing header fields to remove: the Nth (1-based) field named NAME. */
+	struct {
+		char name[64];
+		unsigned index;
+	} removals[FILTER_MAX_REMOVALS];
+	size_t nremovals;
+
+	/* Text to put at the start of the Subject: value ("" for none). */
+	char subject_prefix[64];
+
+	/* Results for Authentication-Results (RFC 8601), one method=result
+	 * with its properties each, such as "spf=pass smtp.mailfrom=example.org". */
+	char *authres[FILTER_MAX_FIELDS];
+	size_t nauthres;
+
+	/* Set by the SPF check at the MAIL stage, returned to smtpd. */
+	char spf_result[16];
+	char spf_domain[256];
+
+	/* Log fields that each check adds ("spam=5.2/5.0", "dkim=pass"). */
+	char log[512];
+};
+
+/* A check: returns 0 when it ran (its outcome is in RESULT), -1 when it
+ * could not (a server down, a timeout), with ERR set; the chain then
+ * applies the check's failure policy. */
+typedef int filter_check_fn(const struct filter_message *msg, struct filter_result *result,
+    char *err, size_t errsize);
+
+/* Raise RESULT's action to ACTION (never lowers it); REPLY for 4xx/5xx. */
+void filter_result_action(struct filter_result *result, enum filter_action action,
+    const char *reply, const char *reason);
+
+/* Append a header field (printf format) to RESULT; -1 when full. */
+int filter_result_field(struct filter_result *result, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Append one Authentication-Results method result (printf format). */
+int filter_result_authres(struct filter_result *result, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Append "key=value" to RESULT's log fields (printf format). */
+void filter_result_log(struct filter_result *result, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Remove the INDEXth (1-based) field called NAME; -1 when full. */
+int filter_result_remove(struct filter_result *result, const char *name, unsigned index);
+
+void filter_result_free(struct filter_result *result);
+
+#endif
