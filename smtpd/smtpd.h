@@ -186,6 +186,10 @@ struct transaction {
 		int done;		/* the header section has ended */
 	} tls_required_scan;
 	int tls_required_no;		/* the header has "TLS-Required: No" */
+
+	/* filterd's verdict was QUARANTINE: queued delivers the message to
+	 * local recipients into their Junk folder. Remote delivery ignores it. */
+	int quarantine;
 };
 
 struct counter {
