@@ -19,6 +19,7 @@ static const struct config_param *const config_tables[] = {
 	config_params_deliverd,
 	config_params_authd,
 	config_params_imapd,
+	config_params_filterd,
 	NULL,
 };
 

@@ -54,6 +54,7 @@ extern const struct config_param config_params_queued[];
 extern const struct config_param config_params_deliverd[];
 extern const struct config_param config_params_authd[];
 extern const struct config_param config_params_imapd[];
+extern const struct config_param config_params_filterd[];
 
 /* The parameter named NAME, or NULL. */
 const struct config_param *config_param_find(const char *name);

@@ -23,6 +23,7 @@ FAMILIES = [
     ("deliverd", "DELIVERD PARAMETERS", "Read by deliverd(8)."),
     ("authd", "AUTHD PARAMETERS", "Read by authd(8)."),
     ("imapd", "IMAPD PARAMETERS", "Read by imapd(8)."),
+    ("filterd", "FILTERD PARAMETERS", "Read by filterd(8) and, for the smtpd_filter ones, by smtpd(8)."),
 ]
 
 TYPE_WORDS = {
