@@ -19,7 +19,9 @@
  *   -> DELIVER id=N kind=mailbox|command|file session=ID sender=ADDR
  *              recipient=ADDR orig_recipient=ADDR [user=NAME forward=yes|no]
  *              [detail=TEXT] [text=COMMAND-OR-PATH] [privs=default|user]
+ *              [quarantine=yes]
  *              with the message file attached
+ *   quarantine=yes sends a mailbox delivery into deliverd_quarantine_folder.
  *   <- RESULT  id=N status=SYSEXITS dsn=X.Y.Z text=TEXT
  */
 #ifndef ESTAFETA_DELIVERD_H
@@ -74,6 +76,7 @@ struct delivery_request {
 	const char *text;		/* command line or file path */
 	int forward;			/* mailbox: honour ~/.forward */
 	int default_privs;		/* command/file: run as default_privs */
+	int quarantine;			/* mailbox: into deliverd_quarantine_folder */
 	long long start_usec;		/* end of DATA, for the delay= log field */
 };
 
@@ -154,6 +157,10 @@ void worker_run(const struct ipc_msg *request, int msg_fd, int result_fd);
  * nothing when not root. 0, or -1 with errno set. */
 int worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid);
 
+/* The Maildir++ folder for REQUEST: deliverd_quarantine_folder for a
+ * quarantined message when that is set, else NULL (the inbox). */
+const char *mailbox_folder(const struct delivery_request *request);
+
 /* mailbox_worker.c: serve DELIVER requests from the master on CHANNEL
  * as UID/GID (already switched to) until the master closes it. Users are
  * looked up on USERDB, connected before the switch and freed here. */
@@ -185,13 +192,20 @@ int mail_location_inbox(const char *location, const struct userdb_entry *user,
     const char *spool_directory, char *type, size_t typesize, char *path, size_t pathsize);
 
 /* maildir.c: deliver into the Maildir at ROOT (FOLDER NULL for INBOX,
- * or a Maildir++ folder name like "Junk"). */
+ * or a Maildir++ folder name like "Junk", created and subscribed when
+ * missing). */
 void maildir_deliver(const struct message *msg, const char *root, const char *folder,
     const char *recipient, struct delivery_result *result);
+
+/* maildir_folder.c: mark the new directory DIR as the Maildir++ folder
+ * FOLDER of the Maildir at ROOT and subscribe it. Failures are logged:
+ * the delivery goes on without them. */
+void maildir_folder_setup(const char *root, const char *folder, const char *dir);
 
 /* One file of a batch of Maildir deliveries. */
 struct maildir_file {
 	char dir[PATH_MAX];		/* the Maildir or folder */
+	char folder[256];		/* the folder name, "" for the inbox */
 	char tmp_path[PATH_MAX];
 	char new_path[PATH_MAX];
 	int created;			/* the folder was created for it */
@@ -200,7 +214,9 @@ struct maildir_file {
 };
 
 /* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced.
- * 0, or -1 with RESULT filled. */
+ * A missing FOLDER is created in the layout imapd reads (tmp, new, cur
+ * and a maildirfolder file) and added to the subscriptions file when
+ * the user has one. 0, or -1 with RESULT filled. */
 int maildir_write(const struct message *msg, const char *root, const char *folder,
     const char *recipient, struct maildir_file *file, struct delivery_result *result);
 
@@ -250,7 +266,9 @@ int forward_deliver(const struct message *msg, const struct delivery_request *re
 void file_deliver(const struct message *msg, const char *path, const char *recipient,
     struct delivery_result *result);
 
-/* worker.c: deliver to the user's own mailbox (as the user). */
+/* worker.c: deliver to the user's own mailbox (as the user), into
+ * deliverd_quarantine_folder when REQUEST has the quarantine flag and
+ * the mailbox is a Maildir. */
 void mailbox_deliver(const struct message *msg, const struct delivery_request *request,
     const struct userdb_entry *user, struct delivery_result *result);
 

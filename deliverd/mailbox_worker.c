@@ -171,8 +171,8 @@ job_start(struct mailbox_worker *w, size_t i)
 	if (job->request.forward &&
 	    forward_deliver(&job->message, &job->request, &job->user, result))
 		return;
-	if (maildir_write(&job->message, path, NULL, job->request.recipient, &w->files[i],
-	    result) < 0) {
+	if (maildir_write(&job->message, path, mailbox_folder(&job->request),
+	    job->request.recipient, &w->files[i], result) < 0) {
 		log_delivery(&job->request, result, job->request.recipient);
 		return;
 	}

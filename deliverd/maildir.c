@@ -110,8 +110,15 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 
 	file->fd = -1;
 	file->renamed = 0;
+	strlcpy_x(file->folder, folder != NULL ? folder : "", sizeof file->folder);
 	if (maildir_folder_path(file->dir, sizeof file->dir, root, folder) < 0) {
 		maildir_failure(result, "path too long:", root, ENAMETOOLONG);
+		return -1;
+	}
+
+	/* A folder lives inside a complete Maildir, so the inbox comes first. */
+	if (folder != NULL && maildir_create(root) < 0) {
+		maildir_failure(result, "cannot create maildir", root, errno);
 		return -1;
 	}
 	file->created = maildir_create(file->dir);
@@ -119,6 +126,8 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 		maildir_failure(result, "cannot create maildir", file->dir, errno);
 		return -1;
 	}
+	if (folder != NULL && file->created)
+		maildir_folder_setup(root, folder, file->dir);
 
 	gettimeofday(&tv, NULL);
 	maildir_host_name(host, sizeof host);
@@ -169,6 +178,23 @@ maildir_abandon(struct maildir_file *file, struct delivery_result *result, const
 	file->fd = -1;
 	unlink(file->tmp_path);
 	maildir_failure(result, what, path, error);
+}
+
+/* fsync the parent of DIR, whose entry for DIR is new. */
+static int
+maildir_fsync_parent(const char *dir)
+{
+	char parent[PATH_MAX];
+	char *slash;
+
+	strlcpy_x(parent, dir, sizeof parent);
+	slash = strrchr(parent, '/');
+	if (slash == NULL)
+		return fsync_directory(".");
+	if (slash == parent)
+		slash++;
+	*slash = '\0';
+	return fsync_directory(parent);
 }
 
 /* A batch may span file systems (homes on several mounts), so each
@@ -260,7 +286,8 @@ maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, s
 		if (repeated)
 			continue;
 		snprintf(new_dir, sizeof new_dir, "%s/new", files[i].dir);
-		if (fsync_directory(new_dir) < 0 || (files[i].created && fsync_directory(files[i].dir) < 0)) {
+		if (fsync_directory(new_dir) < 0 || (files[i].created &&
+		    (fsync_directory(files[i].dir) < 0 || maildir_fsync_parent(files[i].dir) < 0))) {
 			int error = errno;
 
 			/* Every file of this directory shares the failure. */
@@ -276,7 +303,10 @@ maildir_commit(struct maildir_file *files, struct delivery_result *results, size
     int use_syncfs)
 {
 	for (size_t i = 0; i < count; i++)
-		if (files[i].fd >= 0)
+		if (files[i].fd >= 0 && files[i].folder[0] != '\0')
+			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir folder %s",
+			    files[i].folder);
+		else if (files[i].fd >= 0)
 			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir");
 	use_syncfs = use_syncfs && count > 1;
 

@@ -268,7 +268,7 @@ worker_request(const struct ipc_msg *msg, long token)
 {
 	static const char *const fields[] = {
 		"kind", "session", "sender", "recipient", "orig_recipient", "start", "detail",
-		"user", "forward",
+		"user", "forward", "quarantine",
 	};
 	struct ipc_msg *copy = ipc_msg_new("DELIVER");
 

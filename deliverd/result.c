@@ -145,6 +145,7 @@ request_from_msg(struct delivery_request *request, const struct ipc_msg *msg)
 	request->text = field_or_empty(msg, "text");
 	request->forward = field_is_yes(msg, "forward");
 	request->default_privs = strcmp(field_or_empty(msg, "privs"), "default") == 0;
+	request->quarantine = field_is_yes(msg, "quarantine");
 	request->start_usec = ipc_msg_get_int(msg, "start", now_usec());
 
 	if (strcmp(request->kind, "mailbox") == 0)

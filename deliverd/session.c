@@ -192,6 +192,7 @@ session_reset(struct session *s)
 		target_list_free(&s->rcpts[i].targets);
 	s->nrcpts = 0;
 	s->in_transaction = 0;
+	s->quarantine = 0;
 	s->sender[0] = '\0';
 	session_chunks_free(s);
 }
@@ -204,6 +205,18 @@ command_is(const char *line, const char *word)
 	size_t len = strlen(word);
 
 	return ascii_ncasecmp(line, word, len) == 0 && (line[len] == '\0' || line[len] == ' ');
+}
+
+/*
+ * Whether MAIL accepts XQUARANTINE, a private parameter that queued
+ * sends for messages with filterd's quarantine verdict. LHLO advertises
+ * it only while deliverd_quarantine_folder is set, and queued sends it
+ * only when advertised, so other LMTP clients and servers never see it.
+ */
+static int
+quarantine_enabled(void)
+{
+	return config_string("deliverd_quarantine_folder")[0] != '\0';
 }
 
 static void
@@ -223,6 +236,8 @@ handle_lhlo(struct session *s, const char *arg)
 	session_reply_continued(s, 250, "8BITMIME");
 	session_reply_continued(s, 250, "SMTPUTF8");
 	session_reply_continued(s, 250, "CHUNKING");
+	if (quarantine_enabled())
+		session_reply_continued(s, 250, "XQUARANTINE");
 	if (limit > 0)
 		session_reply(s, 250, "SIZE %lld", limit);
 	else
@@ -261,6 +276,11 @@ mail_parameters(struct session *s, char *params)
 			s->smtputf8 = 1;
 		} else if (ascii_ncasecmp(param, "AUTH=", 5) == 0) {
 			continue;	/* RFC 4954 5: a server may ignore it */
+		} else if (ascii_casecmp(param, "XQUARANTINE") == 0 && quarantine_enabled()) {
+			s->quarantine = 1;
+		} else if (ascii_ncasecmp(param, "XQUARANTINE=", 12) == 0 && quarantine_enabled()) {
+			session_reply(s, 501, "5.5.4 Invalid XQUARANTINE parameter: it takes no value");
+			return -1;
 		} else {
 			char printable[128];
 
@@ -315,6 +335,7 @@ handle_mail(struct session *s, char *arg)
 		return;
 	}
 	s->smtputf8 = 0;
+	s->quarantine = 0;
 	params = parse_path_argument(s, arg, "FROM:", ADDR_ALLOW_EMPTY | ADDR_ALLOW_UTF8, &sender);
 	if (params == NULL || mail_parameters(s, params) < 0)
 		return;

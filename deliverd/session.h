@@ -34,6 +34,7 @@ struct session {
 	int lhlo_done;
 	int in_transaction;
 	int smtputf8;
+	int quarantine;		/* MAIL had XQUARANTINE: mailboxes get the message in the Junk folder */
 	char sender[ADDR_MAX * 4 + 2];
 	struct recipient *rcpts;
 	size_t nrcpts;

@@ -130,6 +130,8 @@ deliver_request(const struct session *s, const struct recipient *rcpt,
 	if (target->kind == TARGET_MAILBOX) {
 		ipc_msg_add(msg, "user", target->user);
 		ipc_msg_add(msg, "forward", target->forward ? "yes" : "no");
+		if (s->quarantine)
+			ipc_msg_add(msg, "quarantine", "yes");
 		if (target->uid != (uid_t)-1 && target->gid != (gid_t)-1) {
 			ipc_msg_addf(msg, "uid", "%u", (unsigned)target->uid);
 			ipc_msg_addf(msg, "gid", "%u", (unsigned)target->gid);
@@ -272,8 +274,8 @@ session_deliver(struct session *s, int fd, off_t size)
 	size_t total = 0, pending = 0;
 	long *request_rcpt, next_id = 0;
 
-	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (LMTP)", s->id, s->sender, (long long)size,
-	    s->nrcpts);
+	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu%s (LMTP)", s->id, s->sender, (long long)size,
+	    s->nrcpts, s->quarantine ? ", quarantine=yes" : "");
 	delivered_to_read(fd, size, &seen);
 
 	/* request_rcpt[id] is the recipient index of request ID until its

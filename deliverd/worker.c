@@ -95,6 +95,14 @@ user_mail_location(const struct userdb_entry *user)
 	return user->mail[0] != '\0' ? user->mail : config_string("mail_location");
 }
 
+const char *
+mailbox_folder(const struct delivery_request *request)
+{
+	const char *folder = config_string("deliverd_quarantine_folder");
+
+	return request->quarantine && folder[0] != '\0' ? folder : NULL;
+}
+
 void
 mailbox_deliver(const struct message *msg, const struct delivery_request *request,
     const struct userdb_entry *user, struct delivery_result *result)
@@ -108,10 +116,17 @@ mailbox_deliver(const struct message *msg, const struct delivery_request *reques
 		    location, user->user);
 		return;
 	}
-	if (strcmp(type, "maildir") == 0)
-		maildir_deliver(msg, path, NULL, request->recipient, result);
-	else
-		mbox_deliver(msg, path, request->recipient, MBOX_DOTLOCK | MBOX_CHECK_OWNER, result);
+	if (strcmp(type, "maildir") == 0) {
+		maildir_deliver(msg, path, mailbox_folder(request), request->recipient, result);
+		return;
+	}
+
+	/* TODO: deliver into the quarantine folder of mbox locations too
+	 * (a file next to the inbox, as Dovecot's mbox layout has it). */
+	if (mailbox_folder(request) != NULL)
+		log_warn("%s: quarantined message for %s goes to the mbox inbox %s: the quarantine "
+		    "folder needs a Maildir", request->session_id, request->recipient, path);
+	mbox_deliver(msg, path, request->recipient, MBOX_DOTLOCK | MBOX_CHECK_OWNER, result);
 }
 
 void

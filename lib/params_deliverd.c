@@ -1,7 +1,30 @@
 /* Parameters read by deliverd. Defaults for the Postfix names are Postfix 3.7's. */
 #include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "config.h"
+
+/* A Maildir++ folder name: letters, digits, '-', '_' and spaces, with '.'
+ * only between hierarchy levels, so the name is the same on disk and in
+ * IMAP (no modified UTF-7, no LIST wildcards) and stays inside the Maildir. */
+static int
+check_quarantine_folder(const char *value, char *err, size_t errsize)
+{
+	size_t len = strlen(value);
+
+	if (len == 0)
+		return 0;
+	if (len > 200 || strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-_ .") != len || value[0] == '.' || value[len - 1] == '.' ||
+	    strstr(value, "..") != NULL || strcasecmp(value, "INBOX") == 0) {
+		snprintf(err, errsize, "expected a folder name such as Junk or Spam.Quarantine "
+		    "(letters, digits, '-', '_', spaces, '.' between levels; not INBOX)");
+		return -1;
+	}
+	return 0;
+}
 
 const struct config_param config_params_deliverd[] = {
 	{ "mail_location", CONFIG_STRING, "maildir:~/Maildir", 0, 0,
@@ -29,6 +52,9 @@ const struct config_param config_params_deliverd[] = {
 	  "maximum depth of nested aliases and :include: files before expansion fails with 5.4.6", NULL, NULL },
 	{ "deliverd_expansion_limit", CONFIG_INT, "1000", 1, 100000,
 	  "maximum number of destinations one recipient may expand to through aliases", NULL, NULL },
+	{ "deliverd_quarantine_folder", CONFIG_STRING, "Junk", 0, 0,
+	  "Maildir++ folder that receives messages queued with the quarantine flag (filterd's quarantine verdict), created and subscribed when missing; empty delivers them to the inbox and stops advertising XQUARANTINE in the LHLO reply",
+	  NULL, check_quarantine_folder },
 	{ "lmtp_socket_mode", CONFIG_STRING, "0660", 0, 0,
 	  "octal permissions of lmtp_socket; any user who can connect can deliver mail to local users, bypassing queued",
 	  NULL, config_check_octal_mode },

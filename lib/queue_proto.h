@@ -14,6 +14,7 @@
  *             [protocol=ESMTP|SMTP|LOCAL] [body=7BIT|8BITMIME|BINARYMIME]
  *             [smtputf8=yes] [submitter=LOCALUSER] [sasl_user=NAME]
  *             [ret=FULL|HDRS] [envid=TEXT] [requiretls=1] [tls_required=no]
+ *             [quarantine=1]
  *   <- COMMIT-OK   id=QUEUEID    only after file and directory fsync
  *   <- COMMIT-FAIL id=QUEUEID reason=TEXT    (the client replies 451)
  *   -> ABORT id=QUEUEID           (data removed; no reply)
@@ -26,7 +27,10 @@
  *   envid (decoded, printable ASCII, at most 100 characters) are the
  *   DSN parameters of MAIL, requiretls=1 its REQUIRETLS parameter, and
  *   tls_required=no a "TLS-Required: No" header field (RFC 8689). An
- *   invalid value of any of them fails the commit. size must equal the
+ *   invalid value of any of them fails the commit. quarantine=1 is
+ *   filterd's quarantine verdict: local recipients get the message in
+ *   their Junk folder, remote ones get it as usual. Only root and
+ *   smtpd's uid may set it. size must equal the
  *   bytes written, or the commit fails. queued records the client's uid
  *   from the socket credentials.
  *

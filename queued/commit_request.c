@@ -71,7 +71,8 @@ static void
 warn_ignored_attrs(const struct envelope *env, const struct ipc_msg *request, uid_t uid,
     const char *name)
 {
-	static const char *const suspicious[] = { "client_addr", "client_name", "sasl_user" };
+	static const char *const suspicious[] = { "client_addr", "client_name", "sasl_user",
+		"quarantine" };
 	const char *submitter = ipc_msg_get(request, "submitter");
 	char ignored[128] = "";
 	size_t len = 0;
@@ -115,6 +116,28 @@ set_attrs(struct envelope *env, const struct ipc_msg *request, uid_t uid)
 	warn_ignored_attrs(env, request, uid, name);
 	envelope_set_attr(env, "protocol", "LOCAL");
 	envelope_set_attr(env, "submitter", name);
+}
+
+/*
+ * Record filterd's quarantine verdict, which smtpd sends as quarantine=1.
+ * Any other value fails the commit. From an ordinary user it is ignored
+ * (warn_ignored_attrs logs it). Returns 0, or -1 with the reason in WHY.
+ */
+static int
+set_quarantine(struct envelope *env, const struct ipc_msg *request, uid_t uid, char *why,
+    size_t whysize)
+{
+	const char *value = ipc_msg_get(request, "quarantine");
+
+	if (value == NULL)
+		return 0;
+	if (strcmp(value, "1") != 0) {
+		snprintf(why, whysize, "invalid quarantine: expected 1");
+		return -1;
+	}
+	if (uid_trusted(uid))
+		envelope_set_attr(env, "quarantine", "1");
+	return 0;
 }
 
 /* Whether ADDRESS is a mailbox in RFC 5321 syntax, as addr_format()
@@ -181,5 +204,9 @@ commit_request_envelope(const struct ipc_msg *request, const char *id, uid_t uid
 	}
 
 	set_attrs(env, request, uid);
+	if (set_quarantine(env, request, uid, why, whysize) < 0) {
+		envelope_free(env);
+		return NULL;
+	}
 	return env;
 }

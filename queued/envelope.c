@@ -230,6 +230,14 @@ envelope_clean_text(const char *text, size_t max, int keep_utf8)
 	return out;
 }
 
+int
+envelope_quarantined(const struct envelope *env)
+{
+	const char *value = envelope_attr(env, "quarantine");
+
+	return value != NULL && strcmp(value, "1") == 0;
+}
+
 void
 envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
     const char *dsn, const char *reason)

@@ -14,6 +14,8 @@
  *   body=8BITMIME, smtputf8=yes, client_addr=..., ...   (optional)
  *   ret=FULL|HDRS, envid=TEXT, requiretls=1, tls_required=no (optional:
  *                                      DSN and REQUIRETLS parameters)
+ *   quarantine=1                       (optional: local recipients get the
+ *                                      message in their Junk folder)
  *   rcpt=bob@example.test              (then the keys of that recipient:)
  *   orcpt=rfc822;bob@example.test      (optional)
  *   notify=SUCCESS,FAILURE             (optional: the DSN NOTIFY parameter)
@@ -85,6 +87,10 @@ struct envelope_rcpt *envelope_add_rcpt(struct envelope *env, const char *addres
 const char *envelope_attr(const struct envelope *env, const char *key);
 /* Set (replace or add) attribute KEY. */
 void envelope_set_attr(struct envelope *env, const char *key, const char *value);
+
+/* Whether ENV has the quarantine flag (filterd's quarantine verdict).
+ * Envelopes written before the flag existed have none. */
+int envelope_quarantined(const struct envelope *env);
 
 /* Store DSN and REASON on RCPT with STATUS. REASON is cleaned of
  * control characters and cut at ENVELOPE_REASON_MAX bytes. */

@@ -48,6 +48,7 @@ struct lmtp_conn {
 	int ext_8bitmime;
 	int ext_smtputf8;
 	int ext_chunking;
+	int ext_quarantine;	/* XQUARANTINE: deliverd's MAIL parameter for the Junk folder */
 
 	/* The reply being read; multi-line replies are joined with spaces. */
 	int reply_code;
@@ -351,6 +352,25 @@ queue_bdat(struct lmtp_conn *conn)
 	return 1;
 }
 
+/*
+ * The MAIL parameter for a message with the quarantine flag: " XQUARANTINE"
+ * when the server offers it. Another LMTP server (Postfix's or Dovecot's
+ * LMTP, or deliverd with deliverd_quarantine_folder empty) gets the
+ * message for the inbox, with a warning, because a parameter it did not
+ * advertise would fail the delivery.
+ */
+static const char *
+quarantine_parameter(const struct lmtp_conn *conn, const struct envelope *env)
+{
+	if (!envelope_quarantined(env))
+		return "";
+	if (conn->ext_quarantine)
+		return " XQUARANTINE";
+	log_warn("%s: %s does not offer XQUARANTINE; the quarantined message goes to the inbox",
+	    env->id, relay_name);
+	return "";
+}
+
 /* MAIL, RCPT and DATA (or the whole message as BDAT) in one write:
  * RFC 2033 section 5 requires LMTP servers to support PIPELINING. */
 static void
@@ -392,9 +412,9 @@ start_transaction(struct lmtp_conn *conn, struct qmsg *msg)
 		return;
 	}
 
-	conn_send(conn, "MAIL FROM:<%s>%s%s\r\n", env->sender,
+	conn_send(conn, "MAIL FROM:<%s>%s%s%s\r\n", env->sender,
 	    body != NULL && strcmp(body, "7BIT") != 0 && conn->ext_8bitmime ? " BODY=8BITMIME" : "",
-	    utf8 ? " SMTPUTF8" : "");
+	    utf8 ? " SMTPUTF8" : "", quarantine_parameter(conn, env));
 	for (size_t r = 0; r < conn->nrcpts; r++)
 		conn_send(conn, "RCPT TO:<%s>\r\n", env->rcpts[conn->rcpts[r]].address);
 	conn->chunked = conn->ext_chunking ? queue_bdat(conn) : 0;
@@ -590,6 +610,8 @@ scan_extension(struct lmtp_conn *conn, const char *keyword)
 		conn->ext_smtputf8 = 1;
 	if (ascii_ncasecmp(keyword, "CHUNKING", 8) == 0 && (keyword[8] == '\0' || keyword[8] == ' '))
 		conn->ext_chunking = 1;
+	if (ascii_casecmp(keyword, "XQUARANTINE") == 0)
+		conn->ext_quarantine = 1;
 }
 
 /* A complete reply is in conn->reply_code and conn->reply. Returns -1

@@ -210,6 +210,8 @@ queue_client_add_envelope(const struct session *s, struct ipc_msg *msg)
 		ipc_msg_add(msg, "smtputf8", "yes");
 	if (s->auth.user[0] != '\0')
 		ipc_msg_add(msg, "sasl_user", s->auth.user);
+	if (tx->quarantine)
+		ipc_msg_add(msg, "quarantine", "1");
 	queue_client_add_mail_dsn(s, msg);
 }
 

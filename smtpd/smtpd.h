@@ -187,8 +187,8 @@ struct transaction {
 	} tls_required_scan;
 	int tls_required_no;		/* the header has "TLS-Required: No" */
 
-	/* filterd's verdict was QUARANTINE: queued delivers the message to
-	 * local recipients into their Junk folder. Remote delivery ignores it. */
+	/* Set when filterd's verdict is QUARANTINE, so that local recipients
+	 * get the message in their Junk folder. Remote delivery ignores it. */
 	int quarantine;
 };
 

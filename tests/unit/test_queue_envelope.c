@@ -347,6 +347,59 @@ START_TEST(envelope_bad_notify_rejected)
 }
 END_TEST
 
+START_TEST(envelope_quarantine_round_trip)
+{
+	struct envelope *env = sample_envelope(), *parsed;
+	const char *why;
+	size_t len;
+	char *text;
+
+	ck_assert_int_eq(envelope_quarantined(env), 0);
+	envelope_set_attr(env, "quarantine", "1");
+	ck_assert_int_eq(envelope_quarantined(env), 1);
+
+	text = envelope_format(env, &len);
+	ck_assert_ptr_nonnull(strstr(text, "\nquarantine=1\n"));
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_int_eq(envelope_quarantined(parsed), 1);
+	ck_assert_uint_eq(parsed->nrcpts, 3);
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+/* A file written before the quarantine flag existed reads as not quarantined. */
+START_TEST(envelope_old_file_not_quarantined)
+{
+	static const char old[] = "version=1\nid=4F2A1B3C9D0E1F25\narrival=1733350000.000001\n"
+	    "size=10\nsender=alice@example.test\nattempts=0\nnext_attempt=0\n"
+	    "body=8BITMIME\nrcpt=bob@example.test\nstatus=pending\nend=1\n";
+	const char *why;
+	struct envelope *env = envelope_parse(old, sizeof old - 1, &why);
+
+	ck_assert_ptr_nonnull(env);
+	ck_assert_int_eq(envelope_quarantined(env), 0);
+	envelope_free(env);
+}
+END_TEST
+
+/* Only the value 1 sets the flag; a file with another value still reads. */
+START_TEST(envelope_quarantine_other_value)
+{
+	static const char odd[] = "version=1\nid=4F2A1B3C9D0E1F26\narrival=1\nsize=1\n"
+	    "sender=a@example.test\nattempts=0\nnext_attempt=0\nquarantine=yes\n"
+	    "rcpt=b@example.test\nstatus=pending\nend=1\n";
+	const char *why;
+	struct envelope *env = envelope_parse(odd, sizeof odd - 1, &why);
+
+	ck_assert_ptr_nonnull(env);
+	ck_assert_int_eq(envelope_quarantined(env), 0);
+	envelope_free(env);
+}
+END_TEST
+
 START_TEST(failure_report_dsn_fields)
 {
 	struct envelope *env = sample_envelope();
@@ -437,6 +490,9 @@ queue_envelope_suite(void)
 	tcase_add_test(tc, envelope_old_file_dsn_defaults);
 	tcase_add_test(tc, envelope_notify_values);
 	tcase_add_test(tc, envelope_bad_notify_rejected);
+	tcase_add_test(tc, envelope_quarantine_round_trip);
+	tcase_add_test(tc, envelope_old_file_not_quarantined);
+	tcase_add_test(tc, envelope_quarantine_other_value);
 	tcase_add_test(tc, failure_report_dsn_fields);
 	tcase_add_test(tc, success_report_structure);
 	suite_add_tcase(suite, tc);
