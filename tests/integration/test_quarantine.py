@@ -144,6 +144,31 @@ def test_two_local_recipients_both_junk(mailhost):
                                  r"\(250 2\.0\.0 <alice@example.test> delivered to maildir folder Junk\)")
 
 
+def test_alias_members_get_junk(mailhost):
+    msg_type, reply, _ = commit(mailhost, ["team@example.test"], "to the team")
+    assert msg_type == "COMMIT-OK", reply
+
+    alice = wait_for_folder(mailhost, ALICE, 1)
+    bob = wait_for_folder(mailhost, "bob@example.test", 1)
+    assert len(alice) == 1
+    assert len(bob) == 1
+    assert mailhost.messages(ALICE) == []
+    assert mailhost.messages("bob@example.test") == []
+
+
+def test_mbox_user_gets_inbox(make_mailhost):
+    host = make_mailhost(mail_location="mbox:~/mail")
+    msg_type, reply, queue_id = commit(host, [DEMO], "mbox quarantine")
+    assert msg_type == "COMMIT-OK", reply
+
+    assert host.wait_for_log(queue_id + r": to=<demo@example.test>.*status=sent")
+    spool = [p.read_bytes() for p in (host.dir / "var-mail").iterdir()]
+    assert len(spool) == 1
+    assert b"Subject: mbox quarantine" in spool[0]
+    assert host.wait_for_log(r"quarantined message for demo@example.test goes to the mbox "
+                             r"inbox .*: the quarantine folder needs a Maildir")
+
+
 def test_commit_without_flag_to_inbox(mailhost):
     msg_type, reply, _ = commit(mailhost, [DEMO], "not quarantined", quarantine=None)
     assert msg_type == "COMMIT-OK", reply
