@@ -106,6 +106,8 @@ const struct config_param config_params_queued[] = {
 	  "name the SMTP client sends in EHLO and HELO; empty uses myhostname", NULL, NULL },
 	{ "smtp_destination_concurrency_limit", CONFIG_INT, "20", 1, 1000,
 	  "maximum number of parallel SMTP connections to one destination (recipient domain or relayhost)", NULL, NULL },
+	{ "smtp_destination_recipient_limit", CONFIG_INT, "50", 1, 100000,
+	  "maximum number of recipients in one SMTP transaction; a message with more recipients for one destination is sent in several transactions", NULL, NULL },
 	{ "smtp_concurrency_limit", CONFIG_INT, "100", 1, 10000,
 	  "maximum number of parallel outbound SMTP connections in total", NULL, NULL },
 	{ "smtp_connect_timeout", CONFIG_TIME, "30s", 1, DAY,

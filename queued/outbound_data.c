@@ -12,6 +12,7 @@ outbound_data_init(struct outbound_data *data)
 	data->in_header = 1;
 	data->at_line_start = 1;
 	data->broken_lines = 0;
+	data->stuffed_dots = 0;
 }
 
 /* Output collected before it goes to the evbuffer in one call. */
@@ -67,6 +68,7 @@ outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *
 		if (data->at_line_start && c == '.') {
 			put(&chunk, out, ".", 1);
 			data->line_length++;
+			data->stuffed_dots++;
 		}
 		put(&chunk, out, &c, 1);
 		data->line_length++;
@@ -81,6 +83,49 @@ outbound_data_finish(struct outbound_data *data, struct evbuffer *out)
 	if (!data->at_line_start)
 		evbuffer_add(out, "\r\n", 2);
 	evbuffer_add(out, ".\r\n", 3);
+}
+
+/* Add LEN octets at BUF to DATA and count the output into TOTAL. */
+static void
+measure(struct outbound_data *data, struct evbuffer *scratch, const char *buf, size_t len,
+    long long *total)
+{
+	outbound_data_add(data, scratch, buf, len);
+	*total += (long long)evbuffer_get_length(scratch);
+	evbuffer_drain(scratch, evbuffer_get_length(scratch));
+}
+
+long long
+outbound_data_wire_size(int fd, const char *converted, size_t converted_len)
+{
+	/* The chunk size of the sending loop, so that a CR at the end of a
+	 * chunk counts as it is sent. */
+	char buf[64 * 1024];
+	struct evbuffer *scratch = evbuffer_new();
+	struct outbound_data data;
+	long long total = 0;
+	off_t offset = 0;
+	ssize_t n = 0;
+
+	if (scratch == NULL)
+		return -1;
+	outbound_data_init(&data);
+	if (converted != NULL) {
+		measure(&data, scratch, converted, converted_len, &total);
+	} else {
+		while ((n = pread(fd, buf, sizeof buf, offset)) > 0) {
+			measure(&data, scratch, buf, (size_t)n, &total);
+			offset += n;
+		}
+	}
+	outbound_data_finish(&data, scratch);
+	total += (long long)evbuffer_get_length(scratch);
+	evbuffer_free(scratch);
+	if (n < 0)
+		return -1;
+
+	/* outbound_data_finish ends with ".\r\n", which SIZE leaves out. */
+	return total - (long long)data.stuffed_dots - 3;
 }
 
 int

@@ -19,6 +19,7 @@ struct outbound_data {
 	int in_header;		/* no empty line seen yet */
 	int at_line_start;
 	size_t broken_lines;	/* lines broken because they were too long */
+	size_t stuffed_dots;	/* dots added before lines that start with "." */
 };
 
 void outbound_data_init(struct outbound_data *data);
@@ -29,6 +30,15 @@ void outbound_data_add(struct outbound_data *data, struct evbuffer *out,
 
 /* Append the end of the data (with a CRLF first if the last line had none). */
 void outbound_data_finish(struct outbound_data *data, struct evbuffer *out);
+
+/*
+ * Return the message size as the SIZE parameter counts it (RFC 1870
+ * section 3): the octets sent as message content, CRLF line ends
+ * included, without dot-stuffing and the final ".". The content is the
+ * CONVERTED_LEN octets at CONVERTED, or the file FD when CONVERTED is
+ * NULL. Returns -1 on a read error.
+ */
+long long outbound_data_wire_size(int fd, const char *converted, size_t converted_len);
 
 /* Return 1 if the file FD has an octet above 127, 0 if not, or -1 on a
  * read error. */

@@ -38,6 +38,13 @@
 #define REPLY_LINES_MAX	100		/* lines in one multi-line reply */
 #define DATA_CHUNK	(64 * 1024)	/* message bytes read per write callback */
 
+/* The state of a job recipient in this delivery attempt. */
+enum rcpt_progress {
+	RCPT_OPEN,		/* for the next transaction with the current host */
+	RCPT_DONE,		/* has an outcome */
+	RCPT_NEXT_HOST,		/* failed temporarily here, so for the next address */
+};
+
 enum session_state {
 	S_ROUTE,		/* waiting for the route */
 	S_POLICY,		/* waiting for the TLS policy of the next address */
@@ -90,17 +97,23 @@ struct session {
 	char last_dsn[16];
 	char last_reason[REPLY_TEXT_MAX + 200];
 
-	/* The transaction. FINISHED marks job recipients with an outcome. */
-	unsigned char *finished;
-	size_t reply_index;		/* 0: MAIL, 1..nrcpts: RCPT, then DATA */
+	/* The progress of each job recipient (enum rcpt_progress). */
+	unsigned char *progress;
+
+	/* The transaction: TXN lists the job recipients it carries. */
+	size_t *txn;
+	size_t ntxn;
+	size_t reply_index;		/* 0: MAIL, 1..ntxn: RCPT, then DATA */
 	size_t commands_sent;		/* without pipelining: commands sent so far */
 	int mail_ok;
 	int use_smtputf8;		/* MAIL FROM carries SMTPUTF8 */
 	int body_8bit;			/* 8-bit data, declared with BODY=8BITMIME or not */
 	char *converted;		/* the message made 7-bit, or NULL to send the file */
 	size_t converted_len;
+	long long wire_size;		/* the SIZE parameter value, when the server offers SIZE */
 	unsigned char *accepted;
 	size_t naccepted;
+	size_t nrcpts_put_back;		/* RCPT replies of 452 left for the next transaction */
 	int data_fd;
 	off_t data_offset;
 	struct outbound_data data;
@@ -127,6 +140,7 @@ static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void try_address(struct session *s);
 static void send_next_command(struct session *s);
+static void start_transaction(struct session *s);
 
 static const char *
 state_name(enum session_state state)
@@ -161,7 +175,7 @@ state_timeout(const struct session *s, enum session_state state)
 	case S_ENVELOPE:
 		if (s->reply_index == 0)
 			return config_time("smtp_mail_timeout");
-		if (s->job != NULL && s->reply_index <= s->job->nrcpts)
+		if (s->job != NULL && s->reply_index <= s->ntxn)
 			return config_time("smtp_rcpt_timeout");
 		return config_time("smtp_data_init_timeout");
 	case S_DATA_DONE: return config_time("smtp_data_done_timeout");
@@ -263,7 +277,7 @@ set_outcome(struct session *s, size_t r, enum rcpt_status status, const char *ds
 		[RCPT_SENT] = "sent", [RCPT_FAILED] = "bounced", [RCPT_DEFERRED] = "deferred",
 	};
 
-	s->finished[r] = 1;
+	s->progress[r] = RCPT_DONE;
 	envelope_rcpt_set(job_rcpt(s, r), status, dsn, reason);
 	scheduler_log_rcpt_delays(s->job->msg, s->job->rcpts[r],
 	    s->relay[0] != '\0' ? s->relay : "none", format_delays(s, delays, sizeof delays),
@@ -290,13 +304,37 @@ reply_outcome(int code, const char *text, char *dsn, size_t dsnsize)
 	return class == 5 ? RCPT_FAILED : RCPT_DEFERRED;
 }
 
-/* Store the current reply as the outcome of job recipient R. */
+/* Return whether the route has an address after the current one. */
+static int
+more_addresses(const struct session *s)
+{
+	return s->route != NULL && s->address + 1 < s->route->naddresses;
+}
+
+/*
+ * Store the current reply as the outcome of job recipient R. As in
+ * Postfix's SMTP client, a temporary failure is final only at the last
+ * address of the route. Before that the recipient waits for the next
+ * address, and the reply is kept as the reason in case none accepts it.
+ */
 static void
 reply_to_outcome(struct session *s, size_t r)
 {
 	char dsn[16], *reason = xasprintf("%d %s", s->reply_code, s->reply);
 	enum rcpt_status status = reply_outcome(s->reply_code, s->reply, dsn, sizeof dsn);
 
+	if (status == RCPT_DEFERRED && more_addresses(s)) {
+		char shown[REPLY_TEXT_MAX + 100];
+
+		s->progress[r] = RCPT_NEXT_HOST;
+		snprintf(s->last_dsn, sizeof s->last_dsn, "%s", dsn);
+		snprintf(s->last_reason, sizeof s->last_reason, "%s", reason);
+		log_sanitize(shown, sizeof shown, reason, strlen(reason));
+		log_info("%s: %s replied %s for <%s>; trying the next address", s->job->msg->env->id,
+		    s->relay, shown, job_rcpt(s, r)->address);
+		free(reason);
+		return;
+	}
 	set_outcome(s, r, status, dsn, reason);
 	free(reason);
 }
@@ -308,7 +346,7 @@ fail_open_rcpts(struct session *s, const char *dsn, const char *reason)
 	enum rcpt_status status = dsn[0] == '5' ? RCPT_FAILED : RCPT_DEFERRED;
 
 	for (size_t r = 0; r < s->job->nrcpts; r++)
-		if (!s->finished[r])
+		if (s->progress[r] != RCPT_DONE)
 			set_outcome(s, r, status, dsn, reason);
 }
 
@@ -323,6 +361,9 @@ close_data(struct session *s)
 	s->converted_len = 0;
 	free(s->accepted);
 	s->accepted = NULL;
+	free(s->txn);
+	s->txn = NULL;
+	s->ntxn = 0;
 }
 
 static void
@@ -346,8 +387,8 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&sessions, s, entry);
 	drop_connection(s);
 	close_data(s);
-	free(s->finished);
-	s->finished = NULL;
+	free(s->progress);
+	s->progress = NULL;
 	route_free(s->route);
 	s->route = NULL;
 	if (s->continue_ev != NULL)
@@ -379,8 +420,8 @@ finish_job(struct session *s, int keep)
 	struct outbound_job *job = s->job;
 
 	close_data(s);
-	free(s->finished);
-	s->finished = NULL;
+	free(s->progress);
+	s->progress = NULL;
 	s->job = NULL;
 	if (keep && !s->server_closing) {
 		set_state(s, S_IDLE);
@@ -431,6 +472,51 @@ next_address(struct session *s, const char *dsn, const char *fmt, ...)
 	s->address++;
 	s->tls_tried = 0;
 	try_address(s);
+}
+
+/* Count the job recipients in PROGRESS. */
+static size_t
+count_rcpts(const struct session *s, enum rcpt_progress progress)
+{
+	size_t n = 0;
+
+	for (size_t r = 0; r < s->job->nrcpts; r++)
+		n += s->progress[r] == progress;
+	return n;
+}
+
+/*
+ * End the transaction on S. Open recipients go in another transaction
+ * on the same connection while KEEP is set and the server did not send
+ * 421. Recipients that failed temporarily here go to the next address,
+ * with the open ones when the connection cannot carry them. The job
+ * ends when every recipient has an outcome.
+ */
+static void
+transaction_done(struct session *s, int keep)
+{
+	int usable = keep && !s->server_closing;
+
+	close_data(s);
+	if (usable && count_rcpts(s, RCPT_OPEN) > 0) {
+		set_state(s, S_IDLE);
+		start_transaction(s);
+		return;
+	}
+	if (count_rcpts(s, RCPT_NEXT_HOST) > 0 ||
+	    (count_rcpts(s, RCPT_OPEN) > 0 && more_addresses(s))) {
+		for (size_t r = 0; r < s->job->nrcpts; r++)
+			if (s->progress[r] == RCPT_NEXT_HOST)
+				s->progress[r] = RCPT_OPEN;
+		drop_connection(s);
+		s->address++;
+		s->tls_tried = 0;
+		try_address(s);
+		return;
+	}
+	fail_open_rcpts(s, s->last_dsn[0] != '\0' ? s->last_dsn : "4.4.2",
+	    s->last_reason[0] != '\0' ? s->last_reason : "the connection closed before every recipient was sent");
+	finish_job(s, keep);
 }
 
 /* Quit politely, then free the session. */
@@ -625,13 +711,36 @@ convert_to_7bit(struct session *s)
 	return 0;
 }
 
+/* Measure the message as it goes on the wire, which is larger than the
+ * queue file with its LF line ends, and check it against the SIZE that
+ * the server announced. Returns 0, or -1 after failing every recipient. */
+static int
+check_size(struct session *s)
+{
+	char *reason;
+
+	s->wire_size = outbound_data_wire_size(s->data_fd, s->converted, s->converted_len);
+	if (s->wire_size < 0) {
+		reason = xasprintf("read queue file: %s", strerror(errno));
+		fail_open_rcpts(s, "4.3.0", reason);
+		free(reason);
+		return -1;
+	}
+	if (s->ext_size == 0 || s->wire_size <= s->ext_size)
+		return 0;
+
+	reason = xasprintf("message size %lld exceeds the limit of %lld that the host announced",
+	    s->wire_size, s->ext_size);
+	fail_open_rcpts(s, "5.3.4", reason);
+	free(reason);
+	return -1;
+}
+
 /* Check what the server must offer for this message. Returns 0, or -1
  * after failing every recipient. */
 static int
 check_extensions(struct session *s)
 {
-	struct envelope *env = s->job->msg->env;
-
 	s->use_smtputf8 = attr_is(s, "smtputf8", "yes");
 	if (s->use_smtputf8 && !s->ext_smtputf8) {
 		if (needs_smtputf8(s)) {
@@ -642,14 +751,6 @@ check_extensions(struct session *s)
 		 * are ASCII, so the message goes without it. */
 		s->use_smtputf8 = 0;
 	}
-	if (s->ext_size > 0 && env->size > s->ext_size) {
-		char *reason = xasprintf("message size %lld exceeds the limit of %lld that the host announced",
-		    env->size, s->ext_size);
-
-		fail_open_rcpts(s, "5.3.4", reason);
-		free(reason);
-		return -1;
-	}
 
 	/* smtpd stores body=7BIT when MAIL FROM had no BODY parameter,
 	 * whatever the data contains, so undeclared data is scanned. A read
@@ -658,8 +759,10 @@ check_extensions(struct session *s)
 		s->body_8bit = 1;
 	else
 		s->body_8bit = outbound_data_has_8bit(s->data_fd) != 0;
-	if (s->body_8bit && !s->ext_8bitmime)
-		return convert_to_7bit(s);
+	if (s->body_8bit && !s->ext_8bitmime && convert_to_7bit(s) < 0)
+		return -1;
+	if (s->ext_size >= 0)
+		return check_size(s);
 	return 0;
 }
 
@@ -685,7 +788,7 @@ send_mail_from(struct session *s)
 
 	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
 	if (s->ext_size >= 0)
-		evbuffer_add_printf(out, " SIZE=%lld", env->size);
+		evbuffer_add_printf(out, " SIZE=%lld", s->wire_size);
 	if (s->ext_8bitmime && s->body_8bit)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (s->use_smtputf8)
@@ -720,14 +823,14 @@ send_rcpt_to(struct session *s, size_t r)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* Send envelope command number N: 0 is MAIL, 1..nrcpts RCPT, then DATA. */
+/* Send envelope command number N: 0 is MAIL, 1..ntxn RCPT, then DATA. */
 static void
 send_command(struct session *s, size_t n)
 {
 	if (n == 0)
 		send_mail_from(s);
-	else if (n <= s->job->nrcpts)
-		send_rcpt_to(s, n - 1);
+	else if (n <= s->ntxn)
+		send_rcpt_to(s, s->txn[n - 1]);
 	else
 		send_line(s, "DATA");
 }
@@ -736,8 +839,22 @@ send_command(struct session *s, size_t n)
 static void
 send_next_command(struct session *s)
 {
-	if (s->commands_sent <= s->job->nrcpts + 1)
+	if (s->commands_sent <= s->ntxn + 1)
 		send_command(s, s->commands_sent++);
+}
+
+/* Put the open job recipients in the transaction, at most
+ * smtp_destination_recipient_limit of them. */
+static void
+select_transaction_rcpts(struct session *s)
+{
+	size_t limit = (size_t)config_int("smtp_destination_recipient_limit");
+
+	s->txn = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, sizeof *s->txn);
+	s->ntxn = 0;
+	for (size_t r = 0; r < s->job->nrcpts && s->ntxn < limit; r++)
+		if (s->progress[r] == RCPT_OPEN)
+			s->txn[s->ntxn++] = r;
 }
 
 static void
@@ -750,7 +867,9 @@ start_transaction(struct session *s)
 	s->commands_sent = 0;
 	s->mail_ok = 0;
 	s->naccepted = 0;
+	s->nrcpts_put_back = 0;
 	s->accepted = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, 1);
+	select_transaction_rcpts(s);
 	s->data_fd = spool_open_data(&queued_spool, env->id);
 	if (s->data_fd < 0) {
 		char reason[256];
@@ -768,7 +887,7 @@ start_transaction(struct session *s)
 
 	set_state(s, S_ENVELOPE);
 	if (s->ext_pipelining) {
-		while (s->commands_sent <= s->job->nrcpts + 1)
+		while (s->commands_sent <= s->ntxn + 1)
 			send_command(s, s->commands_sent++);
 	} else {
 		send_next_command(s);
@@ -825,7 +944,7 @@ static void
 envelope_reply(struct session *s)
 {
 	size_t index = s->reply_index++;
-	size_t nrcpts = s->job->nrcpts;
+	size_t ntxn = s->ntxn;
 	int class = s->reply_code / 100;
 
 	set_state(s, S_ENVELOPE);	/* the timeout of the next reply */
@@ -833,14 +952,24 @@ envelope_reply(struct session *s)
 	if (index == 0) {
 		s->mail_ok = class == 2;
 		if (!s->mail_ok)
-			for (size_t r = 0; r < nrcpts; r++)
-				reply_to_outcome(s, r);
-	} else if (index <= nrcpts) {
+			for (size_t i = 0; i < ntxn; i++)
+				reply_to_outcome(s, s->txn[i]);
+	} else if (index <= ntxn) {
+		size_t r = s->txn[index - 1];
+
 		if (s->mail_ok && class == 2) {
-			s->accepted[index - 1] = 1;
+			s->accepted[r] = 1;
 			s->naccepted++;
+		} else if (s->mail_ok && s->reply_code == 452 && s->naccepted > 0) {
+			/* RFC 5321 section 4.5.3.1.10: the server takes no more
+			 * recipients in this transaction, so the rest go in the
+			 * next one. Some recipient was accepted, so the next
+			 * transaction has fewer to carry. */
+			if (s->nrcpts_put_back++ == 0)
+				log_info("%s: %s accepted %zu recipients, then replied 452; the rest go in the next transaction",
+				    s->job->msg->env->id, s->relay, s->naccepted);
 		} else if (s->mail_ok) {
-			reply_to_outcome(s, index - 1);
+			reply_to_outcome(s, r);
 		}
 	} else {
 		if (s->reply_code == 354 && s->naccepted > 0) {
@@ -864,9 +993,9 @@ envelope_reply(struct session *s)
 			abort_session(s, "4.5.0", reason);
 			return;
 		}
-		for (size_t r = 0; r < nrcpts; r++)
-			if (s->accepted[r])
-				reply_to_outcome(s, r);
+		for (size_t i = 0; i < ntxn; i++)
+			if (s->accepted[s->txn[i]])
+				reply_to_outcome(s, s->txn[i]);
 		send_line(s, "RSET");
 		set_state(s, S_RSET);
 		return;
@@ -881,7 +1010,7 @@ envelope_reply(struct session *s)
 			return;
 		}
 		/* Stop early when MAIL failed or no recipient was accepted. */
-		if (!s->mail_ok || (index == nrcpts && s->naccepted == 0)) {
+		if (!s->mail_ok || (index == ntxn && s->naccepted == 0)) {
 			send_line(s, "RSET");
 			set_state(s, S_RSET);
 			return;
@@ -896,7 +1025,7 @@ data_done_reply(struct session *s)
 	for (size_t r = 0; r < s->job->nrcpts; r++)
 		if (s->accepted[r])
 			reply_to_outcome(s, r);
-	finish_job(s, 1);
+	transaction_done(s, 1);
 }
 
 /* ---- connection set-up ---- */
@@ -1062,9 +1191,13 @@ handle_reply(struct session *s)
 
 	switch (s->state) {
 	case S_GREETING:
+		/* A 5xx greeting defers like a 4xx one, as with Postfix's
+		 * default smtp_skip_5xx_greeting = yes. The next address may
+		 * accept the mail, and a host that rejects every session gives
+		 * no verdict on the recipients. */
 		if (s->reply_code != 220) {
-			next_address(s, s->reply_code / 100 == 5 ? "5.0.0" : "4.0.0",
-			    "host %s refused to talk to me: %d %s", s->relay, s->reply_code, s->reply);
+			next_address(s, "4.0.0", "host %s refused to talk to me: %d %s", s->relay,
+			    s->reply_code, s->reply);
 			return;
 		}
 		send_ehlo(s);
@@ -1127,7 +1260,7 @@ handle_reply(struct session *s)
 		data_done_reply(s);
 		return;
 	case S_RSET:
-		finish_job(s, s->reply_code == 250);
+		transaction_done(s, s->reply_code == 250);
 		return;
 	case S_QUIT:
 	case S_IDLE:
@@ -1344,7 +1477,7 @@ session_start(struct outbound_job *job)
 	struct session *s = xcalloc(1, sizeof *s);
 
 	s->job = job;
-	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
+	s->progress = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
 	s->data_fd = -1;
 	s->setup_usec = now_usec();
 	s->transaction_usec = 0;
@@ -1367,7 +1500,7 @@ void
 session_continue(struct session *s, struct outbound_job *job)
 {
 	s->job = job;
-	s->finished = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
+	s->progress = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
 	s->setup_usec = now_usec();
 	s->transaction_usec = 0;
 	if (s->continue_ev == NULL)

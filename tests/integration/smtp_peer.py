@@ -172,3 +172,110 @@ def queued_ids(host):
     """Return the queue ids in `estafeta queue list` and the whole listing."""
     listing = host.run("estafeta", "queue", "list").stdout.decode()
     return re.findall(r"^([0-9A-F]{8,})", listing, re.M), listing
+
+
+# A well-behaved SMTP server with PIPELINING and SIZE that fails in the
+# way its mode names. Arguments: mode, address, record file, and for mode
+# "limit" the number of recipients it takes per transaction. Every
+# command it receives is appended to the record file, with "CONNECT" at
+# the start of each connection and "DATA done" after each message.
+#   ok        accepts everything
+#   greet554  greets with 554 and replies 503 to every command
+#   rcpt451   replies 451 to every RCPT
+#   rcpt550   replies 550 to every RCPT
+#   limit     replies 452 4.5.3 to each RCPT past the limit
+#   size      announces SIZE with the limit argument as its value and
+#             records the octets between DATA and the final "."
+MX_PEER = r'''
+mode, address, record = sys.argv[1], sys.argv[2], sys.argv[3]
+limit = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+
+def note(line):
+    with open(record, "ab") as out:
+        out.write(line + b"\r\n")
+
+def refuse(conn):
+    conn.sendall(b"554 5.7.1 mx refuses all mail\r\n")
+    for line in lines(conn):
+        note(line)
+        if line.upper() == b"QUIT":
+            conn.sendall(b"221 2.0.0 Bye\r\n")
+            return
+        conn.sendall(b"503 5.5.1 no service here\r\n")
+
+def rcpt_reply(accepted):
+    if mode == "rcpt451":
+        return b"451 4.3.0 try again later\r\n"
+    if mode == "rcpt550":
+        return b"550 5.1.1 no such user\r\n"
+    if mode == "limit" and accepted >= limit:
+        return b"452 4.5.3 Error: too many recipients\r\n"
+    return b"250 2.1.5 Ok\r\n"
+
+def receive_data(conn, reader):
+    # The octets of the message as sent, with dot-stuffing undone, the
+    # unit of the SIZE parameter (RFC 1870).
+    size = 0
+    for data_line in reader:
+        if data_line == b".":
+            break
+        if data_line.startswith(b"."):
+            data_line = data_line[1:]
+        size += len(data_line) + 2
+    note(b"DATA done size=%d" % size)
+    conn.sendall(b"250 2.0.0 Ok: queued as TEST\r\n")
+
+def serve(conn):
+    note(b"CONNECT")
+    if mode == "greet554":
+        refuse(conn)
+        return
+    conn.sendall(b"220 mx ESMTP test peer\r\n")
+    reader = lines(conn)
+    accepted = 0
+    for line in reader:
+        note(line)
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            size = b"250-SIZE %d\r\n" % limit if mode == "size" else b""
+            conn.sendall(b"250-mx\r\n" + size + b"250 PIPELINING\r\n")
+        elif verb == b"MAIL":
+            accepted = 0
+            conn.sendall(b"250 2.1.0 Ok\r\n")
+        elif verb == b"RCPT":
+            reply = rcpt_reply(accepted)
+            accepted += reply.startswith(b"250")
+            conn.sendall(reply)
+        elif verb == b"DATA" and accepted == 0:
+            conn.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
+        elif verb == b"DATA":
+            conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            receive_data(conn, reader)
+        elif verb == b"RSET":
+            conn.sendall(b"250 2.0.0 Ok\r\n")
+        elif verb == b"QUIT":
+            conn.sendall(b"221 2.0.0 Bye\r\n")
+            return
+        else:
+            conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
+
+listen_and_serve(address, serve, 20)
+'''
+
+
+def start_mx_peer(net, tmp_path, name, address, mode, *args):
+    """Run MX_PEER in MODE as host NAME of NET at ADDRESS and return the
+    path of its record file."""
+    record = tmp_path / ("%s.record" % name)
+    script = tmp_path / ("%s.py" % name)
+    script.write_text(PEER_RUNTIME + MX_PEER)
+    proc = net.popen(name, ["/usr/bin/python3", str(script), mode, address, str(record),
+                            *[str(arg) for arg in args]],
+                     stdout=subprocess.PIPE, stderr=sys.stderr)
+    assert proc.stdout.readline().strip() == b"ready"
+    return record
+
+
+def recorded(record):
+    """Return the lines in a record file of MX_PEER, or [] when it has none."""
+    return record.read_bytes().split(b"\r\n") if record.exists() else []
