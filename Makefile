@@ -28,7 +28,7 @@ CFLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-PROGRAMS := smtpd queued deliverd authd imapd sendmail estafeta
+PROGRAMS := smtpd queued deliverd authd imapd filterd sendmail estafeta
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -101,7 +101,7 @@ bench:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/estafeta $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
-	for p in smtpd queued deliverd authd imapd; do \
+	for p in smtpd queued deliverd authd imapd filterd; do \
 		install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/lib/estafeta/$$p; done
 	install -m 755 $(BUILD)/bin/sendmail $(DESTDIR)$(PREFIX)/sbin/sendmail
 	install -m 755 $(BUILD)/bin/estafeta $(DESTDIR)$(PREFIX)/sbin/estafeta

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "filter_client.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
@@ -137,6 +138,8 @@ spool_open(struct session *s, int fd, const char *queue_id, enum smtp_data_mode 
 	free(received);
 }
 
+static void message_commit(struct session *s);
+
 /* Reject a message after its end: log, reply, drop the spool file. */
 static void
 message_reject(struct session *s, const char *reply)
@@ -189,6 +192,19 @@ message_end(struct session *s)
 		return;
 	}
 
+	if (filter_enabled()) {
+		filter_message(s);
+		return;
+	}
+	message_commit(s);
+}
+
+/* Close the spool file and COMMIT; the session waits for queued. */
+static void
+message_commit(struct session *s)
+{
+	struct transaction *tx = &s->tx;
+
 	if (close(tx->spool_fd) < 0) {
 		log_error("%s: closing the queue file failed: %s", tx->queue_id, strerror(errno));
 		tx->spool_fd = -1;
@@ -202,6 +218,73 @@ message_end(struct session *s)
 		return;
 	}
 	session_pause(s);
+}
+
+/* Reply 250 to a message that filterd discards, and drop its spool file. */
+static void
+message_discard(struct session *s, const struct filter_verdict *verdict)
+{
+	struct transaction *tx = &s->tx;
+
+	log_info("%s: discarded by filterd: %s", tx->queue_id,
+	    verdict->reason[0] != '\0' ? verdict->reason : "no reason given");
+	/* As Postfix does for DISCARD, the client cannot tell this from delivery. */
+	session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
+	command_finish(s);
+	transaction_reset(s);
+	session_set_state(s, SESSION_COMMAND);
+}
+
+/* Apply filterd's header edits to the spool file; 0, or -1 when it failed. */
+static int
+message_apply_edits(struct session *s, const struct header_edits *edits)
+{
+	struct transaction *tx = &s->tx;
+	off_t new_size;
+	char err[256];
+
+	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0')
+		return 0;
+	if (header_edit_apply(tx->spool_fd, (off_t)tx->spool_bytes, edits, &new_size, err,
+	    sizeof err) < 0) {
+		log_error("%s: applying filterd's header edits failed: %s", tx->queue_id, err);
+		return -1;
+	}
+	tx->spool_bytes = (long long)new_size;
+	return 0;
+}
+
+void
+data_filter_done(struct session *s, struct filter_verdict *verdict)
+{
+	struct transaction *tx = &s->tx;
+
+	switch (verdict->action) {
+	case VERDICT_REJECT:
+	case VERDICT_TEMPFAIL:
+		message_reject(s, verdict->reply);
+		break;
+	case VERDICT_DISCARD:
+		message_discard(s, verdict);
+		break;
+	case VERDICT_QUARANTINE:
+	case VERDICT_ACCEPT:
+		if (message_apply_edits(s, &verdict->edits) < 0) {
+			message_reject(s, "451 4.3.0 Error: queue file write error, try again later");
+			break;
+		}
+		if (verdict->action == VERDICT_QUARANTINE) {
+			log_info("%s: quarantined by filterd: %s", tx->queue_id,
+			    verdict->reason[0] != '\0' ? verdict->reason : "no reason given");
+			tx->quarantine = 1;
+		}
+		message_commit(s);
+		break;
+	}
+
+	/* A commit in flight resumes the session when queued replies. */
+	if (s->state != SESSION_WAITING)
+		session_resume(s);
 }
 
 void

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter_client.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
@@ -59,6 +60,9 @@ addr_has_utf8(const struct mailaddr *addr)
 			return 1;
 	return 0;
 }
+
+static void mail_accept(struct session *s, const struct mailaddr *sender,
+    const struct mail_params *params);
 
 /*
  * Reply 421 and close when the session has had its smtpd_session_
@@ -129,15 +133,50 @@ command_mail(struct session *s, char *args)
 		return;
 	}
 
+	if (filter_enabled()) {
+		filter_mail(s, &sender, &params);
+		return;
+	}
+	mail_accept(s, &sender, &params);
+}
+
+/* Start the transaction of SENDER. */
+static void
+mail_accept(struct session *s, const struct mailaddr *sender, const struct mail_params *params)
+{
+	struct transaction *tx = &s->tx;
+
 	tx->active = 1;
-	tx->sender = sender;
-	tx->body = params.body;
-	tx->smtputf8 = params.smtputf8;
-	tx->ret = params.ret;
-	strlcpy_x(tx->envid, params.envid, sizeof tx->envid);
-	tx->requiretls = params.requiretls;
+	tx->sender = *sender;
+	tx->body = params->body;
+	tx->smtputf8 = params->smtputf8;
+	tx->ret = params->ret;
+	strlcpy_x(tx->envid, params->envid, sizeof tx->envid);
+	tx->requiretls = params->requiretls;
 	s->transactions++;
 	session_reply(s, "250 2.1.0 Ok");
+}
+
+/*
+ * filterd's verdict on MAIL FROM: a reject or tempfail (an SPF fail, or
+ * filterd unavailable with smtpd_filter_failure_policy tempfail) is the
+ * reply to MAIL. Only the message stage can discard or quarantine, so
+ * those verdicts start the transaction here like accept.
+ */
+void
+mail_filter_done(struct session *s, const struct mailaddr *sender,
+    const struct mail_params *params, struct filter_verdict *verdict)
+{
+	if (verdict->action == VERDICT_REJECT || verdict->action == VERDICT_TEMPFAIL) {
+		session_log_reject(s, "MAIL", verdict->reply, NULL);
+		session_reply_raw(s, verdict->reply);
+	} else {
+		mail_accept(s, sender, params);
+	}
+
+	command_finish(s);
+	session_set_state(s, SESSION_COMMAND);
+	session_resume(s);
 }
 
 void

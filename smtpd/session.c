@@ -162,6 +162,7 @@ session_free(struct session *s)
 	auth_session_reset(s);
 	transaction_reset(s);
 	queue_client_close(s);
+	filter_close(s);
 
 	format_counters(s, counters, sizeof counters);
 	log_info("disconnect from %s[%s]%s", s->name, s->ip, counters);

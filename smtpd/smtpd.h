@@ -272,6 +272,9 @@ struct session {
 	int tls_handshaking;
 	int tls_active;			/* the handshake is complete */
 	char tls_description[128];	/* tls_describe text, for logs and Received: */
+
+	/* The connection to filterd (filter.c), NULL before the first request. */
+	struct filter_client *filter;
 };
 
 /* smtpd.c */
@@ -401,5 +404,23 @@ int queue_client_take_ahead(struct session *s, enum queue_request request, int *
 int queue_client_commit(struct session *s);
 void queue_client_abort(struct session *s);
 void queue_client_close(struct session *s);
+
+/* filter.c: filterd at MAIL FROM and at the end of the data */
+struct filter_verdict;
+/* Whether smtpd_filter is on. */
+int filter_enabled(void);
+/* Ask filterd about MAIL FROM:SENDER; the session waits, then
+ * mail_filter_done runs with the verdict. */
+void filter_mail(struct session *s, const struct mailaddr *sender, const struct mail_params *params);
+/* Ask filterd about the message in the spool file; the session waits,
+ * then data_filter_done runs with the verdict. */
+void filter_message(struct session *s);
+void filter_close(struct session *s);
+
+/* envelope.c, data.c: the verdicts. VERDICT and its edits stay valid
+ * until the next request, so use them before resuming the session. */
+void mail_filter_done(struct session *s, const struct mailaddr *sender,
+    const struct mail_params *params, struct filter_verdict *verdict);
+void data_filter_done(struct session *s, struct filter_verdict *verdict);
 
 #endif

@@ -31,9 +31,10 @@ SANITIZED = os.environ.get("ESTAFETA_SANITIZED") == "1"
 # each daemon finds its peers' sockets.
 DAEMONS = ("authd", "deliverd", "queued", "smtpd")
 # Started only when a test names them: host.start("imapd").
-OPTIONAL_DAEMONS = ("imapd",)
+OPTIONAL_DAEMONS = ("imapd", "filterd")
 # Daemons that log this line once they are serving, after any recovery.
-STARTED_LINE = {"queued": b": started: ", "authd": b": started: "}
+STARTED_LINE = {"queued": b": started: ", "authd": b": started: ",
+                "filterd": b": listening on "}
 
 VIRTUAL_USERS = {
     "demo@example.test": "demo",
@@ -209,6 +210,7 @@ class MailHost:
             "queued_socket": str(self.dir / "sock" / "queued.sock"),
             "lmtp_socket": str(self.dir / "sock" / "lmtp.sock"),
             "userdb_socket": str(self.dir / "sock" / "auth-userdb"),
+            "filterd_socket": str(self.dir / "sock" / "filterd.sock"),
             "alias_database": str(self.dir / "etc" / "aliases"),
             "virtual_passwd_file": str(self.dir / "etc" / "passwd-file"),
             "mail_spool_directory": str(self.dir / "var-mail"),
@@ -318,7 +320,7 @@ class MailHost:
                 return False
             return self.accepts_connection(("127.0.0.1", self.imap_port))
         path = {"authd": "userdb_socket", "deliverd": "lmtp_socket",
-                "queued": "queued_socket"}[name]
+                "queued": "queued_socket", "filterd": "filterd_socket"}[name]
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.settings[path])

@@ -1,0 +1,192 @@
+/* The chain of checks: the table of compiled-in checks and the runner. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authres.h"
+#include "chain.h"
+#include "clamc.h"
+#include "config.h"
+#include "dkim.h"
+#include "dmarc.h"
+#include "log.h"
+#include "spamc.h"
+#include "spf.h"
+#include "util.h"
+
+/* The checks compiled into filterd. Each check adds its line here. */
+static const struct chain_check chain_table[] = {
+	{ "spf", CHAIN_MAIL | CHAIN_MESSAGE, spf_check, 0, spf_init },
+	{ "dkim_verify", CHAIN_MESSAGE, dkim_verify_check, 0, dkim_verify_init },
+	{ "dmarc", CHAIN_MESSAGE, dmarc_check, 0, dmarc_init },
+	{ "dkim_sign", CHAIN_MESSAGE, dkim_sign_check, 0, dkim_sign_init },
+	{ "authres", CHAIN_MESSAGE, authres_check, 0, NULL },
+	{ "spamassassin", CHAIN_MESSAGE, spamc_check, 1, spamc_init },
+	{ "clamav", CHAIN_MESSAGE, clamc_check, 1, clamc_init },
+	{ NULL, 0, NULL, 0, NULL },
+};
+
+enum failure_policy { POLICY_ACCEPT, POLICY_TEMPFAIL };
+
+/* A check of the configured chain. */
+struct chain_link {
+	const struct chain_check *check;
+	enum failure_policy policy;
+};
+
+static struct chain_link *chain;
+static size_t chain_count;
+static long long scan_size_limit;
+
+/* Running checks take it for reading, and chain_reload for writing. */
+static pthread_rwlock_t chain_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static const struct chain_check *
+chain_find(const char *name)
+{
+	for (const struct chain_check *check = chain_table; check->name != NULL; check++)
+		if (strcmp(check->name, name) == 0)
+			return check;
+	return NULL;
+}
+
+/* Read filterd_NAME_failure_policy into *POLICY; -1 with ERR when it is missing. */
+static int
+chain_read_policy(const char *name, enum failure_policy *policy, char *err, size_t errsize)
+{
+	char param[128];
+
+	snprintf(param, sizeof param, "filterd_%s_failure_policy", name);
+	if (config_param_find(param) == NULL) {
+		snprintf(err, errsize, "check %s has no %s parameter in lib/params_filterd.c",
+		    name, param);
+		return -1;
+	}
+	*policy = strcmp(config_string(param), "tempfail") == 0 ? POLICY_TEMPFAIL : POLICY_ACCEPT;
+	return 0;
+}
+
+static int
+chain_init_checks(char *err, size_t errsize)
+{
+	for (size_t i = 0; i < chain_count; i++) {
+		const struct chain_check *check = chain[i].check;
+		char check_err[256] = "";
+
+		if (check->init == NULL)
+			continue;
+		if (check->init(check_err, sizeof check_err) < 0) {
+			snprintf(err, errsize, "check %s: %s", check->name, check_err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+chain_init(char *err, size_t errsize)
+{
+	char *const *names = config_list("filterd_checks");
+	size_t count = 0;
+
+	while (names[count] != NULL)
+		count++;
+	chain = xcalloc(count + 1, sizeof *chain);
+	chain_count = 0;
+	scan_size_limit = config_size("filterd_scan_size_limit");
+
+	for (size_t i = 0; i < count; i++) {
+		const struct chain_check *check = chain_find(names[i]);
+
+		if (check == NULL) {
+			snprintf(err, errsize, "filterd_checks: unknown check %s (not compiled in)",
+			    names[i]);
+			return -1;
+		}
+		for (size_t j = 0; j < chain_count; j++)
+			if (chain[j].check == check) {
+				snprintf(err, errsize, "filterd_checks: check %s is listed twice",
+				    names[i]);
+				return -1;
+			}
+		if (chain_read_policy(check->name, &chain[chain_count].policy, err, errsize) < 0)
+			return -1;
+		chain[chain_count++].check = check;
+	}
+	return chain_init_checks(err, errsize);
+}
+
+void
+chain_reload(void)
+{
+	char err[512];
+
+	pthread_rwlock_wrlock(&chain_lock);
+	if (chain_init_checks(err, sizeof err) < 0)
+		log_error("reload failed: %s", err);
+	else
+		log_info("reloaded %zu checks", chain_count);
+	pthread_rwlock_unlock(&chain_lock);
+}
+
+size_t
+chain_length(void)
+{
+	return chain_count;
+}
+
+/* Apply LINK's failure policy to a check that could not run. */
+static void
+chain_check_failed(const struct chain_link *link, const struct filter_message *msg,
+    struct filter_result *result, const char *error)
+{
+	const char *id = msg->queue_id[0] != '\0' ? msg->queue_id : "NOQUEUE";
+	char reply[FILTER_REPLY_MAX], reason[128];
+
+	if (link->policy == POLICY_ACCEPT) {
+		log_warn("%s: check %s failed: %s; accepting without it (failure policy accept)",
+		    id, link->check->name, error);
+		filter_result_log(result, "%s=error", link->check->name);
+		return;
+	}
+
+	log_warn("%s: check %s failed: %s; replying 451 (failure policy tempfail)",
+	    id, link->check->name, error);
+	snprintf(reply, sizeof reply, "451 4.7.0 Error: the %s check is unavailable, try again later",
+	    link->check->name);
+	snprintf(reason, sizeof reason, "%s=error", link->check->name);
+	filter_result_action(result, FILTER_TEMPFAIL, reply, reason);
+	filter_result_log(result, "%s=error", link->check->name);
+}
+
+void
+chain_run(enum filter_stage stage, const struct filter_message *msg,
+    struct filter_result *result)
+{
+	unsigned stage_bit = stage == FILTER_STAGE_MAIL ? CHAIN_MAIL : CHAIN_MESSAGE;
+	int too_big = stage == FILTER_STAGE_MESSAGE && msg->size > scan_size_limit;
+	int skipped = 0;
+
+	pthread_rwlock_rdlock(&chain_lock);
+	for (size_t i = 0; i < chain_count; i++) {
+		const struct chain_link *link = &chain[i];
+		char err[256] = "";
+
+		if ((link->check->stages & stage_bit) == 0)
+			continue;
+		if (too_big && link->check->content_scanner) {
+			skipped = 1;
+			continue;
+		}
+		if (link->check->fn(msg, result, err, sizeof err) < 0)
+			chain_check_failed(link, msg, result, err[0] != '\0' ? err : "unknown error");
+	}
+	pthread_rwlock_unlock(&chain_lock);
+
+	if (skipped) {
+		filter_result_field(result,
+		    "X-Estafeta-Filter: scan skipped, message larger than %lld bytes", scan_size_limit);
+		filter_result_log(result, "scan=skipped");
+	}
+}
