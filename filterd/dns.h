@@ -18,14 +18,14 @@
 #define DNS_TYPE_TXT	16
 #define DNS_TYPE_AAAA	28
 
-/* What a lookup found when it returns 0. */
+/* Outcome of a lookup that returned 0. */
 enum dns_status {
 	DNS_FOUND,	/* records of the type asked for */
 	DNS_NXDOMAIN,	/* the name does not exist (RCODE 3) */
 	DNS_NODATA,	/* the name exists, no records of that type */
 };
 
-/* One record of the answer. */
+/* One record of the answer section. */
 struct dns_record {
 	unsigned char *rdata;	/* the RDATA as received */
 	size_t rdlength;
@@ -55,7 +55,9 @@ struct dns_answer {
  * Create the resolver from dns_resolvers, dns_trust_anchor_file and
  * filterd_dns_timeout. With dns_resolvers empty it logs that, returns 0,
  * and every later lookup fails as a temporary error. Returns -1 with ERR
- * set on an invalid setting.
+ * set on an invalid setting. Each check may call it from its init: only
+ * the first successful call creates the resolver, so a changed setting
+ * takes a restart.
  */
 int dns_init(char *err, size_t errsize);
 

@@ -1,0 +1,137 @@
+/*
+ * libspf2's DNS layer over filterd's resolver (dns.h), so that libspf2
+ * never calls res_query or reads /etc/resolv.conf. It also counts void
+ * lookups, which libspf2 1.2.10 does not limit (RFC 7208 section 4.6.4).
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spf2/spf.h>
+
+#include "dns.h"
+#include "log.h"
+#include "spf_internal.h"
+#include "util.h"
+
+/* Per-thread state of the check that runs on this thread. */
+static __thread int void_lookups;
+static __thread char dns_error[256];
+
+void
+spf_dns_reset(void)
+{
+	void_lookups = 0;
+	dns_error[0] = '\0';
+}
+
+int
+spf_dns_void_lookups(void)
+{
+	return void_lookups;
+}
+
+const char *
+spf_dns_error(void)
+{
+	return dns_error;
+}
+
+/* Copy the records of ANSWER into SPFRR in the layout libspf2 expects. */
+static int
+rr_fill(SPF_dns_rr_t *spfrr, int rrtype, const struct dns_answer *answer)
+{
+	int count = 0;
+
+	for (size_t i = 0; i < answer->count; i++) {
+		const struct dns_record *record = &answer->records[i];
+		const void *data;
+		size_t len;
+
+		if (rrtype == DNS_TYPE_A || rrtype == DNS_TYPE_AAAA) {
+			len = rrtype == DNS_TYPE_A ? 4 : 16;
+			if (record->rdlength != len)
+				continue;
+			data = record->rdata;
+		} else {
+			len = strlen(record->text) + 1;
+			data = record->text;
+		}
+		if (SPF_dns_rr_buf_realloc(spfrr, count, len) != SPF_E_SUCCESS)
+			return -1;
+		memcpy(spfrr->rr[count], data, len);
+		count++;
+	}
+	spfrr->num_rr = count;
+	if (count == 0)
+		spfrr->herrno = NO_DATA;
+	return 0;
+}
+
+static SPF_dns_rr_t *
+spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, int should_cache)
+{
+	struct dns_answer answer;
+	SPF_dns_rr_t *spfrr;
+	char err[256];
+
+	(void)should_cache;
+
+	/* RFC 7208 section 14.1 retired the SPF RR type, so a query for it
+	 * would only cost time; libspf2 falls back to TXT on NO_DATA. */
+	if (rr_type == ns_t_spf)
+		return SPF_dns_rr_new_init(server, domain, rr_type, 0, NO_DATA);
+
+	/* Past the void lookup limit the check ends as permerror anyway,
+	 * so further names are not asked for. */
+	if (void_lookups > SPF_VOID_LOOKUP_LIMIT)
+		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
+
+	/* The check logs the first error with its result, once per check. */
+	if (dns_lookup(domain, (int)rr_type, &answer, err, sizeof err) < 0) {
+		log_debug("SPF: %s", err);
+		if (dns_error[0] == '\0')
+			strlcpy_x(dns_error, err, sizeof dns_error);
+		return SPF_dns_rr_new_init(server, domain, rr_type, 0, TRY_AGAIN);
+	}
+
+	switch (answer.status) {
+	case DNS_NXDOMAIN:
+		void_lookups++;
+		spfrr = SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
+		break;
+	case DNS_NODATA:
+		void_lookups++;
+		spfrr = SPF_dns_rr_new_init(server, domain, rr_type, 0, NO_DATA);
+		break;
+	default:
+		spfrr = SPF_dns_rr_new_init(server, domain, rr_type, 0, NETDB_SUCCESS);
+		if (spfrr != NULL && rr_fill(spfrr, (int)rr_type, &answer) < 0) {
+			SPF_dns_rr_free(spfrr);
+			spfrr = SPF_dns_rr_new_init(server, domain, rr_type, 0, TRY_AGAIN);
+		}
+		break;
+	}
+	dns_answer_free(&answer);
+	return spfrr;
+}
+
+static void
+spf_dns_destroy(SPF_dns_server_t *server)
+{
+	free(server);
+}
+
+SPF_dns_server_t *
+spf_dns_new(void)
+{
+	SPF_dns_server_t *server = calloc(1, sizeof *server);
+
+	if (server == NULL)
+		return NULL;
+	server->destroy = spf_dns_destroy;
+	server->lookup = spf_dns_lookup;
+	server->name = "estafeta";
+	return server;
+}

@@ -1,0 +1,366 @@
+"""filterd's SPF check (libspf2 over libunbound) against a test DNS zone.
+
+The zone is served by unbound in a network namespace (netns_dns), and the
+check runs in another namespace, so every query can reach only that
+server. Each case is evaluated through spf_probe.c (filterd's SPF files
+linked into a small program) and through pyspf (python3-spf) pointed at
+the same server, and the two results must agree.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import netns_dns
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_IP = "198.51.100.10"
+OTHER_IP = "192.0.2.1"
+HELO = "helo.spf.test"
+RECEIVER = "mx.example.test"
+
+# Eleven a: terms that each query DNS exceed the limit of 10 (RFC 7208
+# section 4.6.4). The names exist, so no void lookup is counted.
+TOO_MANY = " ".join("a:a%d.spf.test" % n for n in range(1, 12))
+TEN = " ".join("a:a%d.spf.test" % n for n in range(1, 11))
+
+RECORDS = [
+    'helo.spf.test. TXT "v=spf1 ip4:%s -all"' % CLIENT_IP,
+    'badhelo.spf.test. TXT "v=spf1 -all"',
+    'pass.spf.test. TXT "v=spf1 ip4:%s -all"' % CLIENT_IP,
+    'fail.spf.test. TXT "v=spf1 ip4:%s -all"' % OTHER_IP,
+    'softfail.spf.test. TXT "v=spf1 ip4:%s ~all"' % OTHER_IP,
+    'neutral.spf.test. TXT "v=spf1 ?all"',
+    'none.spf.test. A %s' % OTHER_IP,
+    'syntax.spf.test. TXT "v=spf1 ip4:%s frobnicate:x -all"' % CLIENT_IP,
+    'toomany.spf.test. TXT "v=spf1 %s ip4:%s -all"' % (TOO_MANY, CLIENT_IP),
+    'ten.spf.test. TXT "v=spf1 %s ip4:%s -all"' % (TEN, CLIENT_IP),
+    'voids.spf.test. TXT "v=spf1 a:v1.spf.test a:v2.spf.test a:v3.spf.test ip4:%s -all"'
+    % CLIENT_IP,
+    # Two TXT strings that only joined make the record (RFC 7208 section 3.3).
+    'split.spf.test. TXT "v=spf1 ip4:198.51" ".100.10 -all"',
+    'mx.spf.test. TXT "v=spf1 mx -all"',
+    'mx.spf.test. MX 10 mail.mx.spf.test.',
+    'mail.mx.spf.test. A %s' % CLIENT_IP,
+    # exp= text with bytes outside ASCII (RFC 7208 section 6.2).
+    'exp.spf.test. TXT "v=spf1 -all exp=why.spf.test"',
+    'why.spf.test. TXT "caf\\195\\169 says %{i} may not send for %{d}"',
+] + ['a%d.spf.test. A 192.0.2.%d' % (n, 100 + n) for n in range(1, 12)]
+
+# unbound drops queries for timeout.test, so they time out, and replies
+# REFUSED for refused.test, so libunbound returns SERVFAIL.
+EXTRA_CONFIG = """    local-zone: "timeout.test." deny
+    local-zone: "refused.test." refuse"""
+
+# sender, HELO, expected result, expected action at MAIL FROM with the
+# default policies.
+CASES = [
+    ("user@pass.spf.test", HELO, "pass", "accept"),
+    ("user@fail.spf.test", HELO, "fail", "reject"),
+    ("user@softfail.spf.test", HELO, "softfail", "accept"),
+    ("user@neutral.spf.test", HELO, "neutral", "accept"),
+    ("user@none.spf.test", HELO, "none", "accept"),
+    ("user@nxdomain.spf.test", HELO, "none", "accept"),
+    ("user@syntax.spf.test", HELO, "permerror", "accept"),
+    ("user@toomany.spf.test", HELO, "permerror", "accept"),
+    ("user@ten.spf.test", HELO, "pass", "accept"),
+    ("user@voids.spf.test", HELO, "permerror", "accept"),
+    ("user@split.spf.test", HELO, "pass", "accept"),
+    ("user@mx.spf.test", HELO, "pass", "accept"),
+    ("user@refused.test", HELO, "temperror", "accept"),
+    ("", HELO, "pass", "accept"),
+    ("", "badhelo.spf.test", "fail", "reject"),
+]
+
+PYSPF_SCRIPT = r"""
+import json, sys
+import dns.resolver
+resolver = dns.resolver.Resolver(configure=False)
+resolver.nameservers = [sys.argv[1]]
+resolver.lifetime = 3
+dns.resolver.default_resolver = resolver
+import spf
+out = []
+for sender, helo in json.loads(sys.argv[2]):
+    out.append(spf.check2(i=sys.argv[3], s=sender, h=helo, timeout=3, querytime=0)[0])
+print(json.dumps(out))
+"""
+
+
+def skip_reason():
+    reason = netns_dns.available()
+    if reason:
+        return reason
+    for tool in ("cc", "pkg-config", netns_dns.UNBOUND):
+        if not shutil.which(tool):
+            return "%s is not installed" % tool
+    return None
+
+
+pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+
+
+def build_probe(directory):
+    """Compile spf_probe.c with filterd's SPF files; returns its path."""
+    subprocess.run(["make", "-s", "build/libestafeta.a"], cwd=REPO, check=True,
+                   capture_output=True, timeout=300)
+    libs = subprocess.run(["pkg-config", "--libs", "libevent", "libevent_openssl", "openssl",
+                           "libsystemd", "libunbound"], check=True, capture_output=True,
+                          text=True).stdout.split()
+    probe = Path(directory) / "spf_probe"
+    sources = ["tests/integration/spf_probe.c", "filterd/spf.c", "filterd/spf_dns.c",
+               "filterd/spf_header.c", "filterd/dns.c", "filterd/result.c"]
+    sanitize = ["-fsanitize=address,undefined"] if os.environ.get("SANITIZE") == "1" else []
+    result = subprocess.run(
+        ["cc", "-D_GNU_SOURCE", "-Ilib", "-Ifilterd", "-O1", "-g", *sanitize, "-o", str(probe),
+         *sources, "build/libestafeta.a", *libs, "-lspf2", "-lcdb", "-lcrypt", "-lpthread"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return probe
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("spf")
+    net = netns_dns.NetnsBed()
+    try:
+        net.dns = netns_dns.ZoneServer(net, directory / "dns", ["spf.test", "timeout.test",
+                                                                "refused.test"],
+                                       RECORDS, extra_config=EXTRA_CONFIG)
+        net.add_host("client", CLIENT_IP)
+        net.probe = build_probe(directory)
+        net.directory = directory
+        yield net
+    finally:
+        net.close()
+
+
+def write_config(bed, name, **settings):
+    values = {
+        "syslog": "no",
+        "myhostname": RECEIVER,
+        "dns_resolvers": netns_dns.DNS_ADDRESS,
+        "dns_trust_anchor_file": "",
+        "filterd_dns_timeout": "1s",
+    }
+    values.update(settings)
+    path = bed.directory / ("%s.conf" % name)
+    path.write_text("".join("%s = %s\n" % item for item in values.items()))
+    return path
+
+
+def probe(bed, config, sender, helo=HELO, client=CLIENT_IP, stage_result=None, outbound=False):
+    """Run the check in the client namespace; returns its key=value output."""
+    args = [str(bed.probe), str(config), client, helo, sender]
+    if stage_result is not None:
+        args += list(stage_result)
+    env = dict(os.environ, SPF_PROBE_OUTBOUND="1" if outbound else "0")
+    result = bed.run("client", *args, timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+    out = {"field": [], "authres": [], "stderr": result.stderr}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key in ("field", "authres"):
+            out[key].append(value.replace("\\n", "\n"))
+        else:
+            out[key] = value
+    return out
+
+
+def pyspf_results(bed, pairs):
+    result = bed.run("client", "/usr/bin/python3", "-c", PYSPF_SCRIPT, netns_dns.DNS_ADDRESS,
+                     json.dumps(pairs), CLIENT_IP, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def default_config(bed):
+    return write_config(bed, "default")
+
+
+@pytest.mark.parametrize("sender,helo,expected,action", CASES)
+def test_spf_result_at_mail(bed, default_config, sender, helo, expected, action):
+    out = probe(bed, default_config, sender, helo)
+    domain = sender.rpartition("@")[2] if sender else helo
+    assert out["rc"] == "0"
+    assert out["spf_result"] == expected
+    assert out["spf_domain"] == domain
+    assert out["action"] == action
+
+
+def test_spf_agrees_with_pyspf(bed, default_config):
+    pairs = [[sender, helo] for sender, helo, _, _ in CASES]
+    expected = pyspf_results(bed, pairs)
+    ours = [probe(bed, default_config, sender, helo)["spf_result"] for sender, helo in pairs]
+    assert ours == expected
+
+
+def test_spf_fail_reply(bed, default_config):
+    out = probe(bed, default_config, "user@fail.spf.test")
+    assert out["reply"] == ("550 5.7.23 SPF check failed: %s is not allowed to send mail for "
+                            "fail.spf.test" % CLIENT_IP)
+    assert "spf=fail" in out["log"]
+
+
+def test_spf_fail_reply_ignores_exp(bed, default_config):
+    out = probe(bed, default_config, "user@exp.spf.test")
+    assert out["spf_result"] == "fail"
+    assert out["reply"] == ("550 5.7.23 SPF check failed: %s is not allowed to send mail for "
+                            "exp.spf.test" % CLIENT_IP)
+
+
+def test_spf_fail_accepted_by_setting(bed):
+    config = write_config(bed, "failaccept", spf_policy_fail="accept")
+    out = probe(bed, config, "user@fail.spf.test")
+    assert out["spf_result"] == "fail"
+    assert out["action"] == "accept"
+
+
+def test_spf_softfail_rejected_by_setting(bed):
+    config = write_config(bed, "softreject", spf_policy_softfail="reject")
+    out = probe(bed, config, "user@softfail.spf.test")
+    assert out["action"] == "reject"
+    assert out["reply"].startswith("550 5.7.23 ")
+
+
+def test_spf_permerror_rejected_by_setting(bed):
+    config = write_config(bed, "permreject", spf_policy_permerror="reject")
+    for sender in ("user@syntax.spf.test", "user@toomany.spf.test", "user@voids.spf.test"):
+        out = probe(bed, config, sender)
+        assert out["action"] == "reject", sender
+        assert out["reply"].startswith("550 5.7.24 SPF record of %s is invalid: "
+                                       % sender.partition("@")[2]), out["reply"]
+
+
+def test_spf_void_lookup_limit_reply(bed):
+    config = write_config(bed, "voidreject", spf_policy_permerror="reject")
+    out = probe(bed, config, "user@voids.spf.test")
+    assert out["reply"].endswith("more than 2 void DNS lookups")
+
+
+def test_spf_timeout_is_temperror(bed):
+    config = write_config(bed, "timeout", spf_policy_temperror="tempfail")
+    out = probe(bed, config, "user@timeout.test")
+    assert out["spf_result"] == "temperror"
+    assert out["action"] == "tempfail"
+    assert out["reply"].startswith("451 4.7.24 SPF check of timeout.test failed temporarily: ")
+    assert "timed out after 1s" in out["reply"]
+
+
+def test_spf_servfail_tempfail_reply(bed):
+    config = write_config(bed, "servfail", spf_policy_temperror="tempfail")
+    out = probe(bed, config, "user@refused.test")
+    assert out["action"] == "tempfail"
+    assert out["reply"].startswith("451 4.7.24 ")
+
+
+def test_spf_no_resolvers_is_temperror(bed):
+    config = write_config(bed, "noresolver", dns_resolvers="")
+    out = probe(bed, config, "user@pass.spf.test")
+    assert out["spf_result"] == "temperror"
+    assert out["action"] == "accept"
+    assert "dns_resolvers is empty" in out["stderr"]
+
+
+def test_spf_helo_fail_rejects(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test", helo="badhelo.spf.test")
+    assert out["action"] == "reject"
+    assert out["reply"].startswith("550 5.7.23 ")
+    assert "spf_helo=fail" in out["log"]
+
+
+def test_spf_helo_policy_log_only(bed):
+    config = write_config(bed, "helolog", spf_helo_policy="log")
+    out = probe(bed, config, "user@pass.spf.test", helo="badhelo.spf.test")
+    assert out["action"] == "accept"
+    assert out["spf_result"] == "pass"
+    assert "spf_helo=fail" in out["log"]
+
+
+def test_spf_helo_policy_off(bed):
+    config = write_config(bed, "helooff", spf_helo_policy="off")
+    out = probe(bed, config, "user@pass.spf.test", helo="badhelo.spf.test")
+    assert out["action"] == "accept"
+    assert "spf_helo" not in out["log"]
+
+
+def test_spf_helo_address_literal(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test", helo="[%s]" % CLIENT_IP)
+    assert out["spf_result"] == "pass"
+    assert "spf_helo=none" in out["log"]
+
+
+def test_spf_null_sender_bad_helo(bed, default_config):
+    out = probe(bed, default_config, "", helo="not a domain")
+    assert out["spf_result"] == "none"
+    assert out["spf_domain"] == ""
+    assert out["action"] == "accept"
+
+
+def test_spf_sender_without_domain(bed, default_config):
+    out = probe(bed, default_config, "user")
+    assert out["spf_result"] == "none"
+    assert out["action"] == "accept"
+
+
+def test_spf_ipv4_mapped_client(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test", client="::ffff:" + CLIENT_IP)
+    assert out["spf_result"] == "pass"
+
+
+def test_spf_outbound_not_checked(bed, default_config):
+    out = probe(bed, default_config, "user@fail.spf.test", outbound=True)
+    assert out["action"] == "accept"
+    assert out["spf_result"] == ""
+    assert out["log"] == ""
+
+
+def test_received_spf_without_result(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test", stage_result=("", ""))
+    assert out["field"] == []
+    assert out["authres"] == []
+
+
+def test_received_spf_field(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test",
+                stage_result=("pass", "pass.spf.test"))
+    assert out["field"] == [
+        "Received-SPF: pass (%s: domain of pass.spf.test designates %s as permitted sender)\n"
+        "\treceiver=%s; client-ip=%s; envelope-from=\"user@pass.spf.test\";\n"
+        "\thelo=%s; identity=mailfrom" % (RECEIVER, CLIENT_IP, RECEIVER, CLIENT_IP, HELO)]
+    assert out["authres"] == ["spf=pass smtp.mailfrom=pass.spf.test"]
+
+
+def test_received_spf_null_sender(bed, default_config):
+    out = probe(bed, default_config, "", stage_result=("fail", HELO))
+    assert len(out["field"]) == 1
+    assert out["field"][0].startswith("Received-SPF: fail (")
+    assert "envelope-from=\"<>\"" in out["field"][0]
+    assert out["field"][0].endswith("identity=helo")
+    assert out["authres"] == ["spf=fail smtp.helo=%s" % HELO]
+
+
+def test_received_spf_quotes_client_text(bed, default_config):
+    out = probe(bed, default_config, 'a"b\\c@pass.spf.test', helo="x)(y",
+                stage_result=("none", "pass.spf.test"))
+    field = out["field"][0]
+    assert 'envelope-from="a\\"b\\\\c@pass.spf.test"' in field
+    assert 'helo="x)(y"' in field
+
+
+def test_received_spf_unknown_result_ignored(bed, default_config):
+    out = probe(bed, default_config, "user@pass.spf.test",
+                stage_result=("bogus", "pass.spf.test"))
+    assert out["field"] == []
+
+
+def test_queries_only_test_server(bed):
+    sources = bed.dns.query_sources()
+    assert sources
+    # The other address is the readiness probe of ZoneServer itself.
+    assert sources <= {CLIENT_IP, netns_dns.DNS_ADDRESS}
