@@ -33,9 +33,6 @@
 
 #define RR_TLSA		52
 
-/* Maximum number of TLSA records used for one host. */
-#define TLSA_MAX	16
-
 /* Maximum number of names a verify level may match. */
 #define MATCH_MAX	16
 
@@ -46,8 +43,8 @@ struct host_policy {
 	char nexthop[256];
 	const char *match[MATCH_MAX + 1];
 	char match_buffer[1024];
-	struct tls_tlsa tlsa[TLSA_MAX];
-	unsigned char *tlsa_data[TLSA_MAX];
+	struct tls_tlsa *tlsa;		/* every TLSA record of the host, sized to the response */
+	unsigned char **tlsa_data;
 	int requiretls;
 	int sts_testing;	/* MTA-STS testing: verify and log, never fail */
 	char sts_id[MTA_STS_ID_SIZE];
@@ -115,6 +112,8 @@ host_policy_free(struct host_policy *data)
 		return;
 	for (size_t i = 0; i < data->peer.tlsa_count; i++)
 		free(data->tlsa_data[i]);
+	free(data->tlsa_data);
+	free(data->tlsa);
 	free(data);
 }
 
@@ -278,9 +277,14 @@ dane_done_without_tlsa(struct lookup *lookup)
 static size_t
 tlsa_copy(struct host_policy *data, const struct ub_result *result)
 {
-	size_t usable = 0;
+	size_t usable = 0, nrecords = 0;
 
-	for (int i = 0; result->data[i] != NULL && data->peer.tlsa_count < TLSA_MAX; i++) {
+	while (result->data[nrecords] != NULL)
+		nrecords++;
+	data->tlsa = xcalloc(nrecords > 0 ? nrecords : 1, sizeof *data->tlsa);
+	data->tlsa_data = xcalloc(nrecords > 0 ? nrecords : 1, sizeof *data->tlsa_data);
+
+	for (size_t i = 0; i < nrecords; i++) {
 		const unsigned char *rdata = (const unsigned char *)result->data[i];
 		struct tls_tlsa *record = &data->tlsa[data->peer.tlsa_count];
 		size_t n = data->peer.tlsa_count;
