@@ -1,58 +1,5 @@
 /* Parameters read by queued. Defaults for the Postfix names are Postfix's. */
-#include <arpa/inet.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "config.h"
-#include "util.h"
-
-/* Check one dns_resolvers item: an IPv4 or IPv6 address, then
- * optionally "@" and a port. Returns 0, or -1 with ERR set. */
-static int
-check_resolver(const char *item, char *err, size_t errsize)
-{
-	char address[INET6_ADDRSTRLEN + 1];
-	unsigned char bytes[16];
-	const char *at = strchr(item, '@');
-	size_t len = at != NULL ? (size_t)(at - item) : strlen(item);
-
-	if (len == 0 || len >= sizeof address) {
-		snprintf(err, errsize, "invalid DNS server %s: expected ADDRESS or ADDRESS@PORT", item);
-		return -1;
-	}
-	memcpy(address, item, len);
-	address[len] = '\0';
-	if (inet_pton(AF_INET, address, bytes) != 1 && inet_pton(AF_INET6, address, bytes) != 1) {
-		snprintf(err, errsize, "invalid DNS server %s: %s is not an IPv4 or IPv6 address", item,
-		    address);
-		return -1;
-	}
-	if (at != NULL) {
-		char *end;
-		long port = strtol(at + 1, &end, 10);
-
-		if (at[1] == '\0' || *end != '\0' || port < 1 || port > 65535) {
-			snprintf(err, errsize, "invalid DNS server %s: the port must be 1 to 65535", item);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Check every item of dns_resolvers, separated as config_list splits them. */
-static int
-check_resolvers(const char *value, char *err, size_t errsize)
-{
-	char *copy = xstrdup(value), *save = NULL;
-	int rc = 0;
-
-	for (char *item = strtok_r(copy, ", \t", &save); item != NULL && rc == 0;
-	    item = strtok_r(NULL, ", \t", &save))
-		rc = check_resolver(item, err, errsize);
-	free(copy);
-	return rc;
-}
 
 #define DAY (24LL * 3600)
 
@@ -90,10 +37,6 @@ const struct config_param config_params_queued[] = {
 	  "queued lowers it to a quarter of its descriptor limit if that is smaller", NULL, NULL },
 	{ "outbound_delivery", CONFIG_BOOL, "no", 0, 0,
 	  "whether queued delivers mail for remote domains over SMTP; with no, such mail waits in the queue with that reason", NULL, NULL },
-	{ "dns_resolvers", CONFIG_LIST, "", 0, 0,
-	  "DNS servers that queued sends every query to, as ADDRESS or ADDRESS@PORT (IPv4 or IPv6); /etc/resolv.conf is never read, and with none set outbound delivery stays off", NULL, check_resolvers },
-	{ "dns_trust_anchor_file", CONFIG_STRING, "/usr/share/dns/root.key", 0, 0,
-	  "DNSSEC trust anchors (zone file format) that queued validates answers with; empty turns validation off", NULL, NULL },
 	{ "outbound_address_family", CONFIG_STRING, "all", 0, 0,
 	  "address families the SMTP client connects over: all (IPv6 first, then IPv4), ipv4 or ipv6", "all ipv4 ipv6", NULL },
 	{ "relayhost", CONFIG_STRING, "", 0, 0,
