@@ -1,0 +1,252 @@
+/*
+ * DKIM signing (RFC 6376) of outbound mail at the message stage, with
+ * the key that dkim_signing_table lists for the From: domain, relaxed
+ * canonicalization of header and body, and From oversigned. The check
+ * runs after the checks that edit the header, so it signs the header as
+ * it will be stored: without the fields in result->removals and with
+ * result->subject_prefix in the Subject: field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dkim.h"
+#include "header.h"
+#include "log.h"
+#include "util.h"
+
+#define SIGNATURE_FIELD "DKIM-Signature"
+
+/* Whether RESULT removes FIELD, the INDEXth (1-based) field of its name. */
+static int
+field_removed(const struct filter_result *result, const struct header_field *field,
+    unsigned index)
+{
+	for (size_t i = 0; i < result->nremovals; i++) {
+		const char *name = result->removals[i].name;
+
+		if (result->removals[i].index == index && strlen(name) == field->namelen &&
+		    ascii_ncasecmp(name, field->name, field->namelen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The number of fields before FIELDS[AT] with the same name, plus one. */
+static unsigned
+field_index(const struct header_list *list, size_t at)
+{
+	const struct header_field *field = &list->fields[at];
+	unsigned index = 1;
+
+	for (size_t i = 0; i < at; i++) {
+		if (list->fields[i].namelen == field->namelen &&
+		    ascii_ncasecmp(list->fields[i].name, field->name, field->namelen) == 0)
+			index++;
+	}
+	return index;
+}
+
+static int
+field_named(const struct header_field *field, const char *name)
+{
+	return field->namelen == strlen(name) &&
+	    ascii_ncasecmp(field->name, name, field->namelen) == 0;
+}
+
+/* FIELD (a Subject: field) with PREFIX at the start of its value, after
+ * the white space that follows the colon. */
+static char *
+subject_with_prefix(const struct header_field *field, const char *prefix)
+{
+	const char *value = field->value, *end = field->start + field->len;
+	char *joined, *crlf;
+
+	while (value < end && (*value == ' ' || *value == '\t'))
+		value++;
+	joined = xasprintf("%.*s%s%.*s", (int)(value - field->start), field->start, prefix,
+	    (int)(end - value), value);
+	crlf = dkim_field_crlf(joined, strlen(joined));
+	free(joined);
+	return crlf;
+}
+
+/* The first From: address domain of the header as it will be stored, in
+ * DOMAIN. Returns 0, or -1 when there is none. */
+static int
+from_domain(const struct header_list *list, const struct filter_result *result, char *domain,
+    size_t size)
+{
+	char *addresses[4] = { 0 };
+	size_t count = 0;
+	int rc = -1;
+
+	for (size_t i = 0; i < list->count; i++) {
+		const struct header_field *field = &list->fields[i];
+		char *value;
+
+		if (!field_named(field, "From") || field_removed(result, field, field_index(list, i)))
+			continue;
+		value = header_unfold(field);
+		count = header_addresses(value, addresses, 4);
+		free(value);
+		break;
+	}
+	if (count > 0 && addresses[0] != NULL) {
+		const char *at = strrchr(addresses[0], '@');
+
+		if (at != NULL && at[1] != '\0') {
+			strlcpy_x(domain, at + 1, size);
+			rc = 0;
+		}
+	}
+	for (size_t i = 0; i < count && i < 4; i++)
+		free(addresses[i]);
+	return rc;
+}
+
+/* Pass the header as it will be stored to DKIM. */
+static DKIM_STAT
+headers_feed(DKIM *dkim, const struct header_list *list, const struct filter_result *result)
+{
+	DKIM_STAT status = DKIM_STAT_OK;
+	int subject_done = 0;
+
+	for (size_t i = 0; i < list->count && status == DKIM_STAT_OK; i++) {
+		const struct header_field *field = &list->fields[i];
+		char *text;
+
+		if (field_removed(result, field, field_index(list, i)))
+			continue;
+		if (!subject_done && result->subject_prefix[0] != '\0' &&
+		    field_named(field, "Subject")) {
+			text = subject_with_prefix(field, result->subject_prefix);
+			subject_done = 1;
+		} else {
+			text = dkim_field_crlf(field->start, field->len);
+		}
+		status = dkim_header(dkim, (unsigned char *)text, strlen(text));
+		free(text);
+	}
+	return status;
+}
+
+static int
+body_feed(void *context, const unsigned char *data, size_t len)
+{
+	DKIM *dkim = context;
+
+	return dkim_body(dkim, (unsigned char *)data, len) == DKIM_STAT_OK ? 0 : 1;
+}
+
+/* Add the signature of DKIM to RESULT as a DKIM-Signature: field, its
+ * folded lines joined by LF. */
+static int
+signature_add(DKIM *dkim, struct filter_result *result, char *err, size_t errsize)
+{
+	unsigned char *value = NULL;
+	size_t len = 0;
+	char *text;
+	size_t n = 0;
+	DKIM_STAT status;
+
+	status = dkim_getsighdr_d(dkim, strlen(SIGNATURE_FIELD ": "), &value, &len);
+	if (status != DKIM_STAT_OK || value == NULL) {
+		snprintf(err, errsize, "cannot format the DKIM signature: %s",
+		    dkim_getresultstr(status));
+		return -1;
+	}
+	text = xmalloc(len + 1);
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] != '\r')
+			text[n++] = (char)value[i];
+	}
+	text[n] = '\0';
+	if (filter_result_field(result, SIGNATURE_FIELD ": %s", text) < 0) {
+		snprintf(err, errsize, "cannot add the DKIM-Signature field: too many fields");
+		free(text);
+		return -1;
+	}
+	free(text);
+	return 0;
+}
+
+/* Sign the message of MSG whose header is in LIST with KEY. */
+static int
+message_sign(const struct filter_message *msg, const struct header_list *list, off_t body_offset,
+    const struct dkim_signing_key *key, struct filter_result *result, char *err, size_t errsize)
+{
+	DKIM_STAT status;
+	DKIM *dkim;
+	int rc = -1;
+
+	dkim = dkim_sign(dkim_library(), (const unsigned char *)msg->queue_id, NULL,
+	    (dkim_sigkey_t)key->pem, (const unsigned char *)key->selector,
+	    (const unsigned char *)key->domain, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
+	    key->ed25519 ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &status);
+	if (dkim == NULL) {
+		snprintf(err, errsize, "cannot start DKIM signing for %s: %s", key->domain,
+		    dkim_getresultstr(status));
+		return -1;
+	}
+
+	status = headers_feed(dkim, list, result);
+	if (status == DKIM_STAT_OK)
+		status = dkim_eoh(dkim);
+	if (status == DKIM_STAT_OK &&
+	    spool_body_feed(msg->fd, body_offset, msg->size, body_feed, dkim) != 0)
+		status = DKIM_STAT_INTERNAL;
+	if (status == DKIM_STAT_OK)
+		status = dkim_eom(dkim, NULL);
+
+	if (status != DKIM_STAT_OK) {
+		const char *why = dkim_geterror(dkim);
+
+		snprintf(err, errsize, "DKIM signing for %s failed: %s", key->domain,
+		    why != NULL && why[0] != '\0' ? why : dkim_getresultstr(status));
+	} else {
+		rc = signature_add(dkim, result, err, errsize);
+	}
+	dkim_free(dkim);
+	return rc;
+}
+
+int
+dkim_sign_check(const struct filter_message *msg, struct filter_result *result, char *err,
+    size_t errsize)
+{
+	struct spool_header header;
+	struct header_list list = { 0 };
+	struct dkim_signing_key key = { 0 };
+	char domain[256];
+	int rc = 0;
+
+	if (!msg->outbound)
+		return 0;
+
+	if (spool_header_read(msg->fd, msg->size, &header, err, errsize) < 0)
+		return -1;
+	if (header_parse(header.text, header.len, &list) < 0) {
+		snprintf(err, errsize, "out of memory");
+		spool_header_free(&header);
+		return -1;
+	}
+
+	if (from_domain(&list, result, domain, sizeof domain) < 0) {
+		filter_result_log(result, "dkim_sign=none (no From: address)");
+	} else if (dkim_signing_key_find(domain, &key) < 0) {
+		char clean[512];
+
+		filter_result_log(result, "dkim_sign=none (no key for %s)",
+		    log_sanitize(clean, sizeof clean, domain, strlen(domain)));
+	} else {
+		rc = message_sign(msg, &list, header.body_offset, &key, result, err, errsize);
+		if (rc == 0)
+			filter_result_log(result, "dkim_sign=%s/%s", key.domain, key.selector);
+		free(key.pem);
+	}
+
+	header_list_free(&list);
+	spool_header_free(&header);
+	return rc;
+}

@@ -1,0 +1,25 @@
+/*
+ * DMARC (RFC 7489) for inbound mail at the message stage: the policy
+ * that the From: domain publishes, applied to the SPF result of the MAIL
+ * stage and the DKIM results of dkim_verify_check.
+ */
+#ifndef ESTAFETA_FILTERD_DMARC_H
+#define ESTAFETA_FILTERD_DMARC_H
+
+#include <stddef.h>
+
+#include "filter.h"
+
+/* Read dmarc_public_suffix_list, at start-up and again on SIGHUP.
+ * Returns 0, or -1 with ERR set. */
+int dmarc_init(char *err, size_t errsize);
+void dmarc_stop(void);
+
+/* Copy the organizational domain of DOMAIN (RFC 7489 section 3.2: the
+ * public suffix plus one label) into OUT, lower case. A domain that is
+ * itself a public suffix is its own organizational domain. */
+void dmarc_organizational_domain(const char *domain, char *out, size_t size);
+
+filter_check_fn dmarc_check;
+
+#endif
