@@ -23,6 +23,9 @@ static const char help_text[] =
     "  queue delete ID|ALL  remove message ID (or every message) from the queue\n"
     "  config check         check the configuration file; errors are FILE:LINE: reason\n"
     "  config show [-n]     print every parameter with its value (-n: only those set in the file)\n"
+    "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--bits N] [--force]\n"
+    "                       write a DKIM signing key into dkim_key_directory and print\n"
+    "                       its TXT record and dkim_signing_table line\n"
     "  help                 print this text\n"
     "\n"
     "options:\n"
@@ -93,6 +96,10 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "config") == 0)
 		return config_command(config_path, argc - 1, argv + 1);
+	if (strcmp(argv[0], "dkim") == 0) {
+		load_config_or_exit(config_path);
+		return dkim_command(argc - 1, argv + 1);
+	}
 	if (strcmp(argv[0], "queue") == 0) {
 		load_config_or_exit(config_path);
 		return queue_command(argc - 1, argv + 1);
