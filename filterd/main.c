@@ -105,7 +105,6 @@ main(int argc, char **argv)
 	server_run(listener);
 
 	close(listener);
-	unlink(config_string("filterd_socket"));
 	log_info("stopped");
 	return 0;
 }

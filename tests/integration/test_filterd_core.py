@@ -1,0 +1,500 @@
+"""filterd and smtpd's side of it: the protocol, the failure policies and
+the verdicts, with real smtplib sessions through smtpd.
+
+filterd has no check compiled in yet, so the tests that need a verdict
+other than accept (reject, discard, header edits, invalid replies) put a
+scripted filterd peer on filterd_socket, as the outbound tests put a
+scripted SMTP peer in front of queued. The peer sends the replies each
+test gives it and records the requests smtpd sent.
+"""
+
+import os
+import signal
+import smtplib
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+SENDER = "someone@example.org"
+RCPT = "demo@example.test"
+MESSAGE = ("From: someone@example.org\r\nTo: demo@example.test\r\n"
+           "Subject: filter test\r\nX-Remove-Me: first\r\n\r\nbody line\r\n")
+
+FILTER_SETTINGS = {"smtpd_filter": "yes", "filterd_checks": ""}
+
+
+# The lib/ipc.h framing: a 4-byte length and 4-byte flags in network byte
+# order, then "TYPE\n" and "key=value\n" lines. Flag 1 means that a file
+# descriptor came with the first byte.
+
+def encode_frame(kind, fields):
+    body = (kind + "\n" + "".join("%s=%s\n" % item for item in fields)).encode()
+    return struct.pack("!II", len(body), 0) + body
+
+
+def recv_exact(sock, count, fds):
+    data = b""
+    while len(data) < count:
+        chunk, ancillary, _, _ = sock.recvmsg(count - len(data), socket.CMSG_SPACE(16))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += struct.unpack("%di" % (len(payload) // 4), payload[:len(payload) - len(payload) % 4])
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def recv_frame(sock):
+    """Return (type, [(key, value)], fd or None), or None at EOF."""
+    fds = []
+    header = recv_exact(sock, 8, fds)
+    if header is None:
+        return None
+    length, _ = struct.unpack("!II", header)
+    body = recv_exact(sock, length, fds)
+    if body is None:
+        return None
+    lines = body.decode().split("\n")[:-1]
+    fields = [tuple(line.split("=", 1)) for line in lines[1:]]
+    return lines[0], fields, (fds[0] if fds else None)
+
+
+def field(fields, key):
+    values = [value for name, value in fields if name == key]
+    return values[0] if values else None
+
+
+class ScriptedFilterd:
+    """A filterd peer on PATH: replies REPLIES[request type] (a list of
+    (key, value) or a raw bytes frame) and records each request with the
+    spool file's content read through the passed descriptor."""
+
+    def __init__(self, path, replies):
+        self.replies = replies
+        self.requests = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        os.chmod(str(path), 0o666)
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(20)
+            threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+
+    def serve_connection(self, conn):
+        with conn:
+            while True:
+                try:
+                    frame = recv_frame(conn)
+                except OSError:
+                    return
+                if frame is None:
+                    return
+                kind, fields, fd = frame
+                content = None
+                if fd is not None:
+                    size = int(field(fields, "size"))
+                    content = os.pread(fd, size, 0)
+                    os.close(fd)
+                self.requests.append((kind, fields, content))
+                reply = self.replies[kind]
+                conn.sendall(reply if isinstance(reply, bytes) else encode_frame("RESULT", reply))
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def scripted_host(make_mailhost):
+    """Start a host with smtpd_filter on and a scripted filterd peer that
+    replies REPLIES; returns (host, peer)."""
+    peers = []
+
+    def factory(replies, **settings):
+        host = make_mailhost(start=False, **dict(FILTER_SETTINGS, **settings))
+        peer = ScriptedFilterd(host.settings["filterd_socket"], replies)
+        peers.append(peer)
+        host.newaliases()
+        host.start()
+        return host, peer
+
+    yield factory
+    for peer in peers:
+        peer.stop()
+
+
+def start_with_filterd(make_mailhost, **settings):
+    host = make_mailhost(**dict(FILTER_SETTINGS, **settings))
+    host.start("filterd")
+    return host
+
+
+def send(host, message=MESSAGE, sender=SENDER, rcpt=RCPT):
+    with host.smtp() as client:
+        client.sendmail(sender, [rcpt], message)
+
+
+def mail_reply(host, sender=SENDER):
+    """EHLO and MAIL FROM on a raw session; returns the MAIL reply and the session."""
+    raw = host.raw()
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+    return raw.cmd("MAIL FROM:<%s>" % sender), raw
+
+
+# The real filterd, with an empty chain.
+
+def test_empty_chain_delivers_unchanged(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+
+    send(host)
+
+    messages = host.wait_for_messages(RCPT, 1)
+    assert len(messages) == 1
+    header, body = messages[0].split(b"\n\n", 1)
+    assert body == b"body line\n"
+    assert b"\nSubject: filter test\nX-Remove-Me: first" in header
+    assert b"X-Estafeta-Filter" not in header
+    assert host.wait_for_log(r"filterd\[\d+\]: NOQUEUE: action=accept, stage=mail")
+    assert host.wait_for_log(r"filterd\[\d+\]: [0-9A-F]+: action=accept, stage=message")
+
+
+def test_one_connection_per_session(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+
+    with host.smtp() as client:
+        for _ in range(3):
+            client.sendmail(SENDER, [RCPT], MESSAGE)
+
+    assert len(host.wait_for_messages(RCPT, 3)) == 3
+    assert host.log().count("action=accept, stage=message") == 3
+    assert "reading a request from smtpd failed" not in host.log()
+
+
+def test_bdat_message_filtered(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    raw = host.raw()
+    data = MESSAGE.encode()
+
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+    assert raw.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+    assert raw.cmd("RCPT TO:<%s>" % RCPT)[0] == 250
+    code, text = raw.cmd(b"BDAT %d LAST\r\n" % len(data) + data[:-2])
+    raw.close()
+
+    assert code == 250, text
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+    assert host.wait_for_log(r"action=accept, stage=message")
+
+
+def test_filterd_down_tempfails(make_mailhost):
+    host = make_mailhost(**FILTER_SETTINGS)
+
+    (code, text), raw = mail_reply(host)
+    raw.close()
+
+    assert code == 451
+    assert text.startswith("4.7.0 ")
+    assert host.wait_for_log(r"smtpd\[\d+\]: warning: NOQUEUE: filterd unavailable: cannot connect to "
+                             r".*smtpd_filter_failure_policy tempfail")
+    assert host.wait_for_log(r"reject: MAIL from .*: 451 4\.7\.0")
+
+
+def test_filterd_down_policy_accept(make_mailhost):
+    host = make_mailhost(smtpd_filter_failure_policy="accept", **FILTER_SETTINGS)
+
+    send(host)
+
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+    assert host.wait_for_log(r"NOQUEUE: filterd unavailable: .*going on without filtering")
+    assert host.wait_for_log(r"[0-9A-F]+: filterd unavailable: .*going on without filtering")
+
+
+def test_filterd_killed_mid_request(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    proc = host.procs["filterd"]
+
+    proc.send_signal(signal.SIGSTOP)
+    raw = host.raw()
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+    raw.send(b"MAIL FROM:<someone@example.org>\r\n")
+    time.sleep(0.3)
+    host.kill("filterd")
+    code, text = raw.reply()
+
+    assert code == 451
+    assert text.startswith("4.7.0 ")
+    assert host.wait_for_log(r"filterd unavailable: lost the connection")
+    assert raw.cmd("NOOP")[0] == 250
+    raw.close()
+
+
+def test_filterd_restart_reconnects(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+
+    host.kill("filterd")
+    (code, _), raw = mail_reply(host)
+    assert code == 451
+    host.start("filterd")
+    code, text = raw.cmd("MAIL FROM:<%s>" % SENDER)
+    raw.close()
+
+    assert code == 250, text
+
+
+def test_filterd_timeout_tempfails(make_mailhost):
+    host = start_with_filterd(make_mailhost, smtpd_filter_timeout="1s")
+    proc = host.procs["filterd"]
+
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        (code, text), raw = mail_reply(host)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+    assert code == 451
+    assert text.startswith("4.7.0 ")
+    assert elapsed < 5
+    assert host.wait_for_log(r"filterd unavailable: no reply within 1s")
+    # The late reply went to the dropped connection; a new one serves the retry.
+    code, text = raw.cmd("MAIL FROM:<%s>" % SENDER)
+    raw.close()
+    assert code == 250, text
+
+
+def test_filterd_busy_tempfails(make_mailhost):
+    host = start_with_filterd(make_mailhost, filterd_max_connections="1")
+
+    (code, _), first = mail_reply(host)
+    assert code == 250
+    (code, text), second = mail_reply(host)
+    first.close()
+    second.close()
+
+    assert code == 451
+    assert text.startswith("4.7.0 ")
+    assert host.wait_for_log(r"filterd_max_connections limit of 1 reached")
+    assert host.wait_for_log(r"filterd unavailable: BUSY filterd serves its limit of 1 connections")
+
+
+def filterd_connection(host):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(host.settings["filterd_socket"])
+    return sock
+
+
+def test_filterd_bad_requests(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    mail = [("client_addr", "192.0.2.1"), ("helo", "x.example"), ("sender", "a@example.org")]
+    message = mail + [("queue_id", "0123456789ABCDEF"), ("rcpt", RCPT), ("size", "10")]
+    cases = [
+        ("BOGUS", mail, "unknown request type"),
+        ("MAIL", [("helo", "x.example"), ("sender", "")], "client_addr missing"),
+        ("MAIL", [("client_addr", "192.0.2.1")], "sender missing"),
+        ("MESSAGE", [kv for kv in message if kv[0] != "queue_id"], "queue_id missing"),
+        ("MESSAGE", [kv for kv in message if kv[0] != "rcpt"], "no rcpt"),
+        ("MESSAGE", [kv for kv in message if kv[0] != "size"], "size missing or invalid"),
+        ("MESSAGE", message, "no spool file descriptor attached"),
+    ]
+
+    with filterd_connection(host) as sock:
+        for kind, fields, error in cases:
+            sock.sendall(encode_frame(kind, fields))
+            reply = recv_frame(sock)
+            assert reply is not None, kind
+            assert reply[0] == "ERROR", (kind, error)
+            assert field(reply[1], "error") == error
+        sock.sendall(encode_frame("MAIL", mail))
+        reply = recv_frame(sock)
+    assert reply[0] == "RESULT"
+    assert field(reply[1], "action") == "accept"
+
+    # A malformed frame (length 0) closes the connection, nothing more.
+    with filterd_connection(host) as sock:
+        sock.sendall(struct.pack("!II", 0, 0))
+        assert sock.recv(1) == b""
+    with filterd_connection(host) as sock:
+        sock.sendall(encode_frame("MAIL", mail))
+        assert field(recv_frame(sock)[1], "action") == "accept"
+    assert host.procs["filterd"].poll() is None
+
+
+def test_filterd_unknown_check_fails(make_mailhost):
+    host = make_mailhost(start=False, filterd_checks="spf no_such_check")
+
+    result = host.run("filterd", "-f", "-c", str(host.config_path), timeout=20)
+
+    assert result.returncode != 0
+    assert b"unknown check" in result.stderr
+
+
+def test_filterd_signals(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    proc = host.procs["filterd"]
+
+    proc.send_signal(signal.SIGHUP)
+    assert host.wait_for_log(r"filterd\[\d+\]: reloaded 0 checks")
+    host.stop("filterd")
+
+    assert proc.returncode == 0
+    assert host.wait_for_log(r"filterd\[\d+\]: stopped")
+
+
+# smtpd's handling of each verdict, against the scripted peer.
+
+ACCEPT = [("action", "accept")]
+
+
+def test_header_edits_applied(scripted_host):
+    host, peer = scripted_host({
+        "MAIL": ACCEPT + [("spf_result", "pass"), ("spf_domain", "example.org")],
+        "MESSAGE": ACCEPT + [
+            ("field", "X-Spam-Status: No, score=0.1"),
+            ("field", "X-Folded: first line"),
+            ("field", "\tsecond line"),
+            ("remove", "x-remove-me:1"),
+            ("subject_prefix", "[TAG]"),
+        ],
+    })
+
+    send(host)
+
+    messages = host.wait_for_messages(RCPT, 1)
+    assert len(messages) == 1
+    header, body = messages[0].split(b"\n\n", 1)
+    lines = header.split(b"\n")
+    received = lines.index(next(line for line in lines if line.startswith(b"Received:")))
+    assert lines[received - 3:received] == [
+        b"X-Spam-Status: No, score=0.1", b"X-Folded: first line", b"\tsecond line"]
+    assert b"Subject: [TAG] filter test" in lines
+    assert b"X-Remove-Me" not in header
+    assert body == b"body line\n"
+
+    mail_request = peer.requests[0]
+    message_request = peer.requests[1]
+    assert mail_request[0] == "MAIL"
+    assert field(mail_request[1], "sender") == SENDER
+    assert field(mail_request[1], "client_addr") == "127.0.0.1"
+    assert field(mail_request[1], "mynetworks") == "1"
+    assert message_request[0] == "MESSAGE"
+    assert field(message_request[1], "spf_result") == "pass"
+    assert field(message_request[1], "spf_domain") == "example.org"
+    assert field(message_request[1], "rcpt") == RCPT
+    assert message_request[2].startswith(b"Received: ")
+    assert message_request[2].endswith(b"\nX-Remove-Me: first\n\nbody line\n")
+
+
+def test_reject_at_mail(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": [("action", "reject"), ("reply", "550 5.7.23 SPF check failed"),
+                 ("reason", "spf=fail")],
+        "MESSAGE": ACCEPT,
+    })
+
+    (code, text), raw = mail_reply(host)
+    raw.close()
+
+    assert code == 550
+    assert text == "5.7.23 SPF check failed"
+    assert host.wait_for_log(r"reject: MAIL from .*: 550 5\.7\.23 SPF check failed")
+
+
+def test_reject_at_end_of_data(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": ACCEPT,
+        "MESSAGE": [("action", "reject"), ("reply", "554 5.7.1 Virus found: Eicar-Signature")],
+    })
+
+    with host.smtp() as client:
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            client.sendmail(SENDER, [RCPT], MESSAGE)
+
+    assert caught.value.smtp_code == 554
+    assert caught.value.smtp_error == b"5.7.1 Virus found: Eicar-Signature"
+    assert host.wait_for_log(r"[0-9A-F]+: reject: END-OF-MESSAGE from .*: 554 5\.7\.1")
+    assert host.wait_for_log(r"[0-9A-F]+: aborted")
+    assert host.messages(RCPT) == []
+
+
+def test_tempfail_at_end_of_data(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": ACCEPT,
+        "MESSAGE": [("action", "tempfail"), ("reply", "451 4.7.0 Try later")],
+    })
+
+    with host.smtp() as client:
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            client.sendmail(SENDER, [RCPT], MESSAGE)
+
+    assert caught.value.smtp_code == 451
+    assert host.messages(RCPT) == []
+
+
+def test_discard(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": ACCEPT,
+        "MESSAGE": [("action", "discard"), ("reason", "virus=Eicar-Signature")],
+    })
+
+    with host.smtp() as client:
+        client.sendmail(SENDER, [RCPT], MESSAGE)
+        assert client.noop()[0] == 250
+
+    assert host.wait_for_log(r"[0-9A-F]+: discarded by filterd: virus=Eicar-Signature")
+    assert host.wait_for_log(r"[0-9A-F]+: aborted")
+    time.sleep(0.3)
+    assert host.messages(RCPT) == []
+
+
+@pytest.mark.parametrize("reply, error", [
+    ([("action", "bogus")], "missing or unknown action"),
+    ([("action", "reject")], "reject or tempfail without a valid SMTP reply"),
+    ([("action", "reject"), ("reply", "250 2.0.0 fine")],
+     "reject or tempfail without a valid SMTP reply"),
+    ([("action", "tempfail"), ("reply", "554 5.0.0 wrong class")],
+     "reject or tempfail without a valid SMTP reply"),
+    (ACCEPT + [("field", "no colon here")], "invalid header field name"),
+    (ACCEPT + [("field", " continuation first")], "a field continuation line comes first"),
+    (ACCEPT + [("remove", "X-Foo:0")], "invalid removal index"),
+    (ACCEPT + [("remove", "X-Foo")], "invalid removal"),
+    (ACCEPT + [("subject_prefix", "x" * 80)], "subject prefix too long"),
+])
+def test_invalid_result_tempfails(scripted_host, reply, error):
+    host, _ = scripted_host({"MAIL": ACCEPT, "MESSAGE": reply})
+
+    with host.smtp() as client:
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            client.sendmail(SENDER, [RCPT], MESSAGE)
+
+    assert caught.value.smtp_code == 451
+    assert host.wait_for_log(r"filterd unavailable: invalid reply: %s" % error)
+    assert host.messages(RCPT) == []
+
+
+def test_error_reply_policy_accept(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": ACCEPT,
+        "MESSAGE": encode_frame("ERROR", [("error", "size missing or invalid")]),
+    }, smtpd_filter_failure_policy="accept")
+
+    send(host)
+
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+    assert host.wait_for_log(r"filterd unavailable: ERROR size missing or invalid; going on")
