@@ -6,6 +6,7 @@
 
 #include "addr.h"
 #include "commit_request.h"
+#include "dsn_orcpt.h"
 #include "envelope.h"
 #include "ipc.h"
 #include "log.h"
@@ -152,18 +153,25 @@ address_valid(const char *address)
 	return addr_parse_plain(address, ADDR_ALLOW_UTF8, &parsed, &why) == 0;
 }
 
-/* Add the recipients in field order, so that each orcpt follows its rcpt. */
+/* Add the recipients in field order, so that each orcpt follows its rcpt.
+ * Returns 0, or -1 with the invalid field in WHY. */
 static int
-add_rcpts(struct envelope *env, const struct ipc_msg *request)
+add_rcpts(struct envelope *env, const struct ipc_msg *request, char *why, size_t whysize)
 {
 	for (size_t i = 0; i < request->nfields; i++) {
 		const struct ipc_field *field = &request->fields[i];
 
 		if (strcmp(field->key, "rcpt") == 0) {
-			if (!address_valid(field->value))
+			if (!address_valid(field->value)) {
+				snprintf(why, whysize, "invalid recipient");
 				return -1;
+			}
 			envelope_add_rcpt(env, field->value);
 		} else if (strcmp(field->key, "orcpt") == 0 && env->nrcpts > 0) {
+			if (!dsn_orcpt_valid(field->value)) {
+				snprintf(why, whysize, "invalid orcpt: expected addr-type;address");
+				return -1;
+			}
 			free(env->rcpts[env->nrcpts - 1].orcpt);
 			env->rcpts[env->nrcpts - 1].orcpt = xstrdup(field->value);
 		}
@@ -197,8 +205,7 @@ commit_request_envelope(const struct ipc_msg *request, const char *id, uid_t uid
 	env = envelope_new(id, sender);
 	env->arrival_usec = now_usec();
 	env->size = ipc_msg_get_int(request, "size", -1);
-	if (add_rcpts(env, request) < 0) {
-		snprintf(why, whysize, "invalid recipient");
+	if (add_rcpts(env, request, why, whysize) < 0) {
 		envelope_free(env);
 		return NULL;
 	}

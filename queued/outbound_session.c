@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 
 #include "config.h"
+#include "dsn_orcpt.h"
 #include "envelope.h"
 #include "log.h"
 #include "outbound_auth.h"
@@ -813,12 +814,17 @@ send_rcpt_to(struct session *s, size_t r)
 	evbuffer_add_printf(out, "RCPT TO:<%s>", rcpt->address);
 	if (s->ext_dsn && rcpt->notify != NULL)
 		evbuffer_add_printf(out, " NOTIFY=%s", rcpt->notify);
-	/* The envelope keeps ORCPT decoded, as "type;address". */
-	if (s->ext_dsn && rcpt->orcpt != NULL && strchr(rcpt->orcpt, ';') != NULL) {
+	/* The envelope keeps ORCPT decoded, as "type;address". A queue file
+	 * written before queued checked ORCPT at commit may hold an invalid
+	 * one, which is left out rather than sent as a malformed parameter. */
+	if (s->ext_dsn && rcpt->orcpt != NULL && dsn_orcpt_valid(rcpt->orcpt)) {
 		const char *semicolon = strchr(rcpt->orcpt, ';');
 
 		evbuffer_add_printf(out, " ORCPT=%.*s;", (int)(semicolon - rcpt->orcpt), rcpt->orcpt);
 		add_xtext(out, semicolon + 1);
+	} else if (s->ext_dsn && rcpt->orcpt != NULL) {
+		log_warn("%s: ORCPT of <%s> in the queue file is invalid, so RCPT TO goes without it", s->job->msg->env->id,
+		    rcpt->address);
 	}
 	evbuffer_add(out, "\r\n", 2);
 }

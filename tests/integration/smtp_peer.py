@@ -174,7 +174,7 @@ def queued_ids(host):
     return re.findall(r"^([0-9A-F]{8,})", listing, re.M), listing
 
 
-# A well-behaved SMTP server with PIPELINING and SIZE that fails in the
+# A well-behaved SMTP server with PIPELINING and DSN that fails in the
 # way its mode names. Arguments: mode, address, record file, and for mode
 # "limit" the number of recipients it takes per transaction. Every
 # command it receives is appended to the record file, with "CONNECT" at
@@ -238,7 +238,7 @@ def serve(conn):
         verb = line[:4].upper()
         if verb == b"EHLO":
             size = b"250-SIZE %d\r\n" % limit if mode == "size" else b""
-            conn.sendall(b"250-mx\r\n" + size + b"250 PIPELINING\r\n")
+            conn.sendall(b"250-mx\r\n" + size + b"250-DSN\r\n250 PIPELINING\r\n")
         elif verb == b"MAIL":
             accepted = 0
             conn.sendall(b"250 2.1.0 Ok\r\n")
