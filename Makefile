@@ -79,17 +79,23 @@ run:
 	$(MAKE) all
 	@sh etc/run.sh $(BUILD)
 
+# Integration tests mostly wait on daemons and timers, so two pytest-xdist
+# workers about halve the wall time; a file's tests stay on one worker so that
+# its module fixtures (spamd, clamd, namespaces) start once.
+PYTEST_JOBS ?= 2
+PYTEST_PARALLEL := $(if $(filter 1,$(PYTEST_JOBS)),,-n $(PYTEST_JOBS) --dist loadfile)
+
 check:
 	@sh tests/tools/ensure-packages.sh check
 	@[ "$$(id -u)" -ne 0 ] || sh etc/create-users.sh
 	/usr/bin/python3 tests/tools/gen-config-man.py --check .
 	$(MAKE) all $(BUILD)/bin/unit-tests
 	$(BUILD)/bin/unit-tests
-	ESTAFETA_BIN=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q tests/integration
+	ESTAFETA_BIN=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q $(PYTEST_PARALLEL) tests/integration
 	$(MAKE) BUILD=build-san SANITIZE=1 all build-san/bin/unit-tests
 	ASAN_OPTIONS=detect_leaks=0 build-san/bin/unit-tests
 	ESTAFETA_BIN=$(CURDIR)/build-san/bin ESTAFETA_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 \
-		/usr/bin/python3 -m pytest -q -m 'not slow' tests/integration
+		/usr/bin/python3 -m pytest -q $(PYTEST_PARALLEL) -m 'not slow' tests/integration
 
 # Estafeta beside a private Postfix instance, both on loopback (as root):
 # the tables go into doc/benchmarks.md; BENCH_ARGS=--quick for a short run.

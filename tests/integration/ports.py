@@ -6,11 +6,21 @@ before the server under test binds it. Ports here come from below that
 range and are handed out once per run.
 """
 
+import os
 import random
 import socket
 
-FIRST_PORT = 20000
-LAST_PORT = 32000
+
+def _worker_range(first, last):
+    """Split FIRST..LAST between pytest-xdist workers, so that two workers
+    never hand out the same port."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    size = (last - first + 1) // count
+    return first + worker * size, first + (worker + 1) * size - 1
+
+
+FIRST_PORT, LAST_PORT = _worker_range(20000, 32000)
 
 _next_port = FIRST_PORT + random.randrange(LAST_PORT - FIRST_PORT)
 _handed_out = set()
