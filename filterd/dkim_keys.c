@@ -261,6 +261,9 @@ library_create(char *err, size_t errsize)
 int
 dkim_verify_init(char *err, size_t errsize)
 {
+	/* dns_init does its work once, whichever check calls it first. */
+	if (dns_init(err, errsize) < 0)
+		return -1;
 	return library_create(err, errsize);
 }
 

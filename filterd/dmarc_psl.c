@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "dmarc.h"
+#include "dns.h"
 #include "log.h"
 #include "util.h"
 
@@ -37,6 +38,9 @@ dmarc_init(char *err, size_t errsize)
 	size_t capacity = 0;
 	char line[512];
 	FILE *file;
+
+	if (dns_init(err, errsize) < 0)
+		return -1;
 
 	dmarc_stop();
 	file = fopen(path, "re");
