@@ -235,6 +235,9 @@ filter_message(struct session *s)
 		ipc_msg_add(msg, FILTER_KEY_SPF_RESULT, client->spf_result);
 		ipc_msg_add(msg, FILTER_KEY_SPF_DOMAIN, client->spf_domain);
 	}
+	/* NOTE: this is queued's read-write descriptor, so filterd could
+	 * write to the spool file. A read-only one would have to be opened
+	 * by path, and smtpd has no rights on the spool directory. */
 	filter_send(s, msg, tx->spool_fd, FILTER_MESSAGE);
 	ipc_msg_free(msg);
 }

@@ -463,6 +463,24 @@ def test_discard(scripted_host):
     assert host.messages(RCPT) == []
 
 
+def test_quarantine_delivers_to_junk(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": ACCEPT,
+        "MESSAGE": [("action", "quarantine"), ("reason", "dmarc=fail policy=quarantine"),
+                    ("field", "X-Spam-Flag: YES")],
+    })
+
+    send(host)
+
+    assert host.wait_for_log(r"[0-9A-F]+: quarantined by filterd: dmarc=fail policy=quarantine")
+    assert host.wait_for_log(r"delivered to maildir folder Junk")
+    junk = host.maildir(RCPT) / ".Junk" / "new"
+    files = list(junk.iterdir())
+    assert len(files) == 1
+    assert files[0].read_bytes().split(b"\n\n", 1)[0].count(b"X-Spam-Flag: YES") == 1
+    assert host.messages(RCPT) == []
+
+
 @pytest.mark.parametrize("reply, error", [
     ([("action", "bogus")], "missing or unknown action"),
     ([("action", "reject")], "reject or tempfail without a valid SMTP reply"),
