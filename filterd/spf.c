@@ -51,9 +51,13 @@ libspf2_error(const char *file, int line, const char *message)
 static void
 libspf2_warning(const char *file, int line, const char *message)
 {
+	char text[512];
+
 	(void)file;
 	(void)line;
-	log_warn("libspf2: %s", message);
+
+	/* The message can quote an SPF record, which is remote text. */
+	log_warn("libspf2: %s", log_sanitize(text, sizeof text, message, strlen(message)));
 }
 
 static void
@@ -322,7 +326,8 @@ spf_record_result(struct filter_result *result, const char *name, const char *do
 }
 
 /* Check the HELO identity when the HELO name is a domain. Returns 1
- * when its result decides the transaction (spf_helo_policy=enforce). */
+ * when its result decides the transaction (spf_helo_policy=enforce), 0
+ * when the MAIL FROM check should follow, -1 with ERR set on an error. */
 static int
 spf_check_helo(const struct filter_message *msg, struct filter_result *result, char *err,
     size_t errsize)
