@@ -226,6 +226,34 @@ outbound_session_closed(const char *nexthop)
 }
 
 void
+outbound_reload(void)
+{
+	char err[512] = "";
+	long entries;
+
+	if (!enabled) {
+		log_info("SIGHUP received: outbound delivery is off, so there is nothing to reload");
+		return;
+	}
+
+	entries = route_reload(err, sizeof err);
+	if (entries < 0)
+		log_error("reloading transport_maps failed: %s; the map loaded before stays in use", err);
+	else if (config_string("transport_maps")[0] != '\0')
+		log_info("transport_maps %s reloaded: %ld entries", config_string("transport_maps"), entries);
+
+	/* As the queue user, queued cannot read a password file that only
+	 * root may read, so a reload then fails and the old credentials stay. */
+	if (config_string("relayhost_password_file")[0] == '\0')
+		return;
+	if (outbound_auth_reload(err, sizeof err) < 0)
+		log_error("reloading relayhost_password_file failed: %s; the credentials read before stay in use",
+		    err);
+	else
+		log_info("relayhost_password_file %s reloaded", config_string("relayhost_password_file"));
+}
+
+void
 outbound_stop(void)
 {
 	struct outbound_job *job;

@@ -24,6 +24,11 @@ const char *outbound_disabled_reason(void);
  * adds one to msg->parts and calls scheduler_attempt_done when over. */
 void outbound_start(struct qmsg *msg);
 
+/* Read transport_maps and relayhost_password_file again (on SIGHUP).
+ * A file that fails to load is logged, and its earlier contents stay
+ * in use. */
+void outbound_reload(void);
+
 void outbound_stop(void);
 
 #endif

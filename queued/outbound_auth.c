@@ -72,6 +72,25 @@ outbound_auth_init(char *err, size_t errsize)
 }
 
 int
+outbound_auth_reload(char *err, size_t errsize)
+{
+	char *old_username = username, *old_password = password;
+
+	username = password = NULL;
+	if (outbound_auth_init(err, errsize) < 0) {
+		outbound_auth_free();
+		username = old_username;
+		password = old_password;
+		return -1;
+	}
+	if (old_password != NULL)
+		OPENSSL_cleanse(old_password, strlen(old_password));
+	free(old_username);
+	free(old_password);
+	return 0;
+}
+
+int
 outbound_auth_wanted(void)
 {
 	return username != NULL;

@@ -22,6 +22,10 @@ enum {
  * file, wrong mode, malformed line). */
 int outbound_auth_init(char *err, size_t errsize);
 
+/* Read relayhost_password_file again. Returns 0, or -1 with ERR set,
+ * and then the credentials read before stay in use. */
+int outbound_auth_reload(char *err, size_t errsize);
+
 /* Return 1 when there are credentials for relayhost, and 0 otherwise. */
 int outbound_auth_wanted(void);
 

@@ -139,6 +139,40 @@ route_init(char *err, size_t errsize)
 	return 0;
 }
 
+static void
+free_transports(struct transport_entry *entries, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		free(entries[i].domain);
+		free(entries[i].transport);
+	}
+	free(entries);
+}
+
+long
+route_reload(char *err, size_t errsize)
+{
+	struct transport_entry *old_transports = transports;
+	size_t old_count = ntransports;
+	struct cdbmap *old_cdb = transport_cdb;
+
+	transports = NULL;
+	ntransports = 0;
+	transport_cdb = NULL;
+	if (route_init(err, errsize) < 0) {
+		free_transports(transports, ntransports);
+		transports = old_transports;
+		ntransports = old_count;
+		transport_cdb = old_cdb;
+		return -1;
+	}
+
+	free_transports(old_transports, old_count);
+	if (old_cdb != NULL)
+		cdbmap_close(old_cdb);
+	return (long)ntransports;
+}
+
 /* Return the entry for KEY in the cdb transport_maps, or NULL. An entry with
  * an unsupported transport becomes a deferral that names it. */
 static const char *

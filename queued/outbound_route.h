@@ -43,6 +43,11 @@ typedef void route_cb(struct route *route, void *arg);
 /* Load transport_maps and check relayhost. Returns 0, or -1 with ERR set. */
 int route_init(char *err, size_t errsize);
 
+/* Load transport_maps again. Returns the number of entries of a text
+ * map (0 for a cdb map), or -1 with ERR set, and then the map loaded
+ * before stays in use. */
+long route_reload(char *err, size_t errsize);
+
 /* Write the destination that DOMAIN's mail goes to (for concurrency limits
  * and connection reuse) into OUT. */
 void route_nexthop(const char *domain, char *out, size_t outsize);

@@ -137,7 +137,8 @@ static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	if (sig == SIGHUP) {
-		log_info("SIGHUP received: queued has no maps to reopen; restart it to apply configuration changes");
+		log_info("SIGHUP received: reloading transport_maps and relayhost_password_file; restart queued to apply other configuration changes");
+		outbound_reload();
 		return;
 	}
 	log_info("stopping on signal %d", (int)sig);
