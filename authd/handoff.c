@@ -5,7 +5,7 @@
  * client's pid (SO_PEERCRED), the request ID, the COOKIE it sent that
  * connection and the user. A master process then sends
  * "REQUEST\tMID\tPID\tID\tCOOKIE" on userdb_socket, and the login is
- * handed over once if all three match within HANDOFF_LIFETIME seconds.
+ * handed over once if all three match within auth_handoff_lifetime seconds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +14,9 @@
 #include <openssl/crypto.h>
 
 #include "authd.h"
+#include "config.h"
 #include "util.h"
 
-#define HANDOFF_LIFETIME	30	/* seconds a login waits for its REQUEST */
 #define HANDOFF_MAX		4096	/* logins kept; the oldest goes first */
 
 struct handoff {
@@ -80,7 +80,7 @@ handoff_remember(pid_t client_pid, unsigned long auth_id, const char *cookie,
 		remove_head();
 
 	handoff = xcalloc(1, sizeof *handoff);
-	handoff->expires = now + HANDOFF_LIFETIME;
+	handoff->expires = now + (time_t)config_time("auth_handoff_lifetime");
 	handoff->client_pid = client_pid;
 	handoff->auth_id = auth_id;
 	strlcpy_x(handoff->cookie, cookie, sizeof handoff->cookie);

@@ -59,6 +59,8 @@ const struct config_param config_params_authd[] = {
 	  NULL, check_passdb },
 	{ "scram_iterations", CONFIG_INT, "4096", 4096, 1000000,
 	  "PBKDF2 iteration count of SCRAM-SHA-256 for users whose passwd-file entry is a {PLAIN} password (a {SCRAM-SHA-256} entry keeps its own count); RFC 7677 asks for at least 4096, and authd computes the keys in its event loop, so a large count delays other logins", NULL, NULL },
+	{ "auth_handoff_lifetime", CONFIG_TIME, "30s", 1, 3600,
+	  "time in seconds that a successful imapd login waits for the master's REQUEST that hands the user over; an unclaimed login is forgotten after it", NULL, NULL },
 	{ "pam_service", CONFIG_STRING, "estafeta", 0, 0,
 	  "PAM service name of the pam passdb, the file in /etc/pam.d that configures it", NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
