@@ -290,7 +290,10 @@ def test_filterd_busy_tempfails(make_mailhost):
     assert code == 451
     assert text.startswith("4.7.0 ")
     assert host.wait_for_log(r"filterd_max_connections limit of 1 reached")
-    assert host.wait_for_log(r"filterd unavailable: BUSY filterd serves its limit of 1 connections")
+    # filterd closes the connection after BUSY without reading the request,
+    # so smtpd may see the reset before the BUSY frame.
+    assert host.wait_for_log(r"filterd unavailable: (BUSY filterd serves its limit of 1 "
+                             r"connections|lost the connection)")
 
 
 def filterd_connection(host):
