@@ -96,6 +96,16 @@ dispatch_loop(void *arg)
 	return NULL;
 }
 
+/* Zones that libunbound would answer itself, sent to the servers. */
+static const char *const forwarded_local_zones[] = {
+	"test.",
+	"2.0.192.in-addr.arpa.",
+	"100.51.198.in-addr.arpa.",
+	"113.0.203.in-addr.arpa.",
+	"8.b.d.0.1.0.0.2.ip6.arpa.",
+	NULL,
+};
+
 /* Forward every query to SERVERS, as queued/resolver.c does. */
 static int
 set_forwarders(char *const *servers, char *err, size_t errsize)
@@ -117,10 +127,22 @@ set_forwarders(char *const *servers, char *err, size_t errsize)
 	}
 
 	/* libunbound 1.17 replies NXDOMAIN itself for names under "test."
-	 * (RFC 6761); "transparent" sends them to the configured servers. */
-	if (ub_ctx_set_option(context, "local-zone:", "test. transparent") != 0) {
-		snprintf(err, errsize, "libunbound rejected local-zone test. transparent");
+	 * (RFC 6761), the reverse zones of private networks (RFC 6303) and
+	 * those of the documentation networks (RFC 5737, RFC 3849). The SPF
+	 * ptr mechanism and %{p} need the PTR records of such clients, so
+	 * these names go to the configured servers too. */
+	if (ub_ctx_set_option(context, "unblock-lan-zones:", "yes") != 0) {
+		snprintf(err, errsize, "libunbound rejected unblock-lan-zones");
 		return -1;
+	}
+	for (size_t i = 0; forwarded_local_zones[i] != NULL; i++) {
+		char zone[128];
+
+		snprintf(zone, sizeof zone, "%s transparent", forwarded_local_zones[i]);
+		if (ub_ctx_set_option(context, "local-zone:", zone) != 0) {
+			snprintf(err, errsize, "libunbound rejected local-zone %s", zone);
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -24,6 +24,7 @@ from conftest import MailHost
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_IP = "198.51.100.10"
+CLIENT_IP6 = "2001:db8:100::10"
 SERVER_IP = "198.51.100.25"
 OTHER_IP = "192.0.2.1"
 HELO = "helo.spf.test"
@@ -52,6 +53,13 @@ RECORDS = [
     'mx.spf.test. TXT "v=spf1 mx -all"',
     'mx.spf.test. MX 10 mail.mx.spf.test.',
     'mail.mx.spf.test. A %s' % CLIENT_IP,
+    'ptr.spf.test. TXT "v=spf1 ptr -all"',
+    '10.100.51.198.in-addr.arpa. PTR mail.ptr.spf.test.',
+    'mail.ptr.spf.test. A %s' % CLIENT_IP,
+    'alias.spf.test. CNAME pass.spf.test.',
+    'v6.spf.test. TXT "v=spf1 ip6:%s -all"' % CLIENT_IP6,
+    'v6a.spf.test. TXT "v=spf1 a:host6.spf.test -all"',
+    'host6.spf.test. AAAA %s' % CLIENT_IP6,
     # exp= text with bytes outside ASCII (RFC 7208 section 6.2).
     'exp.spf.test. TXT "v=spf1 -all exp=why.spf.test"',
     'why.spf.test. TXT "caf\\195\\169 says %{i} may not send for %{d}"',
@@ -77,6 +85,7 @@ CASES = [
     ("user@voids.spf.test", HELO, "permerror", "accept"),
     ("user@split.spf.test", HELO, "pass", "accept"),
     ("user@mx.spf.test", HELO, "pass", "accept"),
+    ("user@ptr.spf.test", HELO, "pass", "accept"),
     ("user@refused.test", HELO, "temperror", "accept"),
     ("", HELO, "pass", "accept"),
     ("", "badhelo.spf.test", "fail", "reject"),
@@ -135,7 +144,8 @@ def bed(tmp_path_factory):
     net = netns_dns.NetnsBed()
     try:
         net.dns = netns_dns.ZoneServer(net, directory / "dns", ["spf.test", "timeout.test",
-                                                                "refused.test"],
+                                                                "refused.test",
+                                                                "100.51.198.in-addr.arpa"],
                                        RECORDS, extra_config=EXTRA_CONFIG)
         net.add_host("client", CLIENT_IP)
         net.add_host("mx", SERVER_IP)
@@ -205,6 +215,28 @@ def test_spf_agrees_with_pyspf(bed, default_config):
     expected = pyspf_results(bed, pairs)
     ours = [probe(bed, default_config, sender, helo)["spf_result"] for sender, helo in pairs]
     assert ours == expected
+
+
+@pytest.mark.parametrize("sender", ["user@v6.spf.test", "user@v6a.spf.test"])
+def test_spf_ipv6_client(bed, default_config, sender):
+    out = probe(bed, default_config, sender, helo="[IPv6:%s]" % CLIENT_IP6, client=CLIENT_IP6)
+    assert out["spf_result"] == "pass"
+    other = probe(bed, default_config, sender, helo="[IPv6:%s]" % CLIENT_IP6,
+                  client="2001:db8:100::99")
+    assert other["spf_result"] == "fail"
+
+
+def test_received_spf_ipv6_client_ip(bed, default_config):
+    out = probe(bed, default_config, "user@v6.spf.test", client=CLIENT_IP6,
+                stage_result=("pass", "v6.spf.test"))
+    assert 'client-ip="%s";' % CLIENT_IP6 in out["field"][0]
+
+
+def test_spf_follows_cname(bed, default_config):
+    # Not compared with pyspf: the test server returns the CNAME without
+    # the target's TXT record, and dnspython does not query the target.
+    out = probe(bed, default_config, "user@alias.spf.test")
+    assert out["spf_result"] == "pass"
 
 
 def test_spf_fail_reply(bed, default_config):
