@@ -1,11 +1,12 @@
 """filterd and smtpd's side of it: the protocol, the failure policies and
 the verdicts, with real smtplib sessions through smtpd.
 
-filterd has no check compiled in yet, so the tests that need a verdict
-other than accept (reject, discard, header edits, invalid replies) put a
-scripted filterd peer on filterd_socket, as the outbound tests put a
-scripted SMTP peer in front of queued. The peer sends the replies each
-test gives it and records the requests smtpd sent.
+The tests of verdicts other than accept (reject, discard, quarantine,
+header edits, invalid replies) put a scripted filterd peer on
+filterd_socket, so that they do not depend on what the checks decide.
+The outbound tests use a scripted SMTP peer in the same way. The peer
+sends the replies each test gives it and records the requests smtpd
+sent.
 """
 
 import os
@@ -17,6 +18,8 @@ import threading
 import time
 
 import pytest
+
+from ports import free_port
 
 SENDER = "someone@example.org"
 RCPT = "demo@example.test"
@@ -358,6 +361,55 @@ def test_filterd_signals(make_mailhost):
 
     assert proc.returncode == 0
     assert host.wait_for_log(r"filterd\[\d+\]: stopped")
+
+
+def scanner_host(make_mailhost, **settings):
+    """filterd with spamassassin and clamav pointed at a loopback port
+    where nothing listens, so each scan that runs fails. The client is
+    outside mynetworks, because spamd is not asked about outbound mail."""
+    closed = "127.0.0.1:%d" % free_port()
+    return start_with_filterd(make_mailhost, filterd_checks="spamassassin clamav",
+                              spamd_address=closed, clamd_address=closed,
+                              mynetworks="192.0.2.0/24", **settings)
+
+
+def test_scan_size_limit_skips_scanners(make_mailhost):
+    host = scanner_host(make_mailhost, filterd_scan_size_limit="1k")
+    large = MESSAGE.replace("body line\r\n", "body line\r\n" * 200)
+
+    send(host, message=large)
+
+    messages = host.wait_for_messages(RCPT, 1)
+    assert len(messages) == 1
+    header = messages[0].split(b"\n\n", 1)[0]
+    assert b"\nX-Estafeta-Filter: scan skipped, message larger than 1024 bytes\nReceived: " \
+        in header
+    assert host.wait_for_log(r"action=accept, stage=message, scan=skipped")
+    assert "check clamav failed" not in host.log()
+
+
+def test_scanner_failure_policies(make_mailhost):
+    host = scanner_host(make_mailhost)
+
+    with host.smtp() as client:
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            client.sendmail(SENDER, [RCPT], MESSAGE)
+
+    # clamav defaults to tempfail, spamassassin to accept.
+    assert caught.value.smtp_code == 451
+    assert caught.value.smtp_error == b"4.7.0 Error: the clamav check is unavailable, try again later"
+    assert host.wait_for_log(r"check spamassassin failed: .*accepting without it")
+    assert host.wait_for_log(r"check clamav failed: .*replying 451 \(failure policy tempfail\)")
+    assert host.messages(RCPT) == []
+
+
+def test_scanner_failure_policy_accept(make_mailhost):
+    host = scanner_host(make_mailhost, filterd_clamav_failure_policy="accept")
+
+    send(host)
+
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+    assert host.wait_for_log(r"action=accept, stage=message, spamassassin=error, clamav=error")
 
 
 # smtpd's handling of each verdict, against the scripted peer.
