@@ -3,8 +3,8 @@
  * the key that dkim_signing_table lists for the From: domain, relaxed
  * canonicalization of header and body, and From oversigned. The check
  * runs after the checks that edit the header, so it signs the header as
- * it will be stored: without the fields in result->removals and with
- * result->subject_prefix in the Subject: field.
+ * it will be stored: with the fields they insert, without the fields in
+ * result->removals, and with result->subject_prefix in the Subject: field.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,12 +105,20 @@ from_domain(const struct header_list *list, const struct filter_result *result, 
 	return rc;
 }
 
-/* Pass the header as it will be stored to DKIM. */
+/* Pass the header as it will be stored to DKIM: the fields the checks
+ * before this one insert at the top, then the spool file's fields. */
 static DKIM_STAT
 headers_feed(DKIM *dkim, const struct header_list *list, const struct filter_result *result)
 {
 	DKIM_STAT status = DKIM_STAT_OK;
 	int subject_done = 0;
+
+	for (size_t i = 0; i < result->nfields && status == DKIM_STAT_OK; i++) {
+		char *text = dkim_field_crlf(result->fields[i], strlen(result->fields[i]));
+
+		status = dkim_header(dkim, (unsigned char *)text, strlen(text));
+		free(text);
+	}
 
 	for (size_t i = 0; i < list->count && status == DKIM_STAT_OK; i++) {
 		const struct header_field *field = &list->fields[i];
