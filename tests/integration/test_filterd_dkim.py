@@ -12,6 +12,7 @@ reads only that namespace's resolv.conf.
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -161,6 +162,52 @@ def test_sign_oversigns_from(make_mailhost, zone, keys, records):
     # A second From: field added in transit breaks the signature.
     forged = stored.replace(b"From: Alice", b"From: Mallory <m@evil.test>\nFrom: Alice", 1)
     assert not dkim_bed.dkimpy_verify(forged, records)
+
+
+def test_sign_covers_spam_edits(make_mailhost, zone, keys, records):
+    """spamd tags the Subject: and replaces X-Spam-Flag; the signature
+    covers both as stored."""
+    import scanners
+    if not shutil.which("spamd"):
+        pytest.skip("spamd is not installed")
+    spamd = scanners.Spamd()
+    try:
+        spamd.start()
+        table = Path(keys["directory"]) / "table-spam"
+        table.write_text(keys["rsa"]["line"] + "\n")
+        os.chmod(table, 0o644)
+        host = make_mailhost(**dkim_bed.filter_settings(
+            zone, dkim_signing_table=table, filterd_checks="spamassassin dkim_sign authres",
+            spamd_socket=spamd.socket, spam_scan_outbound="yes", spam_reject_score=0,
+            dkim_sign_headers="From Subject Date To X-Spam-Flag"))
+        host.start("filterd")
+        body = dkim_bed.message(sender="demo@example.test", subject="spam test",
+                                body="%s\n" % scanners.GTUBE, extra="X-Spam-Flag: NO\r\n")
+        with host.smtp() as client:
+            client.sendmail("demo@example.test", ["demo@example.test"], body)
+        stored = host.wait_for_messages("demo@example.test", 1)
+    finally:
+        spamd.destroy()
+
+    assert len(stored) == 1, host.log()
+    assert b"Subject: *****SPAM***** spam test" in stored[0]
+    assert b"X-Spam-Flag: YES" in stored[0]
+    assert b"X-Spam-Flag: NO" not in stored[0]
+    header = stored[0].split(b"\n\n", 1)[0].replace(b"\n\t", b" ")
+    assert b"X-Spam-Flag" in header.split(b" h=", 1)[1].split(b";", 1)[0]
+    assert dkim_bed.dkimpy_verify(stored[0], records)
+
+
+def test_sign_reloads_keys(make_mailhost, zone, keys, records):
+    host = signing_host(make_mailhost, zone, keys, "rsa")
+    table = Path(keys["directory"]) / "table-rsa"
+    table.write_text(keys["ed25519"]["line"] + "\n")
+    host.procs["filterd"].send_signal(signal.SIGHUP)
+    assert host.wait_for_log(r"(?s)DKIM signing keys loaded.*DKIM signing keys loaded")
+
+    stored = send_outbound(host, "after reload")
+    assert b"a=ed25519-sha256" in stored
+    assert dkim_bed.dkimpy_verify(stored, records)
 
 
 def test_sign_skips_other_domain(make_mailhost, zone, keys):
