@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static struct ub_ctx *context;
 static long long timeout_seconds;
 static pthread_t dispatcher;
 static int dispatcher_running;
-static volatile int stopping;
+static atomic_int stopping;
 static int initialized;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -7,7 +7,10 @@
  * "key=value" lines: action, reply, spf_result, spf_domain, then one
  * "field=" line per header field (LF as "\n") and one "authres=" line each.
  * With SPF_PROBE_OUTBOUND=1 in the environment the message is outbound.
+ * With SPF_PROBE_THREADS=N it also runs the check in N threads at once and
+ * prints "threads_agree=1" when each thread got the same result.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,48 @@
 static const char *const action_names[] = {
 	"accept", "quarantine", "discard", "tempfail", "reject",
 };
+
+#define MAX_THREADS 32
+
+struct thread_run {
+	pthread_t thread;
+	const struct filter_message *msg;
+	struct filter_result result;
+	int rc;
+};
+
+static void *
+run_check(void *arg)
+{
+	struct thread_run *run = arg;
+	char err[512];
+
+	run->rc = spf_check(run->msg, &run->result, err, sizeof err);
+	return NULL;
+}
+
+/* Run the check in COUNT threads at once; 1 when all match EXPECTED. */
+static int
+threads_agree(const struct filter_message *msg, const struct filter_result *expected, int count)
+{
+	static struct thread_run runs[MAX_THREADS];
+	int agree = 1;
+
+	for (int i = 0; i < count; i++) {
+		memset(&runs[i].result, 0, sizeof runs[i].result);
+		runs[i].msg = msg;
+		if (pthread_create(&runs[i].thread, NULL, run_check, &runs[i]) != 0)
+			return 0;
+	}
+	for (int i = 0; i < count; i++) {
+		pthread_join(runs[i].thread, NULL);
+		if (runs[i].rc != 0 || runs[i].result.action != expected->action ||
+		    strcmp(runs[i].result.spf_result, expected->spf_result) != 0)
+			agree = 0;
+		filter_result_free(&runs[i].result);
+	}
+	return agree;
+}
 
 static void
 print_escaped(const char *key, const char *text)
@@ -41,6 +86,7 @@ main(int argc, char **argv)
 	struct filter_result result;
 	char *no_recipients[] = { NULL };
 	char err[512] = "";
+	const char *threads;
 	int rc;
 
 	if (argc != 5 && argc != 7) {
@@ -85,6 +131,15 @@ main(int argc, char **argv)
 		print_escaped("field", result.fields[i]);
 	for (size_t i = 0; i < result.nauthres; i++)
 		print_escaped("authres", result.authres[i]);
+
+	threads = getenv("SPF_PROBE_THREADS");
+	if (threads != NULL) {
+		int count = atoi(threads);
+
+		if (count < 1 || count > MAX_THREADS)
+			count = 1;
+		printf("threads_agree=%d\n", threads_agree(&msg, &result, count));
+	}
 
 	filter_result_free(&result);
 	dns_stop();

@@ -170,12 +170,15 @@ def write_config(bed, name, **settings):
     return path
 
 
-def probe(bed, config, sender, helo=HELO, client=CLIENT_IP, stage_result=None, outbound=False):
+def probe(bed, config, sender, helo=HELO, client=CLIENT_IP, stage_result=None, outbound=False,
+          threads=None):
     """Run the check in the client namespace; returns its key=value output."""
     args = [str(bed.probe), str(config), client, helo, sender]
     if stage_result is not None:
         args += list(stage_result)
     env = dict(os.environ, SPF_PROBE_OUTBOUND="1" if outbound else "0")
+    if threads is not None:
+        env["SPF_PROBE_THREADS"] = str(threads)
     result = bed.run("client", *args, timeout=30, env=env)
     assert result.returncode == 0, result.stderr
     out = {"field": [], "authres": [], "stderr": result.stderr}
@@ -289,6 +292,12 @@ def test_spf_timeout_is_temperror(bed):
     assert out["action"] == "tempfail"
     assert out["reply"].startswith("451 4.7.24 SPF check of timeout.test failed temporarily: ")
     assert "timed out after 1s" in out["reply"]
+
+
+@pytest.mark.parametrize("sender", ["user@mx.spf.test", "user@timeout.test"])
+def test_spf_concurrent_checks(bed, default_config, sender):
+    out = probe(bed, default_config, sender, threads=16)
+    assert out["threads_agree"] == "1"
 
 
 def test_spf_servfail_tempfail_reply(bed):
