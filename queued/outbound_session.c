@@ -314,8 +314,8 @@ more_addresses(const struct session *s)
 
 /*
  * Store the current reply as the outcome of job recipient R. As in
- * Postfix's SMTP client, a temporary failure is final only at the last
- * address of the route. Before that the recipient waits for the next
+ * Postfix's SMTP client (smtp_bulk_fail in smtp_trouble.c), a temporary
+ * failure is final only at the last address of the route. Before that the recipient waits for the next
  * address, and the reply is kept as the reason in case none accepts it.
  */
 static void
@@ -433,8 +433,28 @@ finish_job(struct session *s, int keep)
 	outbound_job_done(job, NULL);
 }
 
-/* End the session because it cannot go on. Recipients without an outcome
- * get DSN and REASON. */
+/* Leave the current address and try the job recipients without an
+ * outcome at the next one. */
+static void
+retry_at_next_address(struct session *s)
+{
+	for (size_t r = 0; r < s->job->nrcpts; r++)
+		if (s->progress[r] == RCPT_NEXT_HOST)
+			s->progress[r] = RCPT_OPEN;
+	close_data(s);
+	drop_connection(s);
+	s->address++;
+	s->tls_tried = 0;
+	try_address(s);
+}
+
+/*
+ * End the session because it cannot go on. Recipients without an outcome
+ * get DSN and REASON, or with a 4.x.x DSN go to the next address if there
+ * is one. After the end of the data they stay deferred, because the
+ * server may have taken the message, and another address would deliver
+ * it twice.
+ */
 static void
 abort_session(struct session *s, const char *dsn, const char *reason)
 {
@@ -445,6 +465,12 @@ abort_session(struct session *s, const char *dsn, const char *reason)
 	log_warn("%s: SMTP session with %s ended: %s", id, s->relay[0] != '\0' ? s->relay : s->nexthop, shown);
 	if (s->job == NULL) {
 		close_session(s);
+		return;
+	}
+	if (dsn[0] == '4' && s->state != S_DATA_DONE && more_addresses(s)) {
+		snprintf(s->last_dsn, sizeof s->last_dsn, "%s", dsn);
+		snprintf(s->last_reason, sizeof s->last_reason, "%s", reason);
+		retry_at_next_address(s);
 		return;
 	}
 	fail_open_rcpts(s, dsn, reason);
@@ -506,13 +532,7 @@ transaction_done(struct session *s, int keep)
 	}
 	if (count_rcpts(s, RCPT_NEXT_HOST) > 0 ||
 	    (count_rcpts(s, RCPT_OPEN) > 0 && more_addresses(s))) {
-		for (size_t r = 0; r < s->job->nrcpts; r++)
-			if (s->progress[r] == RCPT_NEXT_HOST)
-				s->progress[r] = RCPT_OPEN;
-		drop_connection(s);
-		s->address++;
-		s->tls_tried = 0;
-		try_address(s);
+		retry_at_next_address(s);
 		return;
 	}
 	fail_open_rcpts(s, s->last_dsn[0] != '\0' ? s->last_dsn : "4.4.2",

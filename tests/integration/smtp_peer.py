@@ -183,6 +183,7 @@ def queued_ids(host):
 #   greet554  greets with 554 and replies 503 to every command
 #   rcpt451   replies 451 to every RCPT
 #   rcpt550   replies 550 to every RCPT
+#   droprcpt  closes the connection when the first RCPT arrives
 #   limit     replies 452 4.5.3 to each RCPT past the limit
 #   size      announces SIZE with the limit argument as its value and
 #             records the octets between DATA and the final "."
@@ -242,6 +243,8 @@ def serve(conn):
         elif verb == b"MAIL":
             accepted = 0
             conn.sendall(b"250 2.1.0 Ok\r\n")
+        elif verb == b"RCPT" and mode == "droprcpt":
+            return
         elif verb == b"RCPT":
             reply = rcpt_reply(accepted)
             accepted += reply.startswith(b"250")

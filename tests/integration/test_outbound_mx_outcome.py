@@ -97,6 +97,20 @@ def test_rcpt_4xx_at_last_mx_defers(make_mailhost, net, tmp_path):
     assert len(smtp_peer.outcomes(sender, "alice@example.test")) == 1
 
 
+def test_lost_connection_tries_next_mx(make_mailhost, net, tmp_path):
+    mx1, mx2 = start_peers(net, tmp_path, "droprcpt", "ok")
+    sender = sender_host(make_mailhost, net)
+
+    send(sender, "alice@example.test")
+
+    line = smtp_peer.first_outcome(sender, "alice@example.test")
+    assert "relay=mx2.example.test[198.51.100.26]:25" in line
+    assert "status=sent" in line
+    assert sender.wait_for_log(r"SMTP session with %s ended: lost connection with %s while waiting for "
+                               r"the MAIL, RCPT or DATA reply" % (MX1_RELAY, MX1_RELAY), timeout=1)
+    assert b"RCPT TO:<alice@example.test>" in recorded(mx1)
+
+
 def test_rcpt_5xx_is_final(make_mailhost, net, tmp_path):
     mx1, mx2 = start_peers(net, tmp_path, "rcpt550", "ok")
     sender = sender_host(make_mailhost, net)
