@@ -230,8 +230,10 @@ static int
 library_create(char *err, size_t errsize)
 {
 	/* Every signature is checked at the end of the message, so one key
-	 * lookup failure does not stop the others (DELAYSIGPROC). */
-	unsigned int flags = DKIM_LIBFLAGS_DELAYSIGPROC | DKIM_LIBFLAGS_FIXCRLF;
+	 * lookup failure does not stop the others (DELAYSIGPROC), and a
+	 * malformed signature gets a result of its own (BADSIGHANDLES). */
+	unsigned int flags = DKIM_LIBFLAGS_DELAYSIGPROC | DKIM_LIBFLAGS_FIXCRLF |
+	    DKIM_LIBFLAGS_BADSIGHANDLES;
 	/* A second From: field added after signing breaks the signature. */
 	const char *oversign[] = { "From", NULL };
 	char *const *sign_headers = config_list("dkim_sign_headers");

@@ -22,6 +22,7 @@
 /* The key lookups of the message this thread verifies. */
 struct lookup_state {
 	long long deadline_usec;	/* after this, lookups fail as temporary */
+	size_t count;			/* lookups made, at most DKIM_MAX_RESULTS */
 	size_t ntempfail;
 	struct {
 		char domain[256];
@@ -73,6 +74,12 @@ dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t
 		return DKIM_CBSTAT_ERROR;
 	if ((size_t)snprintf(name, sizeof name, "%s._domainkey.%s", selector, domain) >= sizeof name)
 		return DKIM_CBSTAT_NOTFOUND;
+
+	/* RFC 6376 section 6.1 lets a verifier limit the signatures it
+	 * checks; past the limit no lookup is made and the result is neutral. */
+	if (lookups.count == DKIM_MAX_RESULTS)
+		return DKIM_CBSTAT_REJECT;
+	lookups.count++;
 
 	if (now_usec() > lookups.deadline_usec) {
 		log_warn("DKIM key lookup of %s skipped: dkim_key_lookup_timeout reached",
@@ -159,7 +166,11 @@ headers_feed(DKIM *dkim, const struct spool_header *header)
 	for (size_t i = 0; i < list.count && status == DKIM_STAT_OK; i++) {
 		char *field = dkim_field_crlf(list.fields[i].start, list.fields[i].len);
 
+		/* A malformed field (such as a DKIM-Signature: that does not
+		 * parse) is a result for that field, not the end of the check. */
 		status = dkim_header(dkim, (unsigned char *)field, strlen(field));
+		if (status == DKIM_STAT_SYNTAX)
+			status = DKIM_STAT_OK;
 		free(field);
 	}
 	header_list_free(&list);
@@ -191,6 +202,13 @@ results_record(DKIM *dkim, struct filter_result *result)
 		filter_result_authres(result, "dkim=none");
 		filter_result_log(result, "dkim=none");
 		return;
+	}
+
+	if (nsigs > DKIM_MAX_RESULTS) {
+		filter_result_authres(result, "dkim=policy (%d signatures, %d checked)", nsigs,
+		    DKIM_MAX_RESULTS);
+		filter_result_log(result, "dkim_signatures=%d", nsigs);
+		nsigs = DKIM_MAX_RESULTS;
 	}
 
 	for (int i = 0; i < nsigs; i++) {
