@@ -263,6 +263,30 @@ def test_verify_results(make_mailhost, zone, keys):
         assert expected in fields[0], (subject, fields)
 
 
+def test_verify_hostile_signatures(make_mailhost, zone, keys):
+    """Malformed and too many signatures: the message is accepted, each
+    checked signature gets a result, and no value breaks the field."""
+    host = make_mailhost(**dkim_bed.filter_settings(zone, **INBOUND))
+    host.start("filterd")
+    junk = ["DKIM-Signature: garbage\r\n",
+            'DKIM-Signature: v=1; a=rsa-sha256; d=ex"ample.test; s=x; h=from; bh=AAAA; b=AAAA\r\n']
+    junk += ["DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=s%d; h=from; bh=AAAA; "
+             "b=AAAAAAAA%d\r\n" % (n, n) for n in range(10)]
+    body = dkim_bed.dkimpy_sign(dkim_bed.message(), "ext", "sender.test",
+                                keys["sender"]["path"].read_bytes())
+    with host.smtp() as client:
+        client.sendmail("alice@sender.test", ["demo@example.test"], "".join(junk).encode() + body)
+    stored = host.wait_for_messages("demo@example.test", 1)
+
+    assert len(stored) == 1, host.log()
+    fields = dkim_bed.authres_fields(stored[0])
+    assert len(fields) == 1, fields
+    assert "dkim=policy (13 signatures, 8 checked)" in fields[0]
+    assert fields[0].count("dkim=permerror (invalid signature)") == 2
+    assert 'ex"ample' not in fields[0]
+    assert fields[0].count("dkim=") == 9
+
+
 def test_keygen_modes(keys):
     key = keys["rsa"]["path"]
     key_stat = key.stat()
