@@ -197,16 +197,49 @@ clamc_query(const struct filter_message *msg, char *reply, size_t replysize,
 	return rc;
 }
 
+/*
+ * Ask clamd about MSG with FILDES. clamd's reads of the passed descriptor
+ * move the file offset that smtpd's descriptor shares (clamd 1.4.6), so
+ * the offset is put back once clamd has replied.
+ * NOTE: after a timeout clamd may still be reading, and so still moving
+ * that offset, while smtpd goes on with the failure policy.
+ */
+static int
+clamc_query_fildes(const struct filter_message *msg, char *reply, size_t replysize,
+    char *err, size_t errsize)
+{
+	off_t offset = lseek(msg->fd, 0, SEEK_CUR);
+	int rc;
+
+	if (offset < 0) {
+		snprintf(err, errsize, "lseek on the spool file failed: %s", strerror(errno));
+		return -1;
+	}
+
+	rc = clamc_query(msg, reply, replysize, err, errsize);
+
+	if (lseek(msg->fd, offset, SEEK_SET) < 0) {
+		snprintf(err, errsize, "lseek on the spool file failed: %s", strerror(errno));
+		return -1;
+	}
+	return rc;
+}
+
 int
 clamc_check(const struct filter_message *msg, struct filter_result *result,
     char *err, size_t errsize)
 {
 	char reply[REPLY_MAX], virus[VIRUS_NAME_MAX + 1], text[200], reason[200];
+	int rc;
 
 	if (msg->fd < 0)
 		return 0;
 
-	if (clamc_query(msg, reply, sizeof reply, err, errsize) < 0)
+	if (config_bool("clamd_use_fildes"))
+		rc = clamc_query_fildes(msg, reply, sizeof reply, err, errsize);
+	else
+		rc = clamc_query(msg, reply, sizeof reply, err, errsize);
+	if (rc < 0)
 		return -1;
 	if (clamc_parse_reply(reply, virus, sizeof virus) < 0) {
 		snprintf(err, errsize, "clamd replied: %s",

@@ -251,6 +251,7 @@ class FakePeer:
         self.listener.listen(16)
         self.listener.settimeout(0.2)
         self.connections = 0
+        self.requests = []
         self.open = []
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -271,11 +272,21 @@ class FakePeer:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn):
-        # Read a little of the request first, as a real peer would, then
-        # reply and close.
+        # Read the request up to the client's half-close, or until the
+        # client pauses (clamd's protocol has no half-close), keep it for
+        # the test, then reply and close.
+        request = b""
         try:
-            conn.settimeout(2)
-            conn.recv(65536)
+            conn.settimeout(0.3)
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                request += chunk
+        except OSError:
+            pass
+        self.requests.append(request)
+        try:
             conn.sendall(self.reply)
         except OSError:
             pass
