@@ -94,7 +94,7 @@ request_decode(struct ipc_msg *request, enum filter_stage stage, struct filter_m
 /*
  * Add FIELD ("Name: value", folded lines separated by LF) as one
  * FILTER_KEY_FIELD entry per line. A field whose continuation lines do
- * not start with a space or tab, or that holds CR, would corrupt the
+ * not start with a space or tab, or that contains CR, would corrupt the
  * header section: it is left out and logged.
  */
 static void
@@ -170,11 +170,13 @@ request_log(enum filter_stage stage, const struct filter_message *msg,
     const struct filter_result *result)
 {
 	const char *id = msg->queue_id[0] != '\0' ? msg->queue_id : "NOQUEUE";
+	char sender[1024];
 
-	log_info("%s: action=%s, stage=%s%s%s%s%s", id, action_words[result->action],
-	    stage == FILTER_STAGE_MAIL ? "mail" : "message",
+	log_sanitize(sender, sizeof sender, msg->sender, strlen(msg->sender));
+	log_info("%s: action=%s, stage=%s%s%s%s%s, client=[%s], from=<%s>", id,
+	    action_words[result->action], stage == FILTER_STAGE_MAIL ? "mail" : "message",
 	    result->reason[0] != '\0' ? ", reason=" : "", result->reason,
-	    result->log[0] != '\0' ? ", " : "", result->log);
+	    result->log[0] != '\0' ? ", " : "", result->log, msg->client_address, sender);
 }
 
 struct ipc_msg *
