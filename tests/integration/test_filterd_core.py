@@ -204,6 +204,46 @@ def test_bdat_message_filtered(make_mailhost):
     assert host.wait_for_log(r"action=accept, stage=message")
 
 
+def test_pipelined_commands_wait_for_filterd(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    raw = host.raw()
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+
+    raw.send(("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER, RCPT)).encode())
+    replies = [raw.reply()[0] for _ in range(3)]
+    raw.send(MESSAGE.encode() + b".\r\nQUIT\r\n")
+    end = [raw.reply()[0] for _ in range(2)]
+    raw.close()
+
+    assert replies == [250, 250, 354]
+    assert end == [250, 221]
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+
+
+def test_client_gone_while_filterd_waits(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    proc = host.procs["filterd"]
+    raw = host.raw()
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+    assert raw.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+    assert raw.cmd("RCPT TO:<%s>" % RCPT)[0] == 250
+    assert raw.cmd("DATA")[0] == 354
+
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        raw.send(MESSAGE.encode() + b".\r\n")
+        time.sleep(0.3)
+        raw.close()
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+    with host.smtp() as client:
+        client.sendmail(SENDER, [RCPT], MESSAGE)
+    assert host.procs["smtpd"].poll() is None
+    assert len(host.wait_for_messages(RCPT, 1)) >= 1
+
+
 def test_filterd_down_tempfails(make_mailhost):
     host = make_mailhost(**FILTER_SETTINGS)
 
@@ -475,6 +515,22 @@ def test_reject_at_mail(scripted_host):
     assert code == 550
     assert text == "5.7.23 SPF check failed"
     assert host.wait_for_log(r"reject: MAIL from .*: 550 5\.7\.23 SPF check failed")
+
+
+def test_reject_at_mail_pipelined(scripted_host):
+    host, _ = scripted_host({
+        "MAIL": [("action", "reject"), ("reply", "550 5.7.23 SPF check failed")],
+        "MESSAGE": ACCEPT,
+    })
+    raw = host.raw()
+    assert raw.cmd("EHLO client.example.test")[0] == 250
+
+    raw.send(("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER, RCPT)).encode())
+    replies = [raw.reply()[0] for _ in range(3)]
+    assert raw.cmd("QUIT")[0] == 221
+    raw.close()
+
+    assert replies == [550, 503, 503]
 
 
 def test_reject_at_end_of_data(scripted_host):
