@@ -20,7 +20,7 @@ struct dkim_signature_result {
 	char result[16];	/* pass, fail, neutral, temperror, permerror, policy */
 	char domain[256];	/* d= */
 	char selector[64];	/* s= */
-	char b_prefix[16];	/* the first 8 characters of b= */
+	char b_prefix[64];	/* the start of b= that identifies the signature */
 };
 
 /* The DKIM results of the message the calling thread is checking; the

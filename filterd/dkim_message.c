@@ -13,7 +13,7 @@
 #include "util.h"
 
 #define READ_CHUNK 65536
-/* A header section larger than this is not a message anyone signs. */
+/* The largest header section read into memory, in bytes. */
 #define HEADER_MAX (4 * 1024 * 1024)
 
 /* The end of the header section in TEXT: the offset of the blank line,

@@ -76,7 +76,8 @@ dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t
 		return DKIM_CBSTAT_NOTFOUND;
 
 	/* RFC 6376 section 6.1 lets a verifier limit the signatures it
-	 * checks; past the limit no lookup is made and the result is neutral. */
+	 * checks. Past the limit no lookup is made, and results_record
+	 * reports only the first DKIM_MAX_RESULTS signatures. */
 	if (lookups.count == DKIM_MAX_RESULTS)
 		return DKIM_CBSTAT_REJECT;
 	lookups.count++;
@@ -191,6 +192,22 @@ token_valid(const char *text)
 	return 1;
 }
 
+/* Format " header.b=B" into OUT. Base64 may contain "/" and "=", which
+ * RFC 8601 values (RFC 2045 tokens) may not, so such a B is quoted. */
+static void
+b_property(const char *b, char *out, size_t size)
+{
+	int quote = 0;
+
+	for (const char *p = b; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '+' && *p != '/' && *p != '=')
+			return;
+		if (*p == '/' || *p == '=')
+			quote = 1;
+	}
+	snprintf(out, size, quote ? " header.b=\"%s\"" : " header.b=%s", b);
+}
+
 /* Record the result of each signature in RESULT and in thread_results. */
 static void
 results_record(DKIM *dkim, struct filter_result *result)
@@ -214,18 +231,17 @@ results_record(DKIM *dkim, struct filter_result *result)
 	for (int i = 0; i < nsigs; i++) {
 		const char *domain = (const char *)dkim_sig_getdomain(sigs[i]);
 		const char *selector = (const char *)dkim_sig_getselector(sigs[i]);
-		char b[16] = "", authres_b[32] = "", clean[512];
+		char b[64] = "", authres_b[80] = "", clean[512];
 		size_t blen = sizeof b;
 		const char *verdict;
 
 		domain = domain != NULL ? domain : "";
 		selector = selector != NULL ? selector : "";
 		verdict = signature_result(sigs[i], domain, selector);
-		/* RFC 6008: the first 8 characters of b= tell signatures apart. */
-		if (dkim_get_sigsubstring(dkim, sigs[i], b, &blen) == DKIM_STAT_OK && blen >= 8) {
-			b[8] = '\0';
-			snprintf(authres_b, sizeof authres_b, " header.b=%s", b);
-		}
+		/* RFC 6008: the shortest prefix of b= that tells this signature
+		 * from the others, which libopendkim makes at least 8 long. */
+		if (dkim_get_sigsubstring(dkim, sigs[i], b, &blen) == DKIM_STAT_OK && blen > 0)
+			b_property(b, authres_b, sizeof authres_b);
 
 		if (token_valid(domain) && token_valid(selector))
 			filter_result_authres(result, "dkim=%s header.d=%s header.s=%s%s", verdict,
@@ -265,7 +281,7 @@ verdict_record(DKIM *dkim, DKIM_STAT status, int signed_message, struct filter_r
 		return -1;
 	case DKIM_STAT_SYNTAX:
 		if (signed_message) {
-			/* The header section itself is unusable (no From: field). */
+			/* libopendkim found the header section itself unusable. */
 			filter_result_authres(result, "dkim=permerror (invalid header section)");
 			filter_result_log(result, "dkim=permerror");
 			return 0;
