@@ -535,8 +535,12 @@ transaction_done(struct session *s, int keep)
 		retry_at_next_address(s);
 		return;
 	}
-	fail_open_rcpts(s, s->last_dsn[0] != '\0' ? s->last_dsn : "4.4.2",
-	    s->last_reason[0] != '\0' ? s->last_reason : "the connection closed before every recipient was sent");
+	if (count_rcpts(s, RCPT_OPEN) > 0) {
+		char *reason = xasprintf("the session with %s ended before every recipient was sent", s->relay);
+
+		fail_open_rcpts(s, "4.4.2", reason);
+		free(reason);
+	}
 	finish_job(s, keep);
 }
 

@@ -184,6 +184,7 @@ def queued_ids(host):
 #   rcpt451   replies 451 to every RCPT
 #   rcpt550   replies 550 to every RCPT
 #   droprcpt  closes the connection when the first RCPT arrives
+#   data421   replies 421 to the end of the data and closes the connection
 #   limit     replies 452 4.5.3 to each RCPT past the limit
 #   size      announces SIZE with the limit argument as its value and
 #             records the octets between DATA and the final "."
@@ -224,7 +225,11 @@ def receive_data(conn, reader):
             data_line = data_line[1:]
         size += len(data_line) + 2
     note(b"DATA done size=%d" % size)
+    if mode == "data421":
+        conn.sendall(b"421 4.3.2 shutting down\r\n")
+        return False
     conn.sendall(b"250 2.0.0 Ok: queued as TEST\r\n")
+    return True
 
 def serve(conn):
     note(b"CONNECT")
@@ -253,7 +258,8 @@ def serve(conn):
             conn.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
         elif verb == b"DATA":
             conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-            receive_data(conn, reader)
+            if not receive_data(conn, reader):
+                return
         elif verb == b"RSET":
             conn.sendall(b"250 2.0.0 Ok\r\n")
         elif verb == b"QUIT":

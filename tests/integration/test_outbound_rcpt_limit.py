@@ -92,6 +92,21 @@ def test_452_sends_rest_in_next_transaction(make_mailhost, net, tmp_path):
     assert sender.wait_for_log(r"accepted 3 recipients, then replied 452; the rest go in the next transaction", timeout=1)
 
 
+def test_421_defers_rcpts_not_sent(make_mailhost, net, tmp_path):
+    record = start_mx_peer(net, tmp_path, "mx1", PEER_ADDRESS, "data421")
+    sender = smtp_peer.sender_host(make_mailhost, net, smtp_destination_recipient_limit="1")
+    first, second = recipients(2)
+
+    send_to_all(sender, [first, second])
+
+    line = smtp_peer.first_outcome(sender, first)
+    assert "dsn=4.3.2, status=deferred (421 4.3.2 shutting down)" in line
+    line = smtp_peer.first_outcome(sender, second)
+    assert ("dsn=4.4.2, status=deferred (the session with mx1.example.test[198.51.100.25]:25 ended "
+            "before every recipient was sent)") in line
+    assert transactions(record) == [[first]]
+
+
 def test_452_for_first_rcpt_defers(make_mailhost, net, tmp_path):
     record = start_mx_peer(net, tmp_path, "mx1", PEER_ADDRESS, "limit", 0)
     sender = smtp_peer.sender_host(make_mailhost, net)
