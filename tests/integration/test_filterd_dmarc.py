@@ -62,7 +62,7 @@ def dkim_key():
 @pytest.fixture(scope="module")
 def zone(tmp_path_factory, dkim_key):
     server = dkim_bed.LoopbackZone(tmp_path_factory.mktemp("dmarc-dns"), ZONES,
-                                   RECORDS + [dkim_key[1]])
+                                   RECORDS + [dkim_key[1]], dropped=["down.test"])
     yield server
     server.close()
 
@@ -190,6 +190,23 @@ def test_dmarc_none_and_errors(make_mailhost, zone):
     by_subject = {m.split(b"Subject: ", 1)[1][:2].decode(): m for m in stored}
     for index, (_, _, expected) in enumerate(cases):
         assert expected in only_authres(by_subject["c%d" % (index + 1)])
+
+
+@pytest.mark.parametrize("policy,code", [("accept", 250), ("tempfail", 451)])
+def test_dmarc_dns_down(make_mailhost, zone, policy, code):
+    """The policy lookup times out: dmarc=temperror, then the check's
+    failure policy decides."""
+    host = inbound_host(make_mailhost, zone, filterd_dmarc_failure_policy=policy)
+    reply = send(host, "alice@down.test", dkim_bed.message(sender="alice@down.test"))
+
+    assert reply[0] == code, reply
+    assert host.wait_for_log(r"dmarc=temperror")
+    if code == 250:
+        stored = host.wait_for_messages("demo@example.test", 1)
+        assert len(stored) == 1, host.log()
+        assert "dmarc=temperror header.from=down.test" in only_authres(stored[0])
+    else:
+        assert "4.7.0" in reply[1]
 
 
 def test_authres_forged_removed(make_mailhost, zone):
