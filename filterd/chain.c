@@ -39,8 +39,10 @@ static struct chain_link *chain;
 static size_t chain_count;
 static long long scan_size_limit;
 
-/* Running checks take it for reading, and chain_reload for writing. */
-static pthread_rwlock_t chain_lock = PTHREAD_RWLOCK_INITIALIZER;
+/* Running checks take it for reading, and chain_reload for writing.
+ * chain_init makes it prefer writers: with glibc's default, a steady
+ * stream of requests would keep SIGHUP waiting for ever. */
+static pthread_rwlock_t chain_lock;
 
 static const struct chain_check *
 chain_find(const char *name)
@@ -88,7 +90,13 @@ int
 chain_init(char *err, size_t errsize)
 {
 	char *const *names = config_list("filterd_checks");
+	pthread_rwlockattr_t attr;
 	size_t count = 0;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&chain_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 
 	while (names[count] != NULL)
 		count++;
