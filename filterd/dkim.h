@@ -65,12 +65,13 @@ DKIM_CBSTAT dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char 
 /* What a TXT lookup found. */
 enum txt_status {
 	TXT_FOUND,
+	TXT_SEVERAL,	/* more than one record matched; BUF has the first */
 	TXT_NONE,	/* NXDOMAIN or no TXT record */
 	TXT_TEMPFAIL,	/* timeout, SERVFAIL, no resolver */
 };
 
 /* Look up the TXT records of NAME and copy the first one that starts
- * with PREFIX (case-insensitive; "" takes the first) into BUF. */
+ * with PREFIX (case-insensitive; "" matches every record) into BUF. */
 enum txt_status txt_lookup(const char *name, const char *prefix, char *buf, size_t size,
     char *err, size_t errsize);
 

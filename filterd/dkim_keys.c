@@ -316,11 +316,15 @@ txt_lookup(const char *name, const char *prefix, char *buf, size_t size, char *e
 	if (dns_lookup(name, DNS_TYPE_TXT, &answer, err, errsize) < 0)
 		return TXT_TEMPFAIL;
 
-	for (size_t i = 0; i < answer.count && status == TXT_NONE; i++) {
+	for (size_t i = 0; i < answer.count && status != TXT_TEMPFAIL; i++) {
 		const char *text = answer.records[i].text;
 
 		if (text == NULL || ascii_ncasecmp(text, prefix, prefixlen) != 0)
 			continue;
+		if (status == TXT_FOUND) {
+			status = TXT_SEVERAL;
+			break;
+		}
 		if (strlen(text) >= size) {
 			snprintf(err, errsize, "TXT record of %s is longer than %zu bytes", name,
 			    size - 1);

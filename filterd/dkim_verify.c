@@ -95,6 +95,7 @@ dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t
 	    err, sizeof err);
 	switch (status) {
 	case TXT_FOUND:
+	case TXT_SEVERAL:
 		return DKIM_CBSTAT_CONTINUE;
 	case TXT_NONE:
 		return DKIM_CBSTAT_NOTFOUND;

@@ -303,7 +303,8 @@ dmarc_check(const struct filter_message *msg, struct filter_result *result, char
 		filter_result_log(result, "dmarc=temperror");
 		return -1;
 	}
-	if (status == TXT_NONE) {
+	/* Several DMARC records end policy discovery (RFC 7489 section 6.6.3). */
+	if (status == TXT_NONE || status == TXT_SEVERAL) {
 		filter_result_authres(result, "dmarc=none header.from=%s", from);
 		filter_result_log(result, "dmarc=none");
 		return 0;

@@ -40,9 +40,12 @@ RECORDS = [
     'broken.test. TXT "%s"' % NEUTRAL_SPF,
     '_dmarc.broken.test. TXT "v=DMARC1; p=maybe"',
     'nopolicy.test. TXT "%s"' % NEUTRAL_SPF,
+    # Two policy records: RFC 7489 section 6.6.3 applies neither.
+    '_dmarc.twice.test. TXT "v=DMARC1; p=reject"',
+    '_dmarc.twice.test. TXT "v=DMARC1; p=quarantine"',
 ]
 ZONES = ["reject.test", "quarantine.test", "spf.test", "dkim.test", "sp.test", "broken.test",
-         "nopolicy.test"]
+         "nopolicy.test", "twice.test"]
 
 pytestmark = pytest.mark.skipif(not is_root() or not os.path.exists(dkim_bed.UNBOUND),
                                 reason="needs root (filter_user keys) and unbound")
@@ -180,6 +183,8 @@ def test_dmarc_none_and_errors(make_mailhost, zone):
          dkim_bed.message(sender="alice@nopolicy.test", subject="c3").replace(
              b"From: Alice <alice@nopolicy.test>", b"From: alice@nopolicy.test, bob@reject.test"),
          "dmarc=permerror (no single From: address)"),
+        ("alice@twice.test", dkim_bed.message(sender="alice@twice.test", subject="c4"),
+         "dmarc=none header.from=twice.test"),
     ]
     for sender, body, _ in cases:
         reply = send(host, sender, body)
