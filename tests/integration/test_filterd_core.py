@@ -188,6 +188,29 @@ def test_one_connection_per_session(make_mailhost):
     assert "reading a request from smtpd failed" not in host.log()
 
 
+def test_parallel_sessions(make_mailhost):
+    host = start_with_filterd(make_mailhost)
+    errors = []
+
+    def session():
+        try:
+            with host.smtp() as client:
+                for _ in range(3):
+                    client.sendmail(SENDER, [RCPT], MESSAGE)
+        except Exception as error:  # collected for the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=session) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert len(host.wait_for_messages(RCPT, 24)) == 24
+    assert host.log().count("action=accept, stage=message") == 24
+
+
 def test_bdat_message_filtered(make_mailhost):
     host = start_with_filterd(make_mailhost)
     raw = host.raw()
