@@ -43,9 +43,10 @@ RECORDS = [
     # Two policy records: RFC 7489 section 6.6.3 applies neither.
     '_dmarc.twice.test. TXT "v=DMARC1; p=reject"',
     '_dmarc.twice.test. TXT "v=DMARC1; p=quarantine"',
+    '_dmarc.shop.co.uk. TXT "v=DMARC1; p=reject"',
 ]
 ZONES = ["reject.test", "quarantine.test", "spf.test", "dkim.test", "sp.test", "broken.test",
-         "nopolicy.test", "twice.test"]
+         "nopolicy.test", "twice.test", "shop.co.uk", "other.co.uk"]
 
 pytestmark = pytest.mark.skipif(not is_root() or not os.path.exists(dkim_bed.UNBOUND),
                                 reason="needs root (filter_user keys) and unbound")
@@ -58,14 +59,17 @@ def dkim_key():
     config = directory / "estafeta.conf"
     config.write_text("syslog = no\ndkim_key_directory = %s\n" % (directory / "keys"))
     path, strings, _ = dkim_bed.keygen(str(BIN / "estafeta"), config, "dkim.test", "sel")
-    yield path.read_bytes(), dkim_bed.txt_record("sel._domainkey.dkim.test", strings)
+    # The same key is published for the domains under co.uk, a public
+    # suffix of two labels.
+    yield path.read_bytes(), [dkim_bed.txt_record("sel._domainkey.%s" % domain, strings)
+                              for domain in ("dkim.test", "shop.co.uk", "other.co.uk")]
     shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def zone(tmp_path_factory, dkim_key):
     server = dkim_bed.LoopbackZone(tmp_path_factory.mktemp("dmarc-dns"), ZONES,
-                                   RECORDS + [dkim_key[1]], dropped=["down.test"])
+                                   RECORDS + dkim_key[1], dropped=["down.test"])
     yield server
     server.close()
 
@@ -149,6 +153,25 @@ def test_dmarc_pass_dkim_aligned(make_mailhost, zone, dkim_key):
     field = only_authres(stored[0])
     assert "dkim=pass header.d=dkim.test header.s=sel" in field
     assert "dmarc=pass (p=reject dis=none) header.from=dkim.test" in field
+
+
+def test_dmarc_relaxed_alignment(make_mailhost, zone, dkim_key):
+    """The public suffix list makes shop.co.uk, not co.uk, the
+    organizational domain: a subdomain aligns with it, a sibling does not."""
+    host = inbound_host(make_mailhost, zone)
+    aligned = dkim_bed.dkimpy_sign(dkim_bed.message(sender="alice@mail.shop.co.uk"), "sel",
+                                   "shop.co.uk", dkim_key[0])
+    sibling = dkim_bed.dkimpy_sign(dkim_bed.message(sender="alice@shop.co.uk"), "sel",
+                                   "other.co.uk", dkim_key[0])
+
+    assert send(host, "alice@mail.shop.co.uk", aligned)[0] == 250
+    code, text = send(host, "alice@shop.co.uk", sibling)
+    assert code == 550, text
+    stored = host.wait_for_messages("demo@example.test", 1)
+    assert len(stored) == 1, host.log()
+    field = only_authres(stored[0])
+    assert "dkim=pass header.d=shop.co.uk" in field
+    assert "dmarc=pass (p=reject dis=none) header.from=mail.shop.co.uk" in field
 
 
 def test_dmarc_subdomain_policy(make_mailhost, zone):
