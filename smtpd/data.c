@@ -243,8 +243,16 @@ message_apply_edits(struct session *s, const struct header_edits *edits)
 	off_t new_size;
 	char err[256];
 
-	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0')
+	/* filterd and clamd (FILDES) share the file offset through the
+	 * passed descriptor, and queued checks it against COMMIT's size. */
+	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0') {
+		if (lseek(tx->spool_fd, (off_t)tx->spool_bytes, SEEK_SET) < 0) {
+			log_error("%s: seeking to the end of the queue file failed: %s", tx->queue_id,
+			    strerror(errno));
+			return -1;
+		}
 		return 0;
+	}
 	if (header_edit_apply(tx->spool_fd, (off_t)tx->spool_bytes, edits, &new_size, err,
 	    sizeof err) < 0) {
 		log_error("%s: applying filterd's header edits failed: %s", tx->queue_id, err);

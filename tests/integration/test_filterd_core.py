@@ -111,6 +111,9 @@ class ScriptedFilterd:
                 if fd is not None:
                     size = int(field(fields, "size"))
                     content = os.pread(fd, size, 0)
+                    # Move the shared file offset, as a scanner that
+                    # reads with read() would: smtpd must restore it.
+                    os.lseek(fd, 0, os.SEEK_SET)
                     os.close(fd)
                 self.requests.append((kind, fields, content))
                 reply = self.replies[kind]
@@ -644,6 +647,16 @@ def test_invalid_result_tempfails(scripted_host, reply, error):
     assert caught.value.smtp_code == 451
     assert host.wait_for_log(r"filterd unavailable: invalid reply: %s" % error)
     assert host.messages(RCPT) == []
+
+
+def test_accept_without_edits(scripted_host):
+    host, _ = scripted_host({"MAIL": ACCEPT, "MESSAGE": ACCEPT})
+
+    send(host)
+
+    messages = host.wait_for_messages(RCPT, 1)
+    assert len(messages) == 1
+    assert messages[0].endswith(b"\nX-Remove-Me: first\n\nbody line\n")
 
 
 def test_error_reply_policy_accept(scripted_host):
