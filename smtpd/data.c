@@ -228,7 +228,7 @@ message_discard(struct session *s, const struct filter_verdict *verdict)
 
 	log_info("%s: discarded by filterd: %s", tx->queue_id,
 	    verdict->reason[0] != '\0' ? verdict->reason : "no reason given");
-	/* As Postfix does for DISCARD, the client cannot tell this from delivery. */
+	/* Like DISCARD in Postfix's access(5): claim delivery, deliver nothing. */
 	session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
 	command_finish(s);
 	transaction_reset(s);
