@@ -90,19 +90,22 @@ int
 spool_body_feed(int fd, off_t offset, off_t size,
     int (*feed)(void *context, const unsigned char *data, size_t len), void *context)
 {
-	unsigned char in[READ_CHUNK], out[2 * READ_CHUNK];
+	/* On the heap: filterd's worker threads have small stacks. */
+	unsigned char *in = xmalloc(READ_CHUNK), *out = xmalloc(2 * READ_CHUNK);
+	int rc = 0;
 
-	while (offset < size) {
+	while (offset < size && rc == 0) {
 		size_t want = size - offset < READ_CHUNK ? (size_t)(size - offset) : READ_CHUNK;
 		size_t n = 0;
 		ssize_t got;
-		int rc;
 
 		got = pread(fd, in, want, offset);
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got <= 0)
-			return -1;
+		if (got <= 0) {
+			rc = -1;
+			break;
+		}
 		offset += got;
 
 		for (ssize_t i = 0; i < got; i++) {
@@ -111,10 +114,10 @@ spool_body_feed(int fd, off_t offset, off_t size,
 			out[n++] = in[i];
 		}
 		rc = feed(context, out, n);
-		if (rc != 0)
-			return rc;
 	}
-	return 0;
+	free(in);
+	free(out);
+	return rc;
 }
 
 char *
