@@ -54,6 +54,9 @@ dmarc_init(char *err, size_t errsize)
 		line[strcspn(line, " \t\r\n")] = '\0';
 		if (line[0] == '\0' || strncmp(line, "//", 2) == 0)
 			continue;
+		/* NOTE: internationalized rules stay in UTF-8 and mail domains
+		 * arrive as A-labels (xn--), so a multi-label IDN suffix is not
+		 * matched and the implicit rule "*" applies instead. */
 		ascii_lower(line);
 		if (nrules == capacity) {
 			capacity = capacity == 0 ? 8192 : 2 * capacity;
