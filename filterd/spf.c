@@ -266,6 +266,11 @@ spf_evaluate(const struct filter_message *msg, const char *sender, struct spf_ou
 		result = SPF_RESULT_TEMPERROR;
 		reply_text(out->detail, sizeof out->detail, spf_dns_error());
 	}
+	if (spf_dns_terms() > SPF_DNS_TERM_LIMIT) {
+		result = SPF_RESULT_PERMERROR;
+		snprintf(out->detail, sizeof out->detail, "more than %d DNS-querying terms",
+		    SPF_DNS_TERM_LIMIT);
+	}
 	if (spf_dns_void_lookups() > SPF_VOID_LOOKUP_LIMIT) {
 		result = SPF_RESULT_PERMERROR;
 		snprintf(out->detail, sizeof out->detail, "more than %d void DNS lookups",
@@ -288,8 +293,9 @@ spf_evaluate(const struct filter_message *msg, const char *sender, struct spf_ou
 /*
  * Apply the policy for OUTCOME of IDENTITY (mailfrom or helo) on DOMAIN.
  * The fail reply states the fact in our words. A domain's exp= text is
- * not used, because libspf2 1.2.10 returns it with the macros unexpanded
- * and each space turned into '%' (seen with the Debian 12 package).
+ * not used: libspf2 1.2.10 returned it with the macros unexpanded and
+ * each space turned into '%' (seen with the Debian 12 package), so the
+ * DNS layer does not even fetch it.
  */
 static void
 spf_apply_policy(struct filter_result *result, const struct spf_outcome *outcome,

@@ -1,7 +1,9 @@
 /*
  * libspf2's DNS layer over filterd's resolver (dns.h), so that libspf2
  * never calls res_query or reads /etc/resolv.conf. It also counts void
- * lookups, which libspf2 1.2.10 does not limit (RFC 7208 section 4.6.4).
+ * lookups, which libspf2 1.2.10 does not limit, and DNS-querying terms,
+ * which libspf2 limits per record but not across include: and
+ * redirect= (RFC 7208 section 4.6.4 limits the whole evaluation).
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -17,12 +19,18 @@
 
 /* Per-thread state of the check that runs on this thread. */
 static __thread int void_lookups;
+static __thread int dns_terms;
+static __thread int record_fetched;	/* the TXT lookup of the identity's record is done */
+static __thread int address_lookups;	/* A/AAAA lookups still due for mx or ptr names */
 static __thread char dns_error[256];
 
 void
 spf_dns_reset(void)
 {
 	void_lookups = 0;
+	dns_terms = 0;
+	record_fetched = 0;
+	address_lookups = 0;
 	dns_error[0] = '\0';
 }
 
@@ -30,6 +38,44 @@ int
 spf_dns_void_lookups(void)
 {
 	return void_lookups;
+}
+
+int
+spf_dns_terms(void)
+{
+	return dns_terms;
+}
+
+/*
+ * Count the term that made libspf2 query RR_TYPE. libspf2 evaluates one
+ * term at a time: the first TXT query fetches the identity's record and
+ * each later one is an include: or redirect=; MX and PTR queries are mx
+ * and ptr terms, whose names then get one A or AAAA query each, which
+ * are not terms; any other A or AAAA query is an a or exists term.
+ * NOTE: the PTR query of a %{p} macro counts as a term too, one more
+ * than RFC 7208 counts.
+ */
+static void
+count_term(ns_type rr_type)
+{
+	switch (rr_type) {
+	case ns_t_txt:
+		if (!record_fetched)
+			record_fetched = 1;
+		else
+			dns_terms++;
+		break;
+	case ns_t_a:
+	case ns_t_aaaa:
+		if (address_lookups > 0)
+			address_lookups--;
+		else
+			dns_terms++;
+		break;
+	default:
+		dns_terms++;
+		break;
+	}
 }
 
 const char *
@@ -83,9 +129,12 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, in
 	if (rr_type == ns_t_spf)
 		return SPF_dns_rr_new_init(server, domain, rr_type, 0, NO_DATA);
 
-	/* Past the void lookup limit the check ends as permerror anyway,
-	 * so further names are not asked for. */
-	if (void_lookups > SPF_VOID_LOOKUP_LIMIT)
+	/* Past a limit the check ends as permerror anyway, so further names
+	 * are not asked for. */
+	if (void_lookups > SPF_VOID_LOOKUP_LIMIT || dns_terms > SPF_DNS_TERM_LIMIT)
+		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
+	count_term(rr_type);
+	if (dns_terms > SPF_DNS_TERM_LIMIT)
 		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
 
 	/* The check logs the first error with its result, once per check. */
@@ -111,10 +160,29 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, in
 			SPF_dns_rr_free(spfrr);
 			spfrr = SPF_dns_rr_new_init(server, domain, rr_type, 0, TRY_AGAIN);
 		}
+		if (rr_type == ns_t_mx || rr_type == ns_t_ptr)
+			address_lookups = answer.count < 10 ? (int)answer.count : 10;
 		break;
 	}
 	dns_answer_free(&answer);
 	return spfrr;
+}
+
+/*
+ * Skip the TXT lookup of an exp= domain: filterd's replies do not use
+ * the explanation, and that lookup is no term, so it must not reach the
+ * term count. libspf2 passes the exp= domain in *BUF and keeps whatever
+ * text this leaves there.
+ */
+static SPF_errcode_t
+spf_dns_get_exp(SPF_server_t *spf_server, const char *domain, char **buf, size_t *buflen)
+{
+	(void)spf_server;
+	(void)domain;
+
+	if (*buf != NULL && *buflen > 0)
+		(*buf)[0] = '\0';
+	return SPF_E_SUCCESS;
 }
 
 static void
@@ -132,6 +200,7 @@ spf_dns_new(void)
 		return NULL;
 	server->destroy = spf_dns_destroy;
 	server->lookup = spf_dns_lookup;
+	server->get_exp = spf_dns_get_exp;
 	server->name = "estafeta";
 	return server;
 }

@@ -8,6 +8,10 @@
  * than this in one evaluation make the result permerror. */
 #define SPF_VOID_LOOKUP_LIMIT 2
 
+/* RFC 7208 section 4.6.4: more terms that query DNS (include, a, mx,
+ * ptr, exists, redirect) than this in one evaluation make it permerror. */
+#define SPF_DNS_TERM_LIMIT 10
+
 /* A DNS layer that sends libspf2's queries through dns_lookup. */
 SPF_dns_server_t *spf_dns_new(void);
 
@@ -16,6 +20,9 @@ void spf_dns_reset(void);
 
 /* The void lookups of this thread's check so far. */
 int spf_dns_void_lookups(void);
+
+/* The DNS-querying terms of this thread's check so far, includes too. */
+int spf_dns_terms(void);
 
 /* The first DNS error of this thread's check, or "". */
 const char *spf_dns_error(void);

@@ -60,6 +60,29 @@ RECORDS = [
     'v6.spf.test. TXT "v=spf1 ip6:%s -all"' % CLIENT_IP6,
     'v6a.spf.test. TXT "v=spf1 a:host6.spf.test -all"',
     'host6.spf.test. AAAA %s' % CLIENT_IP6,
+    # Ten terms that query DNS through includes, then twelve; libspf2
+    # counts only within each record.
+    'inc10.spf.test. TXT "v=spf1 include:i1.spf.test include:i3.spf.test ip4:%s -all"'
+    % CLIENT_IP,
+    'inc12.spf.test. TXT "v=spf1 include:i1.spf.test include:i2.spf.test ip4:%s -all"'
+    % CLIENT_IP,
+    'i1.spf.test. TXT "v=spf1 %s -all"' % " ".join("a:a%d.spf.test" % n for n in range(1, 6)),
+    'i2.spf.test. TXT "v=spf1 %s -all"' % " ".join("a:a%d.spf.test" % n for n in range(6, 11)),
+    'i3.spf.test. TXT "v=spf1 %s -all"' % " ".join("a:a%d.spf.test" % n for n in range(6, 9)),
+    # One mx term with three names and nine a terms: ten terms, since
+    # the address lookups of the MX names are not terms.
+    'mx3.spf.test. TXT "v=spf1 mx %s ip4:%s -all"'
+    % (" ".join("a:a%d.spf.test" % n for n in range(1, 10)), CLIENT_IP),
+    'mx3.spf.test. MX 10 m1.spf.test.',
+    'mx3.spf.test. MX 20 m2.spf.test.',
+    'mx3.spf.test. MX 30 m3.spf.test.',
+    'm1.spf.test. A 192.0.2.201',
+    'm2.spf.test. A 192.0.2.202',
+    'm3.spf.test. A 192.0.2.203',
+    # Ten terms and an exp= modifier, whose lookup is no term.
+    'exp10.spf.test. TXT "v=spf1 %s -all exp=why.spf.test"' % TEN,
+    'loop.spf.test. TXT "v=spf1 include:loop2.spf.test -all"',
+    'loop2.spf.test. TXT "v=spf1 include:loop.spf.test -all"',
     # exp= text with bytes outside ASCII (RFC 7208 section 6.2).
     'exp.spf.test. TXT "v=spf1 -all exp=why.spf.test"',
     'why.spf.test. TXT "caf\\195\\169 says %{i} may not send for %{d}"',
@@ -83,6 +106,11 @@ CASES = [
     ("user@toomany.spf.test", HELO, "permerror", "accept"),
     ("user@ten.spf.test", HELO, "pass", "accept"),
     ("user@voids.spf.test", HELO, "permerror", "accept"),
+    ("user@inc10.spf.test", HELO, "pass", "accept"),
+    ("user@inc12.spf.test", HELO, "permerror", "accept"),
+    ("user@mx3.spf.test", HELO, "pass", "accept"),
+    ("user@loop.spf.test", HELO, "permerror", "accept"),
+    ("user@exp10.spf.test", HELO, "fail", "reject"),
     ("user@split.spf.test", HELO, "pass", "accept"),
     ("user@mx.spf.test", HELO, "pass", "accept"),
     ("user@ptr.spf.test", HELO, "pass", "accept"),
@@ -277,6 +305,12 @@ def test_spf_permerror_rejected_by_setting(bed):
         assert out["action"] == "reject", sender
         assert out["reply"].startswith("550 5.7.24 SPF record of %s is invalid: "
                                        % sender.partition("@")[2]), out["reply"]
+
+
+def test_spf_term_limit_across_includes(bed):
+    config = write_config(bed, "termreject", spf_policy_permerror="reject")
+    out = probe(bed, config, "user@inc12.spf.test")
+    assert out["reply"].endswith("more than 10 DNS-querying terms")
 
 
 def test_spf_void_lookup_limit_reply(bed):
