@@ -208,10 +208,10 @@ message_sign(const struct filter_message *msg, const struct header_list *list, o
 		status = dkim_eom(dkim, NULL);
 
 	if (status != DKIM_STAT_OK) {
-		const char *why = dkim_geterror(dkim);
+		const char *detail = dkim_geterror(dkim);
 
 		snprintf(err, errsize, "DKIM signing for %s failed: %s", key->domain,
-		    why != NULL && why[0] != '\0' ? why : dkim_getresultstr(status));
+		    detail != NULL && detail[0] != '\0' ? detail : dkim_getresultstr(status));
 	} else {
 		rc = signature_add(dkim, result, err, errsize);
 	}
