@@ -150,6 +150,29 @@ def test_sign_verifies(make_mailhost, zone, keys, records, testmsg_host, key_nam
     assert bad.returncode != 0, bad.stdout + bad.stderr
 
 
+def test_sign_authenticated_submission(make_mailhost, zone, keys, records):
+    """A client outside mynetworks that logs in gets its mail signed."""
+    table = Path(keys["directory"]) / "table-auth"
+    table.write_text(keys["rsa"]["line"] + "\n")
+    os.chmod(table, 0o644)
+    host = make_mailhost(**dkim_bed.filter_settings(
+        zone, dkim_signing_table=table, smtpd_sasl_auth_enable="all",
+        smtpd_plaintext_auth="loopback", **INBOUND))
+    host.start("filterd")
+    assert host.wait_for_log(r"smtpd\[\d+\]: auth: mechanisms of ")
+
+    body = dkim_bed.message(sender="demo@example.test", subject="submitted")
+    with host.smtp() as client:
+        client.login("demo@example.test", "demo")
+        client.sendmail("demo@example.test", ["demo@example.test"], body)
+    stored = host.wait_for_messages("demo@example.test", 1)
+
+    assert len(stored) == 1, host.log()
+    assert b"DKIM-Signature:" in stored[0]
+    assert dkim_bed.dkimpy_verify(stored[0], records)
+    assert dkim_bed.authres_fields(stored[0]) == []
+
+
 def test_sign_oversigns_from(make_mailhost, zone, keys, records):
     host = signing_host(make_mailhost, zone, keys, "rsa")
     stored = send_outbound(host, "oversigned")
