@@ -2,8 +2,7 @@
  * The SMTP client session (RFC 5321) on libevent bufferevents. It
  * connects to each address of the route in turn and sends EHLO (HELO
  * when EHLO is rejected), STARTTLS as the TLS policy requires, and AUTH
- * to a relayhost. Then come MAIL, RCPT and DATA, pipelined when the
- * server offers PIPELINING.
+ * to a relayhost. Then come the transactions (outbound_transaction.c).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -21,117 +19,15 @@
 #include <openssl/err.h>
 
 #include "config.h"
-#include "dsn_orcpt.h"
 #include "envelope.h"
 #include "log.h"
 #include "outbound_auth.h"
-#include "outbound_data.h"
-#include "outbound_mime7.h"
 #include "outbound_session.h"
+#include "outbound_session_internal.h"
 #include "outbound_tls.h"
 #include "queued.h"
 #include "scheduler.h"
-#include "spool.h"
 #include "util.h"
-
-#define REPLY_TEXT_MAX	1000		/* reply text kept for logs and bounces */
-#define REPLY_LINE_MAX	(8 * 1024)	/* bytes without a line end */
-#define REPLY_LINES_MAX	100		/* lines in one multi-line reply */
-#define DATA_CHUNK	(64 * 1024)	/* message bytes read per write callback */
-
-/* The state of a job recipient in this delivery attempt. */
-enum rcpt_progress {
-	RCPT_OPEN,		/* for the next transaction with the current host */
-	RCPT_DONE,		/* has an outcome */
-	RCPT_NEXT_HOST,		/* failed temporarily here, so for the next address */
-};
-
-enum session_state {
-	S_ROUTE,		/* waiting for the route */
-	S_POLICY,		/* waiting for the TLS policy of the next address */
-	S_CONNECT,
-	S_GREETING,
-	S_EHLO,
-	S_HELO,
-	S_STARTTLS,
-	S_HANDSHAKE,
-	S_AUTH,
-	S_IDLE,			/* ready for a transaction */
-	S_ENVELOPE,		/* MAIL, RCPT and DATA replies */
-	S_BODY,
-	S_DATA_DONE,
-	S_RSET,
-	S_QUIT,
-};
-
-struct session {
-	enum session_state state;
-	struct outbound_job *job;
-	struct route *route;
-	size_t address;			/* index into route->addresses */
-	char nexthop[ROUTE_NAME_MAX];
-	char relay[ROUTE_NAME_MAX + 80];	/* "host[address]:port" for logs */
-	struct bufferevent *bev;
-	struct outbound_tls_request tls_request;
-	struct outbound_tls_policy *tls_policy;
-	int tls_active;
-	int tls_tried;			/* STARTTLS already failed on this address */
-	int auth_step;			/* OUTBOUND_AUTH_* */
-	int in_callback;		/* callers on the stack that use S after a call: free later */
-	int dead;			/* freed while in_callback > 0 */
-	unsigned connection;		/* counts connections, since a new bufferevent may reuse an old address */
-	int server_closing;		/* a 421 came: the server closes the connection */
-
-	/* ESMTP extensions of the current server. */
-	int ext_pipelining, ext_8bitmime, ext_smtputf8, ext_starttls, ext_dsn;
-	int ext_requiretls;		/* RFC 8689, counted only after STARTTLS */
-	int ext_auth_plain, ext_auth_login;
-	long long ext_size;		/* -1 when SIZE was not offered */
-
-	/* The reply being read; multi-line replies are joined with spaces. */
-	int reply_code;
-	char reply[REPLY_TEXT_MAX + 1];
-	size_t reply_len;
-	size_t reply_lines;
-
-	/* The last reason the session could not use an address. */
-	char last_dsn[16];
-	char last_reason[REPLY_TEXT_MAX + 200];
-
-	/* The progress of each job recipient (enum rcpt_progress). */
-	unsigned char *progress;
-
-	/* The transaction: TXN lists the job recipients it carries. */
-	size_t *txn;
-	size_t ntxn;
-	size_t reply_index;		/* 0: MAIL, 1..ntxn: RCPT, then DATA */
-	size_t commands_sent;		/* without pipelining: commands sent so far */
-	int mail_ok;
-	int use_smtputf8;		/* MAIL FROM carries SMTPUTF8 */
-	int body_8bit;			/* 8-bit data, declared with BODY=8BITMIME or not */
-	char *converted;		/* the message made 7-bit, or NULL to send the file */
-	size_t converted_len;
-	long long wire_size;		/* the SIZE parameter value, when the server offers SIZE */
-	unsigned char *accepted;
-	size_t naccepted;
-	size_t nrcpts_put_back;		/* RCPT replies of 452 left for the next transaction */
-	int data_fd;
-	off_t data_offset;
-	struct outbound_data data;
-
-	/* For the delays=a/b/c/d field: when this job's session work began
-	 * (route lookup, or a reused connection), and when its transaction
-	 * began (0 before that). */
-	long long setup_usec;
-	long long transaction_usec;
-
-	/* Starts the transaction of a job handed over by session_continue
-	 * from the event loop, so a run of jobs that fail at once does not
-	 * recurse. */
-	struct event *continue_ev;
-
-	TAILQ_ENTRY(session) entry;
-};
 
 TAILQ_HEAD(session_list, session);
 static struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
@@ -140,8 +36,6 @@ static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void try_address(struct session *s);
-static void send_next_command(struct session *s);
-static void start_transaction(struct session *s);
 
 static const char *
 state_name(enum session_state state)
@@ -186,7 +80,7 @@ state_timeout(const struct session *s, enum session_state state)
 	}
 }
 
-static void
+void
 set_state(struct session *s, enum session_state state)
 {
 	struct timeval read_tv = { .tv_sec = state_timeout(s, state) };
@@ -208,10 +102,7 @@ set_state(struct session *s, enum session_state state)
 		bufferevent_set_timeouts(s->bev, &read_tv, &write_tv);
 }
 
-static void
-send_line(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
+void
 send_line(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -222,7 +113,7 @@ send_line(struct session *s, const char *fmt, ...)
 	evbuffer_add(bufferevent_get_output(s->bev), "\r\n", 2);
 }
 
-static struct envelope_rcpt *
+struct envelope_rcpt *
 job_rcpt(struct session *s, size_t r)
 {
 	return &s->job->msg->env->rcpts[s->job->rcpts[r]];
@@ -318,7 +209,7 @@ more_addresses(const struct session *s)
  * failure is final only at the last address of the route. Before that the recipient waits for the next
  * address, and the reply is kept as the reason in case none accepts it.
  */
-static void
+void
 reply_to_outcome(struct session *s, size_t r)
 {
 	char dsn[16], *reason = xasprintf("%d %s", s->reply_code, s->reply);
@@ -341,7 +232,7 @@ reply_to_outcome(struct session *s, size_t r)
 }
 
 /* Give every job recipient without an outcome in this attempt DSN and REASON. */
-static void
+void
 fail_open_rcpts(struct session *s, const char *dsn, const char *reason)
 {
 	enum rcpt_status status = dsn[0] == '5' ? RCPT_FAILED : RCPT_DEFERRED;
@@ -415,7 +306,7 @@ close_session(struct session *s)
 
 /* Finish the job on S. The connection is kept only when KEEP is set and no
  * 421 came, because the server closes after a 421 (RFC 5321 section 3.8). */
-static void
+void
 finish_job(struct session *s, int keep)
 {
 	struct outbound_job *job = s->job;
@@ -455,7 +346,7 @@ retry_at_next_address(struct session *s)
  * server may have taken the message, and another address would deliver
  * it twice.
  */
-static void
+void
 abort_session(struct session *s, const char *dsn, const char *reason)
 {
 	const char *id = s->job != NULL ? s->job->msg->env->id : s->nexthop;
@@ -519,7 +410,7 @@ count_rcpts(const struct session *s, enum rcpt_progress progress)
  * with the open ones when the connection cannot carry them. The job
  * ends when every recipient has an outcome.
  */
-static void
+void
 transaction_done(struct session *s, int keep)
 {
 	int usable = keep && !s->server_closing;
@@ -654,408 +545,6 @@ send_ehlo(struct session *s)
 	reset_extensions(s);
 	send_line(s, "EHLO %s", helo_name());
 	set_state(s, S_EHLO);
-}
-
-/* ---- the transaction ---- */
-
-static const char *
-message_attr(struct session *s, const char *key)
-{
-	return envelope_attr(s->job->msg->env, key);
-}
-
-static int
-attr_is(struct session *s, const char *key, const char *value)
-{
-	const char *v = message_attr(s, key);
-
-	return v != NULL && ascii_casecmp(v, value) == 0;
-}
-
-static int
-is_ascii(const char *text)
-{
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
-		if (*p > 127)
-			return 0;
-	return 1;
-}
-
-/* Return whether the message really needs SMTPUTF8 (RFC 6531), which is
- * when a sender, a recipient of this job or the header is non-ASCII. A read
- * error counts as needing it. */
-static int
-needs_smtputf8(struct session *s)
-{
-	struct envelope *env = s->job->msg->env;
-
-	if (!is_ascii(env->sender))
-		return 1;
-	for (size_t r = 0; r < s->job->nrcpts; r++)
-		if (!is_ascii(job_rcpt(s, r)->address))
-			return 1;
-	return outbound_data_header_has_8bit(s->data_fd) != 0;
-}
-
-/*
- * RFC 6152 section 3: a server without 8BITMIME gets 8-bit content
- * converted, or the message is returned. Read the message and convert
- * its 8-bit body parts to quoted-printable; feed_body sends the result.
- * Returns 0, or -1 after failing every recipient (8-bit header, read
- * error).
- */
-static int
-convert_to_7bit(struct session *s)
-{
-	struct stat st;
-	char err[256], *data;
-	ssize_t n;
-
-	if (fstat(s->data_fd, &st) < 0) {
-		snprintf(err, sizeof err, "stat queue file: %s", strerror(errno));
-		fail_open_rcpts(s, "4.3.0", err);
-		return -1;
-	}
-	data = xmalloc((size_t)st.st_size + 1);
-	n = pread(s->data_fd, data, (size_t)st.st_size, 0);
-	if (n != st.st_size) {
-		snprintf(err, sizeof err, "read queue file: %s", n < 0 ? strerror(errno) : "short read");
-		free(data);
-		fail_open_rcpts(s, "4.3.0", err);
-		return -1;
-	}
-
-	s->converted = outbound_mime7_convert(data, (size_t)n, &s->converted_len, err, sizeof err);
-	free(data);
-	if (s->converted == NULL) {
-		fail_open_rcpts(s, "5.6.3", err);
-		return -1;
-	}
-	log_info("%s: %s does not offer 8BITMIME: 8-bit body parts are sent as quoted-printable",
-	    s->job->msg->env->id, s->relay);
-	return 0;
-}
-
-/* Measure the message as it goes on the wire, which is larger than the
- * queue file with its LF line ends, and check it against the SIZE that
- * the server announced. Returns 0, or -1 after failing every recipient. */
-static int
-check_size(struct session *s)
-{
-	char *reason;
-
-	s->wire_size = outbound_data_wire_size(s->data_fd, s->converted, s->converted_len);
-	if (s->wire_size < 0) {
-		reason = xasprintf("read queue file: %s", strerror(errno));
-		fail_open_rcpts(s, "4.3.0", reason);
-		free(reason);
-		return -1;
-	}
-	if (s->ext_size == 0 || s->wire_size <= s->ext_size)
-		return 0;
-
-	reason = xasprintf("message size %lld exceeds the limit of %lld that the host announced",
-	    s->wire_size, s->ext_size);
-	fail_open_rcpts(s, "5.3.4", reason);
-	free(reason);
-	return -1;
-}
-
-/* Check what the server must offer for this message. Returns 0, or -1
- * after failing every recipient. */
-static int
-check_extensions(struct session *s)
-{
-	s->use_smtputf8 = attr_is(s, "smtputf8", "yes");
-	if (s->use_smtputf8 && !s->ext_smtputf8) {
-		if (needs_smtputf8(s)) {
-			fail_open_rcpts(s, "5.6.7", "SMTPUTF8 is required, but was not offered by the host");
-			return -1;
-		}
-		/* The client requested SMTPUTF8, but the envelope and header
-		 * are ASCII, so the message goes without it. */
-		s->use_smtputf8 = 0;
-	}
-
-	/* smtpd stores body=7BIT when MAIL FROM had no BODY parameter,
-	 * whatever the data contains, so undeclared data is scanned. A read
-	 * error counts as 8-bit, and convert_to_7bit reports it. */
-	if (attr_is(s, "body", "8BITMIME") && s->ext_8bitmime)
-		s->body_8bit = 1;
-	else
-		s->body_8bit = outbound_data_has_8bit(s->data_fd) != 0;
-	if (s->body_8bit && !s->ext_8bitmime && convert_to_7bit(s) < 0)
-		return -1;
-	if (s->ext_size >= 0)
-		return check_size(s);
-	return 0;
-}
-
-/* Append TEXT to OUT as xtext (RFC 3461 section 4): printable ASCII
- * except "+" and "=" as itself, every other octet as "+XX". */
-static void
-add_xtext(struct evbuffer *out, const char *text)
-{
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-		if (*p >= 33 && *p <= 126 && *p != '+' && *p != '=')
-			evbuffer_add(out, p, 1);
-		else
-			evbuffer_add_printf(out, "+%02X", *p);
-	}
-}
-
-static void
-send_mail_from(struct session *s)
-{
-	struct envelope *env = s->job->msg->env;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	const char *ret = message_attr(s, "ret"), *envid = message_attr(s, "envid");
-
-	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
-	if (s->ext_size >= 0)
-		evbuffer_add_printf(out, " SIZE=%lld", s->wire_size);
-	if (s->ext_8bitmime && s->body_8bit)
-		evbuffer_add_printf(out, " BODY=8BITMIME");
-	if (s->use_smtputf8)
-		evbuffer_add_printf(out, " SMTPUTF8");
-	if (s->tls_request.requiretls)
-		evbuffer_add_printf(out, " REQUIRETLS");
-	if (s->ext_dsn && ret != NULL)
-		evbuffer_add_printf(out, " RET=%s", ret);
-	if (s->ext_dsn && envid != NULL) {
-		evbuffer_add_printf(out, " ENVID=");
-		add_xtext(out, envid);
-	}
-	evbuffer_add(out, "\r\n", 2);
-}
-
-static void
-send_rcpt_to(struct session *s, size_t r)
-{
-	struct envelope_rcpt *rcpt = job_rcpt(s, r);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-
-	evbuffer_add_printf(out, "RCPT TO:<%s>", rcpt->address);
-	if (s->ext_dsn && rcpt->notify != NULL)
-		evbuffer_add_printf(out, " NOTIFY=%s", rcpt->notify);
-	/* The envelope keeps ORCPT decoded, as "type;address". A queue file
-	 * written before queued checked ORCPT at commit may hold an invalid
-	 * one, which is left out rather than sent as a malformed parameter. */
-	if (s->ext_dsn && rcpt->orcpt != NULL && dsn_orcpt_valid(rcpt->orcpt)) {
-		const char *semicolon = strchr(rcpt->orcpt, ';');
-
-		evbuffer_add_printf(out, " ORCPT=%.*s;", (int)(semicolon - rcpt->orcpt), rcpt->orcpt);
-		add_xtext(out, semicolon + 1);
-	} else if (s->ext_dsn && rcpt->orcpt != NULL) {
-		log_warn("%s: ORCPT of <%s> in the queue file is invalid, so RCPT TO goes without it", s->job->msg->env->id,
-		    rcpt->address);
-	}
-	evbuffer_add(out, "\r\n", 2);
-}
-
-/* Send envelope command number N: 0 is MAIL, 1..ntxn RCPT, then DATA. */
-static void
-send_command(struct session *s, size_t n)
-{
-	if (n == 0)
-		send_mail_from(s);
-	else if (n <= s->ntxn)
-		send_rcpt_to(s, s->txn[n - 1]);
-	else
-		send_line(s, "DATA");
-}
-
-/* Without PIPELINING: send the next command once the last reply is in. */
-static void
-send_next_command(struct session *s)
-{
-	if (s->commands_sent <= s->ntxn + 1)
-		send_command(s, s->commands_sent++);
-}
-
-/* Put the open job recipients in the transaction, at most
- * smtp_destination_recipient_limit of them. */
-static void
-select_transaction_rcpts(struct session *s)
-{
-	size_t limit = (size_t)config_int("smtp_destination_recipient_limit");
-
-	s->txn = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, sizeof *s->txn);
-	s->ntxn = 0;
-	for (size_t r = 0; r < s->job->nrcpts && s->ntxn < limit; r++)
-		if (s->progress[r] == RCPT_OPEN)
-			s->txn[s->ntxn++] = r;
-}
-
-static void
-start_transaction(struct session *s)
-{
-	struct envelope *env = s->job->msg->env;
-
-	s->transaction_usec = now_usec();
-	s->reply_index = 0;
-	s->commands_sent = 0;
-	s->mail_ok = 0;
-	s->naccepted = 0;
-	s->nrcpts_put_back = 0;
-	s->accepted = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, 1);
-	select_transaction_rcpts(s);
-	s->data_fd = spool_open_data(&queued_spool, env->id);
-	if (s->data_fd < 0) {
-		char reason[256];
-
-		snprintf(reason, sizeof reason, "cannot open the queue file: %s", strerror(errno));
-		log_error("%s: %s", env->id, reason);
-		fail_open_rcpts(s, "4.3.0", reason);
-		finish_job(s, 1);
-		return;
-	}
-	if (check_extensions(s) < 0) {
-		finish_job(s, 1);
-		return;
-	}
-
-	set_state(s, S_ENVELOPE);
-	if (s->ext_pipelining) {
-		while (s->commands_sent <= s->ntxn + 1)
-			send_command(s, s->commands_sent++);
-	} else {
-		send_next_command(s);
-	}
-}
-
-static void
-feed_body(struct session *s)
-{
-	char buf[DATA_CHUNK];
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	ssize_t n;
-
-	if (s->converted != NULL) {
-		size_t left = s->converted_len - (size_t)s->data_offset;
-
-		n = (ssize_t)(left < sizeof buf ? left : sizeof buf);
-		/* Keep each CRLF in one chunk, since outbound_data_add drops a
-		 * CR only when the LF follows in the same call. */
-		if (n > 1 && (size_t)n < left && s->converted[s->data_offset + n - 1] == '\r')
-			n--;
-		memcpy(buf, s->converted + s->data_offset, (size_t)n);
-	} else {
-		n = pread(s->data_fd, buf, sizeof buf, s->data_offset);
-	}
-
-	if (n < 0) {
-		char reason[256];
-
-		snprintf(reason, sizeof reason, "read queue file: %s", strerror(errno));
-		abort_session(s, "4.3.0", reason);
-		return;
-	}
-	if (n > 0) {
-		s->data_offset += n;
-		outbound_data_add(&s->data, out, buf, (size_t)n);
-		return;
-	}
-	outbound_data_finish(&s->data, out);
-	set_state(s, S_DATA_DONE);
-}
-
-static void
-start_body(struct session *s)
-{
-	set_state(s, S_BODY);
-	s->data_offset = 0;
-	outbound_data_init(&s->data);
-	feed_body(s);
-}
-
-/* Handle one reply to MAIL, RCPT or DATA. */
-static void
-envelope_reply(struct session *s)
-{
-	size_t index = s->reply_index++;
-	size_t ntxn = s->ntxn;
-	int class = s->reply_code / 100;
-
-	set_state(s, S_ENVELOPE);	/* the timeout of the next reply */
-
-	if (index == 0) {
-		s->mail_ok = class == 2;
-		if (!s->mail_ok)
-			for (size_t i = 0; i < ntxn; i++)
-				reply_to_outcome(s, s->txn[i]);
-	} else if (index <= ntxn) {
-		size_t r = s->txn[index - 1];
-
-		if (s->mail_ok && class == 2) {
-			s->accepted[r] = 1;
-			s->naccepted++;
-		} else if (s->mail_ok && s->reply_code == 452 && s->naccepted > 0) {
-			/* RFC 5321 section 4.5.3.1.10: the server takes no more
-			 * recipients in this transaction, so the rest go in the
-			 * next one. Some recipient was accepted, so the next
-			 * transaction has fewer to carry. */
-			if (s->nrcpts_put_back++ == 0)
-				log_info("%s: %s accepted %zu recipients, then replied 452; the rest go in the next transaction",
-				    s->job->msg->env->id, s->relay, s->naccepted);
-		} else if (s->mail_ok) {
-			reply_to_outcome(s, r);
-		}
-	} else {
-		if (s->reply_code == 354 && s->naccepted > 0) {
-			start_body(s);
-			return;
-		}
-		/* DATA was rejected, or accepted with no recipient, so the
-		 * transaction ends here. */
-		if (s->reply_code == 354) {
-			abort_session(s, "4.4.2", "the host accepted DATA with no recipient accepted");
-			return;
-		}
-		/* 354 is the only positive reply to DATA. Any other 2xx or
-		 * 3xx means that the server lost track of the commands, and no
-		 * message data was sent. */
-		if (class == 2 || class == 3) {
-			char reason[REPLY_TEXT_MAX + 100];
-
-			snprintf(reason, sizeof reason, "protocol error: %d %s (in reply to DATA)",
-			    s->reply_code, s->reply);
-			abort_session(s, "4.5.0", reason);
-			return;
-		}
-		for (size_t i = 0; i < ntxn; i++)
-			if (s->accepted[s->txn[i]])
-				reply_to_outcome(s, s->txn[i]);
-		send_line(s, "RSET");
-		set_state(s, S_RSET);
-		return;
-	}
-
-	if (!s->ext_pipelining) {
-		/* Without PIPELINING a server replies to one command at a
-		 * time. More reply data already waiting is a reply to a command
-		 * not yet sent, and would be taken for the reply to the next one. */
-		if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
-			abort_session(s, "4.5.0", "protocol error: the host sent replies to commands it has not received");
-			return;
-		}
-		/* Stop early when MAIL failed or no recipient was accepted. */
-		if (!s->mail_ok || (index == ntxn && s->naccepted == 0)) {
-			send_line(s, "RSET");
-			set_state(s, S_RSET);
-			return;
-		}
-		send_next_command(s);
-	}
-}
-
-static void
-data_done_reply(struct session *s)
-{
-	for (size_t r = 0; r < s->job->nrcpts; r++)
-		if (s->accepted[r])
-			reply_to_outcome(s, r);
-	transaction_done(s, 1);
 }
 
 /* ---- connection set-up ---- */
