@@ -316,7 +316,7 @@ txt_lookup(const char *name, const char *prefix, char *buf, size_t size, char *e
 	if (dns_lookup(name, DNS_TYPE_TXT, &answer, err, errsize) < 0)
 		return TXT_TEMPFAIL;
 
-	for (size_t i = 0; i < answer.count && status != TXT_TEMPFAIL; i++) {
+	for (size_t i = 0; i < answer.count; i++) {
 		const char *text = answer.records[i].text;
 
 		if (text == NULL || ascii_ncasecmp(text, prefix, prefixlen) != 0)
@@ -325,18 +325,20 @@ txt_lookup(const char *name, const char *prefix, char *buf, size_t size, char *e
 			status = TXT_SEVERAL;
 			break;
 		}
+		/* A record too long for BUF counts as no usable record. */
 		if (strlen(text) >= size) {
-			snprintf(err, errsize, "TXT record of %s is longer than %zu bytes", name,
-			    size - 1);
-			status = TXT_TEMPFAIL;
-			break;
+			char clean[1024];
+
+			log_warn("TXT record of %s ignored: longer than %zu bytes",
+			    log_sanitize(clean, sizeof clean, name, strlen(name)), size - 1);
+			continue;
 		}
 		strlcpy_x(buf, text, size);
 		status = TXT_FOUND;
 	}
 	if (status == TXT_NONE)
-		snprintf(err, errsize, "no %sTXT record at %s", prefix[0] != '\0' ? "matching " : "",
-		    name);
+		snprintf(err, errsize, "no usable %sTXT record at %s",
+		    prefix[0] != '\0' ? "matching " : "", name);
 	dns_answer_free(&answer);
 	return status;
 }

@@ -102,8 +102,8 @@ dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t
 	case TXT_TEMPFAIL:
 		break;
 	}
-	log_warn("DKIM key lookup of %s failed: %s",
-	    log_sanitize(clean, sizeof clean, name, strlen(name)), err);
+	/* ERR names the record too, so it is sanitized as a whole. */
+	log_warn("DKIM key lookup failed: %s", log_sanitize(clean, sizeof clean, err, strlen(err)));
 	tempfail_note(domain, selector);
 	return DKIM_CBSTAT_TRYAGAIN;
 }
