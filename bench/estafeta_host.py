@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from conftest import MailHost  # noqa: E402  (path set just above)
 
 from common import DOMAIN, create_maildir  # noqa: E402
+from scanners import Clamd, Spamd  # noqa: E402
 
 # Owner of the virtual users' mailboxes when the daemons start as root.
 VIRTUAL_MAIL_USER = "_estafeta-vmail"
@@ -44,7 +45,11 @@ def estafeta_commit():
 class EstafetaHost:
     name = "estafeta"
 
-    def __init__(self, mailboxes, backoff="300s", size_limit=52428800, settings=None):
+    def __init__(self, mailboxes, backoff="300s", size_limit=52428800, settings=None,
+                 scanners=False):
+        # With scanners, smtpd sends every message through filterd to a
+        # spamd and a clamd of the host's own (tests/integration/scanners.py).
+        self.scanners = [Spamd(), Clamd()] if scanners else []
         all_settings = dict(SETTINGS)
         all_settings.update({
             "minimal_backoff_time": backoff,
@@ -52,6 +57,17 @@ class EstafetaHost:
             "queue_run_delay": backoff,
             "message_size_limit": str(size_limit),
         })
+        if scanners:
+            all_settings.update({
+                "smtpd_filter": "yes",
+                "filterd_checks": "spamassassin clamav",
+                "spamd_socket": self.scanners[0].socket,
+                "clamd_socket": self.scanners[1].socket,
+                # The load comes from 127.0.0.1, in mynetworks: scan it
+                # anyway, and deliver whatever the score.
+                "spam_scan_outbound": "yes",
+                "spam_reject_score": "0",
+            })
         all_settings.update(settings or {})
         self.host = MailHost(all_settings)
         self.host.write_users({"%s@%s" % (local, DOMAIN): "bench" for local in mailboxes})
@@ -79,14 +95,19 @@ class EstafetaHost:
             create_maildir(self.maildir(local), uid, gid)
 
     def start(self):
+        for scanner in self.scanners:
+            scanner.start()
         self.host.newaliases()
         self.host.start()
+        if self.scanners:
+            self.host.start("filterd")
 
     def stop(self):
         self.host.stop()
 
     def root_pids(self):
-        return [proc.pid for proc in self.host.procs.values()]
+        pids = [proc.pid for proc in self.host.procs.values()]
+        return pids + [scanner.proc.pid for scanner in self.scanners if scanner.running()]
 
     def maildir(self, local):
         return self.host.maildir("%s@%s" % (local, DOMAIN))
@@ -100,3 +121,5 @@ class EstafetaHost:
 
     def destroy(self, keep=False):
         self.host.destroy(keep)
+        for scanner in self.scanners:
+            scanner.destroy()

@@ -27,7 +27,7 @@ import workloads  # noqa: E402
 from common import mailbox_names  # noqa: E402
 from estafeta_host import EstafetaHost  # noqa: E402
 from postfix_host import PostfixHost  # noqa: E402
-from workloads import DeferredSpec, IdleSpec, LoadSpec, PROBE_MAILBOX  # noqa: E402
+from workloads import DeferredSpec, FilterSpec, IdleSpec, LoadSpec, PROBE_MAILBOX  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"estafeta": EstafetaHost, "postfix": PostfixHost}
@@ -161,6 +161,8 @@ class Benchmark:
                 if isinstance(spec, DeferredSpec):
                     continue
                 for system in self.order(round_index, workload_index):
+                    if isinstance(spec, FilterSpec) and system != "estafeta":
+                        continue
                     log("%s %s round %d: %s" % (spec.name, system, round_index + 1, spec.title))
                     try:
                         figures = self.run_one(system, spec)
@@ -175,7 +177,10 @@ class Benchmark:
 
     def run_one(self, system, spec):
         """Measure spec on a fresh host of system; return the figures."""
-        host = self.make_host(system)
+        if isinstance(spec, FilterSpec):
+            host = self.make_host(system, scanners=spec.filtered)
+        else:
+            host = self.make_host(system)
         failed = True
         try:
             host.start()
