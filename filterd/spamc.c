@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "spamc.h"
 #include "util.h"
 
@@ -75,26 +76,32 @@ count_spam_fields(const struct filter_message *msg, unsigned counts[NSPAM_FIELDS
 	return 0;
 }
 
-/* Remove every incoming X-Spam-* field, the last one of each name first,
+/*
+ * Remove every incoming X-Spam-* field, the last one of each name first,
  * so that the indexes stay right whether removals are applied one after
- * another or all against the original header. */
+ * another or all against the original header. When RESULT has no room
+ * left (FILTER_MAX_REMOVALS), the rest stay and a warning is logged: the
+ * scan still runs, so piling up fields cannot make the check fail.
+ */
 static int
 remove_spam_fields(const struct filter_message *msg, struct filter_result *result,
     char *err, size_t errsize)
 {
-	unsigned counts[NSPAM_FIELDS];
+	unsigned counts[NSPAM_FIELDS], left = 0;
 
 	if (count_spam_fields(msg, counts, err, errsize) < 0)
 		return -1;
 
 	for (size_t f = 0; f < NSPAM_FIELDS; f++) {
 		for (unsigned index = counts[f]; index > 0; index--) {
-			if (filter_result_remove(result, spam_fields[f], index) < 0) {
-				snprintf(err, errsize, "too many %s fields to remove", spam_fields[f]);
-				return -1;
-			}
+			if (filter_result_remove(result, spam_fields[f], index) < 0)
+				left++;
 		}
 	}
+
+	if (left > 0)
+		log_warn("%s: %u incoming X-Spam-* fields left in the message: "
+		    "more than %d header fields to remove", msg->queue_id, left, FILTER_MAX_REMOVALS);
 	return 0;
 }
 

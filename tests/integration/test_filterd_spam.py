@@ -188,6 +188,19 @@ def test_forged_obsolete_syntax_removed(make_mailhost, spamd):
     assert "x-spam-flag :" not in header_section(raw).lower()
 
 
+def test_many_forged_fields_still_scanned(make_mailhost, spamd):
+    host = start_host(make_mailhost, spamd_socket=spamd.socket)
+    forged = "X-Spam-Status: No, score=0.0\r\n" * 5 + "X-Spam-Flag: NO\r\n" * 20
+    assert send(host, gtube_message(extra_fields=forged))[0] == 250
+
+    raw = host.wait_for_messages(DEMO, 1)[0]
+    status = fields(raw, "X-Spam-Status")
+    assert len(status) == 1
+    assert status[0].startswith("Yes, ")
+    assert "YES" in fields(raw, "X-Spam-Flag")
+    assert host.wait_for_log(r"9 incoming X-Spam-\* fields left in the message")
+
+
 def test_forged_fields_removed_when_down(make_mailhost, spamd):
     host = start_host(make_mailhost, spamd_socket=str(spamd.dir / "missing.sock"))
     assert send(host, clean_message(extra_fields="X-Spam-Flag: NO\r\n"))[0] == 250
