@@ -131,7 +131,9 @@ check_size(struct session *s)
 }
 
 /* Check what the server must offer for this message. Returns 0, or -1
- * after failing every recipient. */
+ * after failing every recipient.
+ * TODO: this runs for each transaction, so a job split into many
+ * transactions reads (and converts, or measures) the message each time. */
 static int
 check_extensions(struct session *s)
 {
