@@ -52,6 +52,19 @@ pending_free(struct pending *p)
 	free(p);
 }
 
+/* A wall clock step must not shorten or stretch the wait, so the
+ * condition variable measures its deadline on CLOCK_MONOTONIC. */
+static void
+pending_init_cond(struct pending *p)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->done_cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 static void
 lookup_done(void *arg, int err, struct ub_result *result)
 {
@@ -374,7 +387,7 @@ pending_wait(struct pending *p)
 	struct timespec deadline;
 	int done;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += timeout_seconds;
 
 	pthread_mutex_lock(&p->lock);
@@ -403,7 +416,7 @@ dns_lookup(const char *name, int rrtype, struct dns_answer *out, char *err, size
 
 	p = xcalloc(1, sizeof *p);
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->done_cond, NULL);
+	pending_init_cond(p);
 	rc = ub_resolve_async(context, name, rrtype, CLASS_IN, p, lookup_done, &async_id);
 	if (rc != 0) {
 		snprintf(err, errsize, "DNS lookup of %s type %d failed: %s", name, rrtype,
