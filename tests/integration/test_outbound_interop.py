@@ -103,16 +103,22 @@ def test_encrypt_level_defers_plaintext_host(make_mailhost, net):
                                r"not offer STARTTLS\)", timeout=20)
 
 
-def test_relayhost_with_auth(make_mailhost, net):
+def relay_host(make_mailhost, net):
+    """Start relay.example.test in namespace b with submission on port 587.
+    It lets its user demo@example.test send as any sender.test address."""
     relay = make_mailhost(start=False, netns=net.hosts["b"], tls=True, smtpd_listen=B_ADDRESS + ":25",
                           smtpd_submission_listen=B_ADDRESS + ":587", myhostname="relay.example.test")
-    # The relay lets its user demo@example.test send as any sender.test address.
     logins = relay.dir / "etc" / "sender_logins"
     logins.write_text("@sender.test demo@example.test\n")
     relay.settings["smtpd_sender_login_maps"] = str(logins)
     relay.write_config()
     relay.newaliases()
     relay.start()
+    return relay
+
+
+def test_relayhost_with_auth(make_mailhost, net):
+    relay = relay_host(make_mailhost, net)
     password_file = Path(tempfile.mkdtemp(prefix="est-relay-", dir="/tmp")) / "relay_passwords"
     password_file.write_text("[relay.example.test]:587 demo@example.test:demo\n")
     os.chmod(password_file, 0o600)
@@ -130,6 +136,31 @@ def test_relayhost_with_auth(make_mailhost, net):
         assert "friend@elsewhere.test" in listing
         assert ":demo" not in sender.log()
         assert "ZGVtb0BleGFtcGxlLnRlc3QAZGVtbw" not in sender.log()
+    finally:
+        shutil.rmtree(password_file.parent, ignore_errors=True)
+
+
+def test_root_only_password_file_kept_on_sighup(make_mailhost, net):
+    relay = relay_host(make_mailhost, net)
+    password_file = Path(tempfile.mkdtemp(prefix="est-relay-", dir="/tmp")) / "relay_passwords"
+    password_file.write_text("[relay.example.test]:587 demo@example.test:demo\n")
+    os.chmod(password_file, 0o600)
+    try:
+        sender = sender_host(make_mailhost, net, relayhost="[relay.example.test]:587",
+                             relayhost_password_file=str(password_file),
+                             smtp_tls_security_level="encrypt")
+
+        # queued runs as its queue user by now, so it cannot read the
+        # root-only file again and keeps the credentials it read as root.
+        sender.procs["queued"].send_signal(signal.SIGHUP)
+        assert sender.wait_for_log(r"reloading relayhost_password_file failed: relayhost_password_file "
+                                   r".*: Permission denied; the credentials read before stay in use")
+        send(sender, "friend@elsewhere.test", subject="after SIGHUP")
+
+        assert sender.wait_for_log(r"to=<friend@elsewhere\.test>, relay=relay\.example\.test\[198\.51\.100\.25\]:587, "
+                                   r".*status=sent", timeout=20)
+        assert relay.wait_for_log(r"sasl_method=PLAIN, sasl_username=demo@example\.test")
+        assert ":demo" not in sender.log()
     finally:
         shutil.rmtree(password_file.parent, ignore_errors=True)
 
