@@ -1,9 +1,9 @@
 """Real spamd and clamd for the filterd tests, started offline.
 
 spamd (SpamAssassin 4.0 on Debian 12) runs with --local and
-`dns_available no`, so it makes no network tests, and as root it also
-runs in a network namespace of its own with only a loopback interface.
-It listens on a Unix socket in its directory.
+`dns_available no`, so it makes no network tests. As root, where the
+kernel allows it, spamd also runs in a network namespace of its own with
+only a loopback interface. It listens on a Unix socket in its directory.
 
 clamd loads a private database that the harness writes: one signature
 for the EICAR test string, so clamd reports "Eicar-Signature.UNOFFICIAL".
@@ -43,6 +43,13 @@ START_TIMEOUT = 30
 
 def is_root():
     return os.geteuid() == 0
+
+
+def unshare_works():
+    """Return True when this process may create a network namespace (a
+    container without CAP_SYS_ADMIN may not)."""
+    result = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+    return result.returncode == 0
 
 
 def _wait_until(probe, timeout, proc, name, log_path):
@@ -153,9 +160,11 @@ class Spamd(_Server):
         ]
         if not is_root():
             return argv
+        argv += ["--username=debian-spamd", "--groupname=debian-spamd"]
+        if not unshare_works():
+            return argv
         # A namespace with only a loopback interface: no route out, even
         # if a rule tried one.
-        argv += ["--username=debian-spamd", "--groupname=debian-spamd"]
         return ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "spamd"] + argv
 
     def start(self):
