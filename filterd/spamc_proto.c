@@ -343,22 +343,34 @@ struct status_collector {
 	struct spamd_verdict *verdict;
 };
 
-static void
-append_status(struct spamd_verdict *verdict, const char *text, size_t len)
+/* Append TEXT to the status, after a fold (LF) when FOLD is set.
+ * Returns -1, appending nothing, when it does not fit. */
+static int
+append_status(struct spamd_verdict *verdict, int fold, const char *text, size_t len)
 {
 	size_t used = strlen(verdict->status);
 
-	/* A field longer than the buffer keeps its first lines whole. */
-	if (used + len + 1 >= sizeof verdict->status)
-		return;
+	if (used + (fold ? 1 : 0) + len + 1 > sizeof verdict->status)
+		return -1;
+
+	if (fold)
+		verdict->status[used++] = '\n';
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)text[i];
 
-		/* LF only comes from collect_line, between folded lines. */
-		verdict->status[used++] = (c >= 0x20 && c < 0x7f) || c == '\t' || c == '\n' ?
-		    (char)c : '?';
+		verdict->status[used++] = (c >= 0x20 && c < 0x7f) || c == '\t' ? (char)c : '?';
 	}
 	verdict->status[used] = '\0';
+	return 0;
+}
+
+static int
+is_blank(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (text[i] != ' ' && text[i] != '\t')
+			return 0;
+	return 1;
 }
 
 static void
@@ -375,10 +387,12 @@ collect_line(struct status_collector *collector)
 	}
 
 	if (line[0] == ' ' || line[0] == '\t') {
-		if (collector->in_status && collector->verdict->status[0] != '\0') {
-			append_status(collector->verdict, "\n", 1);
-			append_status(collector->verdict, line, len);
-		}
+		/* A field longer than the buffer keeps its first lines whole,
+		 * and a blank continuation line would end the header section
+		 * once the fields are written with LF line ends. */
+		if (collector->in_status && !is_blank(line, len) &&
+		    append_status(collector->verdict, 1, line, len) < 0)
+			collector->in_status = 0;
 		return;
 	}
 
@@ -389,7 +403,8 @@ collect_line(struct status_collector *collector)
 
 		while (skip < len && (line[skip] == ' ' || line[skip] == '\t'))
 			skip++;
-		append_status(collector->verdict, line + skip, len - skip);
+		if (skip == len || append_status(collector->verdict, 0, line + skip, len - skip) < 0)
+			collector->in_status = 0;
 	}
 }
 

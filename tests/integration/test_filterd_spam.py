@@ -265,6 +265,47 @@ def test_spamd_status_without_field(make_mailhost):
     assert fields(raw, "X-Spam-Flag") == ["YES"]
 
 
+def spamd_headers_reply(header_block, spam=True):
+    body = header_block.encode()
+    return (b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\nSpam: %s ; 9.0 / 5.0\r\n\r\n"
+            % (len(body), b"True" if spam else b"False")) + body
+
+
+def deliver_with_reply(make_mailhost, reply):
+    """Deliver a clean message with REPLY as spamd's; return the stored message."""
+    peer = FakePeer(reply=reply)
+    try:
+        host = start_host(make_mailhost, spamd_socket=peer.socket)
+        assert send(host, clean_message())[0] == 250
+        return host.wait_for_messages(DEMO, 1)[0]
+    finally:
+        peer.close()
+
+
+def test_spamd_long_status_cut(make_mailhost):
+    rules = ",\r\n\t".join("RULE_%03d_%s" % (i, "X" * 40) for i in range(80))
+    raw = deliver_with_reply(make_mailhost, spamd_headers_reply(
+        "X-Spam-Status: Yes, score=9.0 required=5.0 tests=%s autolearn=no\r\n\r\n" % rules))
+
+    # The original fields are still in the header section, not in the body.
+    assert "\nMessage-ID: <" in header_section(raw)
+    status = fields(raw, "X-Spam-Status")
+    assert len(status) == 1
+    assert status[0].startswith("Yes, score=9.0 required=5.0 tests=RULE_000_")
+    assert 1500 < len(status[0]) < 2048
+    # Cut after a whole line: the last rule name is complete.
+    assert re.search(r"RULE_\d{3}_X{40},$", status[0])
+
+
+def test_spamd_blank_fold_dropped(make_mailhost):
+    raw = deliver_with_reply(make_mailhost, spamd_headers_reply(
+        "X-Spam-Status: Yes, score=9.0 required=5.0 tests=ONE,\r\n \r\n\tTWO\r\n\r\n"))
+
+    assert "\nMessage-ID: <" in header_section(raw)
+    assert fields(raw, "X-Spam-Status") == ["Yes, score=9.0 required=5.0 tests=ONE, TWO"]
+    assert "\n \n" not in header_section(raw)
+
+
 def test_spamd_down_accept(make_mailhost, spamd):
     host = start_host(make_mailhost, spamd_socket=str(spamd.dir / "missing.sock"))
     assert send(host, clean_message())[0] == 250
