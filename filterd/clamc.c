@@ -43,7 +43,7 @@ clamc_init(char *err, size_t errsize)
 		    "can only be passed over a Unix socket");
 		return -1;
 	}
-	return 0;
+	return scanner_check_target("clamd", path, config_string("clamd_address"), err, errsize);
 }
 
 /* Stream the spool file in chunks. Returns 0, SCANNER_PEER_REPLIED when

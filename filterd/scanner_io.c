@@ -74,6 +74,41 @@ parse_tcp_address(const char *address, struct sockaddr_storage *ss, socklen_t *s
 	return netaddr_parse_listen(address, ss, sslen);
 }
 
+/* Fill SS from PATH or ADDRESS as scanner_connect describes. */
+static int
+fill_target(const char *name, const char *path, const char *address,
+    struct sockaddr_storage *ss, socklen_t *sslen, char *err, size_t errsize)
+{
+	if (path[0] != '\0') {
+		if (fill_unix_address(path, (struct sockaddr_un *)ss) < 0) {
+			snprintf(err, errsize, "%s_socket path too long: %s", name, path);
+			return -1;
+		}
+		*sslen = sizeof(struct sockaddr_un);
+		return 0;
+	}
+	if (address[0] == '\0') {
+		snprintf(err, errsize, "%s_socket and %s_address are both empty", name, name);
+		return -1;
+	}
+	if (parse_tcp_address(address, ss, sslen) < 0) {
+		snprintf(err, errsize, "invalid %s_address %s: expected IPv4:port or [IPv6]:port",
+		    name, address);
+		return -1;
+	}
+	return 0;
+}
+
+int
+scanner_check_target(const char *name, const char *path, const char *address,
+    char *err, size_t errsize)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+
+	return fill_target(name, path, address, &ss, &sslen, err, errsize);
+}
+
 int
 scanner_connect(const char *name, const char *path, const char *address,
     long long deadline, char *err, size_t errsize)
@@ -84,20 +119,8 @@ scanner_connect(const char *name, const char *path, const char *address,
 	int fd, revents, soerr = 0;
 	socklen_t soerrlen = sizeof soerr;
 
-	if (path[0] != '\0') {
-		if (fill_unix_address(path, (struct sockaddr_un *)&ss) < 0) {
-			snprintf(err, errsize, "%s socket path too long: %s", name, path);
-			return -1;
-		}
-		sslen = sizeof(struct sockaddr_un);
-	} else if (address[0] == '\0') {
-		snprintf(err, errsize, "%s_socket and %s_address are both empty", name, name);
+	if (fill_target(name, path, address, &ss, &sslen, err, errsize) < 0)
 		return -1;
-	} else if (parse_tcp_address(address, &ss, &sslen) < 0) {
-		snprintf(err, errsize, "invalid %s_address %s: expected IPv4:port or [IPv6]:port",
-		    name, address);
-		return -1;
-	}
 
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {

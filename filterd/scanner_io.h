@@ -24,6 +24,11 @@
 int scanner_connect(const char *name, const char *path, const char *address,
     long long deadline, char *err, size_t errsize);
 
+/* Check at start-up what scanner_connect would use: PATH fits a Unix
+ * socket address, or ADDRESS parses. Returns 0, or -1 with ERR set. */
+int scanner_check_target(const char *name, const char *path, const char *address,
+    char *err, size_t errsize);
+
 /* Send all of BUF. Returns 0, SCANNER_PEER_REPLIED, or -1 with ERR set. */
 int scanner_send(int fd, const void *buf, size_t len, long long deadline,
     char *err, size_t errsize);

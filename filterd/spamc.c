@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "scanner_io.h"
 #include "spamc.h"
 #include "util.h"
 
@@ -189,12 +190,14 @@ apply_verdict(struct filter_result *result, const struct spamd_verdict *verdict)
 int
 spamc_init(char *err, size_t errsize)
 {
-	if (config_string("spamd_socket")[0] == '\0' && config_string("spamd_address")[0] == '\0') {
+	const char *path = config_string("spamd_socket"), *address = config_string("spamd_address");
+
+	if (path[0] == '\0' && address[0] == '\0') {
 		snprintf(err, errsize, "spamd_socket and spamd_address are both empty; set one, "
 		    "or take spamassassin out of filterd_checks");
 		return -1;
 	}
-	return 0;
+	return scanner_check_target("spamd", path, address, err, errsize);
 }
 
 int

@@ -306,6 +306,19 @@ def test_spamd_blank_fold_dropped(make_mailhost):
     assert "\n \n" not in header_section(raw)
 
 
+@pytest.mark.parametrize("settings,error", [
+    ({}, "spamd_socket and spamd_address are both empty"),
+    # A listener's form, every address: no good for a client.
+    ({"spamd_address": ":783"}, "invalid spamd_address :783"),
+    ({"spamd_socket": "/tmp/" + "s" * 120}, "spamd_socket path too long"),
+])
+def test_spamd_settings_checked_at_start(make_mailhost, settings, error):
+    host = make_mailhost(start=False, smtpd_filter="yes", filterd_checks="spamassassin",
+                         **settings)
+    with pytest.raises(RuntimeError, match=error):
+        host.start("filterd")
+
+
 def test_spamd_down_accept(make_mailhost, spamd):
     host = start_host(make_mailhost, spamd_socket=str(spamd.dir / "missing.sock"))
     assert send(host, clean_message())[0] == 250
