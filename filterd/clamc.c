@@ -24,7 +24,8 @@
 #include "scanner_io.h"
 #include "util.h"
 
-#define CHUNK_SIZE 65536
+/* Buffers of this size live on the stack of a filterd worker thread (1 MiB). */
+#define CHUNK_SIZE 16384
 #define REPLY_MAX 1024
 #define VIRUS_NAME_MAX 128
 

@@ -28,7 +28,8 @@
 #include "spamc.h"
 #include "util.h"
 
-#define CHUNK_SIZE 65536
+/* Buffers of this size live on the stack of a filterd worker thread (1 MiB). */
+#define CHUNK_SIZE 16384
 #define REPLY_LINE_MAX 1024
 #define REPLY_HEADERS_MAX 32
 /* spamd returns a header section; more than this is not a HEADERS reply. */

@@ -162,6 +162,19 @@ def test_clean_message_passes(make_mailhost, spamd):
     assert host.wait_for_log(r"action=accept, stage=message.*spam=-?\d+\.\d/5\.0")
 
 
+def test_large_message_scanned(make_mailhost, spamd):
+    # Several read and send chunks, every line end turned into CRLF.
+    body = "\r\n".join("Line %05d of the minutes of the meeting." % i for i in range(2500))
+    host = start_host(make_mailhost, spamd_socket=spamd.socket)
+    assert send(host, message("Minutes", body))[0] == 250
+
+    raw = host.wait_for_messages(DEMO, 1)[0]
+    assert len(raw) > 100000
+    status = fields(raw, "X-Spam-Status")
+    assert len(status) == 1
+    assert status[0].startswith("No, ")
+
+
 def test_forged_spam_fields_removed(make_mailhost, spamd):
     host = start_host(make_mailhost, spamd_socket=spamd.socket)
     forged = ("X-Spam-Flag: YES\r\n"
