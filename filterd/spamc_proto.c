@@ -424,7 +424,8 @@ collect_bytes(struct status_collector *collector, const char *data, size_t len)
 	}
 }
 
-/* Read exactly LENGTH body bytes, then the end of the stream. */
+/* Read exactly LENGTH body bytes. More bytes already received are an error,
+ * but the end of the stream is not awaited. */
 static int
 read_reply_body(struct reply_reader *reader, struct spamd_verdict *verdict, long long length,
     char *err, size_t errsize)
