@@ -1,0 +1,85 @@
+"""Forged Authentication-Results fields that carry this host's
+authserv-id must not reach the mailbox (RFC 8601 section 5): readers and
+Sieve scripts trust such a field as this host's own verdict.
+
+filterd returns a removal (name and index) for each forged field, but
+some still arrive:
+- FILTER_MAX_REMOVALS (16) is shared by all checks. Past it the authres
+  check fails, its failure policy (accept by default) goes on without
+  it, and the fields after the 16th stay. The SpamAssassin check fills
+  the same slots first with incoming X-Spam-* fields, even with spamd
+  down, so 16 of those and one forged field are enough.
+- filterd's header parser (lib/header.c) takes "Authentication-Results :"
+  (white space before the colon, RFC 5322 obsolete syntax) as the field,
+  but smtpd's header edit counts only names directly followed by the
+  colon, so the removal misses it.
+- filterd's parser ends the header section at the first line that is not
+  a field, while smtpd and Dovecot read on to the empty line, so a
+  forged field after such a line is never looked at.
+"""
+
+import re
+import smtplib
+
+import pytest
+
+DEMO = "demo@example.test"
+SENDER = "sender@example.org"
+OUR_ID = "mail.example.test"
+FORGED = "Authentication-Results: %s; dkim=pass header.d=bank.test\r\n" % OUR_ID
+
+# Each case: (extra header lines, filterd_checks).
+CASES = {
+    "seventeen forged fields": (FORGED * 17, "authres"),
+    "after sixteen X-Spam fields": ("X-Spam-Flag: NO\r\n" * 16 + FORGED,
+                                    "spamassassin authres"),
+    "space before the colon": ("Authentication-Results : %s; dkim=pass header.d=bank.test\r\n"
+                               % OUR_ID, "authres"),
+    "after a line without colon": ("A line without a colon\r\n" + FORGED, "authres"),
+}
+
+
+def start_host(make_mailhost, checks):
+    """A host whose mail from 127.0.0.1 is inbound, with spamd down."""
+    host = make_mailhost(start=False, mynetworks="198.51.100.0/24", smtpd_filter="yes",
+                         filterd_checks=checks, authserv_id=OUR_ID,
+                         spamd_socket="/nonexistent/spamd.sock")
+    host.newaliases()
+    host.start()
+    host.start("filterd")
+    return host
+
+
+def our_fields(header):
+    """The Authentication-Results fields in HEADER with this host's id,
+    unfolded, including those after a line that is not a field."""
+    unfolded = re.sub(r"\n[ \t]+", " ", header)
+    pattern = re.compile(r"^authentication-results[ \t]*:[ \t]*%s[ \t]*;(.*)$" % re.escape(OUR_ID),
+                         re.IGNORECASE | re.MULTILINE)
+    return pattern.findall(unfolded)
+
+
+@pytest.mark.xfail(strict=True, reason="forged Authentication-Results fields with our "
+                   "authserv-id survive past 16 removals, with white space before the "
+                   "colon, or after a line that is not a field")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forged_authres_removed(make_mailhost, case):
+    extra, checks = CASES[case]
+    host = start_host(make_mailhost, checks)
+    message = ("From: <%s>\r\nTo: <%s>\r\nSubject: forged results\r\n%s\r\nbody\r\n"
+               % (SENDER, DEMO, extra))
+
+    with host.smtp() as client:
+        try:
+            client.sendmail(SENDER, [DEMO], message)
+        except smtplib.SMTPDataError as error:
+            # Rejecting the message keeps the forged field out too.
+            assert error.smtp_code >= 500, error
+            assert host.messages(DEMO) == []
+            return
+    stored = host.wait_for_messages(DEMO, 1)
+    assert len(stored) == 1, host.log()
+
+    header = stored[0].split(b"\n\n", 1)[0].decode()
+    assert "bank.test" not in header
+    assert len(our_fields(header)) == 1, our_fields(header)

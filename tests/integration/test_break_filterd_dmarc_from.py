@@ -1,0 +1,86 @@
+"""A message that spoofs a domain with p=reject must not get past DMARC
+by giving the From: field in a form the check skips.
+
+filterd's DMARC check returns dmarc=permerror and applies no policy when
+the header has two From: fields, a From: field with two addresses, or a
+From: field after a line that is not a field (filterd's header parser
+stops there, while Dovecot reads on to the empty line). Mail readers
+still show the spoofed address. RFC 7489 section 6.6.1 and its successor
+draft name this as a way to bypass DMARC and recommend applying the
+strictest policy among the From: domains, or rejecting such messages.
+"""
+
+import os
+import smtplib
+
+import pytest
+
+import dkim_bed
+
+DEMO = "demo@example.test"
+ENVELOPE_SENDER = "bounce@other.test"
+RECORDS = [
+    'reject.test. TXT "v=spf1 ?all"',
+    '_dmarc.reject.test. TXT "v=DMARC1; p=reject"',
+]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(dkim_bed.UNBOUND),
+                                reason="needs unbound to serve the DMARC record")
+
+# The header lines that carry the From: address, by case.
+SPOOFED_FROM = {
+    "two From fields": "From: ceo@reject.test\r\nFrom: ceo@reject.test\r\n",
+    "two From fields, other domain second": ("From: ceo@reject.test\r\n"
+                                             "From: someone@other.test\r\n"),
+    "two addresses in From": "From: ceo@reject.test, someone@other.test\r\n",
+    "From after a line without colon": "A line without a colon\r\nFrom: ceo@reject.test\r\n",
+}
+
+
+@pytest.fixture(scope="module")
+def zone(tmp_path_factory):
+    server = dkim_bed.LoopbackZone(tmp_path_factory.mktemp("dmarc-from-dns"),
+                                   ["reject.test", "other.test"], RECORDS)
+    yield server
+    server.close()
+
+
+def start_host(make_mailhost, zone):
+    """A host that checks DMARC (no SPF, no DKIM) on mail from 127.0.0.1."""
+    host = make_mailhost(**dkim_bed.filter_settings(zone, mynetworks="127.0.0.254/32",
+                                                    filterd_checks="dmarc authres"))
+    host.start("filterd")
+    return host
+
+
+def send(host, from_lines):
+    """Send a message with FROM_LINES and return the code of the reply to the data."""
+    message = ("%sTo: <%s>\r\nSubject: invoice\r\n"
+               "Date: Sat, 05 Dec 2026 06:00:00 +0000\r\n\r\nPlease pay.\r\n"
+               % (from_lines, DEMO))
+    with host.smtp() as client:
+        try:
+            client.sendmail(ENVELOPE_SENDER, [DEMO], message)
+        except smtplib.SMTPDataError as error:
+            return error.smtp_code
+    return 250
+
+
+def test_single_from_rejected(make_mailhost, zone):
+    host = start_host(make_mailhost, zone)
+
+    assert send(host, "From: ceo@reject.test\r\n") == 550
+    assert host.messages(DEMO) == []
+
+
+@pytest.mark.xfail(strict=True, reason="the DMARC check gives permerror and applies no "
+                   "policy to a message with two From: fields, two From: addresses or a "
+                   "From: field after a line that is not a field")
+@pytest.mark.parametrize("case", sorted(SPOOFED_FROM))
+def test_spoofed_from_rejected(make_mailhost, zone, case):
+    host = start_host(make_mailhost, zone)
+
+    code = send(host, SPOOFED_FROM[case])
+
+    assert code >= 500, host.log()
+    assert host.messages(DEMO) == []
