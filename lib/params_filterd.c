@@ -18,8 +18,10 @@ const struct config_param config_params_filterd[] = {
 	  "maximum number of smtpd connections served at once, one worker thread each; later connections get a tempfail reply and are closed", NULL, NULL },
 	{ "filterd_timeout", CONFIG_TIME, "600s", 1, 24 * 3600,
 	  "time filterd waits for the next request on an idle connection before it closes it, in seconds", NULL, NULL },
-	{ "filterd_checks", CONFIG_LIST, "spf dkim_verify dmarc spamassassin clamav dkim_sign authres", 0, 0,
-	  "checks filterd runs, in this order; a name that is not compiled in is a configuration error", NULL, NULL },
+	{ "filterd_checks", CONFIG_LIST, "spf dkim_verify dmarc dkim_sign authres", 0, 0,
+	  "checks filterd runs, in this order; a name that is not compiled in is a configuration error; "
+	  "the content scanners spamassassin and clamav need spamd_socket or spamd_address and clamd_socket or clamd_address, "
+	  "so they are left out by default: add them before dkim_sign, for example spf dkim_verify dmarc spamassassin clamav dkim_sign authres", NULL, NULL },
 	{ "filterd_scan_size_limit", CONFIG_SIZE, "10m", 1, LLONG_MAX,
 	  "messages larger than this many bytes skip the content scanners (spamassassin, clamav) and get an X-Estafeta-Filter: field saying so", NULL, NULL },
 	{ "filterd_spf_failure_policy", CONFIG_STRING, "accept", 0, 0,

@@ -144,6 +144,11 @@ split_fields(const char *header, size_t len, struct field_span **spans)
 		span->len = end - pos;
 		colon = memchr(header + pos, ':', end - pos);
 		span->name_len = colon != NULL ? (size_t)(colon - (header + pos)) : 0;
+
+		/* RFC 5322's obsolete syntax allows spaces before the colon. */
+		while (span->name_len > 0 &&
+		    (header[pos + span->name_len - 1] == ' ' || header[pos + span->name_len - 1] == '\t'))
+			span->name_len--;
 		pos = end;
 	}
 	return count;
