@@ -1,6 +1,6 @@
 """Forged Authentication-Results fields that carry this host's
-authserv-id must not reach the mailbox (RFC 8601 section 5): readers and
-Sieve scripts trust such a field as this host's own verdict.
+authserv-id must not reach the mailbox, as RFC 8601 requires: readers
+and Sieve scripts trust such a field as this host's own verdict.
 
 filterd returns a removal (name and index) for each forged field, but
 some still arrive:

@@ -6,9 +6,10 @@ the header has two From: fields, a From: field with two addresses, a
 From: field after a line that is not a field (filterd's header parser
 stops there, while Dovecot reads on to the empty line), or a From:
 domain in UTF-8 whose record is published under its A-label. Mail readers
-still show the spoofed address. RFC 7489 section 6.6.1 and its successor
-draft name this as a way to bypass DMARC and recommend applying the
-strictest policy among the From: domains, or rejecting such messages.
+still show the spoofed address. The DMARCbis draft, which replaces
+RFC 7489, names this as a way to bypass DMARC and, as RFC 7489 did,
+recommends applying the strictest policy among the From: domains, or
+rejecting such messages.
 """
 
 import os
