@@ -1,0 +1,66 @@
+"""A sender's local part must not turn an SPF fail into temperror.
+
+A record may use the local part in a macro, as in
+"v=spf1 exists:%{l}._spf.%{d} -all". When the expansion is not a valid
+domain name (a 64-byte local part, which RFC 5321 allows, gives a label
+longer than 63 bytes; "-" split on "-" gives an empty label), filterd's
+DNS layer fails the lookup before any query and libspf2 returns
+temperror. pyspf (python3-spf) gives the record's fail. With the default
+spf_policy_temperror the spoofed mail is accepted instead of rejected
+with 550 5.7.23, so any sender can get past such a domain's -all.
+"""
+
+import pytest
+
+import netns_dns
+from test_filterd_spf import CLIENT_IP, build_probe, probe, pyspf_results, skip_reason, write_config
+
+RECORDS = [
+    'user.spf.test. TXT "v=spf1 exists:%{l}._spf.user.spf.test -all"',
+    'split.spf.test. TXT "v=spf1 exists:%{l1r-}._spf.split.spf.test -all"',
+]
+HELO = "client.spf.test"
+SENDERS = {
+    "plain local part": "someone@user.spf.test",
+    "64-byte local part": "z" * 64 + "@user.spf.test",
+    "empty label from a split": "-@split.spf.test",
+}
+
+pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("spf-macro")
+    net = netns_dns.NetnsBed()
+    try:
+        net.dns = netns_dns.ZoneServer(net, directory / "dns", ["spf.test"], RECORDS)
+        net.add_host("client", CLIENT_IP)
+        net.probe = build_probe(directory)
+        net.directory = directory
+        yield net
+    finally:
+        net.close()
+
+
+def test_plain_local_part_fails(bed):
+    config = write_config(bed, "plain")
+
+    result = probe(bed, config, SENDERS["plain local part"], helo=HELO)
+
+    assert result["spf_result"] == "fail"
+    assert result["action"] == "reject"
+    assert pyspf_results(bed, [[SENDERS["plain local part"], HELO]]) == ["fail"]
+
+
+@pytest.mark.xfail(strict=True, reason="a macro expansion that is no valid domain name "
+                   "gives temperror, where pyspf gives fail")
+@pytest.mark.parametrize("case", ["64-byte local part", "empty label from a split"])
+def test_invalid_expansion_still_fails(bed, case):
+    config = write_config(bed, "invalid")
+
+    result = probe(bed, config, SENDERS[case], helo=HELO)
+
+    assert pyspf_results(bed, [[SENDERS[case], HELO]]) == ["fail"]
+    assert result["spf_result"] == "fail", result["stderr"]
+    assert result["action"] == "reject"
