@@ -1,11 +1,10 @@
 """A sender's local part must not turn an SPF fail into temperror.
 
 A record may use the local part in a macro, as in
-"v=spf1 exists:%{l}._spf.%{d} -all". When the expansion is not a valid
-domain name (a 64-byte local part, which RFC 5321 allows, gives a label
-longer than 63 bytes; "-" split on "-" gives an empty label), filterd's
-DNS layer fails the lookup before any query and libspf2 returns
-temperror. pyspf (python3-spf) gives the record's fail. With the default
+"v=spf1 exists:%{l}._spf.%{d} -all". A 64-byte local part, which
+RFC 5321 allows, expands to a label longer than 63 bytes, and "-" split
+on "-" expands to an empty label. filterd's DNS layer fails the lookup
+of such a name before any query, and libspf2 returns temperror. pyspf (python3-spf) gives the record's fail. With the default
 spf_policy_temperror the spoofed mail is accepted instead of rejected
 with 550 5.7.23, so any sender can get past such a domain's -all.
 """
