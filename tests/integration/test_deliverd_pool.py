@@ -58,9 +58,13 @@ def test_killed_worker_is_replaced(mailhost):
     worker = max(set(worker), key=worker.count)
     os.kill(worker, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while os.path.exists("/proc/%d/status" % worker) and time.monotonic() < deadline:
-        if "State:\tZ" in open("/proc/%d/status" % worker).read():
-            break
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/status" % worker) as status:
+                if "State:\tZ" in status.read():
+                    break
+        except FileNotFoundError:
+            break  # already reaped
         time.sleep(0.02)
 
     deliver(mailhost, "demo@example.test", 2)
