@@ -9,10 +9,6 @@ some still arrive:
   it, and the fields after the 16th stay. The SpamAssassin check fills
   the same slots first with incoming X-Spam-* fields, even with spamd
   down, so 16 of those and one forged field are enough.
-- filterd's header parser (lib/header.c) takes "Authentication-Results :"
-  (white space before the colon, RFC 5322 obsolete syntax) as the field,
-  but smtpd's header edit counts only names directly followed by the
-  colon, so the removal misses it.
 - filterd's parser ends the header section at the first line that is not
   a field, while smtpd and Dovecot read on to the empty line, so a
   forged field after such a line is never looked at.
@@ -36,8 +32,6 @@ CASES = {
     "seventeen forged fields": (FORGED * 17, "authres"),
     "after sixteen X-Spam fields": ("X-Spam-Flag: NO\r\n" * 16 + FORGED,
                                     "spamassassin authres"),
-    "space before the colon": ("Authentication-Results : %s; dkim=pass header.d=bank.test\r\n"
-                               % OUR_ID, "authres"),
     "after a line without colon": ("A line without a colon\r\n" + FORGED, "authres"),
     "after a bare CR": ("X-Note: x\r" + FORGED, "authres"),
 }
@@ -63,12 +57,9 @@ def our_fields(header):
     return pattern.findall(unfolded)
 
 
-@pytest.mark.xfail(strict=True, reason="forged Authentication-Results fields with our "
-                   "authserv-id survive past 16 removals, with white space before the "
-                   "colon, after a line that is not a field, or after a bare CR")
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_forged_authres_removed(make_mailhost, case):
-    extra, checks = CASES[case]
+def deliver_header(make_mailhost, extra, checks):
+    """Send a message with the header lines EXTRA through filterd. Return the
+    stored header section, or None when smtpd rejected the message."""
     host = start_host(make_mailhost, checks)
     message = ("From: <%s>\r\nTo: <%s>\r\nSubject: forged results\r\n%s\r\nbody\r\n"
                % (SENDER, DEMO, extra))
@@ -81,10 +72,31 @@ def test_forged_authres_removed(make_mailhost, case):
             # Rejecting the message keeps the forged field out too.
             assert error.smtp_code >= 500, error
             assert host.messages(DEMO) == []
-            return
+            return None
     stored = host.wait_for_messages(DEMO, 1)
     assert len(stored) == 1, host.log()
+    return stored[0].split(b"\n\n", 1)[0].decode()
 
-    header = stored[0].split(b"\n\n", 1)[0].decode()
+
+def test_forged_authres_with_space_removed(make_mailhost):
+    forged = "Authentication-Results : %s; dkim=pass header.d=bank.test\r\n" % OUR_ID
+
+    header = deliver_header(make_mailhost, forged, "authres")
+
+    assert "bank.test" not in header
+    assert len(our_fields(header)) == 1, our_fields(header)
+
+
+@pytest.mark.xfail(strict=True, reason="forged Authentication-Results fields with our "
+                   "authserv-id survive past 16 removals, after a line that is not a "
+                   "field, or after a bare CR")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forged_authres_removed(make_mailhost, case):
+    extra, checks = CASES[case]
+
+    header = deliver_header(make_mailhost, extra, checks)
+
+    if header is None:
+        return
     assert "bank.test" not in header
     assert len(our_fields(header)) == 1, our_fields(header)
