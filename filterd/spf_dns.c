@@ -84,6 +84,35 @@ spf_dns_error(void)
 	return dns_error;
 }
 
+/*
+ * Return 1 when NAME, as a macro expansion left it, is a domain name
+ * that DNS can carry: labels of 1 to 63 bytes and at most 253 bytes in all, not
+ * counting a final dot. RFC 7208 section 4.8 makes a malformed name
+ * match nothing, as pyspf 2.0.14 does, but filterd's resolver fails the
+ * lookup of such a name, which libspf2 would turn into temperror.
+ */
+static int
+valid_query_name(const char *name)
+{
+	size_t len = strlen(name);
+	size_t label = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] != '.') {
+			label++;
+			continue;
+		}
+		if (label == 0 || label > 63)
+			return 0;
+		label = 0;
+	}
+	return label > 0 && label <= 63;
+}
+
 /* Copy the records of ANSWER into SPFRR in the layout libspf2 expects. */
 static int
 rr_fill(SPF_dns_rr_t *spfrr, int rrtype, const struct dns_answer *answer)
@@ -135,6 +164,11 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, in
 		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
 	count_term(rr_type);
 	if (dns_terms > SPF_DNS_TERM_LIMIT)
+		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
+
+	/* A malformed name matches nothing without a query and, as in pyspf,
+	 * without counting as a void lookup. */
+	if (!valid_query_name(domain))
 		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
 
 	/* The check logs the first error with its result, once per check. */
