@@ -3,18 +3,18 @@
 A connect() that fails at once (ENETUNREACH) makes next_address() call
 try_address() again before it returns, through the TLS policy lookup
 and connect_address(). Each address adds about 2.4 KiB of stack (an
-8 MiB stack ran out after about 3460 addresses with the -O2 build), and
+8 MiB stack ran out after about 3460 A records with the -O2 build), and
 nothing bounds the number of addresses (the MX hosts are capped at
 ROUTE_HOSTS_MAX, their addresses are not). A domain whose MX hosts
 publish a few thousand addresses that the sending host cannot route
 (IPv6 addresses on an IPv4-only host, for one) makes queued overflow
 its stack and die, and it dies again on every retry.
 
-Here two MX hosts have 3800 A records each in 198.18.0.0/15. Host "a"
-has no route there, so every connect() fails with ENETUNREACH before
-any packet leaves the namespace. queued gets the usual 8 MiB stack
-limit so that the result does not depend on the shell that runs the
-tests.
+Here three MX hosts have 2300 AAAA records each in 2001:db8:ffff::/48.
+Host "a" has no IPv6 address or route, so every connect() fails with
+ENETUNREACH before any packet leaves the namespace. queued gets the
+usual 8 MiB stack limit so that the result does not depend on the
+shell that runs the tests.
 """
 
 import resource
@@ -27,11 +27,11 @@ from smtp_peer import A_ADDRESS, send
 
 pytestmark = smtp_peer.skip_without_netns
 
-# NOTE: with four such hosts every address lookup failed with rcode 2
-# (SERVFAIL) in a trial, so two hosts it is.
-HOST_COUNT = 2
-# About as many A records as fit in one 64 KiB DNS response.
-ADDRESSES_PER_HOST = 3800
+# NOTE: with four hosts of 3800 A records each, every address lookup
+# failed with rcode 2 (SERVFAIL) in a trial, so the test stays below that.
+HOST_COUNT = 3
+# About as many AAAA records as fit in one 64 KiB DNS response.
+ADDRESSES_PER_HOST = 2300
 STACK_LIMIT = 8 * 1024 * 1024
 
 
@@ -39,8 +39,7 @@ def host_records(host):
     name = "mx%d.example.test." % host
     records = ["example.test. MX %d %s" % (10 + host, name)]
     for n in range(ADDRESSES_PER_HOST):
-        address = "198.%d.%d.%d" % (18 + host // 2, (host % 2) * 128 + n // 250, n % 250 + 1)
-        records.append("%s A %s" % (name, address))
+        records.append("%s AAAA 2001:db8:ffff:%x::%x" % (name, host, n + 1))
     return records
 
 
