@@ -39,11 +39,30 @@ spool_flush(struct session *s)
 	}
 }
 
+/*
+ * Note a bare CR in the header section (up to its empty line) on its way
+ * to the spool file. The decoder has turned CRLF into LF, so any CR left
+ * is bare. Some mail readers take it for a line end and would show a
+ * field that smtpd and filterd read as part of the field before.
+ */
+static void
+header_scan(struct transaction *tx, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len && !tx->header_ended; i++) {
+		if (data[i] == '\r')
+			tx->header_bare_cr = 1;
+		else if (data[i] == '\n' && tx->header_last == '\n')
+			tx->header_ended = 1;
+		tx->header_last = data[i];
+	}
+}
+
 static void
 spool_write(struct session *s, const char *data, size_t len)
 {
 	struct transaction *tx = &s->tx;
 
+	header_scan(tx, data, len);
 	evbuffer_add(tx->spool_buffer, data, len);
 	tx->spool_bytes += (long long)len;
 	if (evbuffer_get_length(tx->spool_buffer) >= SMTPD_SPOOL_BUFFER)
@@ -165,6 +184,9 @@ message_problem(struct session *s, char *reply, size_t replysize)
 	else if ((flags & SMTP_DATA_BARE_LF) && !settings->normalize_bare_lf)
 		snprintf(reply, replysize,
 		    "550 5.5.2 Error: bare LF received; lines must end with CRLF");
+	else if (tx->header_bare_cr)
+		snprintf(reply, replysize,
+		    "550 5.5.2 Error: bare CR received in the header section; lines must end with CRLF");
 	else if ((flags & SMTP_DATA_NUL) && tx->body != BODY_BINARYMIME)
 		snprintf(reply, replysize, "554 5.6.0 Error: message contains NUL characters");
 	else if (flags & SMTP_DATA_LONG_LINE)

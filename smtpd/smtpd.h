@@ -190,6 +190,13 @@ struct transaction {
 	/* Set when filterd's verdict is QUARANTINE, so that local recipients
 	 * get the message in their Junk folder. Remote delivery ignores it. */
 	int quarantine;
+
+	/* The header section as it goes into the spool file, Received:
+	 * included: the last octet written, whether the empty line has
+	 * ended it, and whether it had a CR that no LF followed. */
+	char header_last;
+	int header_ended;
+	int header_bare_cr;
 };
 
 struct counter {

@@ -171,6 +171,42 @@ def test_bare_lf_normalized(make_mailhost):
     assert message.endswith(b"\nline one\nline two\n")
 
 
+# A bare CR in the header section: a field after it is a field of its
+# own to some mail readers, part of the field before to smtpd and filterd.
+BARE_CR_HEADERS = [b"X-Note: x\rFrom: <ceo@example.org>\r\n",
+                   b"Subject: s\r\tfolded\r\n",
+                   b"Subject: ends with CR\r"]
+
+
+@pytest.mark.parametrize("header", BARE_CR_HEADERS, ids=repr)
+def test_bare_cr_in_header_rejected(held_host, header):
+    conn = start_transaction(held_host)
+    assert conn.cmd("DATA")[0] == 354
+    assert_reply(conn.cmd(header + b"\r\nbody\r\n."), 550, "5.5.2")
+    assert conn.cmd("NOOP") == (250, "2.0.0 Ok")
+    conn.close()
+    assert_queue_empty(held_host)
+
+
+def test_bare_cr_in_header_rejected_in_bdat(held_host):
+    conn = start_transaction(held_host)
+    assert bdat(conn, b"X-Note: x\r")[0] == 250
+    assert_reply(bdat(conn, b"From: <ceo@example.org>\r\n\r\nbody\r\n", last=True), 550,
+                 "5.5.2")
+    conn.close()
+    assert_queue_empty(held_host)
+
+
+def test_bare_cr_in_first_body_line_kept(mailhost):
+    # No header field in the first line: the whole content is body.
+    conn = start_transaction(mailhost)
+    assert conn.cmd("DATA")[0] == 354
+    assert conn.cmd(b"no header\rhere\r\n.")[0] == 250
+    conn.close()
+    message = mailhost.wait_for_messages("demo@example.test", 1)[0]
+    assert message.endswith(b"\n\nno header\rhere\n")
+
+
 SMUGGLED = (b"MAIL FROM:<attacker@example.net>\r\n"
             b"RCPT TO:<alice@example.test>\r\n"
             b"DATA\r\n"
