@@ -77,7 +77,12 @@ field_authserv_id(const char *value, size_t len, char *id, size_t size)
 	id[n] = '\0';
 }
 
-/* Remove the Authentication-Results fields of MSG's header with OUR_ID. */
+/*
+ * Remove the Authentication-Results fields of MSG's header with OUR_ID.
+ * Returns 1 when there are too many to remove: filter_result_remove has
+ * then rejected the message. Returns -1 with ERR set when the spool
+ * file cannot be read.
+ */
 static int
 forged_fields_remove(const struct filter_message *msg, const char *our_id,
     struct filter_result *result, char *err, size_t errsize)
@@ -89,11 +94,7 @@ forged_fields_remove(const struct filter_message *msg, const char *our_id,
 
 	if (spool_header_read(msg->fd, msg->size, &header, err, errsize) < 0)
 		return -1;
-	if (header_parse(header.text, header.len, &list) < 0) {
-		snprintf(err, errsize, "out of memory");
-		spool_header_free(&header);
-		return -1;
-	}
+	spool_header_fields(&header, &list);
 
 	for (size_t i = 0; i < list.count && rc == 0; i++) {
 		const struct header_field *field = &list.fields[i];
@@ -107,8 +108,10 @@ forged_fields_remove(const struct filter_message *msg, const char *our_id,
 		if (ascii_casecmp(id, our_id) != 0)
 			continue;
 		if (filter_result_remove(result, FIELD_NAME, index) < 0) {
-			snprintf(err, errsize, "too many header fields to remove");
-			rc = -1;
+			log_warn("%s: rejecting the message: more than %d header fields to remove, "
+			    "%s fields with our authserv-id included", msg->queue_id,
+			    FILTER_MAX_REMOVALS, FIELD_NAME);
+			rc = 1;
 		} else {
 			filter_result_log(result, "authres_removed=%u", index);
 		}
@@ -144,9 +147,13 @@ authres_check(const struct filter_message *msg, struct filter_result *result, ch
 {
 	const char *our_id = authserv_id();
 	char *text;
+	int rc;
 
-	if (forged_fields_remove(msg, our_id, result, err, errsize) < 0)
-		return -1;
+	/* A forged field that cannot be removed must not stay beside ours:
+	 * when there are too many, the message is rejected and gets no field. */
+	rc = forged_fields_remove(msg, our_id, result, err, errsize);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
 
 	/* Outbound mail carries no results of ours, unless a check added one. */
 	if (msg->outbound && result->nauthres == 0)

@@ -12,6 +12,7 @@
 #include <opendkim/dkim.h>
 
 #include "filter.h"
+#include "header.h"
 
 /* The result of one signature, as RFC 8601 section 2.7.1 names them. */
 #define DKIM_MAX_RESULTS 8
@@ -88,6 +89,11 @@ struct spool_header {
 int spool_header_read(int fd, off_t size, struct spool_header *header, char *err,
     size_t errsize);
 void spool_header_free(struct spool_header *header);
+
+/* Split HEADER into OUT's fields (free with header_list_free), reading
+ * on past lines that are not fields up to the empty line, as smtpd's
+ * header editor does. Fields point into HEADER's text. Returns 0. */
+int spool_header_fields(const struct spool_header *header, struct header_list *out);
 
 /* Pass the body from OFFSET to SIZE to FEED in CRLF form. Returns the
  * first non-zero value FEED returns, -1 on a read error, else 0. */

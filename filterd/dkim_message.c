@@ -79,6 +79,71 @@ spool_header_read(int fd, off_t size, struct spool_header *header, char *err, si
 	return 0;
 }
 
+/*
+ * Split HEADER into fields the way smtpd's header editor does: a field
+ * starts at each line that does not start with a space or tab and runs
+ * over the folded lines after it, up to the empty line. Its name is the
+ * text before the colon on its first line, spaces and tabs before the
+ * colon removed (RFC 5322 section 4.5, obsolete syntax). A line without
+ * a colon is skipped, unlike header_parse, which ends the header there:
+ * smtpd, Dovecot and mail readers read on, so a field after such a line
+ * must be seen here too, and counted the same way for removals.
+ */
+int
+spool_header_fields(const struct spool_header *header, struct header_list *out)
+{
+	const char *text = header->text, *end = header->text + header->len;
+	size_t capacity = 16;
+
+	memset(out, 0, sizeof *out);
+	out->fields = xmalloc(capacity * sizeof *out->fields);
+	out->capacity = capacity;
+
+	for (const char *p = text; p < end;) {
+		const char *line_end = memchr(p, '\n', (size_t)(end - p));
+		const char *field_end = p, *colon;
+		struct header_field *field;
+		size_t namelen;
+
+		/* The field ends at the LF that no space or tab follows. */
+		for (;;) {
+			const char *lf = memchr(field_end, '\n', (size_t)(end - field_end));
+
+			field_end = lf != NULL ? lf + 1 : end;
+			if (field_end >= end || (*field_end != ' ' && *field_end != '\t'))
+				break;
+		}
+		if (line_end == NULL)
+			line_end = end;
+		colon = memchr(p, ':', (size_t)(line_end - p));
+		namelen = colon != NULL ? (size_t)(colon - p) : 0;
+		while (namelen > 0 && (p[namelen - 1] == ' ' || p[namelen - 1] == '\t'))
+			namelen--;
+		if (namelen == 0) {
+			p = field_end;
+			continue;
+		}
+
+		if (out->count == out->capacity) {
+			out->capacity *= 2;
+			out->fields = xrealloc(out->fields, out->capacity * sizeof *out->fields);
+		}
+		field = &out->fields[out->count++];
+		field->start = p;
+		field->len = (size_t)(field_end - p);
+		field->name = p;
+		field->namelen = namelen;
+		field->value = colon + 1;
+		field->valuelen = (size_t)(field_end - field->value);
+		if (field->valuelen > 0 && field_end[-1] == '\n')
+			field->valuelen--;
+		p = field_end;
+	}
+	out->header_len = header->len;
+	out->body_offset = header->len;
+	return 0;
+}
+
 void
 spool_header_free(struct spool_header *header)
 {

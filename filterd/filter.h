@@ -49,7 +49,11 @@ enum filter_action {
 };
 
 #define FILTER_MAX_FIELDS 32
-#define FILTER_MAX_REMOVALS 16
+/* The most removals one result may carry: smtpd takes at most 32 per
+ * reply (MAX_REMOVALS in smtpd/filter.c). A message that needs more is
+ * rejected, so that no forged field stays (see filter_result_remove). */
+#define FILTER_MAX_REMOVALS 32
+#define FILTER_REMOVAL_NAME_MAX 64
 #define FILTER_REPLY_MAX 512
 
 /* The result of one stage, built up check by check. */
@@ -65,11 +69,12 @@ struct filter_result {
 	char *fields[FILTER_MAX_FIELDS];
 	size_t nfields;
 
-	/* Existing header fields to remove: the Nth (1-based) field named NAME. */
-	struct {
-		char name[64];
+	/* Existing header fields to remove: the Nth (1-based) field named
+	 * NAME. An array on the heap, grown by filter_result_remove. */
+	struct filter_removal {
+		char name[FILTER_REMOVAL_NAME_MAX];
 		unsigned index;
-	} removals[FILTER_MAX_REMOVALS];
+	} *removals;
 	size_t nremovals;
 
 	/* Text to put at the start of the Subject: value ("" for none). */
@@ -110,7 +115,12 @@ int filter_result_authres(struct filter_result *result, const char *fmt, ...)
 void filter_result_log(struct filter_result *result, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Remove the INDEXth (1-based) field called NAME; -1 when full. */
+/*
+ * Remove the INDEXth (1-based) field called NAME. Past
+ * FILTER_MAX_REMOVALS it adds nothing, raises RESULT to a 550 5.7.1
+ * reject and returns -1: a field that cannot be removed may be a forged
+ * one, so the message must not be delivered with it.
+ */
 int filter_result_remove(struct filter_result *result, const char *name, unsigned index);
 
 void filter_result_free(struct filter_result *result);

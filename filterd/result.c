@@ -80,9 +80,15 @@ filter_result_log(struct filter_result *result, const char *fmt, ...)
 int
 filter_result_remove(struct filter_result *result, const char *name, unsigned index)
 {
-	if (result->nremovals == FILTER_MAX_REMOVALS)
+	if (result->nremovals == FILTER_MAX_REMOVALS) {
+		filter_result_action(result, FILTER_REJECT,
+		    "550 5.7.1 Message rejected: too many header fields to remove",
+		    "too_many_removals");
 		return -1;
+	}
 
+	if (result->removals == NULL)
+		result->removals = xcalloc(FILTER_MAX_REMOVALS, sizeof *result->removals);
 	strlcpy_x(result->removals[result->nremovals].name, name,
 	    sizeof result->removals[result->nremovals].name);
 	result->removals[result->nremovals].index = index;
@@ -97,6 +103,9 @@ filter_result_free(struct filter_result *result)
 		free(result->fields[i]);
 	for (size_t i = 0; i < result->nauthres; i++)
 		free(result->authres[i]);
+	free(result->removals);
+	result->removals = NULL;
 	result->nfields = 0;
 	result->nauthres = 0;
+	result->nremovals = 0;
 }

@@ -80,29 +80,28 @@ count_spam_fields(const struct filter_message *msg, unsigned counts[NSPAM_FIELDS
 /*
  * Remove every incoming X-Spam-* field, the last one of each name first,
  * so that the indexes stay right whether removals are applied one after
- * another or all against the original header. When RESULT has no room
- * left (FILTER_MAX_REMOVALS), the rest stay and a warning is logged: the
- * scan still runs, so piling up fields cannot make the check fail.
+ * another or all against the original header. When there are more than
+ * FILTER_MAX_REMOVALS, filter_result_remove rejects the message, so no
+ * forged field reaches the mailbox.
  */
 static int
 remove_spam_fields(const struct filter_message *msg, struct filter_result *result,
     char *err, size_t errsize)
 {
-	unsigned counts[NSPAM_FIELDS], left = 0;
+	unsigned counts[NSPAM_FIELDS];
 
 	if (count_spam_fields(msg, counts, err, errsize) < 0)
 		return -1;
 
 	for (size_t f = 0; f < NSPAM_FIELDS; f++) {
 		for (unsigned index = counts[f]; index > 0; index--) {
-			if (filter_result_remove(result, spam_fields[f], index) < 0)
-				left++;
+			if (filter_result_remove(result, spam_fields[f], index) < 0) {
+				log_warn("%s: rejecting the message: more than %d header fields "
+				    "to remove", msg->queue_id, FILTER_MAX_REMOVALS);
+				return 0;
+			}
 		}
 	}
-
-	if (left > 0)
-		log_warn("%s: %u incoming X-Spam-* fields left in the message: "
-		    "more than %d header fields to remove", msg->queue_id, left, FILTER_MAX_REMOVALS);
 	return 0;
 }
 
@@ -212,6 +211,8 @@ spamc_check(const struct filter_message *msg, struct filter_result *result,
 
 	if (remove_spam_fields(msg, result, err, errsize) < 0)
 		return -1;
+	if (result->action == FILTER_REJECT)
+		return 0;
 	if (msg->outbound && !config_bool("spam_scan_outbound"))
 		return 0;
 
