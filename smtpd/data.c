@@ -257,13 +257,15 @@ message_discard(struct session *s, const struct filter_verdict *verdict)
 	session_set_state(s, SESSION_COMMAND);
 }
 
-/* Apply filterd's header edits to the spool file; 0, or -1 when it failed. */
-static int
+/* Apply filterd's header edits to the spool file. Returns NULL, or the
+ * reply that rejects the message when they cannot be applied. */
+static const char *
 message_apply_edits(struct session *s, const struct header_edits *edits)
 {
 	struct transaction *tx = &s->tx;
 	off_t new_size;
 	char err[256];
+	int rc;
 
 	/* filterd and clamd (FILDES) share the file offset through the
 	 * passed descriptor, and queued checks it against COMMIT's size. */
@@ -271,23 +273,31 @@ message_apply_edits(struct session *s, const struct header_edits *edits)
 		if (lseek(tx->spool_fd, (off_t)tx->spool_bytes, SEEK_SET) < 0) {
 			log_error("%s: seeking to the end of the queue file failed: %s", tx->queue_id,
 			    strerror(errno));
-			return -1;
+			return "451 4.3.0 Error: queue file write error, try again later";
 		}
-		return 0;
+		return NULL;
 	}
-	if (header_edit_apply(tx->spool_fd, (off_t)tx->spool_bytes, edits, &new_size, err,
-	    sizeof err) < 0) {
+
+	rc = header_edit_apply(tx->spool_fd, (off_t)tx->spool_bytes, edits, &new_size, err,
+	    sizeof err);
+	if (rc == HEADER_EDIT_TOO_LARGE) {
+		/* The same message would fail the same way on every retry. */
+		log_warn("%s: cannot apply filterd's header edits: %s", tx->queue_id, err);
+		return "552 5.3.4 Error: message header section too large";
+	}
+	if (rc < 0) {
 		log_error("%s: applying filterd's header edits failed: %s", tx->queue_id, err);
-		return -1;
+		return "451 4.3.0 Error: queue file write error, try again later";
 	}
 	tx->spool_bytes = (long long)new_size;
-	return 0;
+	return NULL;
 }
 
 void
 data_filter_done(struct session *s, struct filter_verdict *verdict)
 {
 	struct transaction *tx = &s->tx;
+	const char *reply;
 
 	switch (verdict->action) {
 	case VERDICT_REJECT:
@@ -299,8 +309,8 @@ data_filter_done(struct session *s, struct filter_verdict *verdict)
 		break;
 	case VERDICT_QUARANTINE:
 	case VERDICT_ACCEPT:
-		if (message_apply_edits(s, &verdict->edits) < 0) {
-			message_reject(s, "451 4.3.0 Error: queue file write error, try again later");
+		if ((reply = message_apply_edits(s, &verdict->edits)) != NULL) {
+			message_reject(s, reply);
 			break;
 		}
 		if (verdict->action == VERDICT_QUARANTINE) {
