@@ -63,6 +63,8 @@ $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libcurl)
 # filterd checks SPF with libspf2, DKIM with libopendkim and DMARC with
 # libopendmarc, and resolves their DNS queries with libunbound.
 $(BUILD)/bin/filterd: LDLIBS += -lspf2 -lopendkim -lopendmarc $(shell pkg-config --libs libunbound)
+# ...and looks up the DMARC record of a UTF-8 From: domain by its A-label.
+$(BUILD)/bin/filterd: LDLIBS += -lidn2
 
 # Unit tests: one Check suite per lib module, linked into one runner.
 UNIT_SRC := $(wildcard tests/unit/*.c)

@@ -1,7 +1,7 @@
 /*
  * The DMARC check (RFC 7489), written from the RFC rather than with
  * libopendmarc, so that the record comes through dns.h and the policy
- * steps are visible: find the single From: domain, fetch its record (or
+ * steps are visible: find the From: domains, fetch each one's record (or
  * the organizational domain's), decide alignment of SPF and DKIM, and
  * apply p=, sp= and pct=.
  */
@@ -116,75 +116,6 @@ record_parse(const char *text, struct dmarc_record *record)
 	return 0;
 }
 
-/* The single From: address domain of the message, in DOMAIN. Returns 0,
- * or -1 when the header has no From: field, several, or a From: field
- * without exactly one address (RFC 7489 section 6.6.1). */
-static int
-from_domain(const struct spool_header *header, char *domain, size_t size)
-{
-	struct header_list list = { 0 };
-	const struct header_field *from = NULL;
-	char *addresses[2] = { 0 };
-	size_t count = 0;
-	int rc = -1;
-
-	if (header_parse(header->text, header->len, &list) < 0)
-		return -1;
-	for (size_t i = 0; i < list.count; i++) {
-		const struct header_field *field = &list.fields[i];
-
-		if (field->namelen != 4 || ascii_ncasecmp(field->name, "From", 4) != 0)
-			continue;
-		if (from != NULL) {
-			from = NULL;
-			count = 2;
-			break;
-		}
-		from = field;
-	}
-	if (from != NULL) {
-		char *value = header_unfold(from);
-
-		count = header_addresses(value, addresses, 2);
-		free(value);
-	}
-	if (count == 1 && addresses[0] != NULL) {
-		const char *at = strrchr(addresses[0], '@');
-
-		if (at != NULL && at[1] != '\0' && strlen(at + 1) < size) {
-			strlcpy_x(domain, at + 1, size);
-			ascii_lower(domain);
-			rc = 0;
-		}
-	}
-	for (size_t i = 0; i < 2; i++)
-		free(addresses[i]);
-	header_list_free(&list);
-	return rc;
-}
-
-/* Read the From: domain of MSG's message into FROM. Returns 1, 0 when
- * there is no single usable From: address, or -1 with ERR set. */
-static int
-message_from_domain(const struct filter_message *msg, char *from, size_t size, char *err,
-    size_t errsize)
-{
-	struct spool_header header;
-	int rc;
-
-	if (spool_header_read(msg->fd, msg->size, &header, err, errsize) < 0)
-		return -1;
-	rc = from_domain(&header, from, size) == 0 ? 1 : 0;
-	spool_header_free(&header);
-
-	/* The domain goes into Authentication-Results and SMTP replies. */
-	for (const char *p = from; rc == 1 && *p != '\0'; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
-			rc = 0;
-	}
-	return rc;
-}
-
 /* Whether DOMAIN is aligned with FROM: equal, or with STRICT off, both
  * under the same organizational domain (RFC 7489 section 3.1). */
 static int
@@ -275,27 +206,17 @@ disposition_apply(enum dmarc_policy policy, const char *from, struct filter_resu
 	return policy;
 }
 
-int
-dmarc_check(const struct filter_message *msg, struct filter_result *result, char *err,
-    size_t errsize)
+/* Evaluate the DMARC policy of the author domain FROM for MSG and apply
+ * it to RESULT. Returns 0, or -1 with ERR set on a DNS failure. */
+static int
+domain_evaluate(const struct filter_message *msg, const char *from,
+    struct filter_result *result, char *err, size_t errsize)
 {
-	char from[256], text[RECORD_MAX];
+	char text[RECORD_MAX];
 	struct dmarc_record record;
 	enum dmarc_policy policy, disposition;
 	enum txt_status status;
-	int at_organizational, found;
-
-	if (msg->outbound)
-		return 0;
-
-	found = message_from_domain(msg, from, sizeof from, err, errsize);
-	if (found < 0)
-		return -1;
-	if (found == 0) {
-		filter_result_authres(result, "dmarc=permerror (no single From: address)");
-		filter_result_log(result, "dmarc=permerror");
-		return 0;
-	}
+	int at_organizational;
 
 	status = record_fetch(from, text, sizeof text, &at_organizational, err, errsize);
 	if (status == TXT_TEMPFAIL) {
@@ -332,4 +253,51 @@ dmarc_check(const struct filter_message *msg, struct filter_result *result, char
 	    policy_names[record.p], policy_names[disposition], from);
 	filter_result_log(result, "dmarc=fail/%s", policy_names[disposition]);
 	return 0;
+}
+
+/*
+ * Evaluate every From: domain of the message on its own. Each one that
+ * fails applies its policy, and the strongest action wins, so a second
+ * From: field or address cannot hide a domain that publishes p=reject.
+ */
+int
+dmarc_check(const struct filter_message *msg, struct filter_result *result, char *err,
+    size_t errsize)
+{
+	struct dmarc_from from;
+	int rc = 0;
+
+	if (msg->outbound)
+		return 0;
+
+	if (dmarc_from_read(msg, &from, err, errsize) < 0)
+		return -1;
+	if (from.fields > 1 || from.addresses > 1)
+		filter_result_log(result, "from_fields=%zu, from_addresses=%zu", from.fields,
+		    from.addresses);
+	if (from.too_many) {
+		char reply[FILTER_REPLY_MAX];
+
+		snprintf(reply, sizeof reply, "550 5.7.1 Message rejected: more than %d From: domains",
+		    DMARC_FROM_MAX);
+		filter_result_action(result, FILTER_REJECT, reply, "dmarc=permerror");
+		filter_result_authres(result, "dmarc=permerror (too many From: domains)");
+		filter_result_log(result, "dmarc=permerror");
+		return 0;
+	}
+	if (from.count == 0) {
+		filter_result_authres(result, "dmarc=permerror (no usable From: address)");
+		filter_result_log(result, "dmarc=permerror");
+		return 0;
+	}
+
+	for (size_t i = 0; i < from.count; i++) {
+		char domain_err[256] = "";
+
+		if (domain_evaluate(msg, from.domains[i], result, domain_err, sizeof domain_err) < 0) {
+			snprintf(err, errsize, "%s", domain_err);
+			rc = -1;
+		}
+	}
+	return rc;
 }

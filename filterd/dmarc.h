@@ -22,4 +22,25 @@ void dmarc_organizational_domain(const char *domain, char *out, size_t size);
 
 filter_check_fn dmarc_check;
 
+/* dmarc_from.c: the author domains of a message. */
+
+/* The most distinct From: domains evaluated; a message with more is
+ * rejected, since each one costs DNS lookups. */
+#define DMARC_FROM_MAX 8
+
+struct dmarc_from {
+	char domains[DMARC_FROM_MAX][256];	/* distinct, lower case, A-labels */
+	size_t count;
+	size_t fields;		/* From: fields in the header */
+	size_t addresses;	/* addresses in all of them */
+	size_t invalid;		/* addresses without a usable domain */
+	int too_many;		/* more than DMARC_FROM_MAX domains */
+};
+
+/* Collect the domains of every address of every From: field of MSG's
+ * header, read on to the empty line. Returns 0, or -1 with ERR set when
+ * the spool file cannot be read. */
+int dmarc_from_read(const struct filter_message *msg, struct dmarc_from *from, char *err,
+    size_t errsize);
+
 #endif

@@ -201,13 +201,18 @@ def test_dmarc_none_and_errors(make_mailhost, zone):
          "dmarc=none header.from=nopolicy.test"),
         ("alice@broken.test", dkim_bed.message(sender="alice@broken.test", subject="c2"),
          "dmarc=permerror (invalid record) header.from=broken.test"),
-        # Two From: addresses: RFC 7489 section 6.6.1 gives no single domain.
+        # Each of two From: addresses is evaluated on its own.
         ("alice@nopolicy.test",
          dkim_bed.message(sender="alice@nopolicy.test", subject="c3").replace(
-             b"From: Alice <alice@nopolicy.test>", b"From: alice@nopolicy.test, bob@reject.test"),
-         "dmarc=permerror (no single From: address)"),
+             b"From: Alice <alice@nopolicy.test>", b"From: alice@nopolicy.test, bob@twice.test"),
+         "dmarc=none header.from=nopolicy.test; dmarc=none header.from=twice.test"),
         ("alice@twice.test", dkim_bed.message(sender="alice@twice.test", subject="c4"),
          "dmarc=none header.from=twice.test"),
+        # No address with a domain at all.
+        ("alice@nopolicy.test",
+         dkim_bed.message(sender="alice@nopolicy.test", subject="c5").replace(
+             b"From: Alice <alice@nopolicy.test>", b"From: undisclosed-senders:;"),
+         "dmarc=permerror (no usable From: address)"),
     ]
     for sender, body, _ in cases:
         reply = send(host, sender, body)
@@ -218,6 +223,28 @@ def test_dmarc_none_and_errors(make_mailhost, zone):
     by_subject = {m.split(b"Subject: ", 1)[1][:2].decode(): m for m in stored}
     for index, (_, _, expected) in enumerate(cases):
         assert expected in only_authres(by_subject["c%d" % (index + 1)])
+
+
+# From: forms that name reject.test beside another domain: the strictest
+# policy applies, so each is rejected.
+TWO_AUTHORS = [
+    b"From: alice@nopolicy.test, bob@reject.test",
+    b"From: alice@nopolicy.test\r\nFrom: bob@reject.test",
+    b"From: bob@reject.test\r\nFrom: alice@nopolicy.test",
+]
+
+
+@pytest.mark.parametrize("from_lines", TWO_AUTHORS, ids=repr)
+def test_dmarc_strictest_author_policy(make_mailhost, zone, from_lines):
+    host = inbound_host(make_mailhost, zone)
+    body = dkim_bed.message(sender="alice@nopolicy.test").replace(
+        b"From: Alice <alice@nopolicy.test>", from_lines)
+
+    code, text = send(host, "alice@nopolicy.test", body)
+
+    assert code == 550
+    assert "DMARC policy of reject.test" in text
+    assert host.wait_for_log(r"from_fields=\d, from_addresses=2")
 
 
 @pytest.mark.parametrize("policy,code", [("accept", 250), ("tempfail", 451)])
