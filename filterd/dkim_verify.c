@@ -108,14 +108,38 @@ dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t
 	return DKIM_CBSTAT_TRYAGAIN;
 }
 
-/* The RFC 8601 result of one signature after dkim_eom. */
+/*
+ * Whether the l= tag of SIG leaves part of the body unsigned. RFC 6376
+ * section 8.2: anyone may append text after the signed length, a new
+ * MIME part included, so such a signature does not vouch for the
+ * message that arrived.
+ */
+static int
+body_partly_signed(DKIM *dkim, DKIM_SIGINFO *sig)
+{
+	ssize_t body_length = 0, signed_length = 0, limit = -1;
+
+	if (dkim_sig_getcanonlen(dkim, sig, &body_length, &signed_length, &limit) != DKIM_STAT_OK)
+		return 0;
+	return limit >= 0 && signed_length < body_length;
+}
+
+/* The RFC 8601 result of one signature after dkim_eom, with a comment
+ * that explains it in *COMMENT ("" for none). */
 static const char *
-signature_result(DKIM_SIGINFO *sig, const char *domain, const char *selector)
+signature_result(DKIM *dkim, DKIM_SIGINFO *sig, const char *domain, const char *selector,
+    const char **comment)
 {
 	int error = dkim_sig_geterror(sig);
 
-	if (DKIM_SIG_CHECK(sig) && (error == DKIM_SIGERROR_OK || error == DKIM_SIGERROR_UNKNOWN))
+	*comment = "";
+	if (DKIM_SIG_CHECK(sig) && (error == DKIM_SIGERROR_OK || error == DKIM_SIGERROR_UNKNOWN)) {
+		if (body_partly_signed(dkim, sig)) {
+			*comment = " (unsigned content after l=)";
+			return "policy";
+		}
 		return "pass";
+	}
 	if (tempfail_noted(domain, selector) || error == DKIM_SIGERROR_KEYFAIL)
 		return "temperror";
 
@@ -234,19 +258,19 @@ results_record(DKIM *dkim, struct filter_result *result)
 		const char *selector = (const char *)dkim_sig_getselector(sigs[i]);
 		char b[64] = "", authres_b[80] = "", clean[512];
 		size_t blen = sizeof b;
-		const char *verdict;
+		const char *verdict, *comment;
 
 		domain = domain != NULL ? domain : "";
 		selector = selector != NULL ? selector : "";
-		verdict = signature_result(sigs[i], domain, selector);
+		verdict = signature_result(dkim, sigs[i], domain, selector, &comment);
 		/* RFC 6008: the shortest prefix of b= that tells this signature
 		 * from the others, which libopendkim makes at least 8 long. */
 		if (dkim_get_sigsubstring(dkim, sigs[i], b, &blen) == DKIM_STAT_OK && blen > 0)
 			b_property(b, authres_b, sizeof authres_b);
 
 		if (token_valid(domain) && token_valid(selector))
-			filter_result_authres(result, "dkim=%s header.d=%s header.s=%s%s", verdict,
-			    domain, selector, authres_b);
+			filter_result_authres(result, "dkim=%s%s header.d=%s header.s=%s%s", verdict,
+			    comment, domain, selector, authres_b);
 		else
 			filter_result_authres(result, "dkim=%s (invalid signature)", verdict);
 		filter_result_log(result, "dkim=%s/%s", verdict,
