@@ -32,11 +32,22 @@ privsep_lookup(const char *user, uid_t *uid, gid_t *gid)
 	return 0;
 }
 
+/* The supplementary group that privsep_drop keeps, or -1 for none. */
+static gid_t kept_group = (gid_t)-1;
+
+void
+privsep_keep_group(gid_t gid)
+{
+	kept_group = gid;
+}
+
 void
 privsep_drop(const char *user, const char *chroot_dir)
 {
 	uid_t uid;
 	gid_t gid;
+	gid_t groups[2];
+	int ngroups = 1;
 
 	if (!privsep_is_root())
 		return;
@@ -50,7 +61,10 @@ privsep_drop(const char *user, const char *chroot_dir)
 		if (chdir("/") < 0)
 			fatal("chdir / in chroot %s", chroot_dir);
 	}
-	if (setgroups(1, &gid) < 0)
+	groups[0] = gid;
+	if (kept_group != (gid_t)-1 && kept_group != gid)
+		groups[ngroups++] = kept_group;
+	if (setgroups((size_t)ngroups, groups) < 0)
 		fatal("setgroups for %s", user);
 	if (setresgid(gid, gid, gid) < 0)
 		fatal("setresgid %u for %s", (unsigned)gid, user);

@@ -13,6 +13,10 @@
  */
 void privsep_drop(const char *user, const char *chroot_dir);
 
+/* Make a later privsep_drop keep GID as a supplementary group, so that
+ * the daemon can still reach a socket of that group. */
+void privsep_keep_group(gid_t gid);
+
 /* Switch to UID/GID (with the user's supplementary groups when NAME is
  * given) for a delivery child. Returns 0 or -1; on -1 the caller must
  * exit. Does nothing when not root. */
