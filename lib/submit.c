@@ -163,6 +163,8 @@ submit_commit(struct submit *s, struct ipc_msg *envelope, char *err, size_t errs
 
 		set_error(err, errsize, "queued did not commit the message: %s",
 		    reason != NULL ? reason : "invalid reply");
+		if (ipc_msg_get_int(reply, "permanent", 0) == 1)
+			rc = -2;
 	}
 	ipc_msg_free(reply);
 	submit_free(s);

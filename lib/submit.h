@@ -23,7 +23,9 @@ int submit_write(struct submit *s, const void *buf, size_t len);
 /*
  * Commit with ENVELOPE (type COMMIT; the caller adds sender, rcpt and the
  * optional fields, submit adds id and size). Returns 0 once queued
- * reported the message durable, -1 with ERR filled otherwise. Frees S.
+ * reported the message durable, -1 with ERR filled otherwise, or -2
+ * with ERR filled when queued marked the failure permanent (filterd
+ * rejected a local submission). Frees S.
  */
 int submit_commit(struct submit *s, struct ipc_msg *envelope, char *err, size_t errsize);
 

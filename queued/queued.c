@@ -23,6 +23,7 @@
 #include "envelope.h"
 #include "ipc.h"
 #include "lmtp_client.h"
+#include "local_filter.h"
 #include "log.h"
 #include "log_repeat.h"
 #include "outbound.h"
@@ -161,6 +162,7 @@ main(int argc, char **argv)
 
 	listen_fd = prepare_files();
 	outbound_load_secrets();
+	local_filter_keep_group();
 	privsep_drop(config_string("queue_user"), NULL);
 
 	queued_base = event_base_new();

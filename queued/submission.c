@@ -17,6 +17,7 @@
 #include "envelope.h"
 #include "ipc.h"
 #include "log.h"
+#include "local_filter.h"
 #include "log_repeat.h"
 #include "queued.h"
 #include "scheduler.h"
@@ -31,6 +32,13 @@
 
 struct commit_request {
 	struct client *client;
+};
+
+/* A local submission waiting for filterd's verdict before its commit. */
+struct filter_request {
+	struct client *client;
+	struct envelope *env;
+	int data_fd;
 };
 
 static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
@@ -156,6 +164,78 @@ commit_done(struct commit_job *job, void *arg)
 		free_client(client);
 }
 
+/* Fail a local submission that filterd rejected or could not judge, or
+ * end one it discarded, without committing it. */
+static void
+filter_request_end(struct filter_request *pending, const struct local_filter_verdict *verdict)
+{
+	struct client *client = pending->client;
+	struct envelope *env = pending->env;
+	struct ipc_msg *reply;
+
+	close(pending->data_fd);
+	spool_remove_data(&queued_spool, env->id);
+	uid_usage_release_file(client->usage);
+	client->commits_in_flight--;
+
+	if (verdict->action == LOCAL_FILTER_DISCARD) {
+		log_info("%s: discarded by filterd, uid=%u", env->id, (unsigned)client->uid);
+		reply = ipc_msg_new("COMMIT-OK");
+		ipc_msg_add(reply, "id", env->id);
+		client_send(client, reply, -1);
+		ipc_msg_free(reply);
+	} else {
+		log_info("%s: %s by filterd, uid=%u: %s", env->id,
+		    verdict->action == LOCAL_FILTER_REJECT ? "rejected" : "deferred",
+		    (unsigned)client->uid, verdict->reply);
+		reply = ipc_msg_new("COMMIT-FAIL");
+		ipc_msg_add(reply, "id", env->id);
+		ipc_msg_add(reply, "reason", verdict->reply);
+		if (verdict->action == LOCAL_FILTER_REJECT)
+			ipc_msg_add(reply, "permanent", "1");
+		client_send(client, reply, -1);
+		ipc_msg_free(reply);
+	}
+	envelope_free(env);
+
+	if (client->conn == NULL && client->commits_in_flight == 0)
+		free_client(client);
+}
+
+static void
+filter_done(const struct local_filter_verdict *verdict, void *arg)
+{
+	struct filter_request *pending = arg;
+	struct commit_request *commit;
+
+	if (verdict->action != LOCAL_FILTER_COMMIT && verdict->action != LOCAL_FILTER_QUARANTINE) {
+		filter_request_end(pending, verdict);
+		free(pending);
+		return;
+	}
+
+	if (verdict->action == LOCAL_FILTER_QUARANTINE)
+		envelope_set_attr(pending->env, "quarantine", "1");
+	commit = xmalloc(sizeof *commit);
+	commit->client = pending->client;
+	commit_new(pending->env, pending->data_fd, commit_done, commit);
+	free(pending);
+}
+
+/* Ask filterd about ENV before committing it. The client's
+ * commits_in_flight already counts it. */
+static void
+filter_then_commit(struct client *client, struct envelope *env, int data_fd)
+{
+	struct filter_request *pending = xmalloc(sizeof *pending);
+	const char *submitter = envelope_attr(env, "submitter");
+
+	pending->client = client;
+	pending->env = env;
+	pending->data_fd = data_fd;
+	local_filter_start(env, data_fd, submitter != NULL ? submitter : "", filter_done, pending);
+}
+
 static void
 handle_commit(struct client *client, const struct ipc_msg *request)
 {
@@ -195,9 +275,14 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 
 	/* The file stays counted in the client's uid_usage until the commit
 	 * is done, because queued keeps its descriptor open until then. */
+	client->commits_in_flight++;
+	if (local_filter_wanted(request, client->uid)) {
+		filter_then_commit(client, env, file->own_fd);
+		drop_file(client, file);
+		return;
+	}
 	commit = xmalloc(sizeof *commit);
 	commit->client = client;
-	client->commits_in_flight++;
 	commit_new(env, file->own_fd, commit_done, commit);
 	drop_file(client, file);
 }

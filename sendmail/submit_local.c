@@ -275,6 +275,7 @@ submit_local(const struct local_submission *sub, const struct message *msg,
 	struct ipc_msg *envelope;
 	struct submit *s;
 	char err[512], *fields;
+	int rc;
 
 	if (header_parse(msg->data, msg->len, &headers) < 0) {
 		warnx_sendmail("out of memory while parsing the message header");
@@ -313,11 +314,15 @@ submit_local(const struct local_submission *sub, const struct message *msg,
 	free(fields);
 	header_list_free(&headers);
 
+	/* With smtpd_filter on, queued passes the message to filterd before
+	 * the commit, so a rejected message fails here and is not queued. */
 	envelope = envelope_build(sub, msg);
-	if (submit_commit(s, envelope, err, sizeof err) < 0) {
-		warnx_sendmail("cannot queue the message: %s", err);
+	rc = submit_commit(s, envelope, err, sizeof err);
+	if (rc < 0) {
+		warnx_sendmail("%s: %s", rc == -2 ? "message rejected" : "cannot queue the message",
+		    err);
 		ipc_msg_free(envelope);
-		return EX_TEMPFAIL;
+		return rc == -2 ? EX_UNAVAILABLE : EX_TEMPFAIL;
 	}
 	ipc_msg_free(envelope);
 	log_info("%s: uid=%u, from=<%s>, nrcpt=%zu, submitter=%s", queue_id,

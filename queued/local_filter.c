@@ -1,0 +1,417 @@
+/*
+ * filterd's MESSAGE stage for local submissions (see local_filter.h).
+ * One connection per message: connect, send MESSAGE with the data file,
+ * wait for one RESULT at most smtpd_filter_timeout. When filterd is
+ * down, busy, too slow or replies with something invalid,
+ * smtpd_filter_failure_policy applies as it does in smtpd.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "filter_proto.h"
+#include "header_edit.h"
+#include "ipc.h"
+#include "local_filter.h"
+#include "log.h"
+#include "privsep.h"
+#include "queued.h"
+#include "util.h"
+
+/* Limits on what one RESULT may ask for, as smtpd has them. */
+#define MAX_FIELDS 64
+#define MAX_FIELD_LEN (64 * 1024)
+#define MAX_REMOVALS 32
+
+#define UNAVAILABLE_REPLY "451 4.7.0 Error: mail filter unavailable, try again later"
+
+struct local_filter {
+	struct envelope *env;
+	int data_fd;
+	struct ipc_conn *conn;		/* NULL before connecting and once freed */
+	struct event *timer;		/* the deadline, or a failure to report */
+	char send_error[256];		/* why the request could not be sent */
+	int finished;			/* DONE has run */
+	local_filter_done_cb done;
+	void *arg;
+};
+
+void
+local_filter_keep_group(void)
+{
+	const char *group = config_string("filterd_socket_group");
+	uid_t uid;
+	gid_t gid;
+
+	if (!privsep_is_root() || !config_bool("smtpd_filter"))
+		return;
+
+	if (group[0] != '\0') {
+		struct group *entry = getgrnam(group);
+
+		if (entry == NULL) {
+			log_warn("filterd_socket_group %s not found; local submissions cannot reach filterd",
+			    group);
+			return;
+		}
+		gid = entry->gr_gid;
+	} else if (privsep_lookup(config_string("smtpd_user"), &uid, &gid) < 0) {
+		log_warn("smtpd_user %s not found; local submissions cannot reach filterd",
+		    config_string("smtpd_user"));
+		return;
+	}
+	privsep_keep_group(gid);
+}
+
+int
+local_filter_wanted(const struct ipc_msg *request, uid_t uid)
+{
+	if (!config_bool("smtpd_filter"))
+		return 0;
+	if (uid != 0 && uid != queued_settings.smtpd_uid)
+		return 1;
+	return ipc_msg_get(request, "client_addr") == NULL &&
+	    ipc_msg_get(request, "submitter") != NULL;
+}
+
+/* Free FILTER once DONE has run and its connection is gone. */
+static void
+local_filter_free_if_idle(struct local_filter *filter)
+{
+	if (!filter->finished || filter->conn != NULL)
+		return;
+	event_free(filter->timer);
+	free(filter);
+}
+
+/* Hand VERDICT to the caller and drop the connection; its final
+ * callback frees it, as ipc.h requires. */
+static void
+local_filter_finish(struct local_filter *filter, const struct local_filter_verdict *verdict)
+{
+	event_del(filter->timer);
+	filter->finished = 1;
+	filter->done(verdict, filter->arg);
+	if (filter->conn != NULL)
+		ipc_conn_shutdown(filter->conn);
+	local_filter_free_if_idle(filter);
+}
+
+/* filterd gave no verdict: apply smtpd_filter_failure_policy. */
+static void
+local_filter_failed(struct local_filter *filter, const char *error)
+{
+	struct local_filter_verdict verdict = { .action = LOCAL_FILTER_TEMPFAIL };
+
+	if (strcmp(config_string("smtpd_filter_failure_policy"), "accept") == 0) {
+		log_warn("%s: filterd unavailable: %s; committing without filtering (smtpd_filter_failure_policy accept)",
+		    filter->env->id, error);
+		verdict.action = LOCAL_FILTER_COMMIT;
+	} else {
+		log_warn("%s: filterd unavailable: %s; failing the commit (smtpd_filter_failure_policy tempfail)",
+		    filter->env->id, error);
+		strlcpy_x(verdict.reply, UNAVAILABLE_REPLY, sizeof verdict.reply);
+	}
+	local_filter_finish(filter, &verdict);
+}
+
+static void
+local_filter_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct local_filter *filter = arg;
+	char error[256];
+
+	if (filter->send_error[0] != '\0')
+		strlcpy_x(error, filter->send_error, sizeof error);
+	else
+		snprintf(error, sizeof error, "no reply within %llds",
+		    config_time("smtpd_filter_timeout"));
+	local_filter_failed(filter, error);
+}
+
+static int
+parse_action(const char *word, enum local_filter_action *action)
+{
+	static const struct {
+		const char *word;
+		enum local_filter_action action;
+	} actions[] = {
+		{ FILTER_ACTION_ACCEPT, LOCAL_FILTER_COMMIT },
+		{ FILTER_ACTION_QUARANTINE, LOCAL_FILTER_QUARANTINE },
+		{ FILTER_ACTION_DISCARD, LOCAL_FILTER_DISCARD },
+		{ FILTER_ACTION_TEMPFAIL, LOCAL_FILTER_TEMPFAIL },
+		{ FILTER_ACTION_REJECT, LOCAL_FILTER_REJECT },
+	};
+
+	for (size_t i = 0; word != NULL && i < sizeof actions / sizeof actions[0]; i++) {
+		if (strcmp(word, actions[i].word) == 0) {
+			*action = actions[i].action;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Return 1 when LINE starts a header field: a printable name, then a colon. */
+static int
+field_start_valid(const char *line)
+{
+	size_t i = 0;
+
+	while (line[i] > ' ' && line[i] < 127 && line[i] != ':')
+		i++;
+	return i > 0 && line[i] == ':';
+}
+
+/* Join the FILTER_KEY_FIELD lines of MSG into whole fields. Returns
+ * NULL, or what is wrong with them. */
+static const char *
+parse_fields(const struct ipc_msg *msg, struct header_edits *edits)
+{
+	size_t count = ipc_msg_count(msg, FILTER_KEY_FIELD);
+
+	for (size_t i = 0; i < count; i++) {
+		const char *line = ipc_msg_get_nth(msg, FILTER_KEY_FIELD, i);
+		int continuation = line[0] == ' ' || line[0] == '\t';
+
+		if (continuation && edits->nfields == 0)
+			return "a field continuation line comes first";
+		if (!continuation && !field_start_valid(line))
+			return "invalid header field name";
+		if (!continuation) {
+			if (edits->nfields == MAX_FIELDS)
+				return "too many header fields";
+			edits->fields = xrealloc(edits->fields,
+			    (edits->nfields + 1) * sizeof *edits->fields);
+			edits->fields[edits->nfields++] = xstrdup(line);
+			continue;
+		}
+
+		char **field = &edits->fields[edits->nfields - 1];
+		size_t len = strlen(*field), add = strlen(line);
+
+		if (len + add + 1 > MAX_FIELD_LEN)
+			return "header field too long";
+		*field = xrealloc(*field, len + add + 2);
+		(*field)[len] = '\n';
+		memcpy(*field + len + 1, line, add + 1);
+	}
+	return NULL;
+}
+
+/* Parse the "NAME:INDEX" removals of MSG. Returns NULL, or what is
+ * wrong with them. */
+static const char *
+parse_removals(const struct ipc_msg *msg, struct header_edits *edits)
+{
+	size_t count = ipc_msg_count(msg, FILTER_KEY_REMOVE);
+
+	if (count > MAX_REMOVALS)
+		return "too many removals";
+	edits->removals = xcalloc(count + 1, sizeof *edits->removals);
+	for (size_t i = 0; i < count; i++) {
+		const char *value = ipc_msg_get_nth(msg, FILTER_KEY_REMOVE, i);
+		const char *colon = strrchr(value, ':');
+		struct header_removal *removal = &edits->removals[i];
+		unsigned long index;
+		char *end;
+
+		if (colon == NULL || colon == value ||
+		    (size_t)(colon - value) >= sizeof removal->name)
+			return "invalid removal";
+		index = strtoul(colon + 1, &end, 10);
+		if (*end != '\0' || index == 0 || index > 10000)
+			return "invalid removal index";
+		memcpy(removal->name, value, (size_t)(colon - value));
+		removal->name[colon - value] = '\0';
+		removal->index = (unsigned)index;
+		edits->nremovals++;
+	}
+	return NULL;
+}
+
+/* Return 1 when REPLY is a full SMTP reply of the class of ACTION. */
+static int
+reply_valid(const char *reply, enum local_filter_action action)
+{
+	char expected = action == LOCAL_FILTER_REJECT ? '5' : '4';
+
+	return reply != NULL && reply[0] == expected && reply[1] >= '0' && reply[1] <= '9' &&
+	    reply[2] >= '0' && reply[2] <= '9' && reply[3] == ' ';
+}
+
+/* Fill VERDICT and EDITS from a RESULT. Returns NULL, or what is wrong
+ * with it. */
+static const char *
+parse_result(const struct ipc_msg *msg, struct local_filter_verdict *verdict,
+    struct header_edits *edits)
+{
+	const char *reply = ipc_msg_get(msg, FILTER_KEY_REPLY);
+	const char *prefix = ipc_msg_get(msg, FILTER_KEY_SUBJECT_PREFIX);
+	const char *error;
+
+	if (parse_action(ipc_msg_get(msg, FILTER_KEY_ACTION), &verdict->action) < 0)
+		return "missing or unknown action";
+	if (verdict->action == LOCAL_FILTER_REJECT || verdict->action == LOCAL_FILTER_TEMPFAIL) {
+		if (!reply_valid(reply, verdict->action))
+			return "reject or tempfail without a valid SMTP reply";
+		strlcpy_x(verdict->reply, reply, sizeof verdict->reply);
+	}
+	if ((error = parse_fields(msg, edits)) != NULL)
+		return error;
+	if ((error = parse_removals(msg, edits)) != NULL)
+		return error;
+	if (prefix != NULL && strlcpy_x(edits->subject_prefix, prefix,
+	    sizeof edits->subject_prefix) >= sizeof edits->subject_prefix)
+		return "subject prefix too long";
+	return NULL;
+}
+
+/* Apply EDITS to the data file of a message that will be committed.
+ * Returns 0, or -1 after logging the error. */
+static int
+apply_edits(struct local_filter *filter, const struct header_edits *edits)
+{
+	off_t new_size;
+	char err[256];
+
+	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0')
+		return 0;
+
+	/* NOTE: this rewrites the file on the event loop, moving the body
+	 * once when fields are inserted, as smtpd does on its own loop. */
+	if (header_edit_apply(filter->data_fd, (off_t)filter->env->size, edits, &new_size, err,
+	    sizeof err) < 0) {
+		log_error("%s: cannot apply filterd's header edits: %s", filter->env->id, err);
+		return -1;
+	}
+	filter->env->size = (long long)new_size;
+	return 0;
+}
+
+static void
+handle_result(struct local_filter *filter, const struct ipc_msg *msg)
+{
+	struct local_filter_verdict verdict = { .action = LOCAL_FILTER_TEMPFAIL };
+	struct header_edits edits = { 0 };
+	const char *reason = ipc_msg_get(msg, FILTER_KEY_REASON);
+	const char *fields = ipc_msg_get(msg, FILTER_KEY_LOG);
+	const char *invalid = NULL;
+	char text[512];
+
+	if (strcmp(msg->type, FILTER_REPLY_RESULT) != 0) {
+		const char *error = ipc_msg_get(msg, FILTER_KEY_ERROR);
+
+		snprintf(text, sizeof text, "%s %s", msg->type, error != NULL ? error : "");
+		local_filter_failed(filter, text);
+		return;
+	}
+	invalid = parse_result(msg, &verdict, &edits);
+	if (invalid != NULL) {
+		header_edits_clear(&edits);
+		snprintf(text, sizeof text, "invalid reply: %s", invalid);
+		local_filter_failed(filter, text);
+		return;
+	}
+
+	/* The log fields of the checks contain the reason when there are any. */
+	if (fields != NULL && fields[0] != '\0')
+		log_info("%s: filterd action=%s, %s", filter->env->id,
+		    ipc_msg_get(msg, FILTER_KEY_ACTION), fields);
+	else
+		log_info("%s: filterd action=%s, reason=%s", filter->env->id,
+		    ipc_msg_get(msg, FILTER_KEY_ACTION), reason != NULL ? reason : "none");
+
+	if ((verdict.action == LOCAL_FILTER_COMMIT || verdict.action == LOCAL_FILTER_QUARANTINE) &&
+	    apply_edits(filter, &edits) < 0) {
+		verdict.action = LOCAL_FILTER_TEMPFAIL;
+		strlcpy_x(verdict.reply, "451 4.3.0 Error: cannot apply the mail filter's header edits",
+		    sizeof verdict.reply);
+	}
+	header_edits_clear(&edits);
+	local_filter_finish(filter, &verdict);
+}
+
+static void
+local_filter_message_cb(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
+{
+	struct local_filter *filter = arg;
+
+	if (msg == NULL) {
+		/* filterd closed the connection, it failed, or finish shut
+		 * it down: free it here, as ipc.h requires. */
+		ipc_conn_free(conn);
+		filter->conn = NULL;
+		if (!filter->finished)
+			local_filter_failed(filter, "lost the connection");
+		else
+			local_filter_free_if_idle(filter);
+		return;
+	}
+	if (!filter->finished)
+		handle_result(filter, msg);
+	ipc_msg_free(msg);
+}
+
+/* Build the MESSAGE request of a local submission by LOGIN. */
+static struct ipc_msg *
+build_request(const struct envelope *env, const char *login)
+{
+	struct ipc_msg *msg = ipc_msg_new(FILTER_REQUEST_MESSAGE);
+
+	ipc_msg_add(msg, FILTER_KEY_CLIENT_ADDR, "127.0.0.1");
+	ipc_msg_add(msg, FILTER_KEY_CLIENT_NAME, "localhost");
+	ipc_msg_add(msg, FILTER_KEY_HELO, "localhost");
+	ipc_msg_add(msg, FILTER_KEY_SENDER, env->sender);
+	ipc_msg_add(msg, FILTER_KEY_AUTH_USER, login);
+	ipc_msg_add(msg, FILTER_KEY_MYNETWORKS, "1");
+	ipc_msg_add(msg, FILTER_KEY_QUEUE_ID, env->id);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		ipc_msg_add(msg, FILTER_KEY_RCPT, env->rcpts[i].address);
+	ipc_msg_addf(msg, FILTER_KEY_SIZE, "%lld", env->size);
+	return msg;
+}
+
+void
+local_filter_start(struct envelope *env, int data_fd, const char *login,
+    local_filter_done_cb done, void *arg)
+{
+	struct local_filter *filter = xcalloc(1, sizeof *filter);
+	struct timeval tv = { .tv_sec = (time_t)config_time("smtpd_filter_timeout") };
+	const char *path = config_string("filterd_socket");
+	struct ipc_msg *msg;
+	int sock;
+
+	filter->env = env;
+	filter->data_fd = data_fd;
+	filter->done = done;
+	filter->arg = arg;
+	filter->timer = evtimer_new(queued_base, local_filter_timeout_cb, filter);
+
+	/* A failure to send is reported from the event loop, as a reply
+	 * would be, so DONE never runs inside this call. */
+	sock = ipc_connect(path);
+	if (sock < 0) {
+		snprintf(filter->send_error, sizeof filter->send_error, "cannot connect to %s: %s",
+		    path, strerror(errno));
+		event_active(filter->timer, EV_TIMEOUT, 1);
+		return;
+	}
+	filter->conn = ipc_conn_new(queued_base, sock, local_filter_message_cb, filter);
+
+	msg = build_request(env, login);
+	if (ipc_conn_send(filter->conn, msg, data_fd) < 0) {
+		snprintf(filter->send_error, sizeof filter->send_error, "cannot send %s: %s",
+		    msg->type, strerror(errno));
+		event_active(filter->timer, EV_TIMEOUT, 1);
+	} else {
+		evtimer_add(filter->timer, &tv);
+	}
+	ipc_msg_free(msg);
+}

@@ -1,0 +1,108 @@
+"""Mail submitted with sendmail(1) passes filterd, as SMTP mail does.
+
+With smtpd_filter on, queued passes each local submission to filterd
+before the commit, as outbound mail of the submitting user: it is
+DKIM-signed (checked with dkimpy), a virus makes sendmail fail and
+nothing is queued, and with filterd down smtpd_filter_failure_policy
+decides. Runs as root, so that queued drops to its own user and must
+reach filterd's socket through the socket's group.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import dkim_bed
+from conftest import is_root
+from scanners import EICAR, EICAR_REPORTED, Clamd
+from test_filterd_dkim import keys, records, zone  # noqa: F401 (fixtures)
+
+DEMO = "demo@example.test"
+EX_UNAVAILABLE = 69
+EX_TEMPFAIL = 75
+
+pytestmark = pytest.mark.skipif(not is_root() or not os.path.exists(dkim_bed.UNBOUND),
+                                reason="needs root (queued drops to its user) and unbound")
+
+
+@pytest.fixture(scope="module")
+def clamd():
+    server = Clamd()
+    server.start()
+    yield server
+    server.destroy()
+
+
+def plain_message(subject, body):
+    return ("From: Demo <%s>\nTo: <%s>\nSubject: %s\n\n%s\n" % (DEMO, DEMO, subject, body)).encode()
+
+
+def queued_files(host):
+    """Names of the committed envelopes in the spool."""
+    return sorted(p.name for p in (host.dir / "spool" / "queue").glob("*"))
+
+
+def test_sendmail_mail_is_signed(make_mailhost, zone, keys, records):  # noqa: F811
+    table = Path(keys["directory"]) / "table-local"
+    table.write_text(keys["rsa"]["line"] + "\n")
+    os.chmod(table, 0o644)
+    host = make_mailhost(**dkim_bed.filter_settings(zone, dkim_signing_table=table))
+    host.start("filterd")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO,
+                      input=plain_message("from cron", "Hello from the DKIM tests."))
+    stored = host.wait_for_messages(DEMO, 1)
+
+    assert result.returncode == 0, result.stderr
+    assert len(stored) == 1, host.log()
+    assert b"DKIM-Signature:" in stored[0]
+    assert dkim_bed.dkimpy_verify(stored[0], records)
+    assert host.wait_for_log(r"queued\[\d+\]: \w+: filterd action=accept")
+
+
+def test_sendmail_virus_is_rejected(make_mailhost, clamd):
+    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host.start("filterd")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO,
+                      input=plain_message("virus", EICAR.decode()))
+
+    assert result.returncode == EX_UNAVAILABLE, result.stderr
+    assert b"message rejected" in result.stderr
+    assert EICAR_REPORTED.encode() in result.stderr
+    assert host.wait_for_log(r"queued\[\d+\]: \w+: rejected by filterd")
+    assert queued_files(host) == []
+    assert host.messages(DEMO) == []
+
+
+def test_sendmail_filterd_down_tempfails(make_mailhost):
+    host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("later", "x"))
+
+    assert result.returncode == EX_TEMPFAIL, result.stderr
+    assert b"mail filter unavailable" in result.stderr
+    assert host.wait_for_log(r"filterd unavailable: cannot connect to /nonexistent/filterd.sock")
+    assert queued_files(host) == []
+
+
+def test_sendmail_filterd_down_accept_policy(make_mailhost):
+    host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock",
+                         smtpd_filter_failure_policy="accept")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("unfiltered", "x"))
+
+    assert result.returncode == 0, result.stderr
+    assert len(host.wait_for_messages(DEMO, 1)) == 1, host.log()
+    assert host.wait_for_log(r"committing without filtering")
+
+
+def test_sendmail_without_filter_skips_filterd(make_mailhost):
+    host = make_mailhost(filterd_socket="/nonexistent/filterd.sock")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("unfiltered", "x"))
+
+    assert result.returncode == 0, result.stderr
+    assert len(host.wait_for_messages(DEMO, 1)) == 1, host.log()
+    assert "filterd" not in host.log()
