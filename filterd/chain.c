@@ -17,14 +17,14 @@
 
 /* The checks compiled into filterd. Each check adds its line here. */
 static const struct chain_check chain_table[] = {
-	{ "spf", CHAIN_MAIL | CHAIN_MESSAGE, spf_check, 0, spf_init },
-	{ "dkim_verify", CHAIN_MESSAGE, dkim_verify_check, 0, dkim_verify_init },
-	{ "dmarc", CHAIN_MESSAGE, dmarc_check, 0, dmarc_init },
-	{ "dkim_sign", CHAIN_MESSAGE, dkim_sign_check, 0, dkim_sign_init },
-	{ "authres", CHAIN_MESSAGE, authres_check, 0, NULL },
-	{ "spamassassin", CHAIN_MESSAGE, spamc_check, 1, spamc_init },
-	{ "clamav", CHAIN_MESSAGE, clamc_check, 1, clamc_init },
-	{ NULL, 0, NULL, 0, NULL },
+	{ "spf", CHAIN_MAIL | CHAIN_MESSAGE, spf_check, 0, spf_init, NULL },
+	{ "dkim_verify", CHAIN_MESSAGE, dkim_verify_check, 0, dkim_verify_init, NULL },
+	{ "dmarc", CHAIN_MESSAGE, dmarc_check, 0, dmarc_init, NULL },
+	{ "dkim_sign", CHAIN_MESSAGE, dkim_sign_check, 0, dkim_sign_init, NULL },
+	{ "authres", CHAIN_MESSAGE, authres_check, 0, NULL, NULL },
+	{ "spamassassin", CHAIN_MESSAGE, spamc_check, 1, spamc_init, spamc_skipped },
+	{ "clamav", CHAIN_MESSAGE, clamc_check, 1, clamc_init, NULL },
+	{ NULL, 0, NULL, 0, NULL, NULL },
 };
 
 enum failure_policy { POLICY_ACCEPT, POLICY_TEMPFAIL };
@@ -179,15 +179,19 @@ chain_run(enum filter_stage stage, const struct filter_message *msg,
 	pthread_rwlock_rdlock(&chain_lock);
 	for (size_t i = 0; i < chain_count; i++) {
 		const struct chain_link *link = &chain[i];
+		filter_check_fn *check;
 		char err[256] = "";
 
 		if ((link->check->stages & stage_bit) == 0)
 			continue;
+		check = link->check->fn;
 		if (too_big && link->check->content_scanner) {
 			skipped = 1;
-			continue;
+			check = link->check->skipped;
+			if (check == NULL)
+				continue;
 		}
-		if (link->check->fn(msg, result, err, sizeof err) < 0)
+		if (check(msg, result, err, sizeof err) < 0)
 			chain_check_failed(link, msg, result, err[0] != '\0' ? err : "unknown error");
 	}
 	pthread_rwlock_unlock(&chain_lock);

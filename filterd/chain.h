@@ -26,6 +26,10 @@ struct chain_check {
 	 * none; returns 0, or -1 with ERR set (fatal at start-up, logged on
 	 * SIGHUP). */
 	int (*init)(char *err, size_t errsize);
+	/* Run in place of FN when a content scanner is skipped for the
+	 * message size, NULL for nothing: the SpamAssassin check still
+	 * removes forged X-Spam-* fields. */
+	filter_check_fn *skipped;
 };
 
 /*

@@ -225,3 +225,12 @@ spamc_check(const struct filter_message *msg, struct filter_result *result,
 	free(verdict);
 	return rc;
 }
+
+int
+spamc_skipped(const struct filter_message *msg, struct filter_result *result,
+    char *err, size_t errsize)
+{
+	if (msg->fd < 0)
+		return 0;
+	return remove_spam_fields(msg, result, err, errsize);
+}

@@ -30,6 +30,12 @@ struct spamd_verdict {
 int spamc_check(const struct filter_message *msg, struct filter_result *result,
     char *err, size_t errsize);
 
+/* Remove the incoming X-Spam-* fields of MSG without asking spamd: the
+ * chain runs this instead of spamc_check when the message is larger
+ * than filterd_scan_size_limit. */
+int spamc_skipped(const struct filter_message *msg, struct filter_result *result,
+    char *err, size_t errsize);
+
 /* Check at start-up and on SIGHUP that spamd_socket or spamd_address is
  * set. 0, or -1 with ERR. */
 int spamc_init(char *err, size_t errsize);

@@ -233,6 +233,19 @@ def test_forged_fields_removed_when_down(make_mailhost, spamd):
     assert fields(raw, "X-Spam-Status") == []
 
 
+def test_forged_fields_removed_when_skipped(make_mailhost, spamd):
+    # Over filterd_scan_size_limit spamd is not asked, but the removal stays.
+    host = start_host(make_mailhost, spamd_socket=spamd.socket, filterd_scan_size_limit="1k")
+    body = "\r\n".join("Line %03d of the minutes." % i for i in range(100))
+    forged = "X-Spam-Flag: NO\r\nX-Spam-Status: No, score=0.0\r\n"
+    assert send(host, message("Minutes", body, extra_fields=forged))[0] == 250
+
+    raw = host.wait_for_messages(DEMO, 1)[0]
+    assert fields(raw, "X-Spam-Flag") == []
+    assert fields(raw, "X-Spam-Status") == []
+    assert fields(raw, "X-Estafeta-Filter") == ["scan skipped, message larger than 1024 bytes"]
+
+
 def test_outbound_not_scanned(make_mailhost, spamd):
     # The loopback client is in mynetworks here, so its mail is outbound.
     host = start_host(make_mailhost, spamd_socket=spamd.socket, mynetworks="127.0.0.0/8")
