@@ -13,6 +13,7 @@ outbound_data_init(struct outbound_data *data)
 	data->at_line_start = 1;
 	data->broken_lines = 0;
 	data->stuffed_dots = 0;
+	data->pending_cr = 0;
 }
 
 /* Output collected before it goes to the evbuffer in one call. */
@@ -42,6 +43,36 @@ end_line(struct outbound_data *data, struct chunk *chunk, struct evbuffer *out)
 	data->at_line_start = 1;
 }
 
+/* Append octet C of a line: break the line at OUTBOUND_LINE_MAX and
+ * dot-stuff it when it starts with ".". */
+static void
+put_octet(struct outbound_data *data, struct chunk *chunk, struct evbuffer *out, char c)
+{
+	if (data->line_length >= OUTBOUND_LINE_MAX) {
+		put(chunk, out, data->in_header ? "\r\n " : "\r\n", data->in_header ? 3 : 2);
+		data->line_length = data->in_header ? 1 : 0;
+		data->at_line_start = !data->in_header;
+		data->broken_lines++;
+	}
+	if (data->at_line_start && c == '.') {
+		put(chunk, out, ".", 1);
+		data->line_length++;
+		data->stuffed_dots++;
+	}
+	put(chunk, out, &c, 1);
+	data->line_length++;
+	data->at_line_start = 0;
+}
+
+/*
+ * A CR of the spool file waits in data->pending_cr for the next octet,
+ * which may come in the next call. Before LF it is dropped, because
+ * end_line sends CRLF. Any other CR becomes a space, as Postfix's
+ * cleanup_replace_stray_cr_lf = yes does (the default in Postfix 3.7.11).
+ * SMTP allows CR only in CRLF (RFC 5321 section 2.3.8), and a receiver
+ * that ends lines at a bare CR would read "<CR>.<CR>" as the end of
+ * the data and the octets after it as commands (SMTP smuggling).
+ */
 void
 outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *buf,
     size_t len)
@@ -51,28 +82,18 @@ outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *
 	for (size_t i = 0; i < len; i++) {
 		char c = buf[i];
 
-		if (c == '\n') {
-			end_line(data, &chunk, out);
-			continue;
+		if (data->pending_cr) {
+			data->pending_cr = 0;
+			if (c != '\n')
+				put_octet(data, &chunk, out, ' ');
 		}
-		/* A CR before LF in the spool file is dropped; end_line sends CRLF. */
-		if (c == '\r' && i + 1 < len && buf[i + 1] == '\n')
-			continue;
 
-		if (data->line_length >= OUTBOUND_LINE_MAX) {
-			put(&chunk, out, data->in_header ? "\r\n " : "\r\n", data->in_header ? 3 : 2);
-			data->line_length = data->in_header ? 1 : 0;
-			data->at_line_start = !data->in_header;
-			data->broken_lines++;
-		}
-		if (data->at_line_start && c == '.') {
-			put(&chunk, out, ".", 1);
-			data->line_length++;
-			data->stuffed_dots++;
-		}
-		put(&chunk, out, &c, 1);
-		data->line_length++;
-		data->at_line_start = 0;
+		if (c == '\n')
+			end_line(data, &chunk, out);
+		else if (c == '\r')
+			data->pending_cr = 1;
+		else
+			put_octet(data, &chunk, out, c);
 	}
 	evbuffer_add(out, chunk.bytes, chunk.length);
 }
@@ -80,9 +101,16 @@ outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *
 void
 outbound_data_finish(struct outbound_data *data, struct evbuffer *out)
 {
+	struct chunk chunk = { .length = 0 };
+
+	if (data->pending_cr) {
+		data->pending_cr = 0;
+		put_octet(data, &chunk, out, ' ');
+	}
 	if (!data->at_line_start)
-		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
+		put(&chunk, out, "\r\n", 2);
+	put(&chunk, out, ".\r\n", 3);
+	evbuffer_add(out, chunk.bytes, chunk.length);
 }
 
 /* Add LEN octets at BUF to DATA and count the output into TOTAL. */
@@ -98,8 +126,6 @@ measure(struct outbound_data *data, struct evbuffer *scratch, const char *buf, s
 long long
 outbound_data_wire_size(int fd, const char *converted, size_t converted_len)
 {
-	/* The chunk size of the sending loop, so that a CR at the end of a
-	 * chunk counts as it is sent. */
 	char buf[64 * 1024];
 	struct evbuffer *scratch = evbuffer_new();
 	struct outbound_data data;

@@ -1,7 +1,7 @@
 /*
  * The message content as the SMTP client sends it (RFC 5321 section
- * 4.5.2 and 4.5.3.1.6): LF becomes CRLF, a line starting with "." gets
- * another, and lines longer than 998 octets are broken, in the header
+ * 4.5.2 and 4.5.3.1.6): LF becomes CRLF, a CR without LF after it
+ * becomes a space, a line starting with "." gets another, and lines longer than 998 octets are broken, in the header
  * with a folding space so the field goes on, as Postfix does with
  * smtp_line_length_limit = 998 (Postfix 3.7 smtp(8)).
  */
@@ -20,6 +20,7 @@ struct outbound_data {
 	int at_line_start;
 	size_t broken_lines;	/* lines broken because they were too long */
 	size_t stuffed_dots;	/* dots added before lines that start with "." */
+	int pending_cr;		/* the last octet added was a CR */
 };
 
 void outbound_data_init(struct outbound_data *data);

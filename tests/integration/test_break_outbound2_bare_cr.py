@@ -61,7 +61,6 @@ def bare_crs(data):
     return sum(1 for i, octet in enumerate(data) if octet == 0x0D and data[i + 1:i + 2] != b"\n")
 
 
-@pytest.mark.xfail(strict=True, reason="the SMTP client sends a bare CR from the queue file as it is")
 def test_bare_cr_not_sent(make_mailhost, net, tmp_path):
     capture = tmp_path / "data.capture"
     smtp_peer.start_peer(net, tmp_path, PEER, PEER_ADDRESS, str(capture))
