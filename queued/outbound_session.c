@@ -286,6 +286,9 @@ session_free(struct session *s)
 	if (s->continue_ev != NULL)
 		event_free(s->continue_ev);
 	s->continue_ev = NULL;
+	if (s->try_ev != NULL)
+		event_free(s->try_ev);
+	s->try_ev = NULL;
 	if (s->in_callback) {
 		s->dead = 1;
 		return;
@@ -324,6 +327,28 @@ finish_job(struct session *s, int keep)
 	outbound_job_done(job, NULL);
 }
 
+static void
+try_address_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	try_address(s);
+}
+
+/* Move S to the next route address and try it from the event loop. A
+ * direct call would add a stack frame per address that fails at once. */
+static void
+try_next_address_later(struct session *s)
+{
+	drop_connection(s);
+	s->address++;
+	s->tls_tried = 0;
+	set_state(s, S_POLICY);
+	if (s->try_ev == NULL)
+		s->try_ev = event_new(queued_base, -1, 0, try_address_cb, s);
+	event_active(s->try_ev, EV_TIMEOUT, 1);
+}
+
 /* Leave the current address and try the job recipients without an
  * outcome at the next one. */
 static void
@@ -333,10 +358,7 @@ retry_at_next_address(struct session *s)
 		if (s->progress[r] == RCPT_NEXT_HOST)
 			s->progress[r] = RCPT_OPEN;
 	close_data(s);
-	drop_connection(s);
-	s->address++;
-	s->tls_tried = 0;
-	try_address(s);
+	try_next_address_later(s);
 }
 
 /*
@@ -386,10 +408,7 @@ next_address(struct session *s, const char *dsn, const char *fmt, ...)
 	snprintf(s->last_dsn, sizeof s->last_dsn, "%s", dsn);
 	log_sanitize(shown, sizeof shown, s->last_reason, strlen(s->last_reason));
 	log_info("%s: %s", s->job != NULL ? s->job->msg->env->id : s->nexthop, shown);
-	drop_connection(s);
-	s->address++;
-	s->tls_tried = 0;
-	try_address(s);
+	try_next_address_later(s);
 }
 
 /* Count the job recipients in PROGRESS. */

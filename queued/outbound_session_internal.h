@@ -114,6 +114,11 @@ struct session {
 	 * recurse. */
 	struct event *continue_ev;
 
+	/* The event that tries the next route address from the event loop, so that a run
+	 * of addresses that fail at once (ENETUNREACH, a TLS policy that
+	 * leaves the host out) does not recurse. */
+	struct event *try_ev;
+
 	TAILQ_ENTRY(session) entry;
 };
 

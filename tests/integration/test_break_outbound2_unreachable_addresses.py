@@ -76,7 +76,6 @@ def wait_for_outcome_or_exit(host, recipient, timeout=30):
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="each unroutable address recurses, and queued overflows its stack")
 def test_unroutable_addresses_do_not_crash(make_mailhost, net, stack_limit):
     sender = smtp_peer.sender_host(make_mailhost, net)
 
