@@ -1,14 +1,17 @@
 """Mail submitted with sendmail(1) passes filterd, as SMTP mail does.
 
 With smtpd_filter on, queued passes each local submission to filterd
-before the commit, as outbound mail of the submitting user: it is
-DKIM-signed (checked with dkimpy), a virus makes sendmail fail and
-nothing is queued, and with filterd down smtpd_filter_failure_policy
+before the commit, as outbound mail of the submitting user. The message
+is DKIM-signed (checked with dkimpy), and a virus makes sendmail fail
+with nothing queued. With filterd down, smtpd_filter_failure_policy
 decides. Runs as root, so that queued drops to its own user and must
 reach filterd's socket through the socket's group.
 """
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,41 @@ def test_sendmail_without_filter_skips_filterd(make_mailhost):
     assert result.returncode == 0, result.stderr
     assert len(host.wait_for_messages(DEMO, 1)) == 1, host.log()
     assert "filterd" not in host.log()
+
+
+def test_sendmail_waiting_leaves_queued_serving(make_mailhost):
+    """A submission that waits for a stopped filterd does not hold up
+    queued, which replies to a queue listing meanwhile."""
+    host = make_mailhost(smtpd_filter="yes", smtpd_filter_timeout="3s")
+    host.start("filterd")
+    proc = host.procs["filterd"]
+    data = host.dir / "spool" / "data"
+
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        waiting = subprocess.Popen([host.bin("sendmail"), "-f", DEMO, DEMO],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=host.env)
+        waiting.stdin.write(plain_message("waiting", "x"))
+        waiting.stdin.close()
+        deadline = time.monotonic() + 5
+        while not any(data.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The COMMIT follows the data file's last write at once.
+        time.sleep(0.3)
+        started = time.monotonic()
+        listing = host.run("sendmail", "-bp", timeout=10)
+        elapsed = time.monotonic() - started
+        still_waiting = waiting.poll() is None
+        waiting.wait(timeout=15)
+        stderr = waiting.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+    assert listing.returncode == 0, listing.stderr
+    assert elapsed < 2
+    assert still_waiting
+    assert waiting.returncode == EX_TEMPFAIL, stderr
+    assert b"mail filter unavailable" in stderr
+    assert host.wait_for_log(r"filterd unavailable: no reply within 3s")
+    assert queued_files(host) == []
