@@ -69,6 +69,34 @@ chain_read_policy(const char *name, enum failure_policy *policy, char *err, size
 	return 0;
 }
 
+/*
+ * Check the order of the configured chain. authres joins the results of
+ * the checks before it, so a check after it would have its results lost.
+ * dkim_sign signs the header as it stands, so a field that a later check
+ * adds (X-Spam-Status, a Subject tag) would go unsigned or break the
+ * signature; only authres may follow it, because Authentication-Results
+ * is never signed.
+ */
+static int
+chain_check_order(char *err, size_t errsize)
+{
+	for (size_t i = 0; i + 1 < chain_count; i++) {
+		const char *name = chain[i].check->name, *next = chain[i + 1].check->name;
+
+		if (strcmp(name, "authres") == 0) {
+			snprintf(err, errsize, "filterd_checks: authres must be the last check, "
+			    "but %s follows it", next);
+			return -1;
+		}
+		if (strcmp(name, "dkim_sign") == 0 && strcmp(next, "authres") != 0) {
+			snprintf(err, errsize, "filterd_checks: only authres may follow dkim_sign, "
+			    "but %s does; move dkim_sign after it", next);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int
 chain_init_checks(char *err, size_t errsize)
 {
@@ -122,6 +150,8 @@ chain_init(char *err, size_t errsize)
 			return -1;
 		chain[chain_count++].check = check;
 	}
+	if (chain_check_order(err, errsize) < 0)
+		return -1;
 	return chain_init_checks(err, errsize);
 }
 

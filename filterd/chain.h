@@ -35,7 +35,8 @@ struct chain_check {
 /*
  * Build the chain from filterd_checks and the failure policies, then run
  * each check's init. Returns 0, or -1 with ERR set: an unknown check
- * name, a name given twice, or a failed init.
+ * name, a name given twice, a check out of order (authres must be last,
+ * and only authres may follow dkim_sign), or a failed init.
  */
 int chain_init(char *err, size_t errsize);
 

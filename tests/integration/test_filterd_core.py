@@ -423,6 +423,26 @@ def test_filterd_unknown_check_fails(make_mailhost):
     assert b"unknown check" in result.stderr
 
 
+# Chains in an order that would lose results or break signatures:
+# (filterd_checks, expected error).
+BAD_ORDERS = [
+    ("authres spf", b"authres must be the last check, but spf follows it"),
+    ("dkim_sign spamassassin authres",
+     b"only authres may follow dkim_sign, but spamassassin does"),
+    ("spf dkim_sign dmarc", b"only authres may follow dkim_sign, but dmarc does"),
+]
+
+
+@pytest.mark.parametrize("checks,error", BAD_ORDERS)
+def test_filterd_check_order_enforced(make_mailhost, checks, error):
+    host = make_mailhost(start=False, filterd_checks=checks)
+
+    result = host.run("filterd", "-f", "-c", str(host.config_path), timeout=20)
+
+    assert result.returncode != 0
+    assert error in result.stderr
+
+
 def test_filterd_signals(make_mailhost):
     host = start_with_filterd(make_mailhost)
     proc = host.procs["filterd"]
