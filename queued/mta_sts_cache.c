@@ -285,14 +285,16 @@ fetch_start(struct sts_domain *d)
 }
 
 /*
- * Find the id of the one valid STSv1 record in RESULT. Returns 1 with ID set,
- * 0 when there is none (or more than one, which section 3.1 treats the
- * same), -1 when the lookup failed.
+ * Find the id of the one STSv1 record in RESULT. Returns 1 with ID set,
+ * 0 when there is none, more than one, or one that is invalid, and -1
+ * when the lookup failed. Section 3.1 of RFC 8461 counts every record
+ * that starts with "v=STSv1", valid or not, and means no policy unless
+ * that count is one and the record is valid.
  */
 static int
 txt_record_id(struct sts_domain *d, int err, struct ub_result *result, char id[MTA_STS_ID_SIZE])
 {
-	int found = 0;
+	int found = 0, invalid = 0;
 
 	if (err != 0 || result == NULL) {
 		log_warn("MTA-STS: TXT lookup of _mta-sts.%s failed: %s", d->name,
@@ -317,14 +319,26 @@ txt_record_id(struct sts_domain *d, int err, struct ub_result *result, char id[M
 			p += 1 + *p;
 		}
 		rc = mta_sts_txt_parse(text, length, record_id, reason, sizeof reason);
-		if (rc < 0)
-			log_warn("MTA-STS: invalid TXT record at _mta-sts.%s: %s", d->name, reason);
-		if (rc != 0 && ++found == 1)
+		if (rc == 0)
+			continue;
+
+		found++;
+		if (rc < 0) {
+			log_warn("MTA-STS: invalid TXT record at _mta-sts.%s: %s, so it is ignored",
+			    d->name, reason);
+			invalid = 1;
+		} else if (found == 1) {
+			/* record_id is set only when rc > 0. */
 			memcpy(id, record_id, MTA_STS_ID_SIZE);
+		}
 	}
 	if (found > 1)
 		log_warn("MTA-STS: _mta-sts.%s has %d STSv1 records, so none is used", d->name, found);
-	return found == 1 && id[0] != '\0' ? 1 : 0;
+	if (found != 1 || invalid) {
+		id[0] = '\0';
+		return 0;
+	}
+	return 1;
 }
 
 static void
@@ -338,7 +352,7 @@ txt_cb(void *arg, int err, struct ub_result *result)
 		ub_resolve_free(result);
 	d->checked = time(NULL);
 
-	/* No record or a failed lookup: a cached policy stays until max_age. */
+	/* No usable record or a failed lookup: a cached policy stays until max_age. */
 	if (rc <= 0) {
 		answer_waiters(d);
 		return;
