@@ -72,7 +72,8 @@ pwrite_all(int fd, const char *buf, size_t len, off_t offset)
  * Read the header section of the first SIZE bytes of FD into *HEADER.
  * *HEADER_LEN is its length up to and including the LF of its last
  * line: 0 when the message starts with the empty line, SIZE when there
- * is no empty line. Returns 0, or -1 with ERR set.
+ * is no empty line. Returns 0, or -1 or HEADER_EDIT_TOO_LARGE with ERR
+ * set.
  */
 static int
 read_header(int fd, off_t size, char **header, size_t *header_len, char *err, size_t errsize)
@@ -107,7 +108,7 @@ read_header(int fd, off_t size, char **header, size_t *header_len, char *err, si
 	if ((off_t)got < size) {
 		free(buf);
 		snprintf(err, errsize, "header section longer than %d bytes", HEADER_EDIT_MAX);
-		return -1;
+		return HEADER_EDIT_TOO_LARGE;
 	}
 	*header_len = got;
 	*header = buf;
@@ -295,9 +296,10 @@ header_edit_apply(int fd, off_t size, const struct header_edits *edits, off_t *n
 	char *header, *edited;
 	size_t header_len, edited_len;
 	off_t delta;
+	int rc;
 
-	if (read_header(fd, size, &header, &header_len, err, errsize) < 0)
-		return -1;
+	if ((rc = read_header(fd, size, &header, &header_len, err, errsize)) < 0)
+		return rc;
 	edited_len = build_header(header, header_len, edits, &edited);
 	free(header);
 	delta = (off_t)edited_len - (off_t)header_len;

@@ -28,11 +28,15 @@ struct header_edits {
 	char subject_prefix[64];	/* "" for none */
 };
 
+/* The result of header_edit_apply for a header section longer than
+ * HEADER_EDIT_MAX: unlike -1, a retry would fail again. */
+#define HEADER_EDIT_TOO_LARGE (-2)
+
 /*
  * Apply EDITS to the first SIZE bytes of FD (a message with LF line
  * ends), truncate the file after the new end, and leave the file offset
- * there. Returns 0 with *NEW_SIZE set, or -1 with ERR set: a read or
- * write error, or a header section longer than HEADER_EDIT_MAX.
+ * there. Returns 0 with *NEW_SIZE set, -1 with ERR set after a read or
+ * write error, or HEADER_EDIT_TOO_LARGE with ERR set, the file unchanged.
  */
 int header_edit_apply(int fd, off_t size, const struct header_edits *edits, off_t *new_size,
     char *err, size_t errsize);

@@ -273,26 +273,41 @@ parse_result(const struct ipc_msg *msg, struct local_filter_verdict *verdict,
 	return NULL;
 }
 
-/* Apply EDITS to the data file of a message that will be committed.
- * Returns 0, or -1 after logging the error. */
-static int
-apply_edits(struct local_filter *filter, const struct header_edits *edits)
+/*
+ * Apply EDITS to the data file of a message that will be committed. On
+ * failure, turn VERDICT into a reject when a retry would fail the same
+ * way, or else into a tempfail, and log the error.
+ */
+static void
+apply_edits(struct local_filter *filter, const struct header_edits *edits,
+    struct local_filter_verdict *verdict)
 {
 	off_t new_size;
 	char err[256];
+	int rc;
 
 	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0')
-		return 0;
+		return;
 
 	/* NOTE: this rewrites the file on the event loop, moving the body
 	 * once when fields are inserted, as smtpd does on its own loop. */
-	if (header_edit_apply(filter->data_fd, (off_t)filter->env->size, edits, &new_size, err,
-	    sizeof err) < 0) {
-		log_error("%s: cannot apply filterd's header edits: %s", filter->env->id, err);
-		return -1;
+	rc = header_edit_apply(filter->data_fd, (off_t)filter->env->size, edits, &new_size, err,
+	    sizeof err);
+	if (rc == HEADER_EDIT_TOO_LARGE) {
+		log_warn("%s: cannot apply filterd's header edits: %s", filter->env->id, err);
+		verdict->action = LOCAL_FILTER_REJECT;
+		strlcpy_x(verdict->reply, "552 5.3.4 Error: message header section too large",
+		    sizeof verdict->reply);
+		return;
+	}
+	if (rc < 0) {
+		log_error("%s: applying filterd's header edits failed: %s", filter->env->id, err);
+		verdict->action = LOCAL_FILTER_TEMPFAIL;
+		strlcpy_x(verdict->reply, "451 4.3.0 Error: queue file write error",
+		    sizeof verdict->reply);
+		return;
 	}
 	filter->env->size = (long long)new_size;
-	return 0;
 }
 
 static void
@@ -328,12 +343,8 @@ handle_result(struct local_filter *filter, const struct ipc_msg *msg)
 		log_info("%s: filterd action=%s, reason=%s", filter->env->id,
 		    ipc_msg_get(msg, FILTER_KEY_ACTION), reason != NULL ? reason : "none");
 
-	if ((verdict.action == LOCAL_FILTER_COMMIT || verdict.action == LOCAL_FILTER_QUARANTINE) &&
-	    apply_edits(filter, &edits) < 0) {
-		verdict.action = LOCAL_FILTER_TEMPFAIL;
-		strlcpy_x(verdict.reply, "451 4.3.0 Error: cannot apply the mail filter's header edits",
-		    sizeof verdict.reply);
-	}
+	if (verdict.action == LOCAL_FILTER_COMMIT || verdict.action == LOCAL_FILTER_QUARANTINE)
+		apply_edits(filter, &edits, &verdict);
 	header_edits_clear(&edits);
 	local_filter_finish(filter, &verdict);
 }

@@ -46,12 +46,18 @@ def queued_files(host):
     return sorted(p.name for p in (host.dir / "spool" / "queue").glob("*"))
 
 
-def test_sendmail_mail_is_signed(make_mailhost, zone, keys, records):  # noqa: F811
+def signing_host(make_mailhost, zone, keys):  # noqa: F811
+    """A host whose filterd signs mail from example.test."""
     table = Path(keys["directory"]) / "table-local"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
     host = make_mailhost(**dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
+    return host
+
+
+def test_sendmail_mail_is_signed(make_mailhost, zone, keys, records):  # noqa: F811
+    host = signing_host(make_mailhost, zone, keys)
 
     result = host.run("sendmail", "-f", DEMO, DEMO,
                       input=plain_message("from cron", "Hello from the DKIM tests."))
@@ -146,4 +152,19 @@ def test_sendmail_waiting_leaves_queued_serving(make_mailhost):
     assert waiting.returncode == EX_TEMPFAIL, stderr
     assert b"mail filter unavailable" in stderr
     assert host.wait_for_log(r"filterd unavailable: no reply within 3s")
+    assert queued_files(host) == []
+
+
+def test_sendmail_uneditable_header_rejected(make_mailhost, zone, keys):  # noqa: F811
+    """A header section over 1 MiB cannot take the DKIM-Signature field,
+    and a retry would fail the same way, so sendmail fails for good."""
+    host = signing_host(make_mailhost, zone, keys)
+    filler = "X-Filler: %s\n" % ("x" * 70)
+    message = ("From: <%s>\nTo: <%s>\nSubject: big header\n%s\nbody\n"
+               % (DEMO, DEMO, filler * 15000)).encode()
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=message)
+
+    assert result.returncode == EX_UNAVAILABLE, result.stderr
+    assert b"552 5.3.4" in result.stderr
     assert queued_files(host) == []
