@@ -110,11 +110,16 @@ send_base64(struct session *session, const char *prefix, const unsigned char *da
 }
 
 int
-outbound_auth_start(struct session *session, int *step, int tls_active, int offers_plain,
-    int offers_login, char *err, size_t errsize)
+outbound_auth_start(struct session *session, struct outbound_auth *auth, int tls_active,
+    int offers_plain, int offers_login, char *err, size_t errsize)
 {
+	outbound_auth_clear(auth);
 	if (!tls_active) {
 		snprintf(err, errsize, "not sending SASL credentials to the relayhost without TLS");
+		return -1;
+	}
+	if (username == NULL) {
+		snprintf(err, errsize, "no credentials for the relayhost in relayhost_password_file");
 		return -1;
 	}
 	if (offers_plain) {
@@ -129,12 +134,15 @@ outbound_auth_start(struct session *session, int *step, int tls_active, int offe
 		send_base64(session, "AUTH PLAIN ", message, ulen + plen + 2);
 		OPENSSL_cleanse(message, ulen + plen + 2);
 		free(message);
-		*step = OUTBOUND_AUTH_PLAIN_SENT;
+		auth->step = OUTBOUND_AUTH_PLAIN_SENT;
 		return 0;
 	}
 	if (offers_login) {
+		/* AUTH LOGIN sends the credentials in later round trips. */
+		auth->username = xstrdup(username);
+		auth->password = xstrdup(password);
 		session_send_line(session, "AUTH LOGIN");
-		*step = OUTBOUND_AUTH_LOGIN_SENT;
+		auth->step = OUTBOUND_AUTH_LOGIN_SENT;
 		return 0;
 	}
 	snprintf(err, errsize, "the relayhost offers neither AUTH PLAIN nor AUTH LOGIN");
@@ -142,23 +150,34 @@ outbound_auth_start(struct session *session, int *step, int tls_active, int offe
 }
 
 int
-outbound_auth_reply(struct session *session, int *step, int code)
+outbound_auth_reply(struct session *session, struct outbound_auth *auth, int code)
 {
-	if (code == 235)
-		return 1;
-	if (code != 334)
-		return -1;
-	if (*step == OUTBOUND_AUTH_LOGIN_SENT) {
-		send_base64(session, "", (const unsigned char *)username, strlen(username));
-		*step = OUTBOUND_AUTH_USERNAME_SENT;
+	if (code == 334 && auth->step == OUTBOUND_AUTH_LOGIN_SENT && auth->username != NULL) {
+		send_base64(session, "", (const unsigned char *)auth->username, strlen(auth->username));
+		auth->step = OUTBOUND_AUTH_USERNAME_SENT;
 		return 0;
 	}
-	if (*step == OUTBOUND_AUTH_USERNAME_SENT) {
-		send_base64(session, "", (const unsigned char *)password, strlen(password));
-		*step = OUTBOUND_AUTH_PASSWORD_SENT;
+	if (code == 334 && auth->step == OUTBOUND_AUTH_USERNAME_SENT && auth->password != NULL) {
+		send_base64(session, "", (const unsigned char *)auth->password, strlen(auth->password));
+		auth->step = OUTBOUND_AUTH_PASSWORD_SENT;
+		outbound_auth_clear(auth);
 		return 0;
 	}
-	return -1;
+
+	outbound_auth_clear(auth);
+	return code == 235 ? 1 : -1;
+}
+
+void
+outbound_auth_clear(struct outbound_auth *auth)
+{
+	if (auth->username != NULL)
+		OPENSSL_cleanse(auth->username, strlen(auth->username));
+	if (auth->password != NULL)
+		OPENSSL_cleanse(auth->password, strlen(auth->password));
+	free(auth->username);
+	free(auth->password);
+	auth->username = auth->password = NULL;
 }
 
 void

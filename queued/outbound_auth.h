@@ -18,6 +18,14 @@ enum {
 	OUTBOUND_AUTH_PASSWORD_SENT,
 };
 
+/* The AUTH exchange of one session, with its own copy of the
+ * credentials, so that a reload during AUTH cannot change or free them. */
+struct outbound_auth {
+	int step;		/* the last step sent: OUTBOUND_AUTH_* */
+	char *username;
+	char *password;
+};
+
 /* Read relayhost_password_file. Returns 0, or -1 with ERR set (missing
  * file, wrong mode, malformed line). */
 int outbound_auth_init(char *err, size_t errsize);
@@ -29,14 +37,19 @@ int outbound_auth_reload(char *err, size_t errsize);
 /* Return 1 when there are credentials for relayhost, and 0 otherwise. */
 int outbound_auth_wanted(void);
 
-/* Send the first AUTH command on SESSION and store the step in *STEP.
- * Returns 0, or -1 with ERR set (no TLS, no mechanism in common). */
-int outbound_auth_start(struct session *session, int *step, int tls_active,
+/* Copy the current credentials into AUTH and send the first AUTH
+ * command on SESSION. Returns 0, or -1 with ERR set (no TLS, no
+ * mechanism in common). */
+int outbound_auth_start(struct session *session, struct outbound_auth *auth, int tls_active,
     int offers_plain, int offers_login, char *err, size_t errsize);
 
-/* Handle the reply CODE to the step in *STEP: 1 authenticated, 0 the
- * next step was sent, -1 failed. */
-int outbound_auth_reply(struct session *session, int *step, int code);
+/* Handle the reply CODE to the last step of AUTH: 1 authenticated, 0 the
+ * next step was sent, -1 failed. The credentials in AUTH are wiped once
+ * the exchange ends. */
+int outbound_auth_reply(struct session *session, struct outbound_auth *auth, int code);
+
+/* Wipe and free the credentials in AUTH. */
+void outbound_auth_clear(struct outbound_auth *auth);
 
 void outbound_auth_free(void);
 

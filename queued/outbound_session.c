@@ -266,6 +266,7 @@ drop_connection(struct session *s)
 	s->bev = NULL;
 	s->tls_active = 0;
 	s->server_closing = 0;
+	outbound_auth_clear(&s->auth);
 	if (s->tls_policy != NULL)
 		outbound_tls_policy_free(s->tls_policy);
 	s->tls_policy = NULL;
@@ -709,7 +710,7 @@ greeted(struct session *s)
 	if (s->route->relay && outbound_auth_wanted()) {
 		char err[256];
 
-		if (outbound_auth_start(s, &s->auth_step, s->tls_active, s->ext_auth_plain, s->ext_auth_login, err,
+		if (outbound_auth_start(s, &s->auth, s->tls_active, s->ext_auth_plain, s->ext_auth_login, err,
 		    sizeof err) < 0) {
 			next_address(s, "4.7.0", "%s", err);
 			return;
@@ -775,7 +776,7 @@ handle_reply(struct session *s)
 		start_tls(s);
 		return;
 	case S_AUTH: {
-		int rc = outbound_auth_reply(s, &s->auth_step, s->reply_code);
+		int rc = outbound_auth_reply(s, &s->auth, s->reply_code);
 
 		if (rc == 0)
 			return;

@@ -13,6 +13,7 @@
 #include <event2/bufferevent.h>
 
 #include "envelope.h"
+#include "outbound_auth.h"
 #include "outbound_data.h"
 #include "outbound_route.h"
 #include "outbound_session.h"
@@ -60,7 +61,7 @@ struct session {
 	struct outbound_tls_policy *tls_policy;
 	int tls_active;
 	int tls_tried;			/* STARTTLS already failed on this address */
-	int auth_step;			/* OUTBOUND_AUTH_* */
+	struct outbound_auth auth;
 	int in_callback;		/* callers on the stack that use S after a call: free later */
 	int dead;			/* freed while in_callback > 0 */
 	unsigned connection;		/* counts connections, since a new bufferevent may reuse an old address */

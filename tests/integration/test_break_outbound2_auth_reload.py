@@ -149,7 +149,6 @@ def wait_for_outcome_or_exit(host, recipient, timeout=20):
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="queued dereferences the dropped username at the next AUTH LOGIN step")
 def test_credentials_dropped_mid_auth(make_mailhost, net, tmp_path, shared):
     record, go_ahead = start_relay(net, tmp_path, shared)
     password_file = shared / "relay_passwords"
