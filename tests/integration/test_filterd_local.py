@@ -85,6 +85,20 @@ def test_sendmail_virus_is_rejected(make_mailhost, clamd):
     assert host.messages(DEMO) == []
 
 
+def test_sendmail_virus_is_discarded(make_mailhost, clamd):
+    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket,
+                         virus_action="discard")
+    host.start("filterd")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO,
+                      input=plain_message("virus", EICAR.decode()))
+
+    assert result.returncode == 0, result.stderr
+    assert host.wait_for_log(r"queued\[\d+\]: \w+: discarded by filterd")
+    assert queued_files(host) == []
+    assert host.messages(DEMO) == []
+
+
 def test_sendmail_filterd_down_tempfails(make_mailhost):
     host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock")
 
