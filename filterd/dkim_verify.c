@@ -179,15 +179,16 @@ body_feed(void *context, const unsigned char *data, size_t len)
 	return feed->status == DKIM_STAT_OK ? 0 : 1;
 }
 
-/* Pass every header field of HEADER to DKIM, folded lines as CRLF. */
+/* Pass every header field of HEADER to DKIM, folded lines as CRLF. The
+ * fields after a line that is not a field are passed too, because mail
+ * readers show them: a second From: there must count for h=. */
 static DKIM_STAT
 headers_feed(DKIM *dkim, const struct spool_header *header)
 {
 	struct header_list list = { 0 };
 	DKIM_STAT status = DKIM_STAT_OK;
 
-	if (header_parse(header->text, header->len, &list) < 0)
-		return DKIM_STAT_NORESOURCE;
+	spool_header_fields(header, &list);
 
 	for (size_t i = 0; i < list.count && status == DKIM_STAT_OK; i++) {
 		char *field = dkim_field_crlf(list.fields[i].start, list.fields[i].len);
@@ -327,8 +328,7 @@ has_signature(const struct spool_header *header)
 	struct header_list list = { 0 };
 	int found;
 
-	if (header_parse(header->text, header->len, &list) < 0)
-		return 0;
+	spool_header_fields(header, &list);
 	found = header_find(&list, "DKIM-Signature") != NULL;
 	header_list_free(&list);
 	return found;

@@ -111,3 +111,17 @@ def test_appended_text_dkim_policy(make_mailhost, zone, key):
     assert code == 250
     assert len(fields) == 1, fields
     assert ("dkim=policy (unsigned content after l=) header.d=%s" % DOMAIN) in fields[0]
+
+
+def test_from_after_bad_line_breaks_dkim(make_mailhost, zone, key):
+    # A second From: after a header line without a colon is shown by mail
+    # readers, so DKIM must see it too: h= then covers the added field.
+    message = signed_message(key[0], "Please pay invoice 17.\n", length=False)
+    header, body = message.split(b"\r\n\r\n", 1)
+    message = header + b"\r\nA line without a colon\r\nFrom: ceo@other.test\r\n\r\n" + body
+
+    code, fields = deliver(make_mailhost, zone, message, checks="dkim_verify authres")
+
+    assert code == 250
+    assert len(fields) == 1, fields
+    assert "dkim=fail header.d=%s" % DOMAIN in fields[0]
