@@ -108,9 +108,9 @@ forged_fields_remove(const struct filter_message *msg, const char *our_id,
 		if (ascii_casecmp(id, our_id) != 0)
 			continue;
 		if (filter_result_remove(result, FIELD_NAME, index) < 0) {
-			log_warn("%s: rejecting the message: more than %d header fields to remove, "
-			    "%s fields with our authserv-id included", msg->queue_id,
-			    FILTER_MAX_REMOVALS, FIELD_NAME);
+			log_warn("%s: rejecting the message: too many forged %s fields to "
+			    "remove (at most %d removals per message, %d fields of one name)",
+			    msg->queue_id, FIELD_NAME, FILTER_MAX_REMOVALS, FILTER_MAX_REMOVAL_INDEX);
 			rc = 1;
 		} else {
 			filter_result_log(result, "authres_removed=%u", index);

@@ -49,10 +49,13 @@ enum filter_action {
 };
 
 #define FILTER_MAX_FIELDS 32
-/* The most removals one result may carry: smtpd takes at most 32 per
- * reply (MAX_REMOVALS in smtpd/filter.c). A message that needs more is
+/* The maximum number of removals in one result: smtpd takes at most 32
+ * per reply (MAX_REMOVALS in smtpd/filter.c). A message that needs more is
  * rejected, so that no forged field stays (see filter_result_remove). */
 #define FILTER_MAX_REMOVALS 32
+/* The largest removal index smtpd takes (smtpd/filter.c); a field past
+ * it cannot be removed either, so filter_result_remove rejects. */
+#define FILTER_MAX_REMOVAL_INDEX 10000
 #define FILTER_REMOVAL_NAME_MAX 64
 #define FILTER_REPLY_MAX 512
 
@@ -117,9 +120,10 @@ void filter_result_log(struct filter_result *result, const char *fmt, ...)
 
 /*
  * Remove the INDEXth (1-based) field called NAME. Past
- * FILTER_MAX_REMOVALS it adds nothing, raises RESULT to a 550 5.7.1
- * reject and returns -1: a field that cannot be removed may be a forged
- * one, so the message must not be delivered with it.
+ * FILTER_MAX_REMOVALS, or for an INDEX above FILTER_MAX_REMOVAL_INDEX,
+ * it adds nothing, raises RESULT to a 550 5.7.1 reject and returns -1.
+ * A field that cannot be removed may be a forged one, so the message
+ * must not be delivered with it.
  */
 int filter_result_remove(struct filter_result *result, const char *name, unsigned index);
 

@@ -80,7 +80,7 @@ filter_result_log(struct filter_result *result, const char *fmt, ...)
 int
 filter_result_remove(struct filter_result *result, const char *name, unsigned index)
 {
-	if (result->nremovals == FILTER_MAX_REMOVALS) {
+	if (result->nremovals == FILTER_MAX_REMOVALS || index > FILTER_MAX_REMOVAL_INDEX) {
 		filter_result_action(result, FILTER_REJECT,
 		    "550 5.7.1 Message rejected: too many header fields to remove",
 		    "too_many_removals");

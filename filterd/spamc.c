@@ -96,8 +96,9 @@ remove_spam_fields(const struct filter_message *msg, struct filter_result *resul
 	for (size_t f = 0; f < NSPAM_FIELDS; f++) {
 		for (unsigned index = counts[f]; index > 0; index--) {
 			if (filter_result_remove(result, spam_fields[f], index) < 0) {
-				log_warn("%s: rejecting the message: more than %d header fields "
-				    "to remove", msg->queue_id, FILTER_MAX_REMOVALS);
+				log_warn("%s: rejecting the message: too many X-Spam-* fields to "
+				    "remove (at most %d per message, %d of one name)", msg->queue_id,
+				    FILTER_MAX_REMOVALS, FILTER_MAX_REMOVAL_INDEX);
 				return 0;
 			}
 		}

@@ -39,6 +39,10 @@ CASES = {
 TOO_MANY = {
     "forty forged fields": (FORGED * 40, "authres"),
     "after forty X-Spam fields": ("X-Spam-Flag: NO\r\n" * 40 + FORGED, "spamassassin authres"),
+    # smtpd takes no removal index above 10000.
+    "after 10001 X-Spam fields": ("X-Spam-Flag: NO\r\n" * 10001 + FORGED,
+                                  "spamassassin authres"),
+    "after 10001 forged fields": (FORGED * 10001, "authres"),
 }
 
 
