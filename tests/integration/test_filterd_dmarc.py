@@ -247,6 +247,18 @@ def test_dmarc_strictest_author_policy(make_mailhost, zone, from_lines):
     assert host.wait_for_log(r"from_fields=\d, from_addresses=2")
 
 
+def test_dmarc_too_many_authors_rejected(make_mailhost, zone):
+    host = inbound_host(make_mailhost, zone)
+    authors = ", ".join("a@d%d.nopolicy.test" % i for i in range(9))
+    body = dkim_bed.message(sender="alice@nopolicy.test").replace(
+        b"From: Alice <alice@nopolicy.test>", b"From: " + authors.encode())
+
+    code, text = send(host, "alice@nopolicy.test", body)
+
+    assert code == 550
+    assert "more than 8 From: domains" in text
+
+
 @pytest.mark.parametrize("policy,code", [("accept", 250), ("tempfail", 451)])
 def test_dmarc_dns_down(make_mailhost, zone, policy, code):
     """The policy lookup times out: dmarc=temperror, then the check's
