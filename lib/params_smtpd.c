@@ -61,5 +61,8 @@ const struct config_param config_params_smtpd[] = {
 	{ "smtpd_client_rate_time_unit", CONFIG_TIME, "60s", 1, 86400,
 	  "length of the window in seconds over which smtpd counts connections and AUTH commands per client address (like Postfix's anvil_rate_time_unit)",
 	  NULL, NULL },
+	{ "hopcount_limit", CONFIG_INT, "50", 1, 1000000,
+	  "maximum number of Received: and Delivered-To: fields in the header section of a message, smtpd's own Received: field included; a message with more gets 554 5.4.6 at the end of DATA or BDAT, because it is probably in a mail loop (Postfix's parameter of the same name counts only Received: fields)",
+	  NULL, NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };

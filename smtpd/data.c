@@ -13,6 +13,7 @@
 #include <event2/bufferevent.h>
 
 #include "filter_client.h"
+#include "hopcount.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
@@ -194,7 +195,7 @@ message_problem(struct session *s, char *reply, size_t replysize)
 		    settings->data_line_length_limit);
 	else if (tx->write_failed)
 		snprintf(reply, replysize, "451 4.3.0 Error: queue file write error, try again later");
-	else
+	else if (hopcount_check(s, reply, replysize) == NULL)
 		return submission_check_header(s, reply, replysize);
 	return reply;
 }

@@ -41,7 +41,6 @@ def rounds(host):
     return len(re.findall(r"committed, client=unknown\[127\.0\.0\.1\], protocol=ESMTP", host.log()))
 
 
-@pytest.mark.xfail(strict=True, reason="neither queued nor smtpd stops a mail loop through this host")
 def test_loop_through_own_smtpd_ends(make_mailhost, net):
     sender = smtp_peer.sender_host(make_mailhost, net, smtpd_listen="127.0.0.1:25")
 
