@@ -85,11 +85,32 @@ spf_dns_error(void)
 }
 
 /*
- * Return 1 when NAME, as a macro expansion left it, is a domain name
- * that DNS can carry: labels of 1 to 63 bytes and at most 253 bytes in all, not
- * counting a final dot. RFC 7208 section 4.8 makes a malformed name
- * match nothing, as pyspf 2.0.14 does, but filterd's resolver fails the
- * lookup of such a name, which libspf2 would turn into temperror.
+ * Return NAME, as a macro expansion left it, without the leading labels
+ * that make it longer than 253 bytes, as RFC 7208 section 7.3 requires.
+ * pyspf 2.0.14 removes only the first label, which is the same whenever
+ * that is enough.
+ */
+static const char *
+truncate_query_name(const char *name)
+{
+	size_t len = strlen(name);
+	const char *dot;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	while (len > 253 && (dot = memchr(name, '.', len)) != NULL) {
+		len -= (size_t)(dot + 1 - name);
+		name = dot + 1;
+	}
+	return name;
+}
+
+/*
+ * Return 1 when NAME is a domain name that DNS can carry: labels of 1 to
+ * 63 bytes and at most 253 bytes in all, not counting a final dot. RFC
+ * 7208 section 4.8 makes a malformed name match nothing, as pyspf 2.0.14
+ * does, but filterd's resolver fails the lookup of such a name, which
+ * libspf2 would turn into temperror.
  */
 static int
 valid_query_name(const char *name)
@@ -149,6 +170,7 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, in
 {
 	struct dns_answer answer;
 	SPF_dns_rr_t *spfrr;
+	const char *query_name;
 	char err[256];
 
 	(void)should_cache;
@@ -168,11 +190,12 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type rr_type, in
 
 	/* A malformed name matches nothing without a query and, as in pyspf,
 	 * without counting as a void lookup. */
-	if (!valid_query_name(domain))
+	query_name = truncate_query_name(domain);
+	if (!valid_query_name(query_name))
 		return SPF_dns_rr_new_init(server, domain, rr_type, 0, HOST_NOT_FOUND);
 
 	/* The check logs the first error with its result, once per check. */
-	if (dns_lookup(domain, (int)rr_type, &answer, err, sizeof err) < 0) {
+	if (dns_lookup(query_name, (int)rr_type, &answer, err, sizeof err) < 0) {
 		log_debug("SPF: %s", err);
 		if (dns_error[0] == '\0')
 			strlcpy_x(dns_error, err, sizeof dns_error);

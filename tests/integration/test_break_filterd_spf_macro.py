@@ -16,15 +16,21 @@ import pytest
 import netns_dns
 from test_filterd_spf import CLIENT_IP, build_probe, probe, pyspf_results, skip_reason, write_config
 
+LONG_LABEL = "z" * 60
 RECORDS = [
     'user.spf.test. TXT "v=spf1 exists:%{l}._spf.user.spf.test -all"',
     'split.spf.test. TXT "v=spf1 exists:%{l1r-}._spf.split.spf.test -all"',
+    # Four 60-byte labels make a 262-byte name: without its first label
+    # it fits in 253 bytes and exists.
+    'long.spf.test. TXT "v=spf1 exists:%{l}.%{l}.%{l}.%{l}._spf.long.spf.test -all"',
+    '%s._spf.long.spf.test. A 127.0.0.2' % ".".join([LONG_LABEL] * 3),
 ]
 HELO = "client.spf.test"
 SENDERS = {
     "plain local part": "someone@user.spf.test",
     "64-byte local part": "z" * 64 + "@user.spf.test",
     "empty label from a split": "-@split.spf.test",
+    "name over 253 bytes": LONG_LABEL + "@long.spf.test",
 }
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
@@ -63,3 +69,15 @@ def test_invalid_expansion_still_fails(bed, case):
     assert pyspf_results(bed, [[SENDERS[case], HELO]]) == ["fail"]
     assert result["spf_result"] == "fail", result["stderr"]
     assert result["action"] == "reject"
+
+
+def test_long_expansion_is_truncated(bed):
+    """RFC 7208 section 7.3 removes leading labels from an expansion over
+    253 bytes until it fits, and pyspf does the same here."""
+    config = write_config(bed, "long")
+
+    result = probe(bed, config, SENDERS["name over 253 bytes"], helo=HELO)
+
+    assert pyspf_results(bed, [[SENDERS["name over 253 bytes"], HELO]]) == ["pass"]
+    assert result["spf_result"] == "pass", result["stderr"]
+    assert result["action"] == "accept"
