@@ -426,6 +426,21 @@ not_found_dsn(const struct lookup *lookup)
 	return lookup->configured ? "4.4.3" : "5.1.2";
 }
 
+/* Keep the first smtp_mx_address_limit addresses of a domain's route, as
+ * Postfix does, so that a domain that publishes hundreds of addresses
+ * cannot hold a delivery attempt for hundreds of connect timeouts. A
+ * relayhost or transport_maps host named in brackets is not limited. */
+static void
+limit_addresses(struct lookup *lookup)
+{
+	long long limit = config_int("smtp_mx_address_limit");
+	struct route *route = lookup->route;
+
+	if (!lookup->use_mx || limit <= 0 || route->naddresses <= (size_t)limit)
+		return;
+	route->naddresses = (size_t)limit;
+}
+
 /* Every address query is done: order the addresses and deliver the route. */
 static void
 finish_lookup(struct lookup *lookup)
@@ -449,6 +464,7 @@ finish_lookup(struct lookup *lookup)
 		free(host->addresses);
 	}
 
+	limit_addresses(lookup);
 	if (route->naddresses > 0) {
 		deliver_later(lookup);
 		return;

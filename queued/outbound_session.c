@@ -196,11 +196,23 @@ reply_outcome(int code, const char *text, char *dsn, size_t dsnsize)
 	return class == 5 ? RCPT_FAILED : RCPT_DEFERRED;
 }
 
-/* Return whether the route has an address after the current one. */
+/* Return whether smtp_mx_session_limit ends the attempt after the
+ * current address. */
+static int
+session_limit_reached(const struct session *s)
+{
+	long long limit = config_int("smtp_mx_session_limit");
+
+	return limit > 0 && s->sessions >= (unsigned long long)limit;
+}
+
+/* Return whether the route has an address after the current one that
+ * this attempt may still try. */
 static int
 more_addresses(const struct session *s)
 {
-	return s->route != NULL && s->address + 1 < s->route->naddresses;
+	return s->route != NULL && s->address + 1 < s->route->naddresses &&
+	    !session_limit_reached(s);
 }
 
 /*
@@ -341,9 +353,13 @@ try_address_cb(evutil_socket_t fd, short what, void *arg)
 static void
 try_next_address_later(struct session *s)
 {
+	if (more_addresses(s))
+		s->address++;
+	else if (s->route != NULL)
+		s->address = s->route->naddresses;
 	drop_connection(s);
-	s->address++;
 	s->tls_tried = 0;
+	s->session_counted = 0;
 	set_state(s, S_POLICY);
 	if (s->try_ev == NULL)
 		s->try_ev = event_new(queued_base, -1, 0, try_address_cb, s);
@@ -684,6 +700,11 @@ static void
 greeted(struct session *s)
 {
 	enum outbound_tls_level level = s->tls_policy->level;
+
+	if (!s->session_counted) {
+		s->session_counted = 1;
+		s->sessions++;
+	}
 
 	if (!s->tls_active && level != OUTBOUND_TLS_NONE) {
 		if (s->ext_starttls && !s->tls_tried) {
@@ -1042,6 +1063,7 @@ session_continue(struct session *s, struct outbound_job *job)
 	s->progress = xcalloc(job->nrcpts ? job->nrcpts : 1, 1);
 	s->setup_usec = now_usec();
 	s->transaction_usec = 0;
+	s->sessions = 1;	/* the reused connection */
 	if (s->continue_ev == NULL)
 		s->continue_ev = event_new(queued_base, -1, 0, continue_cb, s);
 	event_active(s->continue_ev, EV_TIMEOUT, 1);

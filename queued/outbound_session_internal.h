@@ -65,6 +65,8 @@ struct session {
 	int in_callback;		/* callers on the stack that use S after a call: free later */
 	int dead;			/* freed while in_callback > 0 */
 	unsigned connection;		/* counts connections, since a new bufferevent may reuse an old address */
+	unsigned sessions;		/* connections of this job that got past EHLO or HELO */
+	int session_counted;		/* the current address is in SESSIONS */
 	int server_closing;		/* a 421 came: the server closes the connection */
 
 	/* ESMTP extensions of the current server. */
