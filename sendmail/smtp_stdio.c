@@ -290,6 +290,8 @@ cmd_data(struct session *s)
 	message_free(&msg);
 	if (rc == EX_OK)
 		reply(s, "250 2.0.0 Ok: queued as %s", queue_id);
+	else if (rc == EX_UNAVAILABLE)
+		reply(s, "554 5.7.1 Error: message rejected by the mail filter");
 	else
 		reply(s, "451 4.3.0 Error: queue file write error");
 	transaction_reset(s);

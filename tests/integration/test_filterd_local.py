@@ -85,6 +85,22 @@ def test_sendmail_virus_is_rejected(make_mailhost, clamd):
     assert host.messages(DEMO) == []
 
 
+def test_sendmail_bs_virus_gets_554(make_mailhost, clamd):
+    """In an SMTP session on standard input (-bs) the rejected message
+    gets 554 and the session goes on."""
+    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host.start("filterd")
+    data = plain_message("virus", EICAR.decode()).replace(b"\n", b"\r\n")
+
+    result = host.run("sendmail", "-bs", input=(
+        b"EHLO client.example.test\r\nMAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n%s.\r\n"
+        b"QUIT\r\n" % (DEMO.encode(), DEMO.encode(), data)))
+
+    assert b"554 5.7.1 Error: message rejected by the mail filter" in result.stdout
+    assert b"221 " in result.stdout
+    assert queued_files(host) == []
+
+
 def test_sendmail_virus_is_discarded(make_mailhost, clamd):
     host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket,
                          virus_action="discard")
