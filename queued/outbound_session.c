@@ -743,6 +743,44 @@ greeted(struct session *s)
 	start_transaction(s);
 }
 
+/* Return whether the current address has the best (lowest) preference
+ * of the route. Every address of a relayhost or a domain without MX has
+ * preference 0, so it is the best. */
+static int
+at_best_preference(const struct session *s)
+{
+	return s->route->addresses[s->address].preference == s->route->addresses[0].preference;
+}
+
+/*
+ * End the use of this address when the server names itself with
+ * myhostname in its EHLO or HELO reply, because then the mail would come
+ * back to this host. As Postfix's SMTP client does, the recipients bounce
+ * with 5.4.6 at the best MX host, and otherwise the next address is tried
+ * (4.4.6). Returns 1 when the reply was such a loop.
+ */
+static int
+helo_reply_loops(struct session *s)
+{
+	const char *myhostname = queued_settings.myhostname;
+	size_t len = strcspn(s->reply, " ");
+	char reason[ROUTE_NAME_MAX + 100];
+
+	if (len != strlen(myhostname) || ascii_ncasecmp(s->reply, myhostname, len) != 0)
+		return 0;
+
+	log_warn("%s: host %s replied to EHLO or HELO with my own hostname %s", s->job->msg->env->id,
+	    s->relay, myhostname);
+	snprintf(reason, sizeof reason, "mail for %s loops back to myself", s->route->nexthop);
+	if (!at_best_preference(s)) {
+		next_address(s, "4.4.6", "%s", reason);
+		return 1;
+	}
+	fail_open_rcpts(s, "5.4.6", reason);
+	finish_job(s, 0);
+	return 1;
+}
+
 static void
 handle_reply(struct session *s)
 {
@@ -773,6 +811,8 @@ handle_reply(struct session *s)
 			next_address(s, "4.0.0", "host %s rejected EHLO: %d %s", s->relay, s->reply_code, s->reply);
 			return;
 		}
+		if (helo_reply_loops(s))
+			return;
 		greeted(s);
 		return;
 	case S_HELO:
@@ -780,6 +820,8 @@ handle_reply(struct session *s)
 			next_address(s, "4.0.0", "host %s rejected HELO: %d %s", s->relay, s->reply_code, s->reply);
 			return;
 		}
+		if (helo_reply_loops(s))
+			return;
 		greeted(s);
 		return;
 	case S_STARTTLS:

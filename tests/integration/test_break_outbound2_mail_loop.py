@@ -53,3 +53,40 @@ def test_loop_through_own_smtpd_ends(make_mailhost, net):
         bounced = re.search(r"to=<someone@loop\.test>, .*status=bounced.*", sender.log())
     assert rounds(sender) <= ROUNDS_MAX
     assert bounced is not None
+
+
+def test_ehlo_with_own_name_bounces(make_mailhost, net):
+    """The best MX host replies to EHLO with myhostname: a 5.4.6 bounce before any round."""
+    sender = smtp_peer.sender_host(make_mailhost, net, smtpd_listen="127.0.0.1:25")
+
+    send(sender, "someone@loop.test")
+
+    line = smtp_peer.first_outcome(sender, "someone@loop.test", timeout=15)
+    assert "dsn=5.4.6" in line
+    assert "status=bounced" in line
+    assert "mail for loop.test loops back to myself" in line
+    assert rounds(sender) == 0
+    assert sender.wait_for_log(r"replied to EHLO or HELO with my own hostname") is not None
+
+
+@pytest.fixture
+def net_backup(tmp_path):
+    # The best MX host has no address in any namespace, so connect() fails
+    # and the attempt goes on to this host's own smtpd at preference 20.
+    records = ["loop.test. MX 10 mx0.loop.test.", "mx0.loop.test. A 198.51.100.200",
+               "loop.test. MX 20 mx.loop.test.", "mx.loop.test. A 127.0.0.1"]
+    with smtp_peer.netns_bed(tmp_path, [("a", A_ADDRESS)], ["loop.test"], records) as bed:
+        yield bed
+
+
+def test_ehlo_with_own_name_at_backup_defers(make_mailhost, net_backup):
+    """A backup MX host that replies with myhostname defers with 4.4.6."""
+    sender = smtp_peer.sender_host(make_mailhost, net_backup, smtpd_listen="127.0.0.1:25")
+
+    send(sender, "someone@loop.test")
+
+    line = smtp_peer.first_outcome(sender, "someone@loop.test", timeout=15)
+    assert "dsn=4.4.6" in line
+    assert "status=deferred" in line
+    assert "mail for loop.test loops back to myself" in line
+    assert rounds(sender) == 0
