@@ -76,10 +76,11 @@ bounce_reports_rcpt(const struct bounce_report *report, const struct envelope_rc
 }
 
 /*
- * The Action of a delivered recipient: "expanded" (RFC 3461) or
- * "delivered". The text of deliverd's LMTP reply shows an expansion: an
- * alias with several members, or a resubmission to the addresses of a
- * .forward file or alias.
+ * The Action of a recipient with a success DSN: "relayed" (RFC 3464
+ * section 2.3.3) for an SMTP server without DSN, "expanded" (RFC 3461)
+ * or "delivered" for deliverd. The text of deliverd's LMTP reply shows
+ * an expansion: an alias with several members, or a resubmission to the
+ * addresses of a .forward file or alias.
  * NOTE: this matches the reply texts of deliverd's session_deliver.c
  * and forward.c, and another LMTP server's expansions read as delivered.
  */
@@ -91,10 +92,22 @@ delivered_action(const struct envelope_rcpt *rcpt)
 		" delivered through .forward",
 	};
 
+	if (rcpt->relayed)
+		return "relayed";
 	for (size_t i = 0; rcpt->reason != NULL && i < sizeof expanded_texts / sizeof expanded_texts[0]; i++)
 		if (strstr(rcpt->reason, expanded_texts[i]) != NULL)
 			return "expanded";
 	return "delivered";
+}
+
+/* Whether REPORT lists a recipient relayed to a server without DSN. */
+static int
+reports_relayed_rcpt(const struct bounce_report *report)
+{
+	for (size_t i = 0; i < report->env->nrcpts; i++)
+		if (report->env->rcpts[i].relayed && bounce_reports_rcpt(report, &report->env->rcpts[i]))
+			return 1;
+	return 0;
 }
 
 static const char *
@@ -126,6 +139,12 @@ write_human_part(FILE *fp, const struct bounce_report *report)
 		fprintf(fp, "Your message could not be delivered yet to one or more recipients.\n"
 		    "Delivery will be retried until %s, and you will be notified\n"
 		    "again only if it fails. You do not need to send it again.\n\n", until);
+	} else if (report->kind == BOUNCE_DELIVERED && reports_relayed_rcpt(report)) {
+		fputs("Your message was delivered to the recipients below, or relayed to a mail\n"
+		    "system that sends no success notifications (Action: relayed), as you\n"
+		    "requested. Delivery after a relay may still fail, and you would then\n"
+		    "hear of it from that system.\n"
+		    "The delivery report and the header of your message are attached.\n\n", fp);
 	} else if (report->kind == BOUNCE_DELIVERED) {
 		fputs("Your message was delivered to the recipients below, as you requested.\n"
 		    "The delivery report and the header of your message are attached.\n\n", fp);

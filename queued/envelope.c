@@ -253,6 +253,15 @@ envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
 	rcpt->reason = new_reason;
 }
 
+void
+envelope_rcpt_relayed(struct envelope_rcpt *rcpt, int server_dsn)
+{
+	if (server_dsn)
+		rcpt->success_reported = 1;
+	else
+		rcpt->relayed = 1;
+}
+
 size_t
 envelope_count(const struct envelope *env, enum rcpt_status status)
 {
@@ -300,6 +309,8 @@ envelope_format(const struct envelope *env, size_t *len)
 			append_field(fp, "notify", rcpt->notify);
 		if (rcpt->success_reported)
 			append_field(fp, "success_reported", "1");
+		if (rcpt->relayed)
+			append_field(fp, "relayed", "1");
 		append_field(fp, "status", envelope_status_name(rcpt->status));
 		if (rcpt->dsn != NULL)
 			append_field(fp, "dsn", rcpt->dsn);
@@ -360,6 +371,8 @@ parse_rcpt_field(struct envelope_rcpt *rcpt, const char *key, const char *value)
 		rcpt->notify = xstrdup(value);
 	} else if (strcmp(key, "success_reported") == 0) {
 		rcpt->success_reported = strcmp(value, "1") == 0;
+	} else if (strcmp(key, "relayed") == 0) {
+		rcpt->relayed = strcmp(value, "1") == 0;
 	} else if (strcmp(key, "status") == 0) {
 		if (envelope_status_parse(value, &rcpt->status) < 0)
 			return -1;

@@ -19,7 +19,10 @@
  *   rcpt=bob@example.test              (then the keys of that recipient:)
  *   orcpt=rfc822;bob@example.test      (optional)
  *   notify=SUCCESS,FAILURE             (optional: the DSN NOTIFY parameter)
- *   success_reported=1                 (optional: delivered DSN queued or declined)
+ *   success_reported=1                 (optional: delivered DSN queued, declined,
+ *                                      or left to the next hop)
+ *   relayed=1                          (optional: relayed over SMTP to a server
+ *                                      without DSN)
  *   status=pending|deferred|sent|failed|bounced
  *   dsn=4.4.1                          (optional)
  *   reason=TEXT                        (optional)
@@ -50,7 +53,9 @@ struct envelope_rcpt {
 	char *address;
 	char *orcpt;		/* NULL when absent */
 	char *notify;		/* DSN NOTIFY value ("NEVER", "SUCCESS,DELAY"), NULL when absent */
-	int success_reported;	/* a "delivered" DSN was queued, or declined and logged */
+	int success_reported;	/* a success DSN was queued, declined and logged, or left
+				 * to a next hop that offers DSN */
+	int relayed;		/* accepted by an SMTP server without DSN */
 	enum rcpt_status status;
 	char *dsn;		/* enhanced status code of the last attempt, or NULL */
 	char *reason;		/* last reply or error, or NULL */
@@ -96,6 +101,15 @@ int envelope_quarantined(const struct envelope *env);
  * control characters and cut at ENVELOPE_REASON_MAX bytes. */
 void envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
     const char *dsn, const char *reason);
+
+/*
+ * Record that an SMTP server accepted RCPT. A server that offers DSN
+ * (SERVER_DSN set) got the NOTIFY parameter with RCPT, so it or a later
+ * hop reports success, and this host sends no success DSN. Without DSN
+ * at the server, this host's success DSN gives the action "relayed"
+ * (RFC 3464 section 2.3.3), as in smtp_rcpt_done() of Postfix's smtp(8).
+ */
+void envelope_rcpt_relayed(struct envelope_rcpt *rcpt, int server_dsn);
 
 /* Number of recipients in STATUS. */
 size_t envelope_count(const struct envelope *env, enum rcpt_status status);

@@ -470,6 +470,70 @@ START_TEST(success_report_structure)
 }
 END_TEST
 
+START_TEST(envelope_relayed_round_trip)
+{
+	struct envelope *env = sample_envelope(), *parsed;
+	const char *why;
+	size_t len;
+	char *text;
+
+	envelope_rcpt_relayed(&env->rcpts[0], 0);
+	ck_assert_int_eq(env->rcpts[0].relayed, 1);
+	ck_assert_int_eq(env->rcpts[0].success_reported, 0);
+	text = envelope_format(env, &len);
+	ck_assert_ptr_nonnull(strstr(text, "rcpt=bob@example.test\nrelayed=1\nstatus=sent\n"));
+
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_int_eq(parsed->rcpts[0].relayed, 1);
+	ck_assert_int_eq(parsed->rcpts[1].relayed, 0);
+
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+START_TEST(relayed_to_dsn_server_not_reported)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_DELIVERED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F96", .now = 1733350000,
+	};
+
+	env->rcpts[0].notify = xstrdup("SUCCESS");
+	envelope_rcpt_relayed(&env->rcpts[0], 1);
+	ck_assert_int_eq(env->rcpts[0].success_reported, 1);
+	ck_assert_int_eq(env->rcpts[0].relayed, 0);
+	ck_assert_int_eq(bounce_reports_rcpt(&report, &env->rcpts[0]), 0);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(success_report_relayed_action)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_DELIVERED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F97", .now = 1733350000,
+	};
+	size_t len;
+	int eightbit;
+	char *text;
+
+	env->rcpts[0].notify = xstrdup("SUCCESS");
+	envelope_rcpt_relayed(&env->rcpts[0], 0);
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; bob@example.test\n"
+	    "Action: relayed\nStatus: 2.0.0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "(Action: relayed)"));
+	ck_assert_ptr_null(strstr(text, "Action: delivered\n"));
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
 Suite *
 queue_envelope_suite(void)
 {
@@ -495,6 +559,9 @@ queue_envelope_suite(void)
 	tcase_add_test(tc, envelope_quarantine_other_value);
 	tcase_add_test(tc, failure_report_dsn_fields);
 	tcase_add_test(tc, success_report_structure);
+	tcase_add_test(tc, envelope_relayed_round_trip);
+	tcase_add_test(tc, relayed_to_dsn_server_not_reported);
+	tcase_add_test(tc, success_report_relayed_action);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
