@@ -171,6 +171,8 @@ set_outcome(struct session *s, size_t r, enum rcpt_status status, const char *ds
 
 	s->progress[r] = RCPT_DONE;
 	envelope_rcpt_set(job_rcpt(s, r), status, dsn, reason);
+	if (status == RCPT_SENT)
+		envelope_rcpt_relayed(job_rcpt(s, r), s->ext_dsn);
 	scheduler_log_rcpt_delays(s->job->msg, s->job->rcpts[r],
 	    s->relay[0] != '\0' ? s->relay : "none", format_delays(s, delays, sizeof delays),
 	    names[status], reason);
