@@ -59,6 +59,8 @@ $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libunbound)
 # ...and fetches MTA-STS policies over HTTPS with libcurl.
 $(BUILD)/bin/queued: LDLIBS += $(shell pkg-config --libs libcurl)
+# ...and looks up UTF-8 domain names by their A-labels with libidn2.
+$(BUILD)/bin/queued: LDLIBS += -lidn2
 
 # filterd checks SPF with libspf2, DKIM with libopendkim and DMARC with
 # libopendmarc, and resolves their DNS queries with libunbound.

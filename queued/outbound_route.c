@@ -691,6 +691,24 @@ route_literal(struct lookup *lookup)
 	return 1;
 }
 
+/* Replace a UTF-8 name in LOOKUP with its A-label form, so that the MX,
+ * address and TLSA lookups and the TLS host name checks all use the name
+ * as the DNS and certificates have it. The recipient addresses keep
+ * their UTF-8 form for SMTPUTF8 servers. Returns 0, or -1 after failing
+ * LOOKUP. */
+static int
+to_ascii_name(struct lookup *lookup)
+{
+	char ascii[ROUTE_NAME_MAX], err[ROUTE_NAME_MAX + 100];
+
+	if (resolver_ascii_name(lookup->name, ascii, sizeof ascii, err, sizeof err) < 0) {
+		fail_lookup(lookup, lookup->configured ? "4.3.5" : "5.1.2", "%s", err);
+		return -1;
+	}
+	snprintf(lookup->name, sizeof lookup->name, "%s", ascii);
+	return 0;
+}
+
 /* error:TEXT and defer:TEXT, with an optional leading enhanced status code. */
 static void
 route_fixed(struct lookup *lookup, const char *entry, int permanent)
@@ -740,6 +758,8 @@ route_lookup(const char *domain, route_cb *cb, void *arg)
 		return;
 	}
 	if (!lookup->use_mx && route_literal(lookup))
+		return;
+	if (to_ascii_name(lookup) < 0)
 		return;
 
 	if (!lookup->use_mx) {

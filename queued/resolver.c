@@ -6,13 +6,16 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <idn2.h>
 
 #include "config.h"
 #include "log.h"
 #include "queued.h"
 #include "resolver.h"
+#include "util.h"
 
 #define CLASS_IN 1
+#define DNS_NAME_MAX 255	/* octets of a presentation-form name with its final dot */
 
 static struct ub_ctx *context;
 static struct event *answer_ev;
@@ -118,16 +121,61 @@ resolver_enabled(void)
 	return context != NULL;
 }
 
+static int
+is_ascii(const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+		if (*p >= 0x80)
+			return 0;
+	return 1;
+}
+
+int
+resolver_ascii_name(const char *name, char *out, size_t outsize, char *err, size_t errsize)
+{
+	char *converted = NULL;
+	char shown[DNS_NAME_MAX + 1];
+	int rc;
+
+	if (is_ascii(name)) {
+		if (strlcpy_x(out, name, outsize) >= outsize) {
+			snprintf(err, errsize, "domain name %s is too long", name);
+			return -1;
+		}
+		return 0;
+	}
+
+	log_sanitize(shown, sizeof shown, name, strlen(name));
+	rc = idn2_to_ascii_8z(name, &converted, IDN2_NONTRANSITIONAL);
+	if (rc != IDN2_OK) {
+		snprintf(err, errsize, "invalid internationalized domain name %s: %s", shown,
+		    idn2_strerror(rc));
+		return -1;
+	}
+	if (strlcpy_x(out, converted, outsize) >= outsize) {
+		snprintf(err, errsize, "domain name %s is too long as %s", shown, converted);
+		idn2_free(converted);
+		return -1;
+	}
+	idn2_free(converted);
+	return 0;
+}
+
 int
 resolver_resolve(const char *name, int rrtype, resolver_cb *cb, void *arg)
 {
+	char ascii[DNS_NAME_MAX + 1], err[DNS_NAME_MAX + 100];
 	int rc;
 
 	if (context == NULL)
 		return -1;
-	rc = ub_resolve_async(context, name, rrtype, CLASS_IN, arg, cb, NULL);
+	if (resolver_ascii_name(name, ascii, sizeof ascii, err, sizeof err) < 0) {
+		log_warn("DNS resolver: query type %d not sent: %s", rrtype, err);
+		return -1;
+	}
+	rc = ub_resolve_async(context, ascii, rrtype, CLASS_IN, arg, cb, NULL);
 	if (rc != 0) {
-		log_error("DNS resolver: query for %s type %d failed: %s", name, rrtype,
+		log_error("DNS resolver: query for %s type %d failed: %s", ascii, rrtype,
 		    ub_strerror(rc));
 		return -1;
 	}

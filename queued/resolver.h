@@ -27,8 +27,15 @@ int resolver_init(char *err, size_t errsize);
 /* 1 when resolver_init succeeded. */
 int resolver_enabled(void);
 
+/* Store in OUT the name DNS queries use for NAME: NAME itself when it is
+ * ASCII, and otherwise its IDNA A-label form (RFC 5890, with UTS #46
+ * non-transitional mapping), so "bücher.test" becomes
+ * "xn--bcher-kva.test". Returns 0, or -1 with ERR set when NAME is not
+ * a valid internationalized domain name or the result does not fit. */
+int resolver_ascii_name(const char *name, char *out, size_t outsize, char *err, size_t errsize);
+
 /* Look up NAME of type RRTYPE (1 A, 28 AAAA, 15 MX, 16 TXT, 52 TLSA) in
- * class IN. Returns 0, or -1 (no resolver, or libunbound refused the
+ * class IN, with a UTF-8 NAME converted by resolver_ascii_name. Returns 0, or -1 (no resolver, or libunbound refused the
  * query) without calling CB. */
 int resolver_resolve(const char *name, int rrtype, resolver_cb *cb, void *arg);
 

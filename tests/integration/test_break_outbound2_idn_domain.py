@@ -64,7 +64,6 @@ def net(tmp_path):
         yield bed
 
 
-@pytest.mark.xfail(strict=True, reason="the MX lookup uses the UTF-8 domain instead of its A-label form")
 def test_utf8_domain_delivered(make_mailhost, net, tmp_path):
     record = tmp_path / "rcpt.record"
     smtp_peer.start_peer(net, tmp_path, PEER, PEER_ADDRESS, str(record))
@@ -77,3 +76,18 @@ def test_utf8_domain_delivered(make_mailhost, net, tmp_path):
     assert outcome is not None
     assert "status=sent" in outcome.group(0)
     assert record.exists()
+
+
+def test_invalid_utf8_domain_bounces(make_mailhost, net):
+    """A domain that IDNA rejects (a label starting with a combining mark) bounces with 5.1.2."""
+    sender = smtp_peer.sender_host(make_mailhost, net)
+
+    smtp_peer.submit_with_smtplib(net, sender, "alice@\u0300b.test", "Subject: IDN\r\n\r\nHello.\r\n",
+                                  "SMTPUTF8")
+
+    outcome = sender.wait_for_log(r"to=<alice@.*b\.test>, relay=.*", timeout=20)
+    assert outcome is not None
+    assert "dsn=5.1.2" in outcome.group(0)
+    assert "status=bounced" in outcome.group(0)
+    assert "invalid internationalized domain name" in outcome.group(0)
+    assert sender.procs["queued"].poll() is None
