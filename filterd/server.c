@@ -1,17 +1,22 @@
 /*
- * Accepting smtpd's connections. The checks block (DNS lookups, spamd
- * and clamd round trips), so each connection gets a detached worker
- * thread that reads a request, runs the chain and sends the reply, until
- * smtpd closes the connection or it stays idle for filterd_timeout.
+ * Serving smtpd's connections. The checks block (DNS lookups, spamd and
+ * clamd round trips), so each request runs in a worker thread. Between
+ * requests a connection waits in the main thread's poll loop without a
+ * worker, so an idle SMTP session, which keeps its connection, does not
+ * count against filterd_max_connections (requests served at once).
+ * Workers started stay in a pool, at most that many.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chain.h"
@@ -21,6 +26,7 @@
 #include "log.h"
 #include "request.h"
 #include "server.h"
+#include "util.h"
 
 /* NOTE: an estimate, not a measurement: the checks' libraries (libspf2,
  * libopendkim, libopendmarc) keep their buffers on the heap, and only
@@ -30,8 +36,25 @@
 /* Time a worker waits for smtpd to take a reply. */
 #define SEND_TIMEOUT 30
 
-static pthread_mutex_t workers_lock = PTHREAD_MUTEX_INITIALIZER;
-static long long workers_active;
+/* A connection waiting for its next request, and since when. */
+struct idle_conn {
+	int sock;
+	time_t since;
+};
+
+static struct idle_conn *idle;
+static size_t nidle, idle_capacity;
+
+/* Connections with a request to serve, for the workers. */
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t jobs_cond = PTHREAD_COND_INITIALIZER;
+static int *jobs;
+static size_t njobs, jobs_capacity;
+static long long requests_active;	/* queued or being served */
+static long long workers, workers_waiting;
+
+/* Workers write a served connection's descriptor here to give it back. */
+static int handback[2];
 
 static void
 set_socket_timeout(int sock, int option, long long seconds)
@@ -42,42 +65,108 @@ set_socket_timeout(int sock, int option, long long seconds)
 		log_warn("setsockopt on a connection from smtpd failed: %s", strerror(errno));
 }
 
+static void
+idle_add(int sock)
+{
+	if (nidle == idle_capacity) {
+		idle_capacity = idle_capacity > 0 ? idle_capacity * 2 : 64;
+		idle = xrealloc(idle, idle_capacity * sizeof *idle);
+	}
+	idle[nidle].sock = sock;
+	idle[nidle].since = time(NULL);
+	nidle++;
+}
+
+static void
+idle_remove(size_t i)
+{
+	idle[i] = idle[--nidle];
+}
+
+static void
+request_done(void)
+{
+	pthread_mutex_lock(&jobs_lock);
+	requests_active--;
+	pthread_mutex_unlock(&jobs_lock);
+}
+
+/*
+ * Serve one request on SOCK, then give the connection back to the main
+ * thread. The request counts as done before the reply goes out: smtpd
+ * may send its next request as soon as it has the reply.
+ */
+static void
+serve_request(int sock)
+{
+	struct ipc_msg *request = ipc_recv(sock);
+	struct ipc_msg *reply;
+
+	if (request == NULL) {
+		if (errno != 0)
+			log_warn("reading a request from smtpd failed: %s", strerror(errno));
+		request_done();
+		close(sock);
+		return;
+	}
+
+	reply = request_handle(request);
+	ipc_msg_free(request);
+	request_done();
+
+	if (ipc_send(sock, reply, -1) < 0) {
+		log_warn("sending a reply to smtpd failed: %s", strerror(errno));
+		ipc_msg_free(reply);
+		close(sock);
+		return;
+	}
+	ipc_msg_free(reply);
+	if (write_all(handback[1], &sock, sizeof sock) < 0) {
+		log_error("handing a connection back to the main thread failed: %s",
+		    strerror(errno));
+		close(sock);
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
-	int sock = (int)(intptr_t)arg;
-
-	set_socket_timeout(sock, SO_RCVTIMEO, config_time("filterd_timeout"));
-	set_socket_timeout(sock, SO_SNDTIMEO, SEND_TIMEOUT);
-
+	(void)arg;
 	for (;;) {
-		struct ipc_msg *request = ipc_recv(sock);
-		struct ipc_msg *reply;
+		int sock;
 
-		if (request == NULL) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				log_debug("closing a connection from smtpd idle for %llds",
-				    config_time("filterd_timeout"));
-			else if (errno != 0)
-				log_warn("reading a request from smtpd failed: %s", strerror(errno));
-			break;
-		}
+		pthread_mutex_lock(&jobs_lock);
+		workers_waiting++;
+		while (njobs == 0)
+			pthread_cond_wait(&jobs_cond, &jobs_lock);
+		workers_waiting--;
+		sock = jobs[0];
+		memmove(jobs, jobs + 1, --njobs * sizeof *jobs);
+		pthread_mutex_unlock(&jobs_lock);
 
-		reply = request_handle(request);
-		ipc_msg_free(request);
-		if (ipc_send(sock, reply, -1) < 0) {
-			log_warn("sending a reply to smtpd failed: %s", strerror(errno));
-			ipc_msg_free(reply);
-			break;
-		}
-		ipc_msg_free(reply);
+		serve_request(sock);
 	}
-
-	close(sock);
-	pthread_mutex_lock(&workers_lock);
-	workers_active--;
-	pthread_mutex_unlock(&workers_lock);
 	return NULL;
+}
+
+/* Start one more worker; called with jobs_lock held. */
+static void
+start_worker(void)
+{
+	pthread_attr_t attr;
+	pthread_t thread;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, WORKER_STACK_SIZE);
+	rc = pthread_create(&thread, &attr, worker_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		log_error("cannot start a worker thread: %s", strerror(rc));
+		return;
+	}
+	workers++;
 }
 
 /* Tell a connection over the limit that filterd is busy, and close it. */
@@ -86,7 +175,7 @@ reject_busy(int sock, long long limit)
 {
 	struct ipc_msg *reply = ipc_msg_new(FILTER_REPLY_BUSY);
 
-	log_warn("filterd_max_connections limit of %lld reached; rejecting a connection from smtpd",
+	log_warn("filterd_max_connections limit of %lld reached; rejecting a request from smtpd",
 	    limit);
 	ipc_msg_addf(reply, FILTER_KEY_ERROR, "filterd serves its limit of %lld connections", limit);
 	set_socket_timeout(sock, SO_SNDTIMEO, 1);
@@ -96,34 +185,84 @@ reject_busy(int sock, long long limit)
 	close(sock);
 }
 
+/* SOCK has a request (or EOF): queue it for a worker, or reply BUSY. */
 static void
-start_worker(int sock)
+dispatch(int sock)
 {
 	long long limit = config_int("filterd_max_connections");
-	pthread_attr_t attr;
-	pthread_t thread;
-	int rc;
 
-	pthread_mutex_lock(&workers_lock);
-	if (workers_active >= limit) {
-		pthread_mutex_unlock(&workers_lock);
+	pthread_mutex_lock(&jobs_lock);
+	if (requests_active >= limit) {
+		pthread_mutex_unlock(&jobs_lock);
 		reject_busy(sock, limit);
 		return;
 	}
-	workers_active++;
-	pthread_mutex_unlock(&workers_lock);
+	if (njobs == jobs_capacity) {
+		jobs_capacity = jobs_capacity > 0 ? jobs_capacity * 2 : 64;
+		jobs = xrealloc(jobs, jobs_capacity * sizeof *jobs);
+	}
+	jobs[njobs++] = sock;
+	requests_active++;
+	if (workers_waiting < (long long)njobs && workers < limit)
+		start_worker();
+	pthread_cond_signal(&jobs_cond);
+	pthread_mutex_unlock(&jobs_lock);
+}
 
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, WORKER_STACK_SIZE);
-	rc = pthread_create(&thread, &attr, worker_main, (void *)(intptr_t)sock);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		log_error("cannot start a worker thread: %s", strerror(rc));
-		close(sock);
-		pthread_mutex_lock(&workers_lock);
-		workers_active--;
-		pthread_mutex_unlock(&workers_lock);
+/* Take back the connections that workers have served. */
+static void
+read_handback(void)
+{
+	int socks[64];
+	ssize_t n = read(handback[0], socks, sizeof socks);
+
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof socks[0]; i++)
+		idle_add(socks[i]);
+}
+
+static void
+accept_connection(int listener)
+{
+	int sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+
+	if (sock < 0) {
+		/* Out of descriptors: close the connection idle the longest,
+		 * or wait for workers to close some. */
+		if ((errno == EMFILE || errno == ENFILE) && nidle > 0) {
+			size_t oldest = 0;
+
+			for (size_t i = 1; i < nidle; i++)
+				if (idle[i].since < idle[oldest].since)
+					oldest = i;
+			close(idle[oldest].sock);
+			idle_remove(oldest);
+		} else if (errno == EMFILE || errno == ENFILE) {
+			usleep(100 * 1000);
+		}
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+			log_warn("accept on filterd_socket failed: %s", strerror(errno));
+		return;
+	}
+	set_socket_timeout(sock, SO_RCVTIMEO, config_time("filterd_timeout"));
+	set_socket_timeout(sock, SO_SNDTIMEO, SEND_TIMEOUT);
+	idle_add(sock);
+}
+
+/* Close the connections idle for filterd_timeout. */
+static void
+close_expired(void)
+{
+	time_t now = time(NULL);
+	long long timeout = config_time("filterd_timeout");
+
+	for (size_t i = 0; i < nidle;) {
+		if (now - idle[i].since < timeout) {
+			i++;
+			continue;
+		}
+		log_debug("closing a connection from smtpd idle for %llds", timeout);
+		close(idle[i].sock);
+		idle_remove(i);
 	}
 }
 
@@ -160,7 +299,8 @@ handle_signal(int signals)
 void
 server_run(int listener)
 {
-	struct pollfd fds[2];
+	struct pollfd *fds = NULL;
+	size_t fds_capacity = 0;
 	sigset_t set;
 	int signals;
 
@@ -171,32 +311,44 @@ server_run(int listener)
 	signals = signalfd(-1, &set, SFD_CLOEXEC);
 	if (signals < 0)
 		fatal("signalfd failed");
+	if (pipe2(handback, O_CLOEXEC) < 0)
+		fatal("pipe failed");
 
-	fds[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
-	fds[1] = (struct pollfd){ .fd = signals, .events = POLLIN };
 	for (;;) {
-		int sock;
+		size_t nfds = nidle + 3, polled = nidle;
 
-		if (poll(fds, 2, -1) < 0) {
+		if (fds_capacity < nfds) {
+			fds_capacity = nfds * 2;
+			fds = xrealloc(fds, fds_capacity * sizeof *fds);
+		}
+		fds[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
+		fds[1] = (struct pollfd){ .fd = signals, .events = POLLIN };
+		fds[2] = (struct pollfd){ .fd = handback[0], .events = POLLIN };
+		for (size_t i = 0; i < polled; i++)
+			fds[3 + i] = (struct pollfd){ .fd = idle[i].sock, .events = POLLIN };
+
+		/* Wake once a second to close the connections idle too long. */
+		if (poll(fds, nfds, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll failed");
 		}
 		if ((fds[1].revents & POLLIN) && handle_signal(signals))
 			break;
-		if ((fds[0].revents & POLLIN) == 0)
-			continue;
 
-		sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-		if (sock < 0) {
-			/* Out of descriptors: wait for workers to close some. */
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100 * 1000);
-			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-				log_warn("accept on filterd_socket failed: %s", strerror(errno));
-			continue;
+		/* From the end, so that idle_remove moves only entries already seen. */
+		for (size_t i = polled; i-- > 0;) {
+			if (fds[3 + i].revents == 0)
+				continue;
+			dispatch(idle[i].sock);
+			idle_remove(i);
 		}
-		start_worker(sock);
+		if (fds[2].revents & POLLIN)
+			read_handback();
+		if (fds[0].revents & POLLIN)
+			accept_connection(listener);
+		close_expired();
 	}
+	free(fds);
 	close(signals);
 }

@@ -1,10 +1,10 @@
-/* filterd's connections: one worker thread per smtpd connection. */
+/* filterd's connections: a poll loop, and worker threads for the requests. */
 #ifndef ESTAFETA_FILTERD_SERVER_H
 #define ESTAFETA_FILTERD_SERVER_H
 
 /*
- * Accept connections on LISTENER until SIGTERM or SIGINT, serving each
- * in its own thread, at most filterd_max_connections at once. SIGHUP
+ * Accept connections on LISTENER until SIGTERM or SIGINT, serving their
+ * requests in worker threads, at most filterd_max_connections at once. SIGHUP
  * reloads the chain. The caller must have blocked those signals in every
  * thread (server_block_signals) before starting any thread.
  */

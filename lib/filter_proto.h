@@ -4,10 +4,10 @@
  * smtpd sends a MAIL request after MAIL FROM and a MESSAGE request at
  * the end of the data, the latter with the spool file's descriptor
  * attached (filterd only reads it with pread). filterd replies to each
- * request with one RESULT. When it already serves filterd_max_connections,
- * it sends BUSY on a new connection and closes it without reading the
- * request, so the client may see only the reset. A request it cannot
- * parse gets ERROR. smtpd applies smtpd_filter_failure_policy to BUSY,
+ * request with one RESULT. When it already serves filterd_max_connections
+ * requests, it sends BUSY to the next one and closes its connection
+ * without reading the request, so the client may see only the reset.
+ * A request it cannot parse gets ERROR. smtpd applies smtpd_filter_failure_policy to BUSY,
  * ERROR, a timeout and a lost connection.
  *
  * Values cannot hold LF, so a folded header field travels as one

@@ -15,7 +15,7 @@ const struct config_param config_params_filterd[] = {
 	{ "filterd_socket_group", CONFIG_STRING, "", 0, 0,
 	  "group that owns filterd_socket; empty means the primary group of smtpd_user", NULL, NULL },
 	{ "filterd_max_connections", CONFIG_INT, "100", 1, 10000,
-	  "maximum number of smtpd connections served at once, one worker thread each; later connections get a tempfail reply and are closed", NULL, NULL },
+	  "maximum number of smtpd requests served at once, one worker thread each; a later request gets a tempfail reply and its connection is closed, while connections between requests do not count", NULL, NULL },
 	{ "filterd_timeout", CONFIG_TIME, "600s", 1, 24 * 3600,
 	  "time filterd waits for the next request on an idle connection before it closes it, in seconds", NULL, NULL },
 	{ "filterd_checks", CONFIG_LIST, "spf dkim_verify dmarc dkim_sign authres", 0, 0,

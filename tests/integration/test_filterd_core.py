@@ -358,7 +358,13 @@ def test_filterd_busy_tempfails(make_mailhost):
     while first.cmd("MAIL FROM:<%s>" % SENDER)[0] != 250 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert first.cmd("RCPT TO:<%s>" % RCPT)[0] == 250
+    # A session between requests holds no slot: a request that never
+    # ends, only the start of a frame, takes the only one.
+    holder = filterd_connection(host)
+    holder.sendall(struct.pack("!II", 100, 0))
+    time.sleep(0.3)
     (code, text), second = mail_reply(host)
+    holder.close()
     first.close()
     second.close()
 
