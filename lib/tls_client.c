@@ -326,8 +326,8 @@ tls_client_verify(SSL *ssl, const struct tls_peer *peer, enum tls_trust *trust,
 		if (SSL_get0_peer_certificate(ssl) == NULL)
 			snprintf(reason, reasonsize, "server sent no certificate");
 		else if (result == X509_V_ERR_DANE_NO_MATCH || result == X509_V_OK)
-			snprintf(reason, reasonsize, "server certificate matches no TLSA record of _25._tcp.%s",
-			    peer->host);
+			snprintf(reason, reasonsize, "server certificate matches no TLSA record of _%d._tcp.%s",
+			    peer->port > 0 ? peer->port : 25, peer->host);
 		else
 			snprintf(reason, reasonsize, "DANE verification failed: %s",
 			    X509_verify_cert_error_string(result));

@@ -60,9 +60,11 @@ struct tls_peer {
 	 * NULL means HOST alone.
 	 */
 	const char *const *match;
-	/* TLS_LEVEL_DANE: the validated TLSA records of _25._tcp.HOST. */
+	/* TLS_LEVEL_DANE: the validated TLSA records of _PORT._tcp.HOST. */
 	const struct tls_tlsa *tlsa;
 	size_t tlsa_count;
+	/* The TCP port of HOST, named in the TLSA failure reason. 0 means 25. */
+	int port;
 };
 
 struct tls_client;

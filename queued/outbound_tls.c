@@ -57,6 +57,7 @@ struct lookup {
 	enum tls_level level;		/* the level before DANE and MTA-STS */
 	int from_map;			/* LEVEL came from smtp_tls_policy_maps */
 	int mx_secure, host_secure, tls_required_no;
+	char log_id[256];		/* the queue id, or the next hop, that log lines start with */
 	outbound_tls_policy_cb *cb;
 	void *arg;
 };
@@ -347,8 +348,8 @@ tlsa_cb(void *arg, int err, struct ub_result *result)
 	} else {
 		/* RFC 7672 section 2.2: unusable records still require TLS. */
 		set_level(lookup, OUTBOUND_TLS_ENCRYPT, TLS_LEVEL_ENCRYPT, "DANE TLSA (no usable record)");
-		log_warn("DANE: no usable TLSA record for %s among %zu, so TLS is required without authentication",
-		    data->host, data->peer.tlsa_count);
+		log_warn("%s: DANE: no usable TLSA record for %s among %zu, so TLS is required without authentication",
+		    lookup->log_id, data->host, data->peer.tlsa_count);
 	}
 
 done:
@@ -408,7 +409,10 @@ outbound_tls_policy_lookup(const struct outbound_tls_request *request,
 	snprintf(data->host, sizeof data->host, "%s", request->host);
 	snprintf(data->nexthop, sizeof data->nexthop, "%s", request->nexthop);
 	data->peer.host = data->host;
+	data->peer.port = request->port > 0 ? request->port : (int)config_int("smtp_port");
 	data->requiretls = request->requiretls;
+	snprintf(lookup->log_id, sizeof lookup->log_id, "%s",
+	    request->queue_id != NULL ? request->queue_id : request->nexthop);
 
 	/* RFC 8689 section 5: REQUIRETLS wins over "TLS-Required: No". */
 	lookup->tls_required_no = request->tls_required_no && !request->requiretls;
@@ -421,8 +425,7 @@ outbound_tls_policy_lookup(const struct outbound_tls_request *request,
 
 	/* The TLSA name carries the port that the client connects to, so a
 	 * relayhost or transport on port 587 is looked up at _587._tcp. */
-	snprintf(query, sizeof query, "_%d._tcp.%s", request->port > 0 ? request->port :
-	    (int)config_int("smtp_port"), data->host);
+	snprintf(query, sizeof query, "_%d._tcp.%s", data->peer.port, data->host);
 	if (resolver_resolve(query, RR_TLSA, tlsa_cb, lookup) < 0) {
 		policy_refuse(lookup, "4.7.5", "TLSA lookup for %s could not be started", data->host);
 		lookup_finish(lookup);
@@ -470,7 +473,8 @@ outbound_tls_check(SSL *ssl, const struct outbound_tls_policy *policy,
 	if (rc == 0)
 		return 0;
 	if (data->sts_testing) {
-		log_warn("MTA-STS testing policy of %s (id=%s): %s; delivering anyway", data->nexthop,
+		log_warn("%s: MTA-STS testing policy of %s (id=%s): %s; delivering anyway",
+		    request->queue_id != NULL ? request->queue_id : data->nexthop, data->nexthop,
 		    data->sts_id, reason);
 		return 0;
 	}

@@ -77,6 +77,7 @@ def bed(tmp_path):
         "_25._tcp.mx1 IN TLSA 3 1 1 %s" % digest,
         "_25._tcp.mx6 IN TLSA 2 0 1 %s" % ca_digest,
         "_25._tcp.mx2 IN TLSA 3 1 1 %s" % OTHER_DIGEST,
+        "_2525._tcp.mx2 IN TLSA 3 1 1 %s" % OTHER_DIGEST,
         "_25._tcp.mx3 IN TLSA 3 1 1 %s" % bogus_digest,
     ], tamper={bogus_digest: TAMPERED_DIGEST})
 
@@ -95,8 +96,8 @@ def bed(tmp_path):
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def receiver_host(make_mailhost, bed):
-    host = make_mailhost(start=False, netns=bed.hosts["b"], smtpd_listen="%s:25" % B_ADDRESS,
+def receiver_host(make_mailhost, bed, port=25):
+    host = make_mailhost(start=False, netns=bed.hosts["b"], smtpd_listen="%s:%d" % (B_ADDRESS, port),
                          myhostname="mx1.dane.test", virtual_domains=" ".join(DOMAINS),
                          tls_cert_file=str(bed.cert_dir / "chain.pem"),
                          tls_key_file=str(bed.cert_dir / "mx.key"))
@@ -192,6 +193,19 @@ def test_dane_wrong_tlsa_deferred(make_mailhost, bed):
     assert receiver.messages("alice@wrong.dane.test") == []
     listing = sender.run("estafeta", "queue", "list").stdout.decode()
     assert "alice@wrong.dane.test" in listing
+
+
+def test_dane_wrong_tlsa_names_port(make_mailhost, bed):
+    """The failure reason names the TLSA record of the port in use."""
+    receiver = receiver_host(make_mailhost, bed, port=2525)
+    sender = sender_host(make_mailhost, bed, smtp_port="2525")
+
+    send(sender, "alice@wrong.dane.test")
+
+    assert_log(sender,
+        r"to=<alice@wrong\.dane\.test>, .*dsn=4\.7\.5, status=deferred \(.*"
+        r"server certificate matches no TLSA record of _2525\._tcp\.mx2\.dane\.test", timeout=20)
+    assert receiver.messages("alice@wrong.dane.test") == []
 
 
 def test_dane_bogus_tlsa_deferred(make_mailhost, bed):
