@@ -20,12 +20,31 @@ is_smtp_reply(const char *text)
 	    text[2] >= '0' && text[2] <= '9' && (text[3] == ' ' || text[3] == '\0');
 }
 
+/* Return the reason of the last attempt in REASON: the text after
+ * ENVELOPE_EXPIRED_PREFIX for an expired recipient, else all of it. */
+static const char *
+last_attempt_reason(const char *reason)
+{
+	size_t prefix_length = strlen(ENVELOPE_EXPIRED_PREFIX);
+
+	if (strncmp(reason, ENVELOPE_EXPIRED_PREFIX, prefix_length) == 0)
+		return reason + prefix_length;
+	return reason;
+}
+
 char *
 bounce_diagnostic_code(const char *reason)
 {
 	char *clean = envelope_clean_text(reason, BOUNCE_DIAGNOSTIC_MAX, 0);
-	char *code = xasprintf("%s; %s", is_smtp_reply(clean) ? "smtp" : "X-Estafeta", clean);
+	const char *last = last_attempt_reason(clean);
+	char *code;
 
+	/* An expired recipient whose last attempt got an SMTP reply gives
+	 * that reply, which is what the sender can act on. */
+	if (is_smtp_reply(last))
+		code = xasprintf("smtp; %s", last);
+	else
+		code = xasprintf("X-Estafeta; %s", clean);
 	free(clean);
 	return code;
 }
@@ -124,6 +143,28 @@ report_action(const struct bounce_report *report, const struct envelope_rcpt *rc
 	return "failed";
 }
 
+/*
+ * Write the line of RCPT in the human-readable part. A reply of an SMTP
+ * server gets the form of Postfix's bounce reasons:
+ * "host mx.example.org[192.0.2.1] said: 550 5.1.1 ... (in reply to RCPT TO command)".
+ */
+static void
+write_human_reason(FILE *fp, const struct envelope_rcpt *rcpt)
+{
+	char *reason = envelope_clean_text(rcpt->reason != NULL ? rcpt->reason : "unknown error",
+	    BOUNCE_DIAGNOSTIC_MAX, 0);
+	const char *last = last_attempt_reason(reason);
+
+	if (rcpt->remote_mta == NULL || rcpt->reply_command == NULL || !is_smtp_reply(last)) {
+		fprintf(fp, "<%s>: %s\n", rcpt->address, reason);
+		free(reason);
+		return;
+	}
+	fprintf(fp, "<%s>: %.*shost %s said: %s (in reply to %s command)\n", rcpt->address,
+	    (int)(last - reason), reason, rcpt->remote_mta, last, rcpt->reply_command);
+	free(reason);
+}
+
 static void
 write_human_part(FILE *fp, const struct bounce_report *report)
 {
@@ -155,14 +196,9 @@ write_human_part(FILE *fp, const struct bounce_report *report)
 
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *rcpt = &env->rcpts[i];
-		char *reason;
 
-		if (!bounce_reports_rcpt(report, rcpt))
-			continue;
-		reason = envelope_clean_text(rcpt->reason != NULL ? rcpt->reason : "unknown error",
-		    BOUNCE_DIAGNOSTIC_MAX, 0);
-		fprintf(fp, "<%s>: %s\n", rcpt->address, reason);
-		free(reason);
+		if (bounce_reports_rcpt(report, rcpt))
+			write_human_reason(fp, rcpt);
 	}
 	fputs("\n", fp);
 }
@@ -197,6 +233,21 @@ write_original_recipient(FILE *fp, const char *stored)
 	free(orcpt);
 }
 
+/* Write "Remote-MTA: dns; HOST" (RFC 3464 section 2.3.5) for a reason
+ * that an SMTP server sent, with the host name of its remote_mta. */
+static void
+write_remote_mta(FILE *fp, const struct envelope_rcpt *rcpt)
+{
+	size_t length;
+
+	if (rcpt->remote_mta == NULL || rcpt->reason == NULL ||
+	    !is_smtp_reply(last_attempt_reason(rcpt->reason)))
+		return;
+	length = strcspn(rcpt->remote_mta, "[");
+	if (length > 0)
+		fprintf(fp, "Remote-MTA: dns; %.*s\n", (int)length, rcpt->remote_mta);
+}
+
 static void
 write_status_part(FILE *fp, const struct bounce_report *report)
 {
@@ -229,8 +280,10 @@ write_status_part(FILE *fp, const struct bounce_report *report)
 		if (rcpt->orcpt != NULL)
 			write_original_recipient(fp, rcpt->orcpt);
 		diagnostic = bounce_diagnostic_code(rcpt->reason != NULL ? rcpt->reason : "unknown error");
-		fprintf(fp, "Action: %s\nStatus: %s\nDiagnostic-Code: %s\n",
-		    report_action(report, rcpt), report_status(report, rcpt), diagnostic);
+		fprintf(fp, "Action: %s\nStatus: %s\n", report_action(report, rcpt),
+		    report_status(report, rcpt));
+		write_remote_mta(fp, rcpt);
+		fprintf(fp, "Diagnostic-Code: %s\n", diagnostic);
 		free(diagnostic);
 		if (report->kind == BOUNCE_DELAYED) {
 			format_date(until, sizeof until, report->retry_until);

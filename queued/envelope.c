@@ -105,6 +105,8 @@ envelope_free(struct envelope *env)
 		free(env->rcpts[i].notify);
 		free(env->rcpts[i].dsn);
 		free(env->rcpts[i].reason);
+		free(env->rcpts[i].remote_mta);
+		free(env->rcpts[i].reply_command);
 	}
 	free(env->attrs);
 	free(env->rcpts);
@@ -251,6 +253,40 @@ envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
 	rcpt->dsn = new_dsn;
 	free(rcpt->reason);
 	rcpt->reason = new_reason;
+	free(rcpt->remote_mta);
+	rcpt->remote_mta = NULL;
+	free(rcpt->reply_command);
+	rcpt->reply_command = NULL;
+}
+
+void
+envelope_rcpt_set_remote(struct envelope_rcpt *rcpt, const char *remote_mta,
+    const char *command)
+{
+	char *new_mta = envelope_clean_text(remote_mta, 300, 0);
+	char *new_command = envelope_clean_text(command, 20, 0);
+
+	free(rcpt->remote_mta);
+	rcpt->remote_mta = new_mta;
+	free(rcpt->reply_command);
+	rcpt->reply_command = new_command;
+}
+
+void
+envelope_rcpt_expire(struct envelope_rcpt *rcpt)
+{
+	char *remote_mta = rcpt->remote_mta, *command = rcpt->reply_command;
+	char *reason = xasprintf(ENVELOPE_EXPIRED_PREFIX "%s",
+	    rcpt->reason != NULL ? rcpt->reason : "none");
+
+	/* envelope_rcpt_set frees them, so take them first. */
+	rcpt->remote_mta = NULL;
+	rcpt->reply_command = NULL;
+	envelope_rcpt_set(rcpt, RCPT_FAILED,
+	    rcpt->dsn != NULL && rcpt->dsn[0] == '4' ? rcpt->dsn : "4.4.7", reason);
+	rcpt->remote_mta = remote_mta;
+	rcpt->reply_command = command;
+	free(reason);
 }
 
 void
@@ -316,6 +352,10 @@ envelope_format(const struct envelope *env, size_t *len)
 			append_field(fp, "dsn", rcpt->dsn);
 		if (rcpt->reason != NULL)
 			append_field(fp, "reason", rcpt->reason);
+		if (rcpt->remote_mta != NULL)
+			append_field(fp, "remote_mta", rcpt->remote_mta);
+		if (rcpt->reply_command != NULL)
+			append_field(fp, "reply_command", rcpt->reply_command);
 	}
 	fputs("end=1\n", fp);
 	fclose(fp);
@@ -382,6 +422,12 @@ parse_rcpt_field(struct envelope_rcpt *rcpt, const char *key, const char *value)
 	} else if (strcmp(key, "reason") == 0) {
 		free(rcpt->reason);
 		rcpt->reason = xstrdup(value);
+	} else if (strcmp(key, "remote_mta") == 0) {
+		free(rcpt->remote_mta);
+		rcpt->remote_mta = xstrdup(value);
+	} else if (strcmp(key, "reply_command") == 0) {
+		free(rcpt->reply_command);
+		rcpt->reply_command = xstrdup(value);
 	} else {
 		return -1;
 	}

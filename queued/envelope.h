@@ -26,6 +26,9 @@
  *   status=pending|deferred|sent|failed|bounced
  *   dsn=4.4.1                          (optional)
  *   reason=TEXT                        (optional)
+ *   remote_mta=HOST[ADDRESS]           (optional: the SMTP server that sent
+ *   reply_command=RCPT TO              the reply in reason, and the command
+ *                                      it replied to)
  *   end=1
  *
  * The final "end" line marks a complete file. Keys this version does
@@ -59,7 +62,14 @@ struct envelope_rcpt {
 	enum rcpt_status status;
 	char *dsn;		/* enhanced status code of the last attempt, or NULL */
 	char *reason;		/* last reply or error, or NULL */
+	char *remote_mta;	/* "host[address]" of the SMTP server that sent the reply
+				 * in reason, or NULL */
+	char *reply_command;	/* the command it replied to ("RCPT TO"), or NULL */
 };
+
+/* The start of the reason of a recipient that expired in the queue,
+ * before the reason of its last attempt. */
+#define ENVELOPE_EXPIRED_PREFIX "message delivery time exceeded, last error: "
 
 struct envelope_attr {
 	char *key;
@@ -97,10 +107,22 @@ void envelope_set_attr(struct envelope *env, const char *key, const char *value)
  * Envelopes written before the flag existed have none. */
 int envelope_quarantined(const struct envelope *env);
 
-/* Store DSN and REASON on RCPT with STATUS. REASON is cleaned of
- * control characters and cut at ENVELOPE_REASON_MAX bytes. */
+/* Store DSN and REASON on RCPT with STATUS, and clear the remote MTA
+ * of an earlier reason. REASON is cleaned of control characters and cut
+ * at ENVELOPE_REASON_MAX bytes. */
 void envelope_rcpt_set(struct envelope_rcpt *rcpt, enum rcpt_status status,
     const char *dsn, const char *reason);
+
+/* Store that the reason of RCPT is the reply of the SMTP server
+ * REMOTE_MTA ("host[address]") to COMMAND ("MAIL FROM", "RCPT TO",
+ * "DATA" or "end of DATA"), for the Remote-MTA field of a DSN. */
+void envelope_rcpt_set_remote(struct envelope_rcpt *rcpt, const char *remote_mta,
+    const char *command);
+
+/* Fail a deferred RCPT at the end of the queue lifetime. Its reason
+ * becomes ENVELOPE_EXPIRED_PREFIX and the last reason, and its remote
+ * MTA stays. */
+void envelope_rcpt_expire(struct envelope_rcpt *rcpt);
 
 /*
  * Record that an SMTP server accepted RCPT. A server that offers DSN

@@ -217,6 +217,33 @@ more_addresses(const struct session *s)
 	    !session_limit_reached(s);
 }
 
+/* Return the command of the current reply, named as in Postfix's bounce
+ * reasons ("in reply to RCPT TO command"). */
+static const char *
+replied_command(const struct session *s)
+{
+	if (s->state == S_DATA_DONE)
+		return "end of DATA";
+	if (s->reply_index <= 1)
+		return "MAIL FROM";
+	return s->reply_index <= s->ntxn + 1 ? "RCPT TO" : "DATA";
+}
+
+/* Store the server of the current reply with the outcome of job
+ * recipient R, for the Remote-MTA field of a DSN. */
+static void
+set_remote_mta(struct session *s, size_t r)
+{
+	const struct route_address *address;
+	char remote_mta[ROUTE_NAME_MAX + 80];
+
+	if (s->route == NULL || s->address >= s->route->naddresses)
+		return;
+	address = &s->route->addresses[s->address];
+	snprintf(remote_mta, sizeof remote_mta, "%s[%s]", address->host, address->text);
+	envelope_rcpt_set_remote(job_rcpt(s, r), remote_mta, replied_command(s));
+}
+
 /*
  * Store the current reply as the outcome of job recipient R. As in
  * Postfix's SMTP client (smtp_bulk_fail in smtp_trouble.c), a temporary
@@ -242,6 +269,7 @@ reply_to_outcome(struct session *s, size_t r)
 		return;
 	}
 	set_outcome(s, r, status, dsn, reason);
+	set_remote_mta(s, r);
 	free(reason);
 }
 

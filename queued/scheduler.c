@@ -222,18 +222,9 @@ expire_if_due(struct qmsg *msg)
 	    now_usec() - env->arrival_usec < lifetime * 1000000)
 		return;
 
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		struct envelope_rcpt *rcpt = &env->rcpts[i];
-		char *reason;
-
-		if (rcpt->status != RCPT_DEFERRED)
-			continue;
-		reason = xasprintf("message delivery time exceeded, last error: %s",
-		    rcpt->reason != NULL ? rcpt->reason : "none");
-		envelope_rcpt_set(rcpt, RCPT_FAILED,
-		    rcpt->dsn != NULL && rcpt->dsn[0] == '4' ? rcpt->dsn : "4.4.7", reason);
-		free(reason);
-	}
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].status == RCPT_DEFERRED)
+			envelope_rcpt_expire(&env->rcpts[i]);
 	log_sanitize(sender, sizeof sender, env->sender, strlen(env->sender));
 	log_info("%s: from=<%s>, status=expired, returned to sender", env->id, sender);
 }

@@ -534,6 +534,98 @@ START_TEST(success_report_relayed_action)
 }
 END_TEST
 
+START_TEST(envelope_remote_mta_round_trip)
+{
+	struct envelope *env = sample_envelope(), *parsed;
+	const char *why;
+	size_t len;
+	char *text;
+
+	envelope_rcpt_set_remote(&env->rcpts[1], "mx1.remote.example[192.0.2.1]", "RCPT TO");
+	text = envelope_format(env, &len);
+	ck_assert_ptr_nonnull(strstr(text, "remote_mta=mx1.remote.example[192.0.2.1]\n"
+	    "reply_command=RCPT TO\n"));
+
+	parsed = envelope_parse(text, len, &why);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_str_eq(parsed->rcpts[1].remote_mta, "mx1.remote.example[192.0.2.1]");
+	ck_assert_str_eq(parsed->rcpts[1].reply_command, "RCPT TO");
+	ck_assert_ptr_null(parsed->rcpts[0].remote_mta);
+
+	/* A new outcome clears the server of the old one. */
+	envelope_rcpt_set(&parsed->rcpts[1], RCPT_DEFERRED, "4.4.1", "connection refused");
+	ck_assert_ptr_null(parsed->rcpts[1].remote_mta);
+	ck_assert_ptr_null(parsed->rcpts[1].reply_command);
+
+	free(text);
+	envelope_free(env);
+	envelope_free(parsed);
+}
+END_TEST
+
+START_TEST(failure_report_remote_mta)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_FAILED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F98", .now = 1733350000,
+	};
+	size_t len;
+	int eightbit;
+	char *text;
+
+	envelope_rcpt_set_remote(&env->rcpts[1], "mx1.remote.example[192.0.2.1]", "RCPT TO");
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "\n<carol@example.test>: host mx1.remote.example[192.0.2.1] "
+	    "said: 550 5.1.1 <carol@example.test>: user unknown (in reply to RCPT TO command)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Action: failed\nStatus: 5.1.1\n"
+	    "Remote-MTA: dns; mx1.remote.example\n"
+	    "Diagnostic-Code: smtp; 550 5.1.1 <carol@example.test>: user unknown\n"));
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
+START_TEST(expired_report_smtp_diagnostic)
+{
+	struct envelope *env = sample_envelope();
+	struct bounce_report report = {
+		.env = env, .kind = BOUNCE_FAILED, .headers = "",
+		.myhostname = "mail.example.test", .bounce_id = "4F2A1B3C9D0E1F94", .now = 1733350000,
+	};
+	struct envelope_rcpt *rcpt = &env->rcpts[2];
+	size_t len;
+	int eightbit;
+	char *text;
+
+	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.2.0", "450 4.2.0 mailbox busy");
+	envelope_rcpt_set_remote(rcpt, "mx1.remote.example[192.0.2.1]", "end of DATA");
+	envelope_rcpt_expire(rcpt);
+	ck_assert_int_eq(rcpt->status, RCPT_FAILED);
+	ck_assert_str_eq(rcpt->dsn, "4.2.0");
+	ck_assert_str_eq(rcpt->reason, ENVELOPE_EXPIRED_PREFIX "450 4.2.0 mailbox busy");
+	ck_assert_str_eq(rcpt->remote_mta, "mx1.remote.example[192.0.2.1]");
+
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "\n<dave@remote.example>: " ENVELOPE_EXPIRED_PREFIX
+	    "host mx1.remote.example[192.0.2.1] said: 450 4.2.0 mailbox busy "
+	    "(in reply to end of DATA command)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nFinal-Recipient: rfc822; dave@remote.example\n"
+	    "Action: failed\nStatus: 4.2.0\nRemote-MTA: dns; mx1.remote.example\n"
+	    "Diagnostic-Code: smtp; 450 4.2.0 mailbox busy\n"));
+	free(text);
+
+	/* Without an SMTP reply the diagnostic keeps the whole text. */
+	envelope_rcpt_set(rcpt, RCPT_DEFERRED, "4.4.1", "connection refused");
+	envelope_rcpt_expire(rcpt);
+	text = bounce_build(&report, &len, &eightbit);
+	ck_assert_ptr_nonnull(strstr(text, "Status: 4.4.1\nDiagnostic-Code: X-Estafeta; "
+	    ENVELOPE_EXPIRED_PREFIX "connection refused\n"));
+	free(text);
+	envelope_free(env);
+}
+END_TEST
+
 Suite *
 queue_envelope_suite(void)
 {
@@ -562,6 +654,9 @@ queue_envelope_suite(void)
 	tcase_add_test(tc, envelope_relayed_round_trip);
 	tcase_add_test(tc, relayed_to_dsn_server_not_reported);
 	tcase_add_test(tc, success_report_relayed_action);
+	tcase_add_test(tc, envelope_remote_mta_round_trip);
+	tcase_add_test(tc, failure_report_remote_mta);
+	tcase_add_test(tc, expired_report_smtp_diagnostic);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
