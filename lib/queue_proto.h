@@ -18,6 +18,11 @@
  *   <- COMMIT-OK   id=QUEUEID    only after file and directory fsync
  *   <- COMMIT-FAIL id=QUEUEID reason=TEXT    (the client replies 451)
  *   -> ABORT id=QUEUEID           (data removed; no reply)
+ *   -> READER id=QUEUEID          (an uncommitted id of this client)
+ *   <- READER-OK   id=QUEUEID    with a new read-only descriptor of the
+ *                                data file attached, for smtpd to pass
+ *                                to filterd
+ *   <- READER-FAIL id=QUEUEID reason=TEXT
  *   A client that disconnects with uncommitted ids has them removed.
  *
  *   sender is empty for the null reverse-path <>. Each orcpt and

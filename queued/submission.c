@@ -1,5 +1,7 @@
 /* Clients of queued_socket: NEW, COMMIT and ABORT, and admin dispatch. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -109,6 +111,39 @@ handle_new(struct client *client)
 	client_send(client, reply, client_fd);
 	ipc_msg_free(reply);
 	close(client_fd);
+}
+
+/*
+ * READER: a read-only descriptor of an uncommitted file of this client,
+ * which smtpd passes to filterd in place of its own read-write one. It
+ * is a new open file, so reads through it do not move smtpd's offset.
+ */
+static void
+handle_reader(struct client *client, const struct ipc_msg *request)
+{
+	const char *id = ipc_msg_get(request, "id");
+	struct client_file *file = find_file(client, id);
+	struct ipc_msg *reply;
+	char reason[256];
+	int fd;
+
+	if (file == NULL) {
+		client_send_fail(client, "READER-FAIL", id, "unknown queue id");
+		return;
+	}
+	fd = openat(queued_spool.data_fd, file->id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(reason, sizeof reason, "cannot open the queue file: %s", strerror(errno));
+		log_error("%s: %s", file->id, reason);
+		client_send_fail(client, "READER-FAIL", file->id, reason);
+		return;
+	}
+
+	reply = ipc_msg_new("READER-OK");
+	ipc_msg_add(reply, "id", file->id);
+	client_send(client, reply, fd);
+	ipc_msg_free(reply);
+	close(fd);
 }
 
 static void
@@ -333,6 +368,8 @@ client_msg_cb(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 		handle_commit(client, msg);
 	else if (strcmp(msg->type, "ABORT") == 0)
 		handle_abort(client, msg);
+	else if (strcmp(msg->type, "READER") == 0)
+		handle_reader(client, msg);
 	else if (admin_handle(client, msg) < 0)
 		client_send_fail(client, "ERROR", NULL, "unknown request");
 	ipc_msg_free(msg);

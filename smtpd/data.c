@@ -215,11 +215,30 @@ message_end(struct session *s)
 		return;
 	}
 
+	/* filterd gets a read-only descriptor of its own from queued. */
 	if (filter_enabled()) {
-		filter_message(s);
+		if (queue_client_reader(s) < 0) {
+			message_reject(s, "451 4.3.0 Error: queue file read error, try again later");
+			return;
+		}
+		session_pause(s);
 		return;
 	}
 	message_commit(s);
+}
+
+void
+data_reader_ready(struct session *s, int fd, const char *error)
+{
+	if (error != NULL) {
+		log_warn("%s: no read-only descriptor of the queue file for filterd: %s",
+		    s->tx.queue_id, error);
+		message_reject(s, "451 4.3.0 Error: queue file read error, try again later");
+		session_resume(s);
+		return;
+	}
+	filter_message(s, fd);
+	close(fd);
 }
 
 /* Close the spool file and COMMIT; the session waits for queued. */
@@ -268,16 +287,8 @@ message_apply_edits(struct session *s, const struct header_edits *edits)
 	char err[256];
 	int rc;
 
-	/* filterd and clamd (FILDES) share the file offset through the
-	 * passed descriptor, and queued checks it against COMMIT's size. */
-	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0') {
-		if (lseek(tx->spool_fd, (off_t)tx->spool_bytes, SEEK_SET) < 0) {
-			log_error("%s: seeking to the end of the queue file failed: %s", tx->queue_id,
-			    strerror(errno));
-			return "451 4.3.0 Error: queue file write error, try again later";
-		}
+	if (edits->nfields == 0 && edits->nremovals == 0 && edits->subject_prefix[0] == '\0')
 		return NULL;
-	}
 
 	rc = header_edit_apply(tx->spool_fd, (off_t)tx->spool_bytes, edits, &new_size, err,
 	    sizeof err);

@@ -219,7 +219,7 @@ filter_mail(struct session *s, const struct mailaddr *sender, const struct mail_
 }
 
 void
-filter_message(struct session *s)
+filter_message(struct session *s, int reader_fd)
 {
 	const struct transaction *tx = &s->tx;
 	struct filter_client *client = filter_client_get(s);
@@ -235,10 +235,9 @@ filter_message(struct session *s)
 		ipc_msg_add(msg, FILTER_KEY_SPF_RESULT, client->spf_result);
 		ipc_msg_add(msg, FILTER_KEY_SPF_DOMAIN, client->spf_domain);
 	}
-	/* NOTE: this is queued's read-write descriptor, so filterd could
-	 * write to the spool file. A read-only one would have to be opened
-	 * by path, and smtpd has no rights on the spool directory. */
-	filter_send(s, msg, tx->spool_fd, FILTER_MESSAGE);
+	/* A descriptor of its own, so that neither filterd nor clamd (with
+	 * FILDES) can write to the file or move smtpd's file offset. */
+	filter_send(s, msg, reader_fd, FILTER_MESSAGE);
 	ipc_msg_free(msg);
 }
 

@@ -41,6 +41,8 @@ queue_client_fail(struct session *s, const char *error)
 		data_commit_done(s, error);
 	else if (request == QUEUE_NEW_AHEAD)
 		log_debug("no spool file ahead: %s", error);
+	else if (request == QUEUE_READER)
+		data_reader_ready(s, -1, error);
 	else if (request != QUEUE_IDLE)
 		data_queue_file_ready(s, request, -1, NULL, error);
 }
@@ -227,6 +229,24 @@ queue_client_commit(struct session *s)
 	return rc;
 }
 
+int
+queue_client_reader(struct session *s)
+{
+	struct ipc_msg *msg;
+	int rc;
+
+	if (s->queue_request != QUEUE_IDLE) {
+		log_warn("%s: cannot ask queued for a read-only descriptor with a request in flight",
+		    s->tx.queue_id);
+		return -1;
+	}
+	msg = ipc_msg_new("READER");
+	ipc_msg_add(msg, "id", s->tx.queue_id);
+	rc = queue_client_send(s, msg, QUEUE_READER);
+	ipc_msg_free(msg);
+	return rc;
+}
+
 /* Drop the spool file of the current transaction; queued sends no reply. */
 void
 queue_client_abort(struct session *s)
@@ -303,6 +323,19 @@ queue_client_handle_reply(struct session *s, struct ipc_msg *msg)
 			return;
 		}
 		log_warn("%s: queued could not commit the message: %s %s", s->tx.queue_id,
+		    msg->type, reason != NULL ? reason : "");
+		queue_client_fail(s, reason != NULL ? reason : "unexpected reply from queued");
+		return;
+	}
+
+	if (request == QUEUE_READER) {
+		if (strcmp(msg->type, "READER-OK") == 0 && msg->fd >= 0) {
+			queue_client_stop_timer(s);
+			s->queue_request = QUEUE_IDLE;
+			data_reader_ready(s, ipc_msg_take_fd(msg), NULL);
+			return;
+		}
+		log_warn("%s: queued gave no read-only descriptor: %s %s", s->tx.queue_id,
 		    msg->type, reason != NULL ? reason : "");
 		queue_client_fail(s, reason != NULL ? reason : "unexpected reply from queued");
 		return;

@@ -141,6 +141,7 @@ enum queue_request {
 	QUEUE_NEW_FOR_BDAT,
 	QUEUE_NEW_AHEAD,	/* a spool file for the session's next message */
 	QUEUE_COMMIT,
+	QUEUE_READER,		/* a read-only descriptor of the spool file, for filterd */
 };
 
 /* Sessions that may hold a spool file ahead at a time, server-wide, so
@@ -322,6 +323,8 @@ void chunk_read(struct session *s);
 void data_queue_file_ready(struct session *s, enum queue_request request, int fd,
     const char *queue_id, const char *error);
 void data_commit_done(struct session *s, const char *error);
+/* queued's reply to READER: FD, or -1 with ERROR set. */
+void data_reader_ready(struct session *s, int fd, const char *error);
 
 /* recipient.c */
 #define RECIPIENT_PENDING 0	/* recipient_check started a userdb lookup */
@@ -409,6 +412,9 @@ void queue_client_new_ahead(struct session *s);
 int queue_client_take_ahead(struct session *s, enum queue_request request, int *fd,
     char id[QUEUE_ID_MAX], int *pending);
 int queue_client_commit(struct session *s);
+/* Ask for a read-only descriptor of the transaction's spool file;
+ * data_reader_ready runs with the reply. 0, or -1 when not sent. */
+int queue_client_reader(struct session *s);
 void queue_client_abort(struct session *s);
 void queue_client_close(struct session *s);
 
@@ -419,9 +425,10 @@ int filter_enabled(void);
 /* Ask filterd about MAIL FROM:SENDER; the session waits, then
  * mail_filter_done runs with the verdict. */
 void filter_mail(struct session *s, const struct mailaddr *sender, const struct mail_params *params);
-/* Ask filterd about the message in the spool file; the session waits,
- * then data_filter_done runs with the verdict. */
-void filter_message(struct session *s);
+/* Ask filterd about the message in the spool file, passing READER_FD, a
+ * read-only descriptor of it; the session waits, then data_filter_done
+ * runs with the verdict. */
+void filter_message(struct session *s, int reader_fd);
 void filter_close(struct session *s);
 
 /* envelope.c, data.c: the verdicts. VERDICT and its edits stay valid

@@ -9,6 +9,7 @@ sends the replies each test gives it and records the requests smtpd
 sent.
 """
 
+import fcntl
 import os
 import signal
 import smtplib
@@ -79,6 +80,7 @@ class ScriptedFilterd:
     def __init__(self, path, replies):
         self.replies = replies
         self.requests = []
+        self.access_modes = []  # O_ACCMODE bits of each passed descriptor
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         os.chmod(str(path), 0o666)
@@ -111,8 +113,9 @@ class ScriptedFilterd:
                 if fd is not None:
                     size = int(field(fields, "size"))
                     content = os.pread(fd, size, 0)
-                    # Move the shared file offset, as a scanner that
-                    # reads with read() would: smtpd must restore it.
+                    self.access_modes.append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)
+                    # Move the file offset, as a scanner that reads with
+                    # read() would: the commit must not depend on it.
                     os.lseek(fd, 0, os.SEEK_SET)
                     os.close(fd)
                 self.requests.append((kind, fields, content))
@@ -358,7 +361,7 @@ def test_filterd_busy_tempfails(make_mailhost):
     while first.cmd("MAIL FROM:<%s>" % SENDER)[0] != 250 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert first.cmd("RCPT TO:<%s>" % RCPT)[0] == 250
-    # A session between requests holds no slot: a request that never
+    # A session between requests takes no slot: a request that never
     # ends, only the start of a frame, takes the only one.
     holder = filterd_connection(host)
     holder.sendall(struct.pack("!II", 100, 0))
@@ -683,6 +686,15 @@ def test_accept_without_edits(scripted_host):
     messages = host.wait_for_messages(RCPT, 1)
     assert len(messages) == 1
     assert messages[0].endswith(b"\nX-Remove-Me: first\n\nbody line\n")
+
+
+def test_message_descriptor_read_only(scripted_host):
+    host, peer = scripted_host({"MAIL": ACCEPT, "MESSAGE": ACCEPT})
+
+    send(host)
+
+    assert len(host.wait_for_messages(RCPT, 1)) == 1
+    assert peer.access_modes == [os.O_RDONLY]
 
 
 def test_error_reply_policy_accept(scripted_host):
