@@ -3,6 +3,7 @@
 QueueClient is also used by the other test_queue_* files.
 """
 
+import fcntl
 import os
 import pickle
 import select
@@ -209,6 +210,30 @@ def test_commit_unknown_id_fails(queue):
         ("size", "0")])
     assert msg_type == "COMMIT-FAIL"
     assert dict(reply)["reason"] == "unknown queue id"
+
+
+def test_reader_gives_read_only_descriptor(queue):
+    queue_id, fd = queue.new()
+    os.write(fd, b"Subject: reader\n\nbody\n")
+
+    msg_type, reply, reader = queue.request("READER", [("id", queue_id)])
+
+    assert msg_type == "READER-OK", reply
+    assert dict(reply)["id"] == queue_id
+    assert fcntl.fcntl(reader, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    assert os.read(reader, 100) == b"Subject: reader\n\nbody\n"
+    # The reader has a file offset of its own: the writer's stays at the end.
+    assert os.lseek(fd, 0, os.SEEK_CUR) == 22
+    os.close(reader)
+    os.close(fd)
+
+
+def test_reader_unknown_id_fails(queue):
+    msg_type, reply, reader = queue.request("READER", [("id", "0123456789ABCDEF")])
+
+    assert msg_type == "READER-FAIL"
+    assert dict(reply)["reason"] == "unknown queue id"
+    assert reader is None
 
 
 def test_abort_removes_data_file(mailhost, queue):
