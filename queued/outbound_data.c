@@ -72,6 +72,9 @@ put_octet(struct outbound_data *data, struct chunk *chunk, struct evbuffer *out,
  * SMTP allows CR only in CRLF (RFC 5321 section 2.3.8), and a receiver
  * that ends lines at a bare CR would read "<CR>.<CR>" as the end of
  * the data and the octets after it as commands (SMTP smuggling).
+ * NOTE: Postfix replaces at queue time, before signing. Here filterd's
+ * DKIM signature covers the queued body with the CR, so a signed message
+ * with a bare CR in its body may fail verification at the receiver.
  */
 void
 outbound_data_add(struct outbound_data *data, struct evbuffer *out, const char *buf,
