@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "privsep.h"
 #include "queued.h"
+#include "spool.h"
 #include "util.h"
 
 /* Limits on what one RESULT may ask for, as smtpd has them. */
@@ -397,7 +399,7 @@ local_filter_start(struct envelope *env, int data_fd, const char *login,
 	struct timeval tv = { .tv_sec = (time_t)config_time("smtpd_filter_timeout") };
 	const char *path = config_string("filterd_socket");
 	struct ipc_msg *msg;
-	int sock;
+	int sock, reader;
 
 	filter->env = env;
 	filter->data_fd = data_fd;
@@ -416,8 +418,18 @@ local_filter_start(struct envelope *env, int data_fd, const char *login,
 	}
 	filter->conn = ipc_conn_new(queued_base, sock, local_filter_message_cb, filter);
 
+	/* filterd, and clamd with clamd_use_fildes, get a read-only
+	 * descriptor of their own, so they cannot write to the file. */
+	reader = spool_open_data(&queued_spool, env->id);
+	if (reader < 0) {
+		snprintf(filter->send_error, sizeof filter->send_error,
+		    "cannot open the data file for reading: %s", strerror(errno));
+		event_active(filter->timer, EV_TIMEOUT, 1);
+		return;
+	}
+
 	msg = build_request(env, login);
-	if (ipc_conn_send(filter->conn, msg, data_fd) < 0) {
+	if (ipc_conn_send(filter->conn, msg, reader) < 0) {
 		snprintf(filter->send_error, sizeof filter->send_error, "cannot send %s: %s",
 		    msg->type, strerror(errno));
 		event_active(filter->timer, EV_TIMEOUT, 1);
@@ -425,4 +437,5 @@ local_filter_start(struct envelope *env, int data_fd, const char *login,
 		evtimer_add(filter->timer, &tv);
 	}
 	ipc_msg_free(msg);
+	close(reader);
 }

@@ -52,7 +52,8 @@ int local_filter_wanted(const struct ipc_msg *request, uid_t uid);
 
 /*
  * Ask filterd about the message of ENV, whose data file is DATA_FD
- * (read-write, ENV->size bytes), submitted by the user LOGIN. Header
+ * (read-write, ENV->size bytes), submitted by the user LOGIN. filterd
+ * gets a read-only descriptor of that file. Header
  * edits of an accept or quarantine verdict are applied to the data file
  * and ENV->size is updated before DONE runs. DONE runs from the event
  * loop, never from inside this call. ENV and DATA_FD stay the caller's.
