@@ -1,9 +1,8 @@
 /*
  * Header edits that filterd returns, applied to the spool file in place
  * before the message is committed: fields inserted at the top, fields
- * removed, a prefix on the Subject: value. queued uses this copy for
- * local submissions.
- * TODO: smtpd/header_edit.c is the same code; smtpd should use this one.
+ * removed, a prefix on the Subject: value. smtpd applies them to SMTP
+ * mail, and queued to local submissions.
  */
 #ifndef ESTAFETA_HEADER_EDIT_H
 #define ESTAFETA_HEADER_EDIT_H

@@ -1,11 +1,11 @@
-/* Unit tests for the in-place header edits of smtpd/header_edit.c. */
+/* Unit tests for the in-place header edits of lib/header_edit.c. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../smtpd/header_edit.c"
+#include "../../lib/header_edit.c"
 
 /* A spool file holding TEXT, with the offset at its end as smtpd leaves it. */
 static int
@@ -209,7 +209,8 @@ START_TEST(header_too_long_fails)
 	text[len] = '\0';
 	fd = spool_with(text);
 
-	ck_assert_int_eq(header_edit_apply(fd, (off_t)len, &edits, &new_size, err, sizeof err), -1);
+	ck_assert_int_eq(header_edit_apply(fd, (off_t)len, &edits, &new_size, err, sizeof err),
+	    HEADER_EDIT_TOO_LARGE);
 	ck_assert_ptr_nonnull(strstr(err, "header section longer than"));
 	close(fd);
 	free(text);
