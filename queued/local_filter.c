@@ -26,7 +26,9 @@
 #include "spool.h"
 #include "util.h"
 
-/* Limits on what one RESULT may ask for, as smtpd has them. */
+/* Limits on what one RESULT may ask for, as smtpd has them.
+ * TODO: smtpd/filter.c parses RESULT with the same rules; one parser in
+ * lib could serve both. */
 #define MAX_FIELDS 64
 #define MAX_FIELD_LEN (64 * 1024)
 #define MAX_REMOVALS 32
