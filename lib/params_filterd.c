@@ -39,7 +39,9 @@ const struct config_param config_params_filterd[] = {
 	{ "filterd_authres_failure_policy", CONFIG_STRING, "accept", 0, 0,
 	  "what happens when the Authentication-Results field cannot be built: accept logs and goes on, tempfail replies 451 4.7.0", "accept tempfail", NULL },
 	{ "smtpd_filter", CONFIG_BOOL, "no", 0, 1,
-	  "whether smtpd asks filterd (at filterd_socket) about each transaction at MAIL FROM and at the end of the data", NULL, NULL },
+	  "whether smtpd asks filterd (at filterd_socket) about each transaction at MAIL FROM and at the end of the data; "
+	  "queued then also asks it about each local submission (sendmail) before the commit, as outbound mail; "
+	  "turning it on needs a restart of queued, which keeps the socket's group only when it starts with this set", NULL, NULL },
 	{ "smtpd_filter_timeout", CONFIG_TIME, "120s", 1, 3600,
 	  "time smtpd waits for a filterd reply before it applies smtpd_filter_failure_policy, in seconds", NULL, NULL },
 	{ "smtpd_filter_failure_policy", CONFIG_STRING, "tempfail", 0, 0,
