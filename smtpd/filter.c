@@ -16,15 +16,13 @@
 #include "config.h"
 #include "filter_client.h"
 #include "filter_proto.h"
+#include "filter_reply.h"
 #include "ipc.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
 
 /* Limits on what one RESULT may ask for, far above what the checks add. */
-#define MAX_FIELDS 64
-#define MAX_FIELD_LEN (64 * 1024)
-#define MAX_REMOVALS 32
 
 enum filter_request { FILTER_IDLE, FILTER_MAIL, FILTER_MESSAGE };
 
@@ -276,92 +274,6 @@ parse_action(const char *word, enum filter_verdict_action *action)
 	return -1;
 }
 
-/* Whether LINE starts a header field: a printable name, then a colon. */
-static int
-field_start_valid(const char *line)
-{
-	size_t i = 0;
-
-	while (line[i] > ' ' && line[i] < 127 && line[i] != ':')
-		i++;
-	return i > 0 && line[i] == ':';
-}
-
-/* Join the FILTER_KEY_FIELD lines of MSG into whole fields. */
-static const char *
-parse_fields(const struct ipc_msg *msg, struct header_edits *edits)
-{
-	size_t count = ipc_msg_count(msg, FILTER_KEY_FIELD);
-
-	for (size_t i = 0; i < count; i++) {
-		const char *line = ipc_msg_get_nth(msg, FILTER_KEY_FIELD, i);
-		int continuation = line[0] == ' ' || line[0] == '\t';
-
-		if (continuation && edits->nfields == 0)
-			return "a field continuation line comes first";
-		if (!continuation && !field_start_valid(line))
-			return "invalid header field name";
-		if (!continuation) {
-			if (edits->nfields == MAX_FIELDS)
-				return "too many header fields";
-			edits->fields = xrealloc(edits->fields,
-			    (edits->nfields + 1) * sizeof *edits->fields);
-			edits->fields[edits->nfields++] = xstrdup(line);
-			continue;
-		}
-
-		char **field = &edits->fields[edits->nfields - 1];
-		size_t len = strlen(*field), add = strlen(line);
-
-		if (len + add + 1 > MAX_FIELD_LEN)
-			return "header field too long";
-		*field = xrealloc(*field, len + add + 2);
-		(*field)[len] = '\n';
-		memcpy(*field + len + 1, line, add + 1);
-	}
-	return NULL;
-}
-
-/* Parse the "NAME:INDEX" removals of MSG. */
-static const char *
-parse_removals(const struct ipc_msg *msg, struct header_edits *edits)
-{
-	size_t count = ipc_msg_count(msg, FILTER_KEY_REMOVE);
-
-	if (count > MAX_REMOVALS)
-		return "too many removals";
-	edits->removals = xcalloc(count + 1, sizeof *edits->removals);
-	for (size_t i = 0; i < count; i++) {
-		const char *value = ipc_msg_get_nth(msg, FILTER_KEY_REMOVE, i);
-		const char *colon = strrchr(value, ':');
-		struct header_removal *removal = &edits->removals[i];
-		char *end;
-		unsigned long index;
-
-		if (colon == NULL || colon == value ||
-		    (size_t)(colon - value) >= sizeof removal->name)
-			return "invalid removal";
-		index = strtoul(colon + 1, &end, 10);
-		if (*end != '\0' || index == 0 || index > 10000)
-			return "invalid removal index";
-		memcpy(removal->name, value, (size_t)(colon - value));
-		removal->name[colon - value] = '\0';
-		removal->index = (unsigned)index;
-		edits->nremovals++;
-	}
-	return NULL;
-}
-
-/* A REJECT or TEMPFAIL reply must be a full reply of its class. */
-static int
-reply_valid(const char *reply, enum filter_verdict_action action)
-{
-	char expected = action == VERDICT_REJECT ? '5' : '4';
-
-	return reply != NULL && reply[0] == expected && reply[1] >= '0' && reply[1] <= '9' &&
-	    reply[2] >= '0' && reply[2] <= '9' && reply[3] == ' ';
-}
-
 /* Fill the verdict from a RESULT; returns NULL, or what is wrong with it. */
 static const char *
 parse_result(struct session *s, const struct ipc_msg *msg)
@@ -370,26 +282,20 @@ parse_result(struct session *s, const struct ipc_msg *msg)
 	struct filter_verdict *verdict = &client->verdict;
 	const char *reply = ipc_msg_get(msg, FILTER_KEY_REPLY);
 	const char *reason = ipc_msg_get(msg, FILTER_KEY_REASON);
-	const char *prefix = ipc_msg_get(msg, FILTER_KEY_SUBJECT_PREFIX);
 	const char *spf = ipc_msg_get(msg, FILTER_KEY_SPF_RESULT);
 	const char *error;
 
 	if (parse_action(ipc_msg_get(msg, FILTER_KEY_ACTION), &verdict->action) < 0)
 		return "missing or unknown action";
 	if (verdict->action == VERDICT_REJECT || verdict->action == VERDICT_TEMPFAIL) {
-		if (!reply_valid(reply, verdict->action))
+		if (!filter_reply_valid(reply, verdict->action == VERDICT_REJECT))
 			return "reject or tempfail without a valid SMTP reply";
 		strlcpy_x(verdict->reply, reply, sizeof verdict->reply);
 	}
 	strlcpy_x(verdict->reason, reason != NULL ? reason : "", sizeof verdict->reason);
 
-	if ((error = parse_fields(msg, &verdict->edits)) != NULL)
+	if ((error = filter_reply_edits(msg, &verdict->edits)) != NULL)
 		return error;
-	if ((error = parse_removals(msg, &verdict->edits)) != NULL)
-		return error;
-	if (prefix != NULL && strlcpy_x(verdict->edits.subject_prefix, prefix,
-	    sizeof verdict->edits.subject_prefix) >= sizeof verdict->edits.subject_prefix)
-		return "subject prefix too long";
 
 	if (client->request == FILTER_MAIL && spf != NULL) {
 		const char *domain = ipc_msg_get(msg, FILTER_KEY_SPF_DOMAIN);
