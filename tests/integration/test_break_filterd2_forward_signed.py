@@ -3,8 +3,9 @@
 deliverd forwards a message by submitting it to queued as the mailbox
 owner, and since sendmail submissions pass filterd, so do forwards, as
 outbound mail of that user. A message from the Internet whose From: is
-an address of our own domain (spoofed, so it failed DMARC on arrival)
-is signed with our domain's key when it is forwarded. Anyone who can
+an address of our own domain, spoofed and so without a valid signature
+of ours on arrival, is signed with our domain's key when it is
+forwarded. Anyone who can
 send mail to a user with a ~/.forward gets validly signed mail in our
 domain's name at the forward's destination.
 """
