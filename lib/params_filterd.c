@@ -40,8 +40,12 @@ const struct config_param config_params_filterd[] = {
 	  "what happens when the Authentication-Results field cannot be built: accept logs and goes on, tempfail replies 451 4.7.0", "accept tempfail", NULL },
 	{ "smtpd_filter", CONFIG_BOOL, "no", 0, 1,
 	  "whether smtpd asks filterd (at filterd_socket) about each transaction at MAIL FROM and at the end of the data; "
-	  "queued then also asks it about each local submission (sendmail) before the commit, as outbound mail; "
-	  "turning it on needs a restart of queued, which keeps the socket's group only when it starts with this set", NULL, NULL },
+	  "local submissions pass filterd only with local_filter", NULL, NULL },
+	{ "local_filter", CONFIG_BOOL, "no", 0, 1,
+	  "whether queued asks filterd about each local submission (sendmail, and deliverd's .forward resubmissions) before the commit, "
+	  "as outbound mail of the submitting user, so that it is scanned and signed; off by default because the From: address is not checked "
+	  "against the submitter and forwarded mail would be signed too, so turn it on only where every local user and forward is trusted; "
+	  "turning it on needs a restart of queued, which keeps the group of filterd_socket only when it starts with this set", NULL, NULL },
 	{ "smtpd_filter_timeout", CONFIG_TIME, "120s", 1, 3600,
 	  "time smtpd waits for a filterd reply before it applies smtpd_filter_failure_policy, in seconds", NULL, NULL },
 	{ "smtpd_filter_failure_policy", CONFIG_STRING, "tempfail", 0, 0,

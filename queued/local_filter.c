@@ -47,7 +47,7 @@ local_filter_keep_group(void)
 	uid_t uid;
 	gid_t gid;
 
-	if (!privsep_is_root() || !config_bool("smtpd_filter"))
+	if (!privsep_is_root() || !config_bool("local_filter"))
 		return;
 
 	if (group[0] != '\0') {
@@ -70,7 +70,12 @@ local_filter_keep_group(void)
 int
 local_filter_wanted(const struct ipc_msg *request, uid_t uid)
 {
-	if (!config_bool("smtpd_filter"))
+	/* TODO: deliverd's forwards arrive here as the mailbox owner's own
+	 * submissions, so they are signed whatever their From: says, lose the
+	 * Authentication-Results of their arrival, and are retried when
+	 * filterd rejects them. No submission's From: is checked against its
+	 * submitter either, which is why local_filter is off by default. */
+	if (!config_bool("local_filter"))
 		return 0;
 	if (uid != 0 && uid != queued_settings.smtpd_uid)
 		return 1;

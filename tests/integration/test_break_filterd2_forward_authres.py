@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates system users;
 
 @pytest.mark.xfail(strict=True, reason="filterd removes our own results from forwarded mail")
 def test_forward_keeps_arrival_results(make_mailhost, system_users):  # noqa: F811
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="authres", authserv_id=AUTHSERV_ID)
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="authres", authserv_id=AUTHSERV_ID)
     host.start("filterd")
     (user,) = system_users(host)
     make_home(user)

@@ -32,7 +32,7 @@ def clamd():
 
 @pytest.mark.xfail(strict=True, reason="deliverd turns every failed forward into 451")
 def test_rejected_forward_is_not_retried(make_mailhost, system_users, clamd):  # noqa: F811
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
     host.start("filterd")
     (user,) = system_users(host)
     make_home(user)

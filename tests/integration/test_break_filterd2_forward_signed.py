@@ -31,7 +31,8 @@ def test_forward_not_signed_for_spoofed_from(make_mailhost, system_users, zone, 
     table = Path(keys["directory"]) / "table-forward"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
-    host = make_mailhost(**dkim_bed.filter_settings(zone, dkim_signing_table=table))
+    host = make_mailhost(local_filter="yes",
+                         **dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
     (user,) = system_users(host)
     make_home(user)

@@ -60,7 +60,7 @@ def spool_data(host, queue_id):
 
 @pytest.mark.xfail(strict=True, reason="the submitter keeps a writable descriptor of the committed file")
 def test_committed_file_cannot_be_rewritten(make_mailhost, clamd):
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
     host.start("filterd")
     clean = b"From: <%s>\nTo: <%s>\nSubject: scanned\n\n%s\n" % (
         SENDER.encode(), REMOTE.encode(), b"x" * len(EICAR))

@@ -31,7 +31,8 @@ def signing_host(make_mailhost, zone, keys):  # noqa: F811
     table = Path(keys["directory"]) / "table-local-sender"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
-    host = make_mailhost(**dkim_bed.filter_settings(zone, dkim_signing_table=table))
+    host = make_mailhost(local_filter="yes",
+                         **dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
     return host
 

@@ -46,7 +46,7 @@ def connects_as(pid, path):
 @pytest.mark.xfail(strict=True, reason="queued keeps smtpd_user's group, which owns authd's sockets")
 @pytest.mark.parametrize("socket_name", ["auth-client", "auth-userdb"])
 def test_queued_cannot_reach_authd(make_mailhost, socket_name):
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="")
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="")
     host.start("filterd")
     queued = host.procs["queued"].pid
     path = host.dir / "sock" / socket_name

@@ -1,6 +1,6 @@
 """Mail submitted with sendmail(1) passes filterd, as SMTP mail does.
 
-With smtpd_filter on, queued passes each local submission to filterd
+With local_filter on, queued passes each local submission to filterd
 before the commit, as outbound mail of the submitting user. The message
 is DKIM-signed (checked with dkimpy), and a virus makes sendmail fail
 with nothing queued. With filterd down, smtpd_filter_failure_policy
@@ -51,7 +51,8 @@ def signing_host(make_mailhost, zone, keys):  # noqa: F811
     table = Path(keys["directory"]) / "table-local"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
-    host = make_mailhost(**dkim_bed.filter_settings(zone, dkim_signing_table=table))
+    host = make_mailhost(local_filter="yes",
+                         **dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
     return host
 
@@ -72,7 +73,7 @@ def test_sendmail_mail_is_signed(make_mailhost, zone, keys, records):  # noqa: F
 
 
 def test_sendmail_virus_is_rejected(make_mailhost, clamd):
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
     host.start("filterd")
 
     result = host.run("sendmail", "-f", DEMO, DEMO,
@@ -89,7 +90,7 @@ def test_sendmail_virus_is_rejected(make_mailhost, clamd):
 def test_sendmail_bs_virus_gets_554(make_mailhost, clamd):
     """In an SMTP session on standard input (-bs) the rejected message
     gets 554 and the session goes on."""
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket)
     host.start("filterd")
     data = plain_message("virus", EICAR.decode()).replace(b"\n", b"\r\n")
 
@@ -103,7 +104,7 @@ def test_sendmail_bs_virus_gets_554(make_mailhost, clamd):
 
 
 def test_sendmail_virus_is_discarded(make_mailhost, clamd):
-    host = make_mailhost(smtpd_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket,
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="clamav", clamd_socket=clamd.socket,
                          virus_action="discard")
     host.start("filterd")
 
@@ -117,7 +118,7 @@ def test_sendmail_virus_is_discarded(make_mailhost, clamd):
 
 
 def test_sendmail_filterd_down_tempfails(make_mailhost):
-    host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock")
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_socket="/nonexistent/filterd.sock")
 
     result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("later", "x"))
 
@@ -128,7 +129,7 @@ def test_sendmail_filterd_down_tempfails(make_mailhost):
 
 
 def test_sendmail_filterd_down_accept_policy(make_mailhost):
-    host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock",
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_socket="/nonexistent/filterd.sock",
                          smtpd_filter_failure_policy="accept")
 
     result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("unfiltered", "x"))
@@ -151,7 +152,7 @@ def test_sendmail_without_filter_skips_filterd(make_mailhost):
 def test_sendmail_waiting_leaves_queued_serving(make_mailhost):
     """A submission that waits for a stopped filterd does not hold up
     queued, which replies to a queue listing meanwhile."""
-    host = make_mailhost(smtpd_filter="yes", smtpd_filter_timeout="3s")
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", smtpd_filter_timeout="3s")
     host.start("filterd")
     proc = host.procs["filterd"]
     data = host.dir / "spool" / "data"
@@ -200,3 +201,13 @@ def test_sendmail_uneditable_header_rejected(make_mailhost, zone, keys):  # noqa
     assert result.returncode == EX_UNAVAILABLE, result.stderr
     assert b"552 5.3.4" in result.stderr
     assert queued_files(host) == []
+
+
+def test_local_filter_off_by_default(make_mailhost):
+    host = make_mailhost(smtpd_filter="yes", filterd_socket="/nonexistent/filterd.sock")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=plain_message("default", "x"))
+
+    assert result.returncode == 0, result.stderr
+    assert len(host.wait_for_messages(DEMO, 1)) == 1, host.log()
+    assert "committing without filtering" not in host.log()
