@@ -234,11 +234,7 @@ dkim_sign_check(const struct filter_message *msg, struct filter_result *result, 
 
 	if (spool_header_read(msg->fd, msg->size, &header, err, errsize) < 0)
 		return -1;
-	if (header_parse(header.text, header.len, &list) < 0) {
-		snprintf(err, errsize, "out of memory");
-		spool_header_free(&header);
-		return -1;
-	}
+	spool_header_fields(&header, &list);
 
 	if (from_domain(&list, result, domain, sizeof domain) < 0) {
 		filter_result_log(result, "dkim_sign=none (no From: address)");
