@@ -20,6 +20,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "unbound_ctx.h"
 #include "util.h"
 
 #define CLASS_IN 1
@@ -110,78 +111,6 @@ dispatch_loop(void *arg)
 	return NULL;
 }
 
-/* Zones that libunbound would answer itself, sent to the servers. */
-static const char *const forwarded_local_zones[] = {
-	"test.",
-	"2.0.192.in-addr.arpa.",
-	"100.51.198.in-addr.arpa.",
-	"113.0.203.in-addr.arpa.",
-	"8.b.d.0.1.0.0.2.ip6.arpa.",
-	NULL,
-};
-
-/* Forward every query to SERVERS, as queued/resolver.c does. */
-static int
-set_forwarders(char *const *servers, char *err, size_t errsize)
-{
-	for (size_t i = 0; servers[i] != NULL; i++) {
-		int rc = ub_ctx_set_fwd(context, servers[i]);
-
-		if (rc != 0) {
-			snprintf(err, errsize, "invalid dns_resolvers entry %s: %s", servers[i],
-			    ub_strerror(rc));
-			return -1;
-		}
-	}
-
-	/* A resolver on 127.0.0.1 is allowed because the admin named it. */
-	if (ub_ctx_set_option(context, "do-not-query-localhost:", "no") != 0) {
-		snprintf(err, errsize, "libunbound rejected do-not-query-localhost");
-		return -1;
-	}
-
-	/* libunbound 1.17 replies NXDOMAIN itself for names under "test."
-	 * (RFC 6761), the reverse zones of private networks (RFC 6303) and
-	 * those of the documentation networks (RFC 5737, RFC 3849). The SPF
-	 * ptr mechanism and %{p} need the PTR records of such clients, so
-	 * these names go to the configured servers too. */
-	if (ub_ctx_set_option(context, "unblock-lan-zones:", "yes") != 0) {
-		snprintf(err, errsize, "libunbound rejected unblock-lan-zones");
-		return -1;
-	}
-	for (size_t i = 0; forwarded_local_zones[i] != NULL; i++) {
-		char zone[128];
-
-		snprintf(zone, sizeof zone, "%s transparent", forwarded_local_zones[i]);
-		if (ub_ctx_set_option(context, "local-zone:", zone) != 0) {
-			snprintf(err, errsize, "libunbound rejected local-zone %s", zone);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int
-set_trust_anchor(const char *file, char *err, size_t errsize)
-{
-	int rc;
-
-	if (file[0] == '\0') {
-		log_warn("DNS resolver: dns_trust_anchor_file is empty, so no answer is DNSSEC-validated");
-		return 0;
-	}
-	if (access(file, R_OK) < 0) {
-		snprintf(err, errsize, "dns_trust_anchor_file %s: %s", file, strerror(errno));
-		return -1;
-	}
-	rc = ub_ctx_add_ta_file(context, file);
-	if (rc != 0) {
-		snprintf(err, errsize, "dns_trust_anchor_file %s: %s", file, ub_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 static int
 dns_create(char *err, size_t errsize)
 {
@@ -194,22 +123,9 @@ dns_create(char *err, size_t errsize)
 		return 0;
 	}
 
-	context = ub_ctx_create();
-	if (context == NULL) {
-		snprintf(err, errsize, "ub_ctx_create failed");
+	context = unbound_ctx_create(err, errsize);
+	if (context == NULL)
 		return -1;
-	}
-
-	/* Queries run in a thread of this process, not a forked child. */
-	err[0] = '\0';
-	if (ub_ctx_async(context, 1) != 0 || set_forwarders(servers, err, errsize) < 0 ||
-	    set_trust_anchor(anchor, err, errsize) < 0) {
-		if (err[0] == '\0')
-			snprintf(err, errsize, "ub_ctx_async failed");
-		ub_ctx_delete(context);
-		context = NULL;
-		return -1;
-	}
 
 	stopping = 0;
 	if (pthread_create(&dispatcher, NULL, dispatch_loop, NULL) != 0) {

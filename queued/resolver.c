@@ -12,6 +12,7 @@
 #include "log.h"
 #include "queued.h"
 #include "resolver.h"
+#include "unbound_ctx.h"
 #include "util.h"
 
 #define CLASS_IN 1
@@ -29,57 +30,6 @@ answer_cb(evutil_socket_t fd, short what, void *arg)
 		log_error("DNS resolver: ub_process failed: %s", ub_strerror(err));
 }
 
-/* Forward every query to the servers in dns_resolvers. */
-static int
-set_forwarders(char *const *servers, char *err, size_t errsize)
-{
-	for (size_t i = 0; servers[i] != NULL; i++) {
-		int rc = ub_ctx_set_fwd(context, servers[i]);
-
-		if (rc != 0) {
-			snprintf(err, errsize, "invalid dns_resolvers entry %s: %s", servers[i],
-			    ub_strerror(rc));
-			return -1;
-		}
-	}
-
-	/* A resolver on 127.0.0.1 is allowed: the admin named it. */
-	if (ub_ctx_set_option(context, "do-not-query-localhost:", "no") != 0) {
-		snprintf(err, errsize, "libunbound rejected do-not-query-localhost");
-		return -1;
-	}
-
-	/* libunbound 1.17 replies NXDOMAIN itself for names under "test."
-	 * (RFC 6761); "transparent" sends them to the configured servers
-	 * ("nodefault" did not, measured with libunbound 1.17.1). */
-	if (ub_ctx_set_option(context, "local-zone:", "test. transparent") != 0) {
-		snprintf(err, errsize, "libunbound rejected local-zone test. transparent");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-set_trust_anchor(const char *file, char *err, size_t errsize)
-{
-	int rc;
-
-	if (file[0] == '\0') {
-		log_warn("DNS resolver: dns_trust_anchor_file is empty, so no answer is DNSSEC-validated and DANE is off");
-		return 0;
-	}
-	if (access(file, R_OK) < 0) {
-		snprintf(err, errsize, "dns_trust_anchor_file %s: %s", file, strerror(errno));
-		return -1;
-	}
-	rc = ub_ctx_add_ta_file(context, file);
-	if (rc != 0) {
-		snprintf(err, errsize, "dns_trust_anchor_file %s: %s", file, ub_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 int
 resolver_init(char *err, size_t errsize)
 {
@@ -91,21 +41,9 @@ resolver_init(char *err, size_t errsize)
 		snprintf(err, errsize, "no DNS resolver configured (dns_resolvers is empty)");
 		return -1;
 	}
-	context = ub_ctx_create();
-	if (context == NULL) {
-		snprintf(err, errsize, "ub_ctx_create failed");
+	context = unbound_ctx_create(err, errsize);
+	if (context == NULL)
 		return -1;
-	}
-
-	/* Queries run in a thread of this process, not a forked child. */
-	if (ub_ctx_async(context, 1) != 0 || set_forwarders(servers, err, errsize) < 0 ||
-	    set_trust_anchor(anchor, err, errsize) < 0) {
-		if (err[0] == '\0')
-			snprintf(err, errsize, "ub_ctx_async failed");
-		ub_ctx_delete(context);
-		context = NULL;
-		return -1;
-	}
 
 	fd = ub_fd(context);
 	answer_ev = event_new(queued_base, fd, EV_READ | EV_PERSIST, answer_cb, NULL);
