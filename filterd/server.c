@@ -3,7 +3,11 @@
  * clamd round trips), so each request runs in a worker thread. Between
  * requests a connection waits in the main thread's poll loop without a
  * worker, so an idle SMTP session, which keeps its connection, does not
- * count against filterd_max_connections (requests served at once).
+ * count against filterd_max_connections (requests served at once). The
+ * main thread also reads each request without blocking (reader.h) and
+ * hands it to a worker only when it is complete, so a peer that sends
+ * part of a request takes no worker. Its connection is closed after
+ * filterd_request_timeout.
  * Workers started stay in a pool, at most that many.
  */
 #include <errno.h>
@@ -24,6 +28,7 @@
 #include "filter_proto.h"
 #include "ipc.h"
 #include "log.h"
+#include "reader.h"
 #include "request.h"
 #include "server.h"
 #include "util.h"
@@ -36,10 +41,19 @@
 /* Time a worker waits for smtpd to take a reply. */
 #define SEND_TIMEOUT 30
 
-/* A connection waiting for its next request, and since when. */
+/* A connection waiting for its next request, since when, and the part
+ * of the request read so far and since when. */
 struct idle_conn {
 	int sock;
 	time_t since;
+	time_t request_started;
+	struct reader reader;
+};
+
+/* A complete request for a worker. */
+struct job {
+	int sock;
+	struct ipc_msg *request;
 };
 
 static struct idle_conn *idle;
@@ -48,7 +62,7 @@ static size_t nidle, idle_capacity;
 /* Connections with a request to serve, for the workers. */
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t jobs_cond = PTHREAD_COND_INITIALIZER;
-static int *jobs;
+static struct job *jobs;
 static size_t njobs, jobs_capacity;
 static long long requests_active;	/* queued or being served */
 static long long workers, workers_waiting;
@@ -74,6 +88,8 @@ idle_add(int sock)
 	}
 	idle[nidle].sock = sock;
 	idle[nidle].since = time(NULL);
+	idle[nidle].request_started = 0;
+	reader_init(&idle[nidle].reader);
 	nidle++;
 }
 
@@ -81,6 +97,15 @@ static void
 idle_remove(size_t i)
 {
 	idle[i] = idle[--nidle];
+}
+
+/* Close an idle connection with whatever part of a request it has. */
+static void
+idle_close(size_t i)
+{
+	reader_reset(&idle[i].reader);
+	close(idle[i].sock);
+	idle_remove(i);
 }
 
 static void
@@ -92,25 +117,15 @@ request_done(void)
 }
 
 /*
- * Serve one request on SOCK, then give the connection back to the main
+ * Serve REQUEST from SOCK, then give the connection back to the main
  * thread. The request counts as done before the reply goes out: smtpd
  * may send its next request as soon as it has the reply.
  */
 static void
-serve_request(int sock)
+serve_request(int sock, struct ipc_msg *request)
 {
-	struct ipc_msg *request = ipc_recv(sock);
-	struct ipc_msg *reply;
+	struct ipc_msg *reply = request_handle(request);
 
-	if (request == NULL) {
-		if (errno != 0)
-			log_warn("reading a request from smtpd failed: %s", strerror(errno));
-		request_done();
-		close(sock);
-		return;
-	}
-
-	reply = request_handle(request);
 	ipc_msg_free(request);
 	request_done();
 
@@ -133,18 +148,18 @@ worker_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		int sock;
+		struct job job;
 
 		pthread_mutex_lock(&jobs_lock);
 		workers_waiting++;
 		while (njobs == 0)
 			pthread_cond_wait(&jobs_cond, &jobs_lock);
 		workers_waiting--;
-		sock = jobs[0];
+		job = jobs[0];
 		memmove(jobs, jobs + 1, --njobs * sizeof *jobs);
 		pthread_mutex_unlock(&jobs_lock);
 
-		serve_request(sock);
+		serve_request(job.sock, job.request);
 	}
 	return NULL;
 }
@@ -185,15 +200,16 @@ reject_busy(int sock, long long limit)
 	close(sock);
 }
 
-/* SOCK has a request (or EOF): queue it for a worker, or reply BUSY. */
+/* SOCK has sent REQUEST: queue it for a worker, or reply BUSY. */
 static void
-dispatch(int sock)
+dispatch(int sock, struct ipc_msg *request)
 {
 	long long limit = config_int("filterd_max_connections");
 
 	pthread_mutex_lock(&jobs_lock);
 	if (requests_active >= limit) {
 		pthread_mutex_unlock(&jobs_lock);
+		ipc_msg_free(request);
 		reject_busy(sock, limit);
 		return;
 	}
@@ -201,7 +217,7 @@ dispatch(int sock)
 		jobs_capacity = jobs_capacity > 0 ? jobs_capacity * 2 : 64;
 		jobs = xrealloc(jobs, jobs_capacity * sizeof *jobs);
 	}
-	jobs[njobs++] = sock;
+	jobs[njobs++] = (struct job){ .sock = sock, .request = request };
 	requests_active++;
 	if (workers_waiting < (long long)njobs && workers < limit)
 		start_worker();
@@ -234,8 +250,7 @@ accept_connection(int listener)
 			for (size_t i = 1; i < nidle; i++)
 				if (idle[i].since < idle[oldest].since)
 					oldest = i;
-			close(idle[oldest].sock);
-			idle_remove(oldest);
+			idle_close(oldest);
 		} else if (errno == EMFILE || errno == ENFILE) {
 			usleep(100 * 1000);
 		}
@@ -248,21 +263,55 @@ accept_connection(int listener)
 	idle_add(sock);
 }
 
-/* Close the connections idle for filterd_timeout. */
+/*
+ * Read what the idle connection I has sent. A complete request goes to
+ * a worker, and the connection leaves the idle list. A connection at EOF
+ * or in error is closed and leaves it too.
+ */
+static void
+read_request(size_t i)
+{
+	struct ipc_msg *request = NULL;
+	int sock = idle[i].sock;
+	int rc = reader_read(&idle[i].reader, sock, &request);
+
+	if (rc == 0) {
+		if (idle[i].request_started == 0 && reader_started(&idle[i].reader))
+			idle[i].request_started = time(NULL);
+		return;
+	}
+	if (rc < 0) {
+		if (errno != 0)
+			log_warn("reading a request from smtpd failed: %s", strerror(errno));
+		idle_close(i);
+		return;
+	}
+	idle_remove(i);
+	dispatch(sock, request);
+}
+
+/* Close the connections idle for filterd_timeout, and those whose
+ * request is not complete after filterd_request_timeout. */
 static void
 close_expired(void)
 {
 	time_t now = time(NULL);
 	long long timeout = config_time("filterd_timeout");
+	long long request_timeout = config_time("filterd_request_timeout");
 
 	for (size_t i = 0; i < nidle;) {
-		if (now - idle[i].since < timeout) {
+		time_t started = idle[i].request_started;
+
+		if (started != 0 && now - started >= request_timeout) {
+			log_warn("closing a connection from smtpd whose request is not complete "
+			    "after %llds", request_timeout);
+			idle_close(i);
+		} else if (started == 0 && now - idle[i].since >= timeout) {
+			log_debug("closing a connection from smtpd idle for %llds", timeout);
+			idle_close(i);
+		} else {
 			i++;
-			continue;
 		}
-		log_debug("closing a connection from smtpd idle for %llds", timeout);
-		close(idle[i].sock);
-		idle_remove(i);
 	}
 }
 
@@ -340,8 +389,7 @@ server_run(int listener)
 		for (size_t i = polled; i-- > 0;) {
 			if (fds[3 + i].revents == 0)
 				continue;
-			dispatch(idle[i].sock);
-			idle_remove(i);
+			read_request(i);
 		}
 		if (fds[2].revents & POLLIN)
 			read_handback();

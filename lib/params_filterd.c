@@ -18,6 +18,8 @@ const struct config_param config_params_filterd[] = {
 	  "maximum number of smtpd requests served at once, one worker thread each; a later request gets a tempfail reply and its connection is closed, while connections between requests do not count", NULL, NULL },
 	{ "filterd_timeout", CONFIG_TIME, "600s", 1, 24 * 3600,
 	  "time filterd waits for the next request on an idle connection before it closes it, in seconds", NULL, NULL },
+	{ "filterd_request_timeout", CONFIG_TIME, "10s", 1, 3600,
+	  "time filterd waits for the rest of a request that smtpd has started to send before it closes the connection, in seconds", NULL, NULL },
 	{ "filterd_checks", CONFIG_LIST, "spf dkim_verify dmarc dkim_sign authres", 0, 0,
 	  "checks filterd runs, in this order; a name that is not compiled in is a configuration error; "
 	  "the content scanners spamassassin and clamav need spamd_socket or spamd_address and clamd_socket or clamd_address, "

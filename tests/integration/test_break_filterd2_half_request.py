@@ -9,6 +9,10 @@ filterd_max_connections slot that long. Every SMTP client meanwhile gets
 so a peer that sends a byte now and then can keep the slot longer (found
 by reading lib/ipc.c, not run). Only members of filterd_socket_group can connect, so this
 needs a faulty or compromised smtpd or queued.
+
+Fixed: filterd's main thread now reads each request without blocking and
+hands only a complete one to a worker; a request not complete after
+filterd_request_timeout closes its connection.
 """
 
 import socket
@@ -22,7 +26,8 @@ SLOTS = 2
 
 def start_host(make_mailhost):
     host = make_mailhost(start=False, mynetworks="198.51.100.0/24", smtpd_filter="yes",
-                         filterd_checks="", filterd_max_connections=str(SLOTS))
+                         filterd_checks="", filterd_max_connections=str(SLOTS),
+                         filterd_request_timeout="2s")
     host.newaliases()
     host.start()
     host.start("filterd")
@@ -48,7 +53,6 @@ def half_request(path):
     return sock
 
 
-@pytest.mark.xfail(strict=True, reason="a worker blocks reading a partial request")
 def test_partial_requests_keep_no_slot(make_mailhost):
     host = start_host(make_mailhost)
     path = host.settings["filterd_socket"]
@@ -70,3 +74,16 @@ def test_partial_requests_keep_no_slot(make_mailhost):
         sock.close()
     assert codes, host.log()
     assert all(code == 250 for code in codes), (codes, host.log())
+
+
+def test_partial_request_is_closed_after_request_timeout(make_mailhost):
+    host = start_host(make_mailhost)
+    sock = half_request(host.settings["filterd_socket"])
+    try:
+        started = time.monotonic()
+        assert sock.recv(1) == b"", host.log()
+        assert time.monotonic() - started < 4.5, host.log()
+    finally:
+        sock.close()
+    host.wait_for_log(r"closing a connection from smtpd whose request is not complete after 2s")
+    assert mail_reply(host) == 250, host.log()

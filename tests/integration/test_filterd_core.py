@@ -21,6 +21,7 @@ import time
 import pytest
 
 from ports import free_port
+from scanners import FakePeer
 
 SENDER = "someone@example.org"
 RCPT = "demo@example.test"
@@ -351,31 +352,33 @@ def test_filterd_timeout_tempfails(make_mailhost):
 
 
 def test_filterd_busy_tempfails(make_mailhost):
-    host = start_with_filterd(make_mailhost, filterd_max_connections="1")
-
-    # The harness's readiness probe holds the only slot until filterd's
-    # worker sees it closed, so the first session may need a retry.
-    first = host.raw()
-    assert first.cmd("EHLO client.example.test")[0] == 250
-    deadline = time.monotonic() + 5
-    while first.cmd("MAIL FROM:<%s>" % SENDER)[0] != 250 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert first.cmd("RCPT TO:<%s>" % RCPT)[0] == 250
-    # A session between requests takes no slot: a request that never
-    # ends, only the start of a frame, takes the only one.
-    holder = filterd_connection(host)
-    holder.sendall(struct.pack("!II", 100, 0))
-    time.sleep(0.3)
-    (code, text), second = mail_reply(host)
-    holder.close()
-    first.close()
-    second.close()
+    peer = FakePeer(reply=None)
+    try:
+        host = start_with_filterd(make_mailhost, filterd_max_connections="1",
+                                  mynetworks="198.51.100.0/24",
+                                  filterd_checks="spamassassin", spamd_socket=peer.socket,
+                                  spamd_timeout="4s",
+                                  filterd_spamassassin_failure_policy="accept")
+        # A session between requests takes no slot, and neither does a
+        # partial request: a message waiting for the silent spamd takes
+        # the only one.
+        sender = threading.Thread(target=send, args=(host,), daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 5
+        while peer.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.connections == 1, host.log()
+        (code, text), second = mail_reply(host)
+        second.close()
+        sender.join(15)
+    finally:
+        peer.close()
 
     assert code == 451
     assert text.startswith("4.7.0 ")
     assert host.wait_for_log(r"filterd_max_connections limit of 1 reached")
-    # filterd closes the connection after BUSY without reading the request,
-    # so smtpd may see the reset before the BUSY frame.
+    # filterd closes the connection after BUSY, so smtpd may see the
+    # reset before the BUSY frame.
     assert host.wait_for_log(r"filterd unavailable: (BUSY filterd serves its limit of 1 "
                              r"connections|lost the connection|cannot send MAIL)")
 
