@@ -1,8 +1,10 @@
 /* The chain of checks: the table of compiled-in checks and the runner. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "authres.h"
 #include "chain.h"
@@ -39,10 +41,24 @@ static struct chain_link *chain;
 static size_t chain_count;
 static long long scan_size_limit;
 
-/* Running checks take it for reading, and chain_reload for writing.
- * chain_init makes it prefer writers: with glibc's default, a steady
- * stream of requests would keep SIGHUP waiting for ever. */
-static pthread_rwlock_t chain_lock;
+/*
+ * A reload runs the checks' init again, so it must not overlap a running
+ * check. It runs in its own thread (chain_reload) and waits until no
+ * check runs, while new requests go on. Only after RELOAD_PATIENCE does
+ * it close the gate to new requests, so a steady stream of requests
+ * cannot keep it waiting for ever. The gate stays closed until the
+ * running checks end and the init is done.
+ */
+/* NOTE: a chosen value, not measured. A check that runs longer than this
+ * (a slow spamd) still holds new requests until it ends; only a reload
+ * that builds new state and swaps it in would avoid that. */
+#define RELOAD_PATIENCE 5
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static size_t checks_running;
+static int gate_closed;
+static int reload_running, reload_again;
 
 static const struct chain_check *
 chain_find(const char *name)
@@ -118,13 +134,7 @@ int
 chain_init(char *err, size_t errsize)
 {
 	char *const *names = config_list("filterd_checks");
-	pthread_rwlockattr_t attr;
 	size_t count = 0;
-
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&chain_lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
 
 	while (names[count] != NULL)
 		count++;
@@ -155,17 +165,75 @@ chain_init(char *err, size_t errsize)
 	return chain_init_checks(err, errsize);
 }
 
+/* Wait with gate_lock held until no check runs, closing the gate to new
+ * requests after RELOAD_PATIENCE. */
+static void
+reload_wait_for_checks(void)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += RELOAD_PATIENCE;
+	while (checks_running > 0) {
+		if (pthread_cond_timedwait(&gate_cond, &gate_lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	if (checks_running > 0)
+		log_info("reload waits for %zu running checks; new requests wait too",
+		    checks_running);
+	gate_closed = 1;
+	while (checks_running > 0)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+}
+
+static void *
+reload_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&gate_lock);
+	do {
+		char err[512];
+
+		reload_again = 0;
+		reload_wait_for_checks();
+		pthread_mutex_unlock(&gate_lock);
+
+		if (chain_init_checks(err, sizeof err) < 0)
+			log_error("reload failed: %s", err);
+		else
+			log_info("reloaded %zu checks", chain_count);
+
+		pthread_mutex_lock(&gate_lock);
+		gate_closed = 0;
+		pthread_cond_broadcast(&gate_cond);
+	} while (reload_again);
+	reload_running = 0;
+	pthread_mutex_unlock(&gate_lock);
+	return NULL;
+}
+
 void
 chain_reload(void)
 {
-	char err[512];
+	pthread_attr_t attr;
+	pthread_t thread;
+	int rc;
 
-	pthread_rwlock_wrlock(&chain_lock);
-	if (chain_init_checks(err, sizeof err) < 0)
-		log_error("reload failed: %s", err);
-	else
-		log_info("reloaded %zu checks", chain_count);
-	pthread_rwlock_unlock(&chain_lock);
+	pthread_mutex_lock(&gate_lock);
+	if (reload_running) {
+		reload_again = 1;
+		pthread_mutex_unlock(&gate_lock);
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, reload_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		reload_running = 1;
+	pthread_mutex_unlock(&gate_lock);
+	if (rc != 0)
+		log_error("reload failed: cannot start its thread: %s", strerror(rc));
 }
 
 size_t
@@ -206,7 +274,12 @@ chain_run(enum filter_stage stage, const struct filter_message *msg,
 	int too_big = stage == FILTER_STAGE_MESSAGE && msg->size > scan_size_limit;
 	int skipped = 0;
 
-	pthread_rwlock_rdlock(&chain_lock);
+	pthread_mutex_lock(&gate_lock);
+	while (gate_closed)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	checks_running++;
+	pthread_mutex_unlock(&gate_lock);
+
 	for (size_t i = 0; i < chain_count; i++) {
 		const struct chain_link *link = &chain[i];
 		filter_check_fn *check;
@@ -224,7 +297,10 @@ chain_run(enum filter_stage stage, const struct filter_message *msg,
 		if (check(msg, result, err, sizeof err) < 0)
 			chain_check_failed(link, msg, result, err[0] != '\0' ? err : "unknown error");
 	}
-	pthread_rwlock_unlock(&chain_lock);
+	pthread_mutex_lock(&gate_lock);
+	if (--checks_running == 0)
+		pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
 
 	if (skipped) {
 		filter_result_field(result,

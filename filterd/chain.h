@@ -40,7 +40,8 @@ struct chain_check {
  */
 int chain_init(char *err, size_t errsize);
 
-/* Run each check's init again (SIGHUP), waiting for running checks to end. */
+/* Run each check's init again (SIGHUP) in a thread of its own, once no
+ * check runs; returns at once. A reload asked for during one runs after it. */
 void chain_reload(void);
 
 /*
