@@ -50,7 +50,7 @@ static long long scan_size_limit;
  * running checks end and the init is done.
  */
 /* NOTE: a chosen value, not measured. A check that runs longer than this
- * (a slow spamd) still holds new requests until it ends; only a reload
+ * (a slow spamd) still delays new requests until it ends. Only a reload
  * that builds new state and swaps it in would avoid that. */
 #define RELOAD_PATIENCE 5
 
@@ -69,7 +69,8 @@ chain_find(const char *name)
 	return NULL;
 }
 
-/* Read filterd_NAME_failure_policy into *POLICY; -1 with ERR when it is missing. */
+/* Read filterd_NAME_failure_policy into *POLICY. Returns -1 with ERR set
+ * when it is missing. */
 static int
 chain_read_policy(const char *name, enum failure_policy *policy, char *err, size_t errsize)
 {
@@ -88,10 +89,10 @@ chain_read_policy(const char *name, enum failure_policy *policy, char *err, size
 /*
  * Check the order of the configured chain. authres joins the results of
  * the checks before it, so a check after it would have its results lost.
- * dkim_sign signs the header as it stands, so a field that a later check
- * adds (X-Spam-Status, a Subject tag) would go unsigned or break the
- * signature; only authres may follow it, because Authentication-Results
- * is never signed.
+ * dkim_sign signs the header as it is at that point, so a field that a
+ * later check adds (X-Spam-Status, a Subject tag) would go unsigned or
+ * break the signature. Only authres may follow it, because
+ * Authentication-Results is never signed.
  */
 static int
 chain_check_order(char *err, size_t errsize)

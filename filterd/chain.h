@@ -23,8 +23,8 @@ struct chain_check {
 	 * messages larger than filterd_scan_size_limit. */
 	int content_scanner;
 	/* Called at start-up and on SIGHUP while no check runs, NULL for
-	 * none; returns 0, or -1 with ERR set (fatal at start-up, logged on
-	 * SIGHUP). */
+	 * none. Returns 0, or -1 with ERR set, which is fatal at start-up and
+	 * logged on SIGHUP. */
 	int (*init)(char *err, size_t errsize);
 	/* Run in place of FN when a content scanner is skipped for the
 	 * message size, NULL for nothing: the SpamAssassin check still
@@ -41,7 +41,8 @@ struct chain_check {
 int chain_init(char *err, size_t errsize);
 
 /* Run each check's init again (SIGHUP) in a thread of its own, once no
- * check runs; returns at once. A reload asked for during one runs after it. */
+ * check runs, and return at once. A reload requested while one runs
+ * starts after it. */
 void chain_reload(void);
 
 /*

@@ -34,10 +34,10 @@ struct dkim_results {
 
 /* dkim_keys.c: the library handle, the signing keys and key records. */
 
-/* The chain's init functions (start-up and SIGHUP, while no check
- * runs): both create the libopendkim handle once; dkim_sign_init also
- * reads dkim_signing_table and its keys again. On error they return -1
- * with ERR set, and the keys read before stay in use. */
+/* The chain's init functions, run at start-up and on SIGHUP while no
+ * check runs. Both create the libopendkim handle once, and dkim_sign_init
+ * also reads dkim_signing_table and its keys again. On error they return
+ * -1 with ERR set, and the keys read before stay in use. */
 int dkim_verify_init(char *err, size_t errsize);
 int dkim_sign_init(char *err, size_t errsize);
 
@@ -63,7 +63,7 @@ int dkim_signing_key_find(const char *domain, struct dkim_signing_key *key);
 DKIM_CBSTAT dkim_key_record_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf,
     size_t buflen);
 
-/* What a TXT lookup found. */
+/* Outcome of a TXT lookup. */
 enum txt_status {
 	TXT_FOUND,
 	TXT_SEVERAL,	/* more than one record matched; BUF has the first */

@@ -1,7 +1,7 @@
 /*
  * DKIM verification (RFC 6376) of inbound mail at the message stage.
- * Every signature is checked; each gets an Authentication-Results part
- * (RFC 8601 section 2.7.1), and an unsigned message gets dkim=none.
+ * Every signature is checked, and each gets an Authentication-Results
+ * part (RFC 8601 section 2.7.1). An unsigned message gets dkim=none.
  * Key records come from dns.h through dkim_key_record_lookup, never
  * from libopendkim's own resolver.
  */
@@ -264,8 +264,9 @@ results_record(DKIM *dkim, struct filter_result *result)
 		domain = domain != NULL ? domain : "";
 		selector = selector != NULL ? selector : "";
 		verdict = signature_result(dkim, sigs[i], domain, selector, &comment);
-		/* RFC 6008: the shortest prefix of b= that tells this signature
-		 * from the others, which libopendkim makes at least 8 long. */
+		/* RFC 6008: the shortest prefix of b= that distinguishes this
+		 * signature from the others, which libopendkim makes at least 8
+		 * characters long. */
 		if (dkim_get_sigsubstring(dkim, sigs[i], b, &blen) == DKIM_STAT_OK && blen > 0)
 			b_property(b, authres_b, sizeof authres_b);
 

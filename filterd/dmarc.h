@@ -24,8 +24,8 @@ filter_check_fn dmarc_check;
 
 /* dmarc_from.c: the author domains of a message. */
 
-/* The most distinct From: domains evaluated; a message with more is
- * rejected, since each one costs DNS lookups. */
+/* The maximum number of distinct From: domains evaluated. A message with
+ * more is rejected, because each one costs DNS lookups. */
 #define DMARC_FROM_MAX 8
 
 struct dmarc_from {

@@ -1,8 +1,8 @@
 /*
  * Synchronous DNS lookups for filterd's worker threads. One libunbound
- * context in threaded async mode resolves every query; a dispatcher
+ * context in threaded async mode resolves every query. A dispatcher
  * thread runs ub_process, and each caller waits on its own condition
- * variable until the answer arrives or filterd_dns_timeout passes.
+ * variable until its result arrives or filterd_dns_timeout passes.
  * A plain ub_resolve would be simpler but has no timeout.
  */
 #include <errno.h>
@@ -296,7 +296,7 @@ answer_fill(const char *name, int rrtype, const struct ub_result *result,
 	return 0;
 }
 
-/* Wait for P until the deadline; 1 when it is done, 0 on timeout. */
+/* Wait for P until the deadline. Returns 1 when it is done, 0 on timeout. */
 static int
 pending_wait(struct pending *p)
 {

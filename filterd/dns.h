@@ -1,15 +1,15 @@
 /*
  * filterd's DNS lookups: synchronous calls over one libunbound context
  * that forwards every query to dns_resolvers (never /etc/resolv.conf).
- * The checks call dns_lookup from their worker threads; each call waits
- * at most filterd_dns_timeout.
+ * The checks call dns_lookup from their worker threads, and each call
+ * waits at most filterd_dns_timeout.
  */
 #ifndef ESTAFETA_FILTERD_DNS_H
 #define ESTAFETA_FILTERD_DNS_H
 
 #include <stddef.h>
 
-/* RR types (RFC 1035, RFC 3596) that the checks ask for. */
+/* RR types (RFC 1035, RFC 3596) that the checks query. */
 #define DNS_TYPE_A	1
 #define DNS_TYPE_NS	2
 #define DNS_TYPE_CNAME	5
@@ -61,7 +61,7 @@ struct dns_answer {
  */
 int dns_init(char *err, size_t errsize);
 
-/* Free the resolver; no lookup may be running. */
+/* Free the resolver. No lookup may be running. */
 void dns_stop(void);
 
 /*

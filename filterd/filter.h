@@ -1,5 +1,5 @@
 /*
- * filterd's checks and what they share. smtpd asks filterd twice per
+ * filterd's checks and what they share. smtpd queries filterd twice per
  * transaction: at MAIL FROM (the SPF stage, envelope only) and at the end
  * of the data (the message stage, with a descriptor of the spool file).
  * Each check reads a struct filter_message and adds to a struct
@@ -17,7 +17,7 @@ enum filter_stage {
 	FILTER_STAGE_MESSAGE,	/* after the end of the data */
 };
 
-/* The envelope and the client, as smtpd knows them. */
+/* The envelope and the client, as smtpd received them. */
 struct filter_message {
 	const char *queue_id;		/* "" at the MAIL stage */
 	const char *client_address;	/* IPv4 or IPv6 text, no brackets */
@@ -53,7 +53,7 @@ enum filter_action {
  * per reply (MAX_REMOVALS in smtpd/filter.c). A message that needs more is
  * rejected, so that no forged field stays (see filter_result_remove). */
 #define FILTER_MAX_REMOVALS 32
-/* The largest removal index smtpd takes (smtpd/filter.c); a field past
+/* The largest removal index smtpd takes (smtpd/filter.c). A field past
  * it cannot be removed either, so filter_result_remove rejects. */
 #define FILTER_MAX_REMOVAL_INDEX 10000
 #define FILTER_REMOVAL_NAME_MAX 64
@@ -96,17 +96,19 @@ struct filter_result {
 	char log[512];
 };
 
-/* A check: returns 0 when it ran (its outcome is in RESULT), -1 when it
- * could not (a server down, a timeout), with ERR set; the chain then
+/* A check: returns 0 when it ran (its outcome is in RESULT), or -1 with
+ * ERR set when it could not run (a server down, a timeout). The chain then
  * applies the check's failure policy. */
 typedef int filter_check_fn(const struct filter_message *msg, struct filter_result *result,
     char *err, size_t errsize);
 
-/* Raise RESULT's action to ACTION (never lowers it); REPLY for 4xx/5xx. */
+/* Raise RESULT's action to ACTION, never lowering it. REPLY is the 4xx/5xx
+ * reply text. */
 void filter_result_action(struct filter_result *result, enum filter_action action,
     const char *reply, const char *reason);
 
-/* Append a header field (printf format) to RESULT; -1 when full. */
+/* Append a header field (printf format) to RESULT. Returns -1 when RESULT
+ * is full. */
 int filter_result_field(struct filter_result *result, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -164,7 +164,7 @@ worker_main(void *arg)
 	return NULL;
 }
 
-/* Start one more worker; called with jobs_lock held. */
+/* Start one more worker. Called with jobs_lock held. */
 static void
 start_worker(void)
 {
@@ -200,7 +200,7 @@ reject_busy(int sock, long long limit)
 	close(sock);
 }
 
-/* SOCK has sent REQUEST: queue it for a worker, or reply BUSY. */
+/* Queue REQUEST, which SOCK has sent, for a worker, or reply BUSY. */
 static void
 dispatch(int sock, struct ipc_msg *request)
 {
@@ -328,7 +328,7 @@ server_block_signals(void)
 		fatalx("cannot block signals");
 }
 
-/* Handle one signal from SIGNALS; returns 1 when filterd must stop. */
+/* Handle one signal from SIGNALS. Returns 1 when filterd must stop. */
 static int
 handle_signal(int signals)
 {

@@ -12,8 +12,8 @@
 #include <unbound.h>
 
 /* Create an asynchronous (threaded) context from dns_resolvers and
- * dns_trust_anchor_file. Returns NULL with ERR set; the caller checks
- * first that dns_resolvers is not empty. */
+ * dns_trust_anchor_file. Returns NULL with ERR set on error. The caller
+ * checks first that dns_resolvers is not empty. */
 struct ub_ctx *unbound_ctx_create(char *err, size_t errsize);
 
 #endif
