@@ -64,6 +64,7 @@ spool_write(struct session *s, const char *data, size_t len)
 	struct transaction *tx = &s->tx;
 
 	header_scan(tx, data, len);
+	hopcount_scan(&tx->hops, data, len);
 	evbuffer_add(tx->spool_buffer, data, len);
 	tx->spool_bytes += (long long)len;
 	if (evbuffer_get_length(tx->spool_buffer) >= SMTPD_SPOOL_BUFFER)

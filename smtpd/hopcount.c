@@ -4,29 +4,14 @@
  * Delivered-To: fields count too here, because deliverd adds one when
  * it forwards a message, a hop that adds no Received: field.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "hopcount.h"
 #include "log.h"
 #include "smtpd.h"
-
-/* Octets of a field name kept for the comparison: "Delivered-To" and room. */
-#define NAME_MAX_KEPT 16
-
-/* The header section scan, which reads the spool file in chunks. */
-struct hop_scan {
-	char name[NAME_MAX_KEPT];
-	size_t name_length;
-	int in_name;		/* reading the field name of the current line */
-	int at_line_start;
-	int header_ended;
-	long hops;
-};
 
 /* Return whether NAME (LENGTH octets, maybe with spaces before the
  * colon, as the obsolete syntax of RFC 5322 section 4.5 allows) is a
@@ -45,7 +30,7 @@ is_hop_field(const char *name, size_t length)
 static void
 start_line(struct hop_scan *scan, char c)
 {
-	scan->at_line_start = 0;
+	scan->mid_line = 1;
 	if (c == '\n') {
 		scan->header_ended = 1;
 		return;
@@ -54,14 +39,13 @@ start_line(struct hop_scan *scan, char c)
 	scan->name_length = 0;
 }
 
-/* Scan LEN octets at BUF of the header section. */
-static void
-scan_octets(struct hop_scan *scan, const char *buf, size_t len)
+void
+hopcount_scan(struct hop_scan *scan, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len && !scan->header_ended; i++) {
 		char c = buf[i];
 
-		if (scan->at_line_start) {
+		if (!scan->mid_line) {
 			start_line(scan, c);
 			if (scan->header_ended)
 				return;
@@ -71,7 +55,7 @@ scan_octets(struct hop_scan *scan, const char *buf, size_t len)
 			/* A line without a colon is not a field, so the body starts there. */
 			if (scan->in_name)
 				scan->header_ended = 1;
-			scan->at_line_start = 1;
+			scan->mid_line = 0;
 		} else if (scan->in_name && c == ':') {
 			if (is_hop_field(scan->name, scan->name_length))
 				scan->hops++;
@@ -82,47 +66,13 @@ scan_octets(struct hop_scan *scan, const char *buf, size_t len)
 	}
 }
 
-/*
- * Count the hop fields in the first SIZE octets of FD, at most LIMIT + 1
- * of them. Returns the count, or -1 with errno set on a read error.
- */
-static long
-count_hops(int fd, long long size, long limit)
-{
-	struct hop_scan scan = { .at_line_start = 1 };
-	char buf[16384];
-	long long offset = 0;
-
-	while (offset < size && !scan.header_ended && scan.hops <= limit) {
-		size_t want = size - offset < (long long)sizeof buf ? (size_t)(size - offset) : sizeof buf;
-		ssize_t n = pread(fd, buf, want, (off_t)offset);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		scan_octets(&scan, buf, (size_t)n);
-		offset += n;
-	}
-	return scan.hops;
-}
-
 const char *
 hopcount_check(struct session *s, char *reply, size_t replysize)
 {
 	const struct transaction *tx = &s->tx;
 	long limit = (long)config_int("hopcount_limit");
-	long hops = count_hops(tx->spool_fd, tx->spool_bytes, limit);
 
-	if (hops < 0) {
-		log_error("%s: reading the queue file for the hop count failed: %s", tx->queue_id,
-		    strerror(errno));
-		snprintf(reply, replysize, "451 4.3.0 Error: queue file read error, try again later");
-		return reply;
-	}
-	if (hops <= limit)
+	if (tx->hops.hops <= limit)
 		return NULL;
 
 	log_warn("%s: more than hopcount_limit = %ld Received: and Delivered-To: fields, so the message is looping",

@@ -10,11 +10,27 @@
 
 struct session;
 
+/* Octets of a field name kept for the comparison: "Delivered-To" and room. */
+#define HOPCOUNT_NAME_KEPT 16
+
+/* The count of hop fields in a header section, fed as it is written.
+ * All zero is the state before the first octet. */
+struct hop_scan {
+	char name[HOPCOUNT_NAME_KEPT];
+	size_t name_length;
+	int in_name;		/* reading the field name of the current line */
+	int mid_line;		/* 0 at the start of a line */
+	int header_ended;
+	long hops;
+};
+
+/* Count the hop fields in the next LEN octets of the header section. */
+void hopcount_scan(struct hop_scan *scan, const char *buf, size_t len);
+
 /*
- * Count the hops in the header section of the spool file of the
- * transaction on S, smtpd's own Received: field included. Returns
- * NULL when the message may be queued, or REPLY set to 554 5.4.6 for
- * too many hops (or to 451 4.3.0 when the file cannot be read).
+ * Check the hops counted in the transaction on S, smtpd's own Received:
+ * field included. Returns NULL when the message may be queued, or REPLY
+ * set to 554 5.4.6 for too many hops.
  */
 const char *hopcount_check(struct session *s, char *reply, size_t replysize);
 

@@ -9,6 +9,7 @@
 #include <event2/listener.h>
 
 #include "addr.h"
+#include "hopcount.h"
 #include "queue_proto.h"
 #include "smtp_data.h"
 
@@ -198,6 +199,9 @@ struct transaction {
 	char header_last;
 	int header_ended;
 	int header_bare_cr;
+
+	/* The Received: and Delivered-To: fields, counted as they are written. */
+	struct hop_scan hops;
 };
 
 struct counter {
