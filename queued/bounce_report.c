@@ -95,13 +95,14 @@ bounce_reports_rcpt(const struct bounce_report *report, const struct envelope_rc
 }
 
 /*
- * The Action of a recipient with a success DSN: "relayed" (RFC 3464
+ * Return the Action of a recipient with a success DSN: "relayed" (RFC 3464
  * section 2.3.3) for an SMTP server without DSN, "expanded" (RFC 3461)
  * or "delivered" for deliverd. The text of deliverd's LMTP reply shows
  * an expansion: an alias with several members, or a resubmission to the
  * addresses of a .forward file or alias.
  * NOTE: this matches the reply texts of deliverd's session_deliver.c
- * and forward.c, and another LMTP server's expansions read as delivered.
+ * and forward.c only, so another LMTP server's expansions read as
+ * delivered.
  */
 static const char *
 delivered_action(const struct envelope_rcpt *rcpt)
@@ -119,7 +120,7 @@ delivered_action(const struct envelope_rcpt *rcpt)
 	return "delivered";
 }
 
-/* Whether REPORT lists a recipient relayed to a server without DSN. */
+/* Return whether REPORT lists a recipient relayed to a server without DSN. */
 static int
 reports_relayed_rcpt(const struct bounce_report *report)
 {

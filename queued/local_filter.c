@@ -71,9 +71,9 @@ int
 local_filter_wanted(const struct ipc_msg *request, uid_t uid)
 {
 	/* TODO: deliverd's forwards arrive here as the mailbox owner's own
-	 * submissions, so they are signed whatever their From: says, lose the
-	 * Authentication-Results of their arrival, and are retried when
-	 * filterd rejects them. No submission's From: is checked against its
+	 * submissions, so they are signed whatever their From: contains,
+	 * lose the Authentication-Results of their arrival, and are retried
+	 * when filterd rejects them. No submission's From: is checked against its
 	 * submitter either, which is why local_filter is off by default. */
 	if (!config_bool("local_filter"))
 		return 0;
@@ -93,7 +93,7 @@ local_filter_free_if_idle(struct local_filter *filter)
 	free(filter);
 }
 
-/* Hand VERDICT to the caller and drop the connection; its final
+/* Hand VERDICT to the caller and shut the connection down. Its final
  * callback frees it, as ipc.h requires. */
 static void
 local_filter_finish(struct local_filter *filter, const struct local_filter_verdict *verdict)
@@ -106,7 +106,7 @@ local_filter_finish(struct local_filter *filter, const struct local_filter_verdi
 	local_filter_free_if_idle(filter);
 }
 
-/* filterd gave no verdict: apply smtpd_filter_failure_policy. */
+/* Apply smtpd_filter_failure_policy because filterd gave no verdict. */
 static void
 local_filter_failed(struct local_filter *filter, const char *error)
 {
@@ -161,8 +161,8 @@ parse_action(const char *word, enum local_filter_action *action)
 	return -1;
 }
 
-/* Fill VERDICT and EDITS from a RESULT. Returns NULL, or what is wrong
- * with it. */
+/* Parse a RESULT into VERDICT and EDITS. Return NULL, or a description
+ * of what is invalid in it. */
 static const char *
 parse_result(const struct ipc_msg *msg, struct local_filter_verdict *verdict,
     struct header_edits *edits)

@@ -1,10 +1,10 @@
 """dkim_sign reads the fields after a header line without a colon.
 
 smtpd accepts a header line without a colon, and filterd's verifier
-reads the fields after one, so the signer must too: a From: field after
-the line must be found, and a Subject: after it must be covered by the
-signature, or it could be changed in transit while a verifier that
-reads the whole header section still reports pass.
+reads the fields after one, so the signer must read them too. A From:
+field after the line must be found. A Subject: after it must be covered
+by the signature, because otherwise it could be changed in transit
+while a verifier that reads the whole header section still reports pass.
 """
 
 import os
@@ -32,7 +32,7 @@ def signed_fields(stored):
 
 
 def send(host, header):
-    """Send HEADER and a short body from mynetworks; return the delivered message."""
+    """Send HEADER and a short body from mynetworks and return the delivered message."""
     message = header + b"\r\nHello from the DKIM tests.\r\n"
     with host.smtp() as client:
         client.sendmail(DEMO, [DEMO], message)

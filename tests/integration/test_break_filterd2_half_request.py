@@ -6,9 +6,10 @@ each bounded by filterd_timeout (600 s by default). A peer that sends
 the first bytes of a frame and waits keeps a worker and a
 filterd_max_connections slot that long. Every SMTP client meanwhile gets
 451 4.7.0 at MAIL FROM. The timeout bounds each read, not the request,
-so a peer that sends a byte now and then can keep the slot longer (found
-by reading lib/ipc.c, not run). Only members of filterd_socket_group can connect, so this
-needs a faulty or compromised smtpd or queued.
+so a peer that sends a byte now and then can keep the slot longer. That
+case was found by reading lib/ipc.c and was not run. Only members of
+filterd_socket_group can connect, so this needs a faulty or compromised
+smtpd or queued.
 
 Fixed: filterd's main thread now reads each request without blocking and
 hands only a complete one to a worker; a request not complete after

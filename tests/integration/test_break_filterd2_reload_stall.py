@@ -1,7 +1,7 @@
 """SIGHUP stops filterd from serving until the slowest running check ends.
 
 chain_reload runs on filterd's main thread and takes the chain's lock
-for writing. Each running request holds that lock for reading for the
+for writing. Each running request keeps that lock for reading for the
 whole check, for example a spamd round trip bounded by spamd_timeout.
 The lock prefers writers, so once the main thread waits, new requests
 wait too, and the main thread accepts and dispatches nothing. One slow

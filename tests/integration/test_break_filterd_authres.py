@@ -13,7 +13,7 @@ cases here once let some through:
 - filterd's parser ended the header section at the first line that is
   not a field, while smtpd and Dovecot read on to the empty line.
 - A bare CR is message content to smtpd and filterd, but a line end to
-  Python's email package; smtpd now rejects it in the header section.
+  Python's email package. smtpd now rejects it in the header section.
 """
 
 import re

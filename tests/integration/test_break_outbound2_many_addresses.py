@@ -4,8 +4,9 @@ ROUTE_HOSTS_MAX bounds the MX hosts that one delivery attempt tries,
 but every address of each host is tried too, with no limit. The owner
 of a recipient domain can publish hundreds of A records that never
 accept a connection, and each costs smtp_connect_timeout (30 s by
-default) while the session holds a connection slot. Postfix bounds the whole attempt with
-smtp_mx_address_limit (default 5 addresses) and smtp_mx_session_limit.
+default) while the session occupies a connection slot. Postfix bounds the
+whole attempt with smtp_mx_address_limit (default 5 addresses) and
+smtp_mx_session_limit.
 
 Here mx1.example.test has ADDRESS_COUNT addresses in namespace "peer",
 where nothing listens on port 25, so each connect is refused at once.

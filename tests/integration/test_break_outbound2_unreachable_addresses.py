@@ -2,10 +2,10 @@
 
 A connect() that fails at once (ENETUNREACH) makes next_address() call
 try_address() again before it returns, through the TLS policy lookup
-and connect_address(). Each address adds about 2.4 KiB of stack (an
-8 MiB stack ran out after about 3460 A records with the -O2 build), and
-nothing bounds the number of addresses (the MX hosts are capped at
-ROUTE_HOSTS_MAX, their addresses are not). A domain whose MX hosts
+and connect_address(). Each address adds about 2.4 KiB of stack, and an
+8 MiB stack ran out after about 3460 A records with the -O2 build.
+Nothing bounds the number of addresses: ROUTE_HOSTS_MAX caps the MX
+hosts but not their addresses. A domain whose MX hosts
 publish a few thousand addresses that the sending host cannot route
 (IPv6 addresses on an IPv4-only host, for one) makes queued overflow
 its stack and die, and it dies again on every retry.

@@ -4,7 +4,8 @@ DMARC p=reject policy in the test DNS, mail to an Estafeta host.
 Every host lives in a network namespace on one bridge (netns_dns): unbound
 serving the zone, the Estafeta host, the sender's mail server and a
 rogue host. The sender's server signs with dkimpy and sends with
-smtplib from inside its namespace, so Estafeta sees its real address.
+smtplib from inside its namespace, so its connection to Estafeta
+comes from its real address.
 """
 
 import os
