@@ -87,7 +87,7 @@ handle_show(struct client *client, const char *id)
 		send_simple(client, "ERROR", "reason", "queue id not found");
 		return;
 	}
-	fd = spool_open_data(&queued_spool, msg->env->id);
+	fd = spool_open_data(&queued_spool, msg->env);
 	if (fd < 0) {
 		send_simple(client, "ERROR", "reason", strerror(errno));
 		return;

@@ -28,13 +28,13 @@ struct bounce_request {
 	bounce_done_cb done;
 };
 
-/* Read the header section of message ID (up to BOUNCE_HEADERS_MAX,
+/* Read the header section of ENV's message (up to BOUNCE_HEADERS_MAX,
  * cut at a line end). Returns a new buffer, possibly empty. */
 static char *
-read_original_headers(const char *id, size_t *len)
+read_original_headers(const struct envelope *env, size_t *len)
 {
 	char *buf = xmalloc(BOUNCE_HEADERS_MAX + 1);
-	int fd = spool_open_data(&queued_spool, id);
+	int fd = spool_open_data(&queued_spool, env);
 	ssize_t n = 0;
 	char *end;
 
@@ -58,13 +58,14 @@ read_original_headers(const char *id, size_t *len)
 	return buf;
 }
 
-/* Read the whole message ID of SIZE bytes (at most BOUNCE_FULL_MAX).
- * Returns a new buffer, or NULL if the file is shorter or unreadable. */
+/* Read the whole of ENV's message of SIZE bytes (at most
+ * BOUNCE_FULL_MAX). Returns a new buffer, or NULL if the file is shorter
+ * or unreadable. */
 static char *
-read_original_message(const char *id, long long size, size_t *len)
+read_original_message(const struct envelope *env, long long size, size_t *len)
 {
 	char *buf = xmalloc((size_t)size + 1);
-	int fd = spool_open_data(&queued_spool, id);
+	int fd = spool_open_data(&queued_spool, env);
 	ssize_t n = -1;
 
 	if (fd >= 0) {
@@ -91,13 +92,13 @@ read_original(struct bounce_report *report, size_t *len)
 	report->full = 0;
 	if (report->kind == BOUNCE_FAILED && ret != NULL && strcmp(ret, "FULL") == 0 &&
 	    env->size > 0 && env->size <= BOUNCE_FULL_MAX) {
-		text = read_original_message(env->id, env->size, len);
+		text = read_original_message(env, env->size, len);
 		if (text != NULL) {
 			report->full = 1;
 			return text;
 		}
 	}
-	return read_original_headers(env->id, len);
+	return read_original_headers(env, len);
 }
 
 static void

@@ -138,36 +138,193 @@ sync_batch(struct commit_job **jobs, int *tmp_fds, size_t count)
 			jobs[i]->error = error;
 }
 
-/* Step 3 for one job. */
+/* The directories a batch changed, which step 6 syncs. */
+enum {
+	CHANGED_QUEUE = 1,
+	CHANGED_DEFERRED = 2,
+};
+
+/* The jobs of one round, passed from the sync thread to the apply
+ * thread. */
+struct commit_batch {
+	struct commit_job *commits[COMMIT_BATCH_MAX];	/* new and updates */
+	struct commit_job *removals[COMMIT_BATCH_MAX];
+	struct commit_job *moves[COMMIT_BATCH_MAX];	/* updates waiting for step 4 */
+	size_t ncommits, nremovals, nmoves;
+	unsigned changed;	/* CHANGED_ flags */
+	struct commit_batch *next;
+};
+
 static void
-apply_job(struct commit_job *job)
+fail_update(struct commit_job *job, int error)
+{
+	job->error = error;
+	spare_retire(committer.spool, committer.spool->tmp_fd, job->id);
+}
+
+/* Step 3 for a new message: the commit point. */
+static void
+apply_new(struct commit_batch *batch, struct commit_job *job)
 {
 	struct spool *spool = committer.spool;
 
-	if (job->kind == COMMIT_REMOVE) {
-		/* The envelope leaves queue/ first: that is the removal. */
-		if (spare_retire(spool, spool->queue_fd, job->id) < 0)
-			job->error = errno;
-		if (spare_retire_closed(spool, spool->data_fd, job->id) < 0 && job->error == 0)
-			job->error = errno;
-		return;
-	}
-	if (job->error != 0) {
-		spare_retire(spool, spool->tmp_fd, job->id);
-		return;
-	}
-
-	/* An update swaps the new envelope in and the old one out in one
-	 * step, so the old file can become a spare instead of being freed. */
-	if (job->kind == COMMIT_UPDATE &&
-	    renameat2(spool->tmp_fd, job->id, spool->queue_fd, job->id, RENAME_EXCHANGE) == 0) {
-		spare_retire(spool, spool->tmp_fd, job->id);
-		return;
-	}
 	if (renameat(spool->tmp_fd, job->id, spool->queue_fd, job->id) < 0) {
 		job->error = errno;
 		unlinkat(spool->tmp_fd, job->id, 0);
+		return;
 	}
+	batch->changed |= CHANGED_QUEUE;
+}
+
+/*
+ * Step 3 for the first update of a message: the data file, then the new
+ * envelope, go to the deferred directories. The old envelope stays in
+ * queue/ until step 4 has made both renames durable, so that a crash
+ * at any point leaves an envelope and a data file that recovery pairs
+ * up again.
+ */
+static void
+start_move(struct commit_batch *batch, struct commit_job *job)
+{
+	struct spool *spool = committer.spool;
+	int data_moved;
+
+	/* ENOENT: an earlier move that failed at the envelope left the data
+	 * file in deferred-data/ already. */
+	data_moved = renameat(spool->data_fd, job->id, spool->deferred_data_fd, job->id) == 0;
+	if (!data_moved && errno != ENOENT) {
+		fail_update(job, errno);
+		return;
+	}
+	if (renameat(spool->tmp_fd, job->id, spool->deferred_fd, job->id) < 0) {
+		int error = errno;
+
+		/* Put the data file back beside its envelope. Should that fail
+		 * too, readers and recovery look in both data directories. */
+		if (data_moved)
+			renameat(spool->deferred_data_fd, job->id, spool->data_fd, job->id);
+		fail_update(job, error);
+		return;
+	}
+	batch->moves[batch->nmoves++] = job;
+}
+
+/* Step 3 for an update. */
+static void
+apply_update(struct commit_batch *batch, struct commit_job *job)
+{
+	struct spool *spool = committer.spool;
+
+	if (job->move) {
+		start_move(batch, job);
+		return;
+	}
+
+	/* The exchange swaps the new envelope in and the old one out in one
+	 * step, so the old file can become a spare instead of being freed. */
+	if (renameat2(spool->tmp_fd, job->id, spool->deferred_fd, job->id, RENAME_EXCHANGE) == 0) {
+		spare_retire(spool, spool->tmp_fd, job->id);
+		batch->changed |= CHANGED_DEFERRED;
+		return;
+	}
+
+	/* No deferred/ID: the move of an earlier update failed, and the
+	 * message is still in queue/. */
+	if (errno == ENOENT) {
+		start_move(batch, job);
+		return;
+	}
+	if (renameat(spool->tmp_fd, job->id, spool->deferred_fd, job->id) < 0) {
+		fail_update(job, errno);
+		return;
+	}
+	batch->changed |= CHANGED_DEFERRED;
+}
+
+/* Step 3 for one new message or update. */
+static void
+apply_commit(struct commit_batch *batch, struct commit_job *job)
+{
+	if (job->error != 0)
+		spare_retire(committer.spool, committer.spool->tmp_fd, job->id);
+	else if (job->kind == COMMIT_NEW)
+		apply_new(batch, job);
+	else
+		apply_update(batch, job);
+}
+
+/* Step 4: make the moves of BATCH durable, then retire the old envelope
+ * of each moved message from queue/. */
+static void
+finish_moves(struct commit_batch *batch)
+{
+	struct spool *spool = committer.spool;
+	int error = 0;
+
+	if (batch->nmoves == 0)
+		return;
+	if (committer.use_syncfs) {
+		if (syncfs(spool->dir_fd) < 0)
+			error = errno;
+	} else if (fsync(spool->deferred_data_fd) < 0 || fsync(spool->deferred_fd) < 0) {
+		error = errno;
+	}
+
+	for (size_t i = 0; i < batch->nmoves; i++) {
+		struct commit_job *job = batch->moves[i];
+
+		/* NOTE: after a failed barrier the old envelope stays in queue/,
+		 * so that a crash cannot lose the message, and recovery keeps the
+		 * newer one in deferred/. If the message is removed in this run,
+		 * the old one stays behind and goes to corrupt/ at the next start
+		 * (its data file is gone). */
+		if (error != 0) {
+			job->error = error;
+			continue;
+		}
+		if (spare_retire(spool, spool->queue_fd, job->id) < 0 && errno != ENOENT)
+			job->error = errno;
+		batch->changed |= CHANGED_QUEUE;
+	}
+}
+
+/*
+ * Retire JOB's file from DIR_FDS[DEFERRED] through RETIRE, or else from
+ * DIR_FDS[!DEFERRED]: a move that failed leaves a file in the queue/
+ * pair. Returns the index of the directory the file left, or -1 when it
+ * was in neither or could not be removed (JOB's error is set then).
+ */
+static int
+retire_either(int (*retire)(struct spool *, int, const char *), const int dir_fds[2],
+    int deferred, struct commit_job *job)
+{
+	for (int tries = 0; tries < 2; tries++, deferred = !deferred) {
+		if (retire(committer.spool, dir_fds[deferred], job->id) == 0)
+			return deferred;
+		if (errno != ENOENT) {
+			if (job->error == 0)
+				job->error = errno;
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/* Step 5 for one removal. */
+static void
+apply_removal(struct commit_batch *batch, struct commit_job *job)
+{
+	struct spool *spool = committer.spool;
+	const int envelope_dirs[2] = { spool->queue_fd, spool->deferred_fd };
+	const int data_dirs[2] = { spool->data_fd, spool->deferred_data_fd };
+	int from;
+
+	/* The envelope leaves first: that is the removal. */
+	from = retire_either(spare_retire, envelope_dirs, job->deferred, job);
+	if (from < 0)
+		from = job->deferred;
+	batch->changed |= from ? CHANGED_DEFERRED : CHANGED_QUEUE;
+	retire_either(spare_retire_closed, data_dirs, job->deferred, job);
 }
 
 /* A new message whose last barrier failed is taken back out of queue/,
@@ -178,15 +335,6 @@ undo_new(struct commit_job *job, int error)
 	job->error = error;
 	unlinkat(committer.spool->queue_fd, job->id, 0);
 }
-
-/* The jobs of one round, passed from the sync thread to the apply
- * thread. */
-struct commit_batch {
-	struct commit_job *commits[COMMIT_BATCH_MAX];	/* new and updates */
-	struct commit_job *removals[COMMIT_BATCH_MAX];
-	size_t ncommits, nremovals;
-	struct commit_batch *next;
-};
 
 /* Run steps 1 and 2 for the commits and updates of BATCH. */
 static void
@@ -205,19 +353,35 @@ sync_stage(struct commit_batch *batch)
 			close(tmp_fds[i]);
 }
 
-/* Run steps 3 to 5 for BATCH: renames into queue/, the removals, one fsync
- * of queue/ for both. */
+/* Step 6: fsync the envelope directories BATCH changed. Returns 0 or
+ * an errno value. */
+static int
+sync_changed_dirs(const struct commit_batch *batch)
+{
+	const struct spool *spool = committer.spool;
+
+	if ((batch->changed & CHANGED_QUEUE) && fsync(spool->queue_fd) < 0)
+		return errno;
+	if ((batch->changed & CHANGED_DEFERRED) && fsync(spool->deferred_fd) < 0)
+		return errno;
+	return 0;
+}
+
+/* Run steps 3 to 6 for BATCH: renames and moves, the removals, and the
+ * barriers that cover them. */
 static void
 apply_stage(struct commit_batch *batch)
 {
+	int error;
+
 	for (size_t i = 0; i < batch->ncommits; i++)
-		apply_job(batch->commits[i]);
+		apply_commit(batch, batch->commits[i]);
+	finish_moves(batch);
 	for (size_t i = 0; i < batch->nremovals; i++)
-		apply_job(batch->removals[i]);
+		apply_removal(batch, batch->removals[i]);
 
-	if (fsync(committer.spool->queue_fd) < 0) {
-		int error = errno;
-
+	error = sync_changed_dirs(batch);
+	if (error != 0) {
 		for (size_t i = 0; i < batch->ncommits; i++) {
 			struct commit_job *job = batch->commits[i];
 
@@ -470,18 +634,23 @@ commit_new(struct envelope *env, int data_fd, commit_done_cb done, void *arg)
 }
 
 void
-commit_update(const struct envelope *env, commit_done_cb done, void *arg)
+commit_update(struct envelope *env, commit_done_cb done, void *arg)
 {
 	struct commit_job *job = job_new(COMMIT_UPDATE, env->id, done, arg);
 
 	job->text = envelope_format(env, &job->text_len);
+	job->move = !env->in_deferred;
+	env->in_deferred = 1;
 	submit_job(job);
 }
 
 void
-commit_remove(const char *id, commit_done_cb done, void *arg)
+commit_remove(const struct envelope *env, commit_done_cb done, void *arg)
 {
-	submit_job(job_new(COMMIT_REMOVE, id, done, arg));
+	struct commit_job *job = job_new(COMMIT_REMOVE, env->id, done, arg);
+
+	job->deferred = env->in_deferred;
+	submit_job(job);
 }
 
 void

@@ -91,6 +91,12 @@ struct envelope {
 
 	struct envelope_rcpt *rcpts;
 	size_t nrcpts;
+
+	/* Whether the message's files are in deferred/ and deferred-data/
+	 * rather than queue/ and data/ (spool.h). Kept in memory only, never
+	 * written: recovery sets it from the directory it read the envelope
+	 * from, and commit_update when it moves the message. */
+	int in_deferred;
 };
 
 struct envelope *envelope_new(const char *id, const char *sender);

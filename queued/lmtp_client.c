@@ -390,7 +390,7 @@ start_transaction(struct lmtp_conn *conn, struct qmsg *msg)
 	conn->mail_ok = 0;
 	conn->naccepted = 0;
 
-	conn->data_fd = spool_open_data(&queued_spool, env->id);
+	conn->data_fd = spool_open_data(&queued_spool, env);
 	if (conn->data_fd < 0) {
 		char reason[256];
 

@@ -324,7 +324,7 @@ local_filter_start(struct envelope *env, int data_fd, const char *login,
 
 	/* filterd, and clamd with clamd_use_fildes, get a read-only
 	 * descriptor of their own, so they cannot write to the file. */
-	reader = spool_open_data(&queued_spool, env->id);
+	reader = spool_open_data(&queued_spool, env);
 	if (reader < 0) {
 		snprintf(filter->send_error, sizeof filter->send_error,
 		    "cannot open the data file for reading: %s", strerror(errno));

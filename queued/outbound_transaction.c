@@ -271,7 +271,7 @@ start_transaction(struct session *s)
 	s->nrcpts_put_back = 0;
 	s->accepted = xcalloc(s->job->nrcpts ? s->job->nrcpts : 1, 1);
 	select_transaction_rcpts(s);
-	s->data_fd = spool_open_data(&queued_spool, env->id);
+	s->data_fd = spool_open_data(&queued_spool, env);
 	if (s->data_fd < 0) {
 		char reason[256];
 

@@ -196,7 +196,7 @@ remove_message(struct qmsg *msg)
 		ready_count--;
 	}
 	TAILQ_REMOVE(&scheduler_messages, msg, all_entry);
-	commit_remove(msg->env->id, removed_cb, NULL);
+	commit_remove(msg->env, removed_cb, NULL);
 	free_message(msg);
 }
 

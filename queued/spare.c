@@ -292,13 +292,12 @@ spare_take(struct spool *spool, int dir_fd, const char *name, enum spare_use use
 	return -1;
 }
 
-/* Remove DIR_FD/NAME; 0 if it is gone, -1 with errno set. */
+/* Remove DIR_FD/NAME; 0, or -1 with errno set (ENOENT when there was
+ * no NAME). */
 static int
 remove_at(int dir_fd, const char *name)
 {
-	if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
-		return -1;
-	return 0;
+	return unlinkat(dir_fd, name, 0);
 }
 
 /* Whether DIR_FD/NAME is open nowhere: a write lease is granted only
@@ -342,8 +341,14 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 
 	spare_name(spare, sizeof spare, slot);
 	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {
+		int saved = errno;
+
 		pool_release_slot(spool->spares, 0, RING_SMALL);
-		return errno == ENOENT ? 0 : remove_at(dir_fd, name);
+		if (saved == ENOENT) {
+			errno = saved;
+			return -1;
+		}
+		return remove_at(dir_fd, name);
 	}
 
 	/* Scrubbed once it has left DIR_FD, so no client gets old text

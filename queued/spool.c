@@ -17,7 +17,8 @@
 
 #define ENVELOPE_FILE_MAX (16 * 1024 * 1024)
 
-static const char *const spool_dirs[] = { "data", "tmp", "queue", "corrupt", "spare" };
+static const char *const spool_dirs[] = { "data", "tmp", "queue", "deferred", "deferred-data",
+	"corrupt", "spare" };
 
 static void
 create_owned_dir(const char *path, uid_t uid, gid_t gid)
@@ -84,6 +85,8 @@ spool_open(struct spool *spool, const char *path)
 	spool->data_fd = open_dir_at(spool->dir_fd, "data", path);
 	spool->tmp_fd = open_dir_at(spool->dir_fd, "tmp", path);
 	spool->queue_fd = open_dir_at(spool->dir_fd, "queue", path);
+	spool->deferred_fd = open_dir_at(spool->dir_fd, "deferred", path);
+	spool->deferred_data_fd = open_dir_at(spool->dir_fd, "deferred-data", path);
 	spool->corrupt_fd = open_dir_at(spool->dir_fd, "corrupt", path);
 	spool->spare_fd = open_dir_at(spool->dir_fd, "spare", path);
 	spool->spares = NULL;
@@ -95,6 +98,8 @@ spool_close(struct spool *spool)
 	close(spool->data_fd);
 	close(spool->tmp_fd);
 	close(spool->queue_fd);
+	close(spool->deferred_fd);
+	close(spool->deferred_data_fd);
 	close(spool->corrupt_fd);
 	close(spool->spare_fd);
 	spare_free(spool);
@@ -182,9 +187,24 @@ spool_cut(int fd, off_t size)
 }
 
 int
-spool_open_data(const struct spool *spool, const char *id)
+spool_open_data(const struct spool *spool, const struct envelope *env)
 {
-	return openat(spool->data_fd, id, O_RDONLY | O_CLOEXEC);
+	int expected = spool_data_dir(spool, env->in_deferred);
+	int fd = openat(expected, env->id, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+
+	/* The commit thread may be moving the file from data/ to
+	 * deferred-data/ right now, because in_deferred is set when the move
+	 * is submitted. So the expected directory is tried again after the
+	 * other one: a file found in neither place has arrived by the third
+	 * look. A move that failed leaves the file in data/, where the
+	 * second look finds it. */
+	fd = openat(spool_data_dir(spool, !env->in_deferred), env->id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = openat(expected, env->id, O_RDONLY | O_CLOEXEC);
+	return fd;
 }
 
 void
@@ -259,64 +279,187 @@ remove_all_at(int dir_fd, const char *note)
 	closedir(dir);
 }
 
-static void
-move_to_corrupt(struct spool *spool, const char *name, const char *why)
+/* The names of a message's envelope and data directories, for logs. */
+static const char *
+envelope_dir_name(int deferred)
 {
-	log_error("%s: unreadable envelope (%s); moved to %s/corrupt", name, why, spool->path);
-	if (renameat(spool->queue_fd, name, spool->corrupt_fd, name) < 0)
+	return deferred ? "deferred" : "queue";
+}
+
+static const char *
+data_dir_name(int deferred)
+{
+	return deferred ? "deferred-data" : "data";
+}
+
+static int
+exists_at(int dir_fd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Move the envelope NAME from queue/, or from deferred/ when DEFERRED is
+ * set, to corrupt/. */
+static void
+move_to_corrupt(struct spool *spool, int deferred, const char *name, const char *why)
+{
+	log_error("%s: unreadable envelope (%s) in %s/; moved to %s/corrupt", name, why,
+	    envelope_dir_name(deferred), spool->path);
+	if (renameat(spool_envelope_dir(spool, deferred), name, spool->corrupt_fd, name) < 0)
 		log_error("%s: move to corrupt/: %s", name, strerror(errno));
 }
 
-/* Load queue/NAME; returns the envelope or NULL (already logged and moved). */
+/* Load the envelope NAME from queue/, or from deferred/ when DEFERRED is
+ * set. Returns the envelope, or NULL when it was unreadable (already
+ * logged and moved to corrupt/). */
 static struct envelope *
-load_envelope(struct spool *spool, const char *name)
+load_envelope(struct spool *spool, int deferred, const char *name)
 {
 	struct envelope *env;
 	const char *why;
 	char *text;
 	size_t len;
-	struct stat st;
 
-	text = read_file_at(spool->queue_fd, name, &len);
+	text = read_file_at(spool_envelope_dir(spool, deferred), name, &len);
 	if (text == NULL) {
-		move_to_corrupt(spool, name, strerror(errno));
+		move_to_corrupt(spool, deferred, name, strerror(errno));
 		return NULL;
 	}
 	env = envelope_parse(text, len, &why);
 	free(text);
 	if (env == NULL) {
-		move_to_corrupt(spool, name, why);
+		move_to_corrupt(spool, deferred, name, why);
 		return NULL;
 	}
 	if (strcmp(env->id, name) != 0) {
 		envelope_free(env);
-		move_to_corrupt(spool, name, "id does not match the file name");
+		move_to_corrupt(spool, deferred, name, "id does not match the file name");
 		return NULL;
 	}
-	if (fstatat(spool->data_fd, name, &st, 0) < 0) {
+
+	/* place_data_files left the data file in the other directory only
+	 * if it could not move it, and readers look there too. */
+	if (!exists_at(spool_data_dir(spool, deferred), name) &&
+	    !exists_at(spool_data_dir(spool, !deferred), name)) {
 		envelope_free(env);
-		move_to_corrupt(spool, name, "data file missing");
+		move_to_corrupt(spool, deferred, name, "data file missing");
 		return NULL;
 	}
+	env->in_deferred = deferred;
 	return env;
 }
 
+/*
+ * Remove queue/NAME where deferred/NAME exists too: a crash during a
+ * move left both (commit.h). The copy in deferred/ is the newer one,
+ * because a message gets no new envelope in queue/ once it has one in
+ * deferred/.
+ */
 static void
-remove_orphan_data(struct spool *spool)
+remove_older_envelopes(struct spool *spool)
 {
-	DIR *dir = open_dir_stream(spool->data_fd);
+	DIR *dir = open_dir_stream(spool->queue_fd);
 	struct dirent *de;
-	struct stat st;
 
 	if (dir == NULL)
-		fatal("read spool directory %s/data", spool->path);
+		fatal("read spool directory %s/queue", spool->path);
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.' || !exists_at(spool->deferred_fd, de->d_name))
+			continue;
+		log_warn("%s: envelope in both queue/ and deferred/ after an interrupted move; "
+		    "removed the older one in queue/", de->d_name);
+		if (unlinkat(spool->queue_fd, de->d_name, 0) < 0)
+			log_error("%s: remove queue/%s: %s", de->d_name, de->d_name, strerror(errno));
+	}
+	closedir(dir);
+}
+
+/* Move the data file NAME from the data directory of DEFERRED to the
+ * other one, where its envelope is, or remove it when a copy is there
+ * already (a crash during a move can leave the file under both names). */
+static void
+move_data_to_envelope(struct spool *spool, int deferred, const char *name)
+{
+	int from_fd = spool_data_dir(spool, deferred);
+	int to_fd = spool_data_dir(spool, !deferred);
+
+	if (exists_at(to_fd, name)) {
+		log_warn("%s: data file in both data/ and deferred-data/; removed the one in %s/",
+		    name, data_dir_name(deferred));
+		if (unlinkat(from_fd, name, 0) < 0)
+			log_error("%s: remove %s/%s: %s", name, data_dir_name(deferred), name,
+			    strerror(errno));
+		return;
+	}
+	if (renameat(from_fd, name, to_fd, name) < 0) {
+		log_error("%s: move the data file from %s/ to %s/: %s; it is read where it is", name,
+		    data_dir_name(deferred), data_dir_name(!deferred), strerror(errno));
+		return;
+	}
+	log_warn("%s: data file in %s/ but envelope in %s/ after an interrupted move; "
+	    "moved the data file to %s/", name, data_dir_name(deferred),
+	    envelope_dir_name(!deferred), data_dir_name(!deferred));
+}
+
+/* Check every file in the data directory of DEFERRED. A file stays when
+ * its envelope is in the matching envelope directory and moves when the
+ * envelope is in the other one. Without an envelope it belongs to an
+ * uncommitted message and is removed. */
+static void
+place_data_files(struct spool *spool, int deferred)
+{
+	int data_fd = spool_data_dir(spool, deferred);
+	DIR *dir = open_dir_stream(data_fd);
+	struct dirent *de;
+
+	if (dir == NULL)
+		fatal("read spool directory %s/%s", spool->path, data_dir_name(deferred));
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		if (fstatat(spool->queue_fd, de->d_name, &st, 0) == 0)
+		if (exists_at(spool_envelope_dir(spool, deferred), de->d_name))
 			continue;
+		if (exists_at(spool_envelope_dir(spool, !deferred), de->d_name)) {
+			move_data_to_envelope(spool, deferred, de->d_name);
+			continue;
+		}
 		log_info("%s: removed uncommitted data file", de->d_name);
-		unlinkat(spool->data_fd, de->d_name, 0);
+		unlinkat(data_fd, de->d_name, 0);
+	}
+	closedir(dir);
+}
+
+/* A growing array of loaded envelopes. */
+struct envelope_list {
+	struct envelope **items;
+	size_t count, capacity;
+};
+
+/* Load every envelope in queue/, or in deferred/ when DEFERRED is set,
+ * into LIST. */
+static void
+load_envelopes(struct spool *spool, int deferred, struct envelope_list *list)
+{
+	DIR *dir = open_dir_stream(spool_envelope_dir(spool, deferred));
+	struct dirent *de;
+
+	if (dir == NULL)
+		fatal("read spool directory %s/%s", spool->path, envelope_dir_name(deferred));
+	while ((de = readdir(dir)) != NULL) {
+		struct envelope *env;
+
+		if (de->d_name[0] == '.')
+			continue;
+		env = load_envelope(spool, deferred, de->d_name);
+		if (env == NULL)
+			continue;
+		if (list->count == list->capacity) {
+			list->capacity = list->capacity ? list->capacity * 2 : 256;
+			list->items = xrealloc(list->items, list->capacity * sizeof *list->items);
+		}
+		list->items[list->count++] = env;
 	}
 	closedir(dir);
 }
@@ -333,38 +476,21 @@ compare_arrival(const void *a, const void *b)
 size_t
 spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg), void *arg)
 {
-	struct envelope **envs = NULL;
-	size_t count = 0, capacity = 0;
-	struct dirent *de;
-	DIR *dir;
+	struct envelope_list list = { NULL, 0, 0 };
 
 	remove_all_at(spool->tmp_fd, "removed unfinished envelope file");
-	remove_orphan_data(spool);
+	remove_older_envelopes(spool);
+	place_data_files(spool, 0);
+	place_data_files(spool, 1);
 
-	dir = open_dir_stream(spool->queue_fd);
-	if (dir == NULL)
-		fatal("read spool directory %s/queue", spool->path);
-	while ((de = readdir(dir)) != NULL) {
-		struct envelope *env;
-
-		if (de->d_name[0] == '.')
-			continue;
-		env = load_envelope(spool, de->d_name);
-		if (env == NULL)
-			continue;
-		if (count == capacity) {
-			capacity = capacity ? capacity * 2 : 256;
-			envs = xrealloc(envs, capacity * sizeof *envs);
-		}
-		envs[count++] = env;
-	}
-	closedir(dir);
+	load_envelopes(spool, 0, &list);
+	load_envelopes(spool, 1, &list);
 
 	/* Oldest first, so delivery and the queue listing follow arrival. */
-	if (count > 0)
-		qsort(envs, count, sizeof *envs, compare_arrival);
-	for (size_t i = 0; i < count; i++)
-		load(envs[i], arg);
-	free(envs);
-	return count;
+	if (list.count > 0)
+		qsort(list.items, list.count, sizeof *list.items, compare_arrival);
+	for (size_t i = 0; i < list.count; i++)
+		load(list.items[i], arg);
+	free(list.items);
+	return list.count;
 }

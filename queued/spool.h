@@ -3,17 +3,33 @@
  *
  * Layout under queue_directory (every directory mode 0700, owned by
  * queue_user):
- *   data/ID    the message as the client wrote it, created at NEW
- *   tmp/ID     an envelope being written, renamed into queue/ when done
- *   queue/ID   the committed envelope (see envelope.h)
- *   corrupt/ID envelopes that could not be read, kept for the admin
- *   spare/N    files of removed messages, waiting to be reused
+ *   data/ID           the message as the client wrote it, created at NEW
+ *   tmp/ID            an envelope being written, renamed into queue/ or
+ *                     deferred/ when done
+ *   queue/ID          the committed envelope of a message not yet
+ *                     deferred (see envelope.h)
+ *   deferred/ID       the envelope of a message that has been deferred
+ *   deferred-data/ID  its data file
+ *   corrupt/ID        envelopes that could not be read, kept for the admin
+ *   spare/N           files of removed messages, waiting to be reused
  *
- * A message is committed exactly when queue/ID exists, because the
- * commit renames a complete, synced envelope into queue/ (commit.c).
- * Recovery at start-up follows from that. Files in tmp/ and data files
- * without an envelope were never acknowledged, so they are removed.
- * Every envelope in queue/ is loaded and delivered.
+ * A message is committed exactly when queue/ID or deferred/ID exists,
+ * because the commit renames a complete, synced envelope into one of
+ * them (commit.c). Recovery at start-up follows from that. Files in
+ * tmp/ and data files without an envelope were never acknowledged, so
+ * they are removed. Every envelope in queue/ and deferred/ is loaded
+ * and delivered.
+ *
+ * Deferred messages: the envelope update that ends an attempt with
+ * recipients left to try moves the message to deferred/ and
+ * deferred-data/, where it stays until it is removed. Each new message
+ * is created, looked up and removed several times in its directories,
+ * and a lookup costs more in a large directory (more index and name
+ * blocks to read, more names compared in ext4_search_dir). Kept apart,
+ * messages waiting for a retry do not slow down new ones. The move is
+ * ordered so that recovery finds exactly one copy after a crash at any
+ * point (commit.h). The in-memory envelope records which pair of
+ * directories contains its files (in_deferred in envelope.h).
  *
  * Spare files: a file system that allocates an inode for every new file
  * and frees it again soon after pays twice per file. ext4 without a
@@ -48,6 +64,8 @@ struct spool {
 	int data_fd;		/* data/ */
 	int tmp_fd;		/* tmp/ */
 	int queue_fd;		/* queue/ */
+	int deferred_fd;	/* deferred/ */
+	int deferred_data_fd;	/* deferred-data/ */
 	int corrupt_fd;		/* corrupt/ */
 	int spare_fd;		/* spare/ */
 	struct spare_pool *spares;
@@ -84,8 +102,27 @@ off_t spool_data_written(int own_fd);
  * Returns 0, or -1 with errno set. */
 int spool_cut(int fd, off_t size);
 
-/* Open data/ID for reading. Descriptor or -1 with errno set. */
-int spool_open_data(const struct spool *spool, const char *id);
+/* The envelope directory of a message: deferred/ when DEFERRED is
+ * set, else queue/. */
+static inline int
+spool_envelope_dir(const struct spool *spool, int deferred)
+{
+	return deferred ? spool->deferred_fd : spool->queue_fd;
+}
+
+/* The data directory of a message: deferred-data/ when DEFERRED is set,
+ * else data/. */
+static inline int
+spool_data_dir(const struct spool *spool, int deferred)
+{
+	return deferred ? spool->deferred_data_fd : spool->data_fd;
+}
+
+/* Open the data file of the committed message ENV for reading, in the
+ * data directory ENV's in_deferred flag names, or else in the other one
+ * (a move may be under way, or may have failed). Descriptor or -1 with
+ * errno set. */
+int spool_open_data(const struct spool *spool, const struct envelope *env);
 
 /* Remove the files of an uncommitted message (data/ID). */
 void spool_remove_data(const struct spool *spool, const char *id);
@@ -113,8 +150,8 @@ int spare_take(struct spool *spool, int dir_fd, const char *name, enum spare_use
 int spare_open(struct spool *spool, int dir_fd, const char *name, enum spare_use use, int flags);
 
 /* Zero DIR_FD/NAME and keep it as a spare file, or remove it when the
- * pool is full. 0 once NAME is gone from DIR_FD, -1 with errno set.
- * Thread-safe. */
+ * pool is full. 0 once NAME is gone from DIR_FD, -1 with errno set:
+ * ENOENT when DIR_FD had no NAME. Thread-safe. */
 int spare_retire(struct spool *spool, int dir_fd, const char *name);
 
 /* spare_retire for a data file, which a client wrote through a passed
@@ -127,10 +164,12 @@ void spool_new_id(char id[QUEUE_ID_MAX]);
 int spool_id_valid(const char *id);
 
 /*
- * Recover after a start: remove tmp/ files and data files without an
+ * Recover after a start: remove tmp/ files, keep only the deferred/
+ * copy of an envelope that is in queue/ too, move each data file to the
+ * data directory of its envelope, remove data files without an
  * envelope, move unreadable envelopes to corrupt/, and call LOAD for
- * each committed message (LOAD owns the envelope). Returns the number
- * of messages loaded.
+ * each committed message (LOAD owns the envelope, whose in_deferred
+ * flag is set). Returns the number of messages loaded.
  */
 size_t spool_recover(struct spool *spool,
     void (*load)(struct envelope *env, void *arg), void *arg);

@@ -43,7 +43,8 @@ def plain_message(subject, body):
 
 def queued_files(host):
     """Names of the committed envelopes in the spool."""
-    return sorted(p.name for p in (host.dir / "spool" / "queue").glob("*"))
+    spool = host.dir / "spool"
+    return sorted({p.name for p in [*spool.glob("queue/*"), *spool.glob("deferred/*")]})
 
 
 def signing_host(make_mailhost, zone, keys):  # noqa: F811

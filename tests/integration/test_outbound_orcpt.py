@@ -96,7 +96,7 @@ def test_invalid_orcpt_in_queue_file_left_out(make_mailhost, net, tmp_path):
     ids, _ = queued_ids(sender)
     assert len(ids) == 1
     sender.stop("queued")
-    envelope = sender.dir / "spool" / "queue" / ids[0]
+    envelope = sender.dir / "spool" / "deferred" / ids[0]
     text = envelope.read_text()
     assert text.count("orcpt=rfc822;alice@example.test\n") == 1
     envelope.write_text(text.replace("orcpt=rfc822;alice@example.test\n", "orcpt=rf c822;alice@example.test\n"))

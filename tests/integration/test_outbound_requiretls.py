@@ -221,10 +221,10 @@ def send_plain(host, recipient):
 
 def queued_envelopes(host, timeout=20):
     """The texts of HOST's committed envelopes, once there is one."""
-    queue = host.dir / "spool" / "queue"
+    spool = host.dir / "spool"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        texts = [path.read_text(errors="replace") for path in queue.iterdir()] if queue.is_dir() else []
+        texts = [path.read_text(errors="replace") for path in spool.glob("deferred/*")]
         if texts:
             return texts
         time.sleep(0.2)

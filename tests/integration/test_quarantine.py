@@ -190,7 +190,11 @@ def test_flag_survives_queued_kill(make_mailhost):
     msg_type, reply, queue_id = commit(host, [DEMO], "survives kill")
     assert msg_type == "COMMIT-OK", reply
     assert host.wait_for_log(queue_id + r": to=<demo@example.test>.*status=deferred")
-    envelope = (host.dir / "spool" / "queue" / queue_id).read_text()
+    envelope_path = host.dir / "spool" / "deferred" / queue_id
+    deadline = time.monotonic() + 10
+    while not envelope_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    envelope = envelope_path.read_text()
     assert "\nquarantine=1\n" in envelope
 
     host.kill("queued")

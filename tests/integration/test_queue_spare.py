@@ -40,9 +40,9 @@ def held_files(host, timeout=10):
     spool = host.dir / "spool"
     deadline = time.monotonic() + timeout
     while True:
-        data = sorted((spool / "data").iterdir())
-        envelopes = sorted((spool / "queue").iterdir())
-        if len(data) == len(envelopes) or time.monotonic() > deadline:
+        data = sorted((spool / "deferred-data").iterdir())
+        envelopes = sorted((spool / "deferred").iterdir())
+        if (data and len(data) == len(envelopes)) or time.monotonic() > deadline:
             return data, envelopes
         time.sleep(0.05)
 

@@ -61,7 +61,13 @@ def delivery_status(report):
 
 
 def envelope_lines(host, queue_id):
-    return (host.dir / "spool" / "queue" / queue_id).read_text().splitlines()
+    """The lines of QUEUE_ID's envelope, once its deferral has moved it
+    to deferred/."""
+    path = host.dir / "spool" / "deferred" / queue_id
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.read_text().splitlines()
 
 
 def assert_no_mail_after(host, address, pattern):

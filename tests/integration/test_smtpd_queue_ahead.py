@@ -8,11 +8,14 @@ BODY = b"Subject: ahead\r\n\r\nbody\r\n"
 
 
 def data_files(host):
-    return sorted(path.name for path in (host.dir / "spool" / "data").iterdir())
+    spool = host.dir / "spool"
+    return sorted({path.name for path in [*spool.glob("data/*"), *spool.glob("deferred-data/*")]})
 
 
 def queued_ids(host):
-    return sorted(path.name for path in (host.dir / "spool" / "queue").iterdir())
+    spool = host.dir / "spool"
+    # A message being moved has an envelope in both for a moment.
+    return sorted({path.name for path in [*spool.glob("queue/*"), *spool.glob("deferred/*")]})
 
 
 def wait_for(predicate, timeout=10):
