@@ -113,8 +113,10 @@ class EstafetaHost:
         return self.host.maildir("%s@%s" % (local, DOMAIN))
 
     def queue_size(self):
-        queue = Path(self.host.settings["queue_directory"]) / "queue"
-        return sum(1 for _ in queue.iterdir()) if queue.is_dir() else 0
+        """Committed messages: envelopes in queue/ and in deferred/."""
+        spool = Path(self.host.settings["queue_directory"])
+        return sum(sum(1 for _ in (spool / name).iterdir())
+                   for name in ("queue", "deferred") if (spool / name).is_dir())
 
     def log(self):
         return self.host.log()

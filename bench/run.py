@@ -27,7 +27,7 @@ import workloads  # noqa: E402
 from common import mailbox_names  # noqa: E402
 from estafeta_host import EstafetaHost  # noqa: E402
 from postfix_host import PostfixHost  # noqa: E402
-from workloads import DeferredSpec, FilterSpec, IdleSpec, LoadSpec, PROBE_MAILBOX  # noqa: E402
+from workloads import BaselineSpec, DeferredSpec, FilterSpec, IdleSpec, LoadSpec, PROBE_MAILBOX  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"estafeta": EstafetaHost, "postfix": PostfixHost}
@@ -158,7 +158,7 @@ class Benchmark:
         started = time.monotonic()
         for round_index in range(self.args.rounds):
             for workload_index, spec in enumerate(self.specs):
-                if isinstance(spec, DeferredSpec):
+                if isinstance(spec, (DeferredSpec, BaselineSpec)):
                     continue
                 for system in self.order(round_index, workload_index):
                     if isinstance(spec, FilterSpec) and system != "estafeta":
@@ -196,32 +196,52 @@ class Benchmark:
             self.destroy(host, failed)
 
     def run_deferred(self, spec):
-        """Fill one host of each system, then measure new mail on each, round by round."""
-        hosts = {}
+        """Start two hosts of each system and fill one of them; then measure
+        new mail on both, round by round, each round into a mailbox of its own.
+        Both hosts have run equally long when measured, so the difference
+        between them is the cost of the deferred messages."""
+        baseline = next((other for other in self.specs if isinstance(other, BaselineSpec)), None)
+        full, empty = {}, {}
         try:
             for system in self.systems:
-                hosts[system] = self.make_host(system, backoff=HELD_BACKOFF)
-                hosts[system].start()
+                if baseline is not None:
+                    empty[system] = self.make_host(system, backoff=HELD_BACKOFF)
+                    empty[system].start()
+                full[system] = self.make_host(system, backoff=HELD_BACKOFF)
+                full[system].start()
                 log("%s %s: filling the queue with %d messages" % (spec.name, system, spec.deferred))
-                fill = workloads.fill_deferred(hosts[system], spec)
+                fill = workloads.fill_deferred(full[system], spec)
                 log("%s %s: %s" % (spec.name, system, summary_line(fill)))
                 self.results["deferred_fill"][system] = fill
             for round_index in range(self.args.rounds):
                 for system in self.order(round_index, 0):
-                    # A mailbox of its own per round: 2bench, 3bench, ...
-                    mailbox = "%dbench" % (round_index + 2)
-                    try:
-                        figures = workloads.measure_load(hosts[system], spec.load, [mailbox])
-                        figures["errors"] += network_check(hosts[system])
-                    except Exception:
-                        figures = {"errors": [traceback.format_exc()]}
-                    self.record(spec, system, round_index, figures)
+                    pairs = [(spec, spec.load, full[system])]
+                    if baseline is not None:
+                        pairs.append((baseline, baseline, empty[system]))
+                    if round_index % 2:
+                        pairs.reverse()
+                    for recorded, load, host in pairs:
+                        self.measure_on(recorded, load, host, system, round_index)
         finally:
-            for system, host in hosts.items():
+            for system, host in list(full.items()) + list(empty.items()):
+                name = spec.name if host in full.values() else baseline.name
                 failed = any(run["errors"] for run in self.results["runs"]
-                             if run["workload"] == spec.name and run["system"] == system)
-                failed = failed or bool(self.results["deferred_fill"].get(system, {}).get("errors", True))
+                             if run["workload"] == name and run["system"] == system)
+                if host in full.values():
+                    failed = failed or bool(self.results["deferred_fill"].get(system, {}).get("errors", True))
                 self.destroy(host, failed)
+
+    def measure_on(self, recorded, load, host, system, round_index):
+        """Measure LOAD on a running host; record it under RECORDED's name."""
+        # A mailbox of its own per round: 2bench, 3bench, ...
+        mailbox = "%dbench" % (round_index + 2)
+        log("%s %s round %d: %s" % (recorded.name, system, round_index + 1, recorded.title))
+        try:
+            figures = workloads.measure_load(host, load, [mailbox])
+            figures["errors"] += network_check(host)
+        except Exception:
+            figures = {"errors": [traceback.format_exc()]}
+        self.record(recorded, system, round_index, figures)
 
     def destroy(self, host, failed):
         if failed:
@@ -255,6 +275,10 @@ def main():
         if unknown:
             sys.exit("bench/run.py: unknown workload %s; known: %s"
                      % (", ".join(sorted(unknown)), ", ".join(spec.name for spec in specs)))
+        # The deferred workload is measured beside its baseline: one brings the other.
+        pair = {spec.name for spec in specs if isinstance(spec, (DeferredSpec, BaselineSpec))}
+        if pair & set(wanted):
+            wanted += sorted(pair)
         specs = [spec for spec in specs if spec.name in wanted]
 
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
