@@ -17,52 +17,64 @@
 
 #define COMMIT_BATCH_MAX 1024
 
-struct commit_batch;
-
 static struct {
 	struct spool *spool;
 	int use_syncfs;
 
-	pthread_t sync_thread, apply_thread;
+	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wakeup;		/* jobs are pending, or stopping is set */
-	pthread_cond_t synced;		/* a batch is synced, or sync_done is set */
 	struct commit_job *pending_head, *pending_tail;
-	struct commit_batch *synced_head, *synced_tail;
 	struct commit_job *done_head, *done_tail;
 	int stopping;
-	int sync_done;			/* the sync thread has ended */
 
 	int done_fd;		/* eventfd: the thread signals finished batches */
 	struct event *done_ev;
 } committer = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wakeup = PTHREAD_COND_INITIALIZER,
-	.synced = PTHREAD_COND_INITIALIZER,
 };
 
 /* Thread side. */
 
-/* Scan the data file for bytes >= 0x80 so a local submission without a
- * body= field still gets BODY=8BITMIME on the way out. */
-static void
-detect_8bit(struct commit_job *job)
+/*
+ * Read the data file once: its CRC-32 goes into the envelope, so that
+ * recovery can tell a data file that reached the disk from one that did
+ * not, and a local submission without a body= field gets BODY=8BITMIME
+ * on the way out if it has bytes >= 0x80. Returns 0, or -1 with errno.
+ */
+static int
+scan_data(struct commit_job *job)
 {
 	char buf[65536];
+	unsigned long crc = 0;
 	off_t offset = 0;
+	int want_8bit = envelope_attr(job->env, "body") == NULL;
 	ssize_t n;
 
-	if (envelope_attr(job->env, "body") != NULL)
-		return;
-	while ((n = pread(job->data_fd, buf, sizeof buf, offset)) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			if ((unsigned char)buf[i] >= 0x80) {
-				envelope_set_attr(job->env, "body", "8BITMIME");
-				return;
+	while (offset < job->env->size &&
+	    (n = pread(job->data_fd, buf, sizeof buf, offset)) > 0) {
+		if (n > job->env->size - offset)
+			n = (ssize_t)(job->env->size - offset);
+		crc = envelope_crc(crc, buf, (size_t)n);
+		if (want_8bit) {
+			for (ssize_t i = 0; i < n; i++) {
+				if ((unsigned char)buf[i] >= 0x80) {
+					envelope_set_attr(job->env, "body", "8BITMIME");
+					want_8bit = 0;
+					break;
+				}
 			}
 		}
 		offset += n;
 	}
+	if (offset != job->env->size) {
+		errno = offset < job->env->size ? EIO : errno;
+		return -1;
+	}
+	job->env->data_crc = crc;
+	job->env->have_data_crc = 1;
+	return 0;
 }
 
 /* Step 1: write tmp/ID. Returns the open file (for fsync) or -1. */
@@ -72,11 +84,13 @@ write_tmp_envelope(struct commit_job *job)
 	int fd;
 
 	if (job->kind == COMMIT_NEW) {
-		if (job->data_fd >= 0 && spool_cut(job->data_fd, job->env->size) < 0) {
+		if (job->data_fd < 0)
+			job->data_fd = spool_open_data(committer.spool, job->env);
+		if (job->data_fd < 0 || spool_cut(job->data_fd, job->env->size) < 0 ||
+		    scan_data(job) < 0) {
 			job->error = errno;
 			return -1;
 		}
-		detect_8bit(job);
 		job->text = envelope_format(job->env, &job->text_len);
 	}
 	fd = spare_open(committer.spool, committer.spool->tmp_fd, job->id, SPARE_FOR_ENVELOPE,
@@ -108,9 +122,28 @@ fsync_or_error(int fd, int *error)
 	return -1;
 }
 
-/* Step 2: make the data files and tmp/ envelopes durable. */
+/* Where a round changed envelope directories, for the fsync barrier. */
+enum {
+	CHANGED_QUEUE = 1,
+	CHANGED_DEFERRED = 2,
+};
+
+/* The jobs of one round. */
+struct commit_batch {
+	struct commit_job *commits[COMMIT_BATCH_MAX];	/* new and updates */
+	struct commit_job *removals[COMMIT_BATCH_MAX];
+	char moved[COMMIT_BATCH_MAX][QUEUE_ID_MAX];	/* ids whose old envelope step 4
+							 * retires (the jobs are gone by then) */
+	int tmp_fds[COMMIT_BATCH_MAX];
+	int removed_from[COMMIT_BATCH_MAX];	/* 1: the removal's envelope left deferred/ */
+	size_t ncommits, nremovals, nmoves;
+	unsigned changed;	/* CHANGED_ flags, for the barrier */
+};
+
+/* Step 2: the barrier, for the data files and tmp/ envelopes of the
+ * commits and for the envelopes the removals took out of queue/. */
 static void
-sync_batch(struct commit_job **jobs, int *tmp_fds, size_t count)
+sync_batch(struct commit_batch *batch)
 {
 	const struct spool *spool = committer.spool;
 	int error = 0, have_new = 0;
@@ -119,61 +152,41 @@ sync_batch(struct commit_job **jobs, int *tmp_fds, size_t count)
 		if (syncfs(spool->dir_fd) < 0)
 			error = errno;
 	} else {
-		for (size_t i = 0; i < count; i++) {
-			if (jobs[i]->error != 0 || tmp_fds[i] < 0)
+		for (size_t i = 0; i < batch->ncommits; i++) {
+			struct commit_job *job = batch->commits[i];
+
+			if (job->error != 0 || batch->tmp_fds[i] < 0)
 				continue;
-			if (jobs[i]->kind == COMMIT_NEW) {
+			if (job->kind == COMMIT_NEW) {
 				have_new = 1;
-				if (fsync_or_error(jobs[i]->data_fd, &jobs[i]->error) < 0)
+				if (fsync_or_error(job->data_fd, &job->error) < 0)
 					continue;
 			}
-			fsync_or_error(tmp_fds[i], &jobs[i]->error);
+			fsync_or_error(batch->tmp_fds[i], &job->error);
 		}
 		if (have_new && fsync(spool->data_fd) < 0)
 			error = errno;
+		if (batch->ncommits > 0 && fsync(spool->tmp_fd) < 0)
+			error = errno;
+		if ((batch->changed & CHANGED_QUEUE) && fsync(spool->queue_fd) < 0)
+			error = errno;
+		if ((batch->changed & CHANGED_DEFERRED) && fsync(spool->deferred_fd) < 0)
+			error = errno;
 	}
 
-	for (size_t i = 0; i < count; i++)
-		if (jobs[i]->error == 0 && jobs[i]->kind != COMMIT_REMOVE && error != 0)
-			jobs[i]->error = error;
+	for (size_t i = 0; i < batch->ncommits; i++)
+		if (batch->commits[i]->error == 0 && error != 0)
+			batch->commits[i]->error = error;
+	for (size_t i = 0; i < batch->nremovals; i++)
+		if (batch->removals[i]->error == 0 && error != 0)
+			batch->removals[i]->error = error;
 }
-
-/* The directories a batch changed, which step 6 syncs. */
-enum {
-	CHANGED_QUEUE = 1,
-	CHANGED_DEFERRED = 2,
-};
-
-/* The jobs of one round, passed from the sync thread to the apply
- * thread. */
-struct commit_batch {
-	struct commit_job *commits[COMMIT_BATCH_MAX];	/* new and updates */
-	struct commit_job *removals[COMMIT_BATCH_MAX];
-	struct commit_job *moves[COMMIT_BATCH_MAX];	/* updates waiting for step 4 */
-	size_t ncommits, nremovals, nmoves;
-	unsigned changed;	/* CHANGED_ flags */
-	struct commit_batch *next;
-};
 
 static void
 fail_update(struct commit_job *job, int error)
 {
 	job->error = error;
 	spare_retire(committer.spool, committer.spool->tmp_fd, job->id);
-}
-
-/* Step 3 for a new message: the commit point. */
-static void
-apply_new(struct commit_batch *batch, struct commit_job *job)
-{
-	struct spool *spool = committer.spool;
-
-	if (renameat(spool->tmp_fd, job->id, spool->queue_fd, job->id) < 0) {
-		job->error = errno;
-		unlinkat(spool->tmp_fd, job->id, 0);
-		return;
-	}
-	batch->changed |= CHANGED_QUEUE;
 }
 
 /*
@@ -206,12 +219,12 @@ start_move(struct commit_batch *batch, struct commit_job *job)
 		fail_update(job, error);
 		return;
 	}
-	batch->moves[batch->nmoves++] = job;
+	strlcpy_x(batch->moved[batch->nmoves++], job->id, QUEUE_ID_MAX);
 }
 
 /* Step 3 for an update. */
 static void
-apply_update(struct commit_batch *batch, struct commit_job *job)
+rename_update(struct commit_batch *batch, struct commit_job *job)
 {
 	struct spool *spool = committer.spool;
 
@@ -221,10 +234,11 @@ apply_update(struct commit_batch *batch, struct commit_job *job)
 	}
 
 	/* The exchange swaps the new envelope in and the old one out in one
-	 * step, so the old file can become a spare instead of being freed. */
+	 * step, so the old file can become a spare instead of being freed.
+	 * Until the next barrier either copy may be the one on disk, and
+	 * recovery keeps the one with the higher seq. */
 	if (renameat2(spool->tmp_fd, job->id, spool->deferred_fd, job->id, RENAME_EXCHANGE) == 0) {
 		spare_retire(spool, spool->tmp_fd, job->id);
-		batch->changed |= CHANGED_DEFERRED;
 		return;
 	}
 
@@ -234,23 +248,28 @@ apply_update(struct commit_batch *batch, struct commit_job *job)
 		start_move(batch, job);
 		return;
 	}
-	if (renameat(spool->tmp_fd, job->id, spool->deferred_fd, job->id) < 0) {
+	if (renameat(spool->tmp_fd, job->id, spool->deferred_fd, job->id) < 0)
 		fail_update(job, errno);
-		return;
-	}
-	batch->changed |= CHANGED_DEFERRED;
 }
 
 /* Step 3 for one new message or update. */
 static void
-apply_commit(struct commit_batch *batch, struct commit_job *job)
+rename_commit(struct commit_batch *batch, struct commit_job *job)
 {
-	if (job->error != 0)
-		spare_retire(committer.spool, committer.spool->tmp_fd, job->id);
-	else if (job->kind == COMMIT_NEW)
-		apply_new(batch, job);
-	else
-		apply_update(batch, job);
+	struct spool *spool = committer.spool;
+
+	if (job->error != 0) {
+		spare_retire(spool, spool->tmp_fd, job->id);
+		return;
+	}
+	if (job->kind == COMMIT_UPDATE) {
+		rename_update(batch, job);
+		return;
+	}
+	if (renameat(spool->tmp_fd, job->id, spool->queue_fd, job->id) < 0) {
+		job->error = errno;
+		unlinkat(spool->tmp_fd, job->id, 0);
+	}
 }
 
 /* Step 4: make the moves of BATCH durable, then retire the old envelope
@@ -271,7 +290,7 @@ finish_moves(struct commit_batch *batch)
 	}
 
 	for (size_t i = 0; i < batch->nmoves; i++) {
-		struct commit_job *job = batch->moves[i];
+		const char *id = batch->moved[i];
 
 		/* NOTE: after a failed barrier the old envelope stays in queue/,
 		 * so that a crash cannot lose the message, and recovery keeps the
@@ -279,12 +298,12 @@ finish_moves(struct commit_batch *batch)
 		 * the old one stays behind and goes to corrupt/ at the next start
 		 * (its data file is gone). */
 		if (error != 0) {
-			job->error = error;
+			log_error("%s: move to deferred/: %s; the old envelope stays in queue/", id,
+			    strerror(error));
 			continue;
 		}
-		if (spare_retire(spool, spool->queue_fd, job->id) < 0 && errno != ENOENT)
-			job->error = errno;
-		batch->changed |= CHANGED_QUEUE;
+		if (spare_retire(spool, spool->queue_fd, id) < 0 && errno != ENOENT)
+			log_error("%s: remove the old envelope from queue/: %s", id, strerror(errno));
 	}
 }
 
@@ -310,117 +329,74 @@ retire_either(int (*retire)(struct spool *, int, const char *), const int dir_fd
 	return -1;
 }
 
-/* Step 5 for one removal. */
+/* Step 1 for the removal BATCH->removals[I]: the envelope leaves first,
+ * and that is the removal. */
 static void
-apply_removal(struct commit_batch *batch, struct commit_job *job)
+retire_envelope(struct commit_batch *batch, size_t i)
 {
 	struct spool *spool = committer.spool;
+	struct commit_job *job = batch->removals[i];
 	const int envelope_dirs[2] = { spool->queue_fd, spool->deferred_fd };
-	const int data_dirs[2] = { spool->data_fd, spool->deferred_data_fd };
-	int from;
+	int from = retire_either(spare_retire, envelope_dirs, job->deferred, job);
 
-	/* The envelope leaves first: that is the removal. */
-	from = retire_either(spare_retire, envelope_dirs, job->deferred, job);
 	if (from < 0)
 		from = job->deferred;
+	batch->removed_from[i] = from;
 	batch->changed |= from ? CHANGED_DEFERRED : CHANGED_QUEUE;
-	retire_either(spare_retire_closed, data_dirs, job->deferred, job);
 }
 
-/* A new message whose last barrier failed is taken back out of queue/,
- * because its client receives COMMIT-FAIL. */
+/* Step 5 for a removal whose envelope is gone from the disk. */
 static void
-undo_new(struct commit_job *job, int error)
+retire_data(struct commit_batch *batch, size_t i)
 {
-	job->error = error;
-	unlinkat(committer.spool->queue_fd, job->id, 0);
+	struct spool *spool = committer.spool;
+	struct commit_job *job = batch->removals[i];
+	const int data_dirs[2] = { spool->data_fd, spool->deferred_data_fd };
+
+	if (job->error == 0)
+		retire_either(spare_retire_closed, data_dirs, batch->removed_from[i], job);
 }
 
-/* Run steps 1 and 2 for the commits and updates of BATCH. */
+/* Sort JOBS into BATCH. */
 static void
-sync_stage(struct commit_batch *batch)
+batch_fill(struct commit_batch *batch, struct commit_job **jobs, size_t count)
 {
-	int tmp_fds[COMMIT_BATCH_MAX];
-
-	if (batch->ncommits == 0)
-		return;
-	for (size_t i = 0; i < batch->ncommits; i++)
-		tmp_fds[i] = write_tmp_envelope(batch->commits[i]);
-
-	sync_batch(batch->commits, tmp_fds, batch->ncommits);
-	for (size_t i = 0; i < batch->ncommits; i++)
-		if (tmp_fds[i] >= 0)
-			close(tmp_fds[i]);
-}
-
-/* Step 6: fsync the envelope directories BATCH changed. Returns 0 or
- * an errno value. */
-static int
-sync_changed_dirs(const struct commit_batch *batch)
-{
-	const struct spool *spool = committer.spool;
-
-	if ((batch->changed & CHANGED_QUEUE) && fsync(spool->queue_fd) < 0)
-		return errno;
-	if ((batch->changed & CHANGED_DEFERRED) && fsync(spool->deferred_fd) < 0)
-		return errno;
-	return 0;
-}
-
-/* Run steps 3 to 6 for BATCH: renames and moves, the removals, and the
- * barriers that cover them. */
-static void
-apply_stage(struct commit_batch *batch)
-{
-	int error;
-
-	for (size_t i = 0; i < batch->ncommits; i++)
-		apply_commit(batch, batch->commits[i]);
-	finish_moves(batch);
-	for (size_t i = 0; i < batch->nremovals; i++)
-		apply_removal(batch, batch->removals[i]);
-
-	error = sync_changed_dirs(batch);
-	if (error != 0) {
-		for (size_t i = 0; i < batch->ncommits; i++) {
-			struct commit_job *job = batch->commits[i];
-
-			if (job->error != 0)
-				continue;
-			if (job->kind == COMMIT_NEW)
-				undo_new(job, error);
-			else
-				job->error = error;
-		}
-		for (size_t i = 0; i < batch->nremovals; i++)
-			if (batch->removals[i]->error == 0)
-				batch->removals[i]->error = error;
-	}
-}
-
-/* Sort JOBS into a new batch. */
-static struct commit_batch *
-batch_new(struct commit_job **jobs, size_t count)
-{
-	struct commit_batch *batch = xcalloc(1, sizeof *batch);
-
+	batch->ncommits = batch->nremovals = batch->nmoves = 0;
+	batch->changed = 0;
 	for (size_t i = 0; i < count; i++) {
 		if (jobs[i]->kind == COMMIT_REMOVE)
 			batch->removals[batch->nremovals++] = jobs[i];
 		else
 			batch->commits[batch->ncommits++] = jobs[i];
 	}
-	return batch;
 }
 
-/* Move up to COMMIT_BATCH_MAX pending jobs into JOBS. The caller holds
- * the lock (or the thread has stopped). Returns the count. */
+/* Whether JOB removes a message that JOBS[0..COUNT) commits or updates. */
+static int
+removes_earlier_commit(const struct commit_job *job, struct commit_job **jobs, size_t count)
+{
+	if (job->kind != COMMIT_REMOVE)
+		return 0;
+	for (size_t i = 0; i < count; i++)
+		if (jobs[i]->kind != COMMIT_REMOVE && strcmp(jobs[i]->id, job->id) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Move up to COMMIT_BATCH_MAX pending jobs into JOBS. A round takes
+ * removals out of queue/ before it renames its commits into queue/, so
+ * the removal of a message updated earlier in the same round waits for
+ * the next round. The caller holds the lock (or the thread has stopped).
+ * Returns the count.
+ */
 static size_t
 take_pending(struct commit_job **jobs)
 {
 	size_t count = 0;
 
-	while (committer.pending_head != NULL && count < COMMIT_BATCH_MAX) {
+	while (committer.pending_head != NULL && count < COMMIT_BATCH_MAX &&
+	    !removes_earlier_commit(committer.pending_head, jobs, count)) {
 		jobs[count++] = committer.pending_head;
 		committer.pending_head = committer.pending_head->next;
 	}
@@ -459,17 +435,44 @@ finish_jobs(struct commit_job **jobs, size_t count)
 }
 
 /*
- * The sync thread: each round takes the pending jobs and runs steps 1
- * and 2 for them, then passes the batch to the apply thread, which runs
- * the rest while this thread already writes and syncs the next batch.
+ * One round: steps 1 to 6 for a batch. The commits are acknowledged
+ * right after their renames, which need no barrier of their own: the
+ * envelopes were complete on disk in tmp/ before. The removals' data
+ * files go only after the barrier that took their envelopes away, so
+ * that no envelope on disk ever lacks its data file.
  */
+static void
+run_batch(struct commit_batch *batch, void (*finish)(struct commit_job **, size_t))
+{
+	for (size_t i = 0; i < batch->ncommits; i++)
+		batch->tmp_fds[i] = write_tmp_envelope(batch->commits[i]);
+	for (size_t i = 0; i < batch->nremovals; i++)
+		retire_envelope(batch, i);
+
+	sync_batch(batch);
+	for (size_t i = 0; i < batch->ncommits; i++)
+		if (batch->tmp_fds[i] >= 0)
+			close(batch->tmp_fds[i]);
+
+	for (size_t i = 0; i < batch->ncommits; i++)
+		rename_commit(batch, batch->commits[i]);
+	finish(batch->commits, batch->ncommits);
+	finish_moves(batch);
+
+	for (size_t i = 0; i < batch->nremovals; i++)
+		retire_data(batch, i);
+	finish(batch->removals, batch->nremovals);
+}
+
+/* The thread: each round takes the jobs that arrived while the last one
+ * ran, so they all share its barrier. */
 static void *
-sync_thread_main(void *unused)
+commit_thread_main(void *unused)
 {
 	struct commit_job *jobs[COMMIT_BATCH_MAX];
+	struct commit_batch *batch = xcalloc(1, sizeof *batch);
 
 	for (;;) {
-		struct commit_batch *batch;
 		size_t count;
 
 		pthread_mutex_lock(&committer.lock);
@@ -482,53 +485,10 @@ sync_thread_main(void *unused)
 		count = take_pending(jobs);
 		pthread_mutex_unlock(&committer.lock);
 
-		batch = batch_new(jobs, count);
-		sync_stage(batch);
-
-		pthread_mutex_lock(&committer.lock);
-		if (committer.synced_tail != NULL)
-			committer.synced_tail->next = batch;
-		else
-			committer.synced_head = batch;
-		committer.synced_tail = batch;
-		pthread_cond_signal(&committer.synced);
-		pthread_mutex_unlock(&committer.lock);
+		batch_fill(batch, jobs, count);
+		run_batch(batch, finish_jobs);
 	}
-
-	pthread_mutex_lock(&committer.lock);
-	committer.sync_done = 1;
-	pthread_cond_signal(&committer.synced);
-	pthread_mutex_unlock(&committer.lock);
-	return NULL;
-}
-
-/* The apply thread: runs the batches in the order they were synced. The commits'
- * callbacks are queued before the removals', as the clients of the
- * commits are the ones that wait. */
-static void *
-apply_thread_main(void *unused)
-{
-	for (;;) {
-		struct commit_batch *batch;
-
-		pthread_mutex_lock(&committer.lock);
-		while (committer.synced_head == NULL && !committer.sync_done)
-			pthread_cond_wait(&committer.synced, &committer.lock);
-		batch = committer.synced_head;
-		if (batch != NULL) {
-			committer.synced_head = batch->next;
-			if (committer.synced_head == NULL)
-				committer.synced_tail = NULL;
-		}
-		pthread_mutex_unlock(&committer.lock);
-		if (batch == NULL)
-			break;
-
-		apply_stage(batch);
-		finish_jobs(batch->commits, batch->ncommits);
-		finish_jobs(batch->removals, batch->nremovals);
-		free(batch);
-	}
+	free(batch);
 	return NULL;
 }
 
@@ -588,12 +548,10 @@ commit_start(struct event_base *base, struct spool *spool, int use_syncfs)
 	    done_event_cb, NULL);
 	event_add(committer.done_ev, NULL);
 
-	rc = pthread_create(&committer.sync_thread, NULL, sync_thread_main, NULL);
-	if (rc == 0)
-		rc = pthread_create(&committer.apply_thread, NULL, apply_thread_main, NULL);
+	rc = pthread_create(&committer.thread, NULL, commit_thread_main, NULL);
 	if (rc != 0) {
 		errno = rc;
-		fatal("start the commit threads");
+		fatal("start the commit thread");
 	}
 }
 
@@ -638,6 +596,7 @@ commit_update(struct envelope *env, commit_done_cb done, void *arg)
 {
 	struct commit_job *job = job_new(COMMIT_UPDATE, env->id, done, arg);
 
+	env->seq++;
 	job->text = envelope_format(env, &job->text_len);
 	job->move = !env->in_deferred;
 	env->in_deferred = 1;
@@ -661,20 +620,17 @@ commit_stop(void)
 	pthread_cond_signal(&committer.wakeup);
 	pthread_mutex_unlock(&committer.lock);
 
-	pthread_join(committer.sync_thread, NULL);
-	pthread_join(committer.apply_thread, NULL);
+	pthread_join(committer.thread, NULL);
 	run_done_callbacks();
 
 	/* Callbacks may have submitted more jobs (a bounce commit leads to
 	 * an envelope update). Run them here: blocking is fine at exit. */
 	while (committer.pending_head != NULL) {
 		struct commit_job *jobs[COMMIT_BATCH_MAX];
-		struct commit_batch *batch = batch_new(jobs, take_pending(jobs));
+		struct commit_batch *batch = xcalloc(1, sizeof *batch);
 
-		sync_stage(batch);
-		apply_stage(batch);
-		append_done(batch->commits, batch->ncommits);
-		append_done(batch->removals, batch->nremovals);
+		batch_fill(batch, jobs, take_pending(jobs));
+		run_batch(batch, append_done);
 		free(batch);
 		run_done_callbacks();
 	}

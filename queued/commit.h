@@ -1,40 +1,46 @@
 /*
- * Group commit: two threads make spool changes durable off the event
- * loop. Jobs that arrive while a batch is being synced wait and form the
- * next batch, so all of them share its barriers. The sync thread runs
- * steps 1 and 2 of a batch, then hands it to the apply thread, which
- * runs steps 3 to 7 while the sync thread already works on the next
- * batch:
+ * Group commit: a thread makes spool changes durable off the event loop.
+ * Jobs that arrive while a round runs wait and form the next one, so all
+ * of them share its barrier. A round:
  *
- *   1. write each envelope to tmp/ID
+ *   1. write each envelope to tmp/ID, with the CRC-32 of its data file
+ *      and of itself; take the envelope of each removal out of queue/ or
+ *      deferred/ (to spare/, or unlinked)
  *   2. barrier: syncfs of the spool file system (queue_sync_method =
- *      syncfs), or fsync of every data file, every tmp/ file and data/
+ *      syncfs), or fsync of every data file and tmp/ file, then of
+ *      data/, tmp/ and the envelope directories the removals changed
  *      (fsync)
- *   3. rename tmp/ID to queue/ID for a new message (the commit point),
- *      or exchange it with deferred/ID for an update. The first update
- *      of a message moves it instead: data/ID to deferred-data/ID, then
- *      tmp/ID to deferred/ID.
- *   4. barrier, only in a batch with moves: syncfs, or fsync of
- *      deferred-data/ and deferred/, then each moved message's old
+ *   3. rename tmp/ID to queue/ID for a new message, or exchange it with
+ *      deferred/ID for an update; the first update of a message moves
+ *      it instead: data/ID to deferred-data/ID, then tmp/ID to
+ *      deferred/ID. Then the commits' and updates' completion callbacks
+ *      run on the event loop, in submission order.
+ *   4. only in a round with moves: a barrier (syncfs, or fsync of
+ *      deferred-data/ and deferred/), then each moved message's old
  *      envelope queue/ID goes to spare/
- *   5. the batch's removals: the envelope, then the data file, go to
- *      spare/ or are unlinked
- *   6. barrier: fsync of queue/ and of deferred/, each only if the
- *      batch changed it
- *   7. completion callbacks run on the event loop, commits and updates
- *      first, each in submission order
+ *   5. the removals' data files go to spare/ or are unlinked, and their
+ *      callbacks run
  *
- * A crash before step 6 finishes loses no message whose client got
- * COMMIT-OK, because that reply is only sent from the callback. Batches
- * go through step 3 in the order they were synced, so an update never
- * overtakes the commit it follows, nor a removal the move before it.
+ * The rule: a message is committed once its complete envelope is on
+ * disk, in queue/, deferred/ or tmp/. The client's COMMIT-OK is sent
+ * from the callback, after the barrier, so a crash at any later point
+ * loses no acknowledged message: recovery (spool_recover) finds the
+ * envelope in tmp/ if its rename did not reach the disk, checks both
+ * CRCs, and moves it into place. Every update raises the envelope's
+ * seq, and of two copies of one envelope recovery keeps the higher.
+ * Step 3 needs no barrier of its own, which saves the second cache
+ * flush that a rename-then-fsync scheme pays per round. A removal's data
+ * file goes only after the barrier that removed its envelope, so no
+ * envelope on disk ever lacks its data file; for the same reason a
+ * removal waits for the next round when the same round updates its
+ * message.
  *
  * A crash during a move leaves, at worst, the data file in the other
- * data directory than its envelope, or the old envelope in queue/
- * beside the new one in deferred/. The old envelope goes only after
- * step 4 made the new one durable. Recovery keeps the envelope in
- * deferred/ and moves the data file beside it (spool_recover), so the
- * message is delivered once, from its old or its new envelope.
+ * data directory than its envelope, or the old envelope in queue/ beside
+ * the new one in deferred/ or tmp/. The old envelope goes only after
+ * step 4 made the new one durable. Recovery keeps the newest envelope
+ * and moves the data file beside it, so the message is delivered once,
+ * from its old or its new envelope.
  */
 #ifndef ESTAFETA_QUEUED_COMMIT_H
 #define ESTAFETA_QUEUED_COMMIT_H
@@ -60,13 +66,15 @@ struct commit_job {
 	char id[QUEUE_ID_MAX];
 	struct envelope *env;	/* COMMIT_NEW: formatted by the thread; a
 				 * callback may take it (set it to NULL) */
-	char *text;		/* COMMIT_UPDATE: the envelope, formatted */
+	char *text;		/* the envelope, formatted (by the thread for
+				 * COMMIT_NEW) */
 	size_t text_len;
 	int move;		/* COMMIT_UPDATE: move the message from queue/ and
 				 * data/ to deferred/ and deferred-data/ */
 	int deferred;		/* COMMIT_REMOVE: the files are in deferred/ and
 				 * deferred-data/ */
-	int data_fd;		/* COMMIT_NEW: read-only data file, or -1 */
+	int data_fd;		/* COMMIT_NEW: the data file, or -1 for the
+				 * thread to open data/ID */
 	int error;		/* errno of the failed step, 0 on success */
 	commit_done_cb done;
 	void *arg;
@@ -82,7 +90,7 @@ void commit_new(struct envelope *env, int data_fd, commit_done_cb done, void *ar
 /* Replace the envelope of ENV's message with ENV's current state, which
  * defers it. A message still in queue/ moves to the deferred
  * directories. ENV's in_deferred flag is set at once, so that every
- * later job on the message goes there too. */
+ * later job on the message goes there too, and its seq goes up by one. */
 void commit_update(struct envelope *env, commit_done_cb done, void *arg);
 
 /* Remove ENV's message from the spool. */

@@ -1,8 +1,10 @@
 /* Envelope files: format, parsing and per-recipient state. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "envelope.h"
 #include "util.h"
@@ -78,6 +80,22 @@ envelope_status_parse(const char *name, enum rcpt_status *out)
 		}
 	}
 	return -1;
+}
+
+unsigned long
+envelope_crc(unsigned long crc, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	/* zlib takes at most UINT_MAX bytes per call. */
+	while (len > 0) {
+		uInt chunk = len > UINT_MAX ? UINT_MAX : (uInt)len;
+
+		crc = crc32(crc, p, chunk);
+		p += chunk;
+		len -= chunk;
+	}
+	return crc;
 }
 
 struct envelope *
@@ -332,6 +350,9 @@ envelope_format(const struct envelope *env, size_t *len)
 	append_field(fp, "sender", env->sender);
 	fprintf(fp, "attempts=%d\n", env->attempts);
 	fprintf(fp, "next_attempt=%lld\n", env->next_attempt);
+	fprintf(fp, "seq=%lld\n", env->seq);
+	if (env->have_data_crc)
+		fprintf(fp, "data_crc=%08lX\n", env->data_crc);
 	for (size_t i = 0; i < env->nattrs; i++)
 		append_field(fp, env->attrs[i].key, env->attrs[i].value);
 
@@ -357,6 +378,9 @@ envelope_format(const struct envelope *env, size_t *len)
 		if (rcpt->reply_command != NULL)
 			append_field(fp, "reply_command", rcpt->reply_command);
 	}
+	if (fflush(fp) != 0)
+		abort();
+	fprintf(fp, "crc=%08lX\n", envelope_crc(0, buf, size));
 	fputs("end=1\n", fp);
 	fclose(fp);
 	*len = size;
@@ -373,6 +397,30 @@ parse_number(const char *text, long long *out)
 	errno = 0;
 	*out = strtoll(text, &end, 10);
 	return (*end != '\0' || errno != 0) ? -1 : 0;
+}
+
+/* Eight hex digits. */
+static int
+parse_crc(const char *text, unsigned long *out)
+{
+	char *end;
+
+	if (strlen(text) != 8)
+		return -1;
+	errno = 0;
+	*out = strtoul(text, &end, 16);
+	return (*end != '\0' || errno != 0) ? -1 : 0;
+}
+
+/* The crc line at LINE_START: the CRC-32 of all of TEXT before it. */
+static int
+check_crc(const char *text, const char *line_start, const char *value)
+{
+	unsigned long crc;
+
+	if (parse_crc(value, &crc) < 0)
+		return -1;
+	return crc == envelope_crc(0, text, (size_t)(line_start - text)) ? 0 : -1;
 }
 
 /* "SECONDS.MICROSECONDS" (or plain seconds) into microseconds. */
@@ -471,6 +519,17 @@ parse_message_field(struct envelope *env, const char *key, const char *value,
 			*why = "invalid next_attempt";
 			return -1;
 		}
+	} else if (strcmp(key, "seq") == 0) {
+		if (parse_number(value, &env->seq) < 0 || env->seq < 0) {
+			*why = "invalid seq";
+			return -1;
+		}
+	} else if (strcmp(key, "data_crc") == 0) {
+		if (parse_crc(value, &env->data_crc) < 0) {
+			*why = "invalid data_crc";
+			return -1;
+		}
+		env->have_data_crc = 1;
 	} else {
 		envelope_set_attr(env, key, value);
 	}
@@ -481,7 +540,7 @@ struct envelope *
 envelope_parse(const char *text, size_t len, const char **why)
 {
 	struct envelope *env = envelope_new("", "");
-	const char *p = text, *end = text + len;
+	const char *p = text, *end = text + len, *line_start;
 	int lineno = 0, complete = 0, have_sender = 0;
 
 	*why = NULL;
@@ -495,6 +554,7 @@ envelope_parse(const char *text, size_t len, const char **why)
 			*why = "last line not terminated";
 			break;
 		}
+		line_start = p;
 		line = xstrndup(p, (size_t)(nl - p));
 		p = nl + 1;
 		lineno++;
@@ -513,6 +573,10 @@ envelope_parse(const char *text, size_t len, const char **why)
 				*why = "unsupported envelope version";
 		} else if (strcmp(key, "end") == 0) {
 			complete = 1;
+		} else if (strcmp(key, "crc") == 0) {
+			if (check_crc(text, line_start, value) < 0)
+				*why = "checksum mismatch";
+			env->checksummed = 1;
 		} else if (strcmp(key, "rcpt") == 0) {
 			envelope_add_rcpt(env, value);
 		} else if (env->nrcpts > 0) {

@@ -11,6 +11,9 @@
  *   sender=alice@example.test          (empty for the null sender)
  *   attempts=0
  *   next_attempt=0
+ *   seq=0                              (updates of this envelope so far)
+ *   data_crc=1C291CA3                  (CRC-32 of the data file, written
+ *                                      by the commit)
  *   body=8BITMIME, smtputf8=yes, client_addr=..., ...   (optional)
  *   ret=FULL|HDRS, envid=TEXT, requiretls=1, tls_required=no (optional:
  *                                      DSN and REQUIRETLS parameters)
@@ -29,10 +32,13 @@
  *   remote_mta=HOST[ADDRESS]           (optional: the SMTP server that sent
  *   reply_command=RCPT TO              the reply in reason, and the command
  *                                      it replied to)
+ *   crc=5A3E09B1                       (CRC-32 of every line above)
  *   end=1
  *
- * The final "end" line marks a complete file. Keys this version does
- * not know are kept and written back unchanged.
+ * The final "end" line marks a complete file, and the crc line shows
+ * that no part of it was lost: a commit is acknowledged once a complete
+ * envelope is on disk in tmp/, before it is renamed (commit.h). Keys
+ * this version does not know are kept and written back unchanged.
  */
 #ifndef ESTAFETA_QUEUED_ENVELOPE_H
 #define ESTAFETA_QUEUED_ENVELOPE_H
@@ -83,6 +89,11 @@ struct envelope {
 	char *sender;		/* "" for the null sender */
 	int attempts;
 	long long next_attempt;	/* Unix seconds, 0 for "now" */
+	long long seq;		/* envelope updates written: of two copies
+				 * of one envelope, the higher is newer */
+	int have_data_crc;	/* data_crc is known */
+	unsigned long data_crc;	/* CRC-32 of the data file's SIZE bytes */
+	int checksummed;	/* parsed from a file whose crc line matched */
 
 	/* Optional message attributes from COMMIT (body, smtputf8,
 	 * client_addr, helo, protocol, ...), kept in order. */
@@ -142,7 +153,11 @@ void envelope_rcpt_relayed(struct envelope_rcpt *rcpt, int server_dsn);
 /* Number of recipients in STATUS. */
 size_t envelope_count(const struct envelope *env, enum rcpt_status status);
 
-/* Serialize into a new buffer. Returns its length in *LEN. */
+/* CRC-32 of LEN bytes at DATA continuing CRC (0 to start). */
+unsigned long envelope_crc(unsigned long crc, const void *data, size_t len);
+
+/* Serialize into a new buffer, with its crc line. Returns its length in
+ * *LEN. */
 char *envelope_format(const struct envelope *env, size_t *len);
 
 /* Parse TEXT (LEN bytes). NULL with a reason in *WHY if invalid. */

@@ -261,24 +261,6 @@ open_dir_stream(int dir_fd)
 	return dir;
 }
 
-/* Remove every file in DIR_FD; NOTE is the log text for each. */
-static void
-remove_all_at(int dir_fd, const char *note)
-{
-	DIR *dir = open_dir_stream(dir_fd);
-	struct dirent *de;
-
-	if (dir == NULL)
-		fatal("read spool directory");
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		log_info("%s: %s", de->d_name, note);
-		unlinkat(dir_fd, de->d_name, 0);
-	}
-	closedir(dir);
-}
-
 /* The names of a message's envelope and data directories, for logs. */
 static const char *
 envelope_dir_name(int deferred)
@@ -349,6 +331,121 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 	}
 	env->in_deferred = deferred;
 	return env;
+}
+
+/* Whether ENV's data file, in data/ or deferred-data/, holds the SIZE
+ * bytes whose CRC-32 ENV records. */
+static int
+data_file_matches(const struct spool *spool, const struct envelope *env)
+{
+	char buf[65536];
+	unsigned long crc = 0;
+	off_t offset = 0;
+	struct stat st;
+	ssize_t n;
+	int fd = openat(spool->data_fd, env->id, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 && errno == ENOENT)
+		fd = openat(spool->deferred_data_fd, env->id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || st.st_size != env->size) {
+		close(fd);
+		return 0;
+	}
+	while (offset < env->size && (n = pread(fd, buf, sizeof buf, offset)) > 0) {
+		crc = envelope_crc(crc, buf, (size_t)n);
+		offset += n;
+	}
+	close(fd);
+	return offset == env->size && crc == env->data_crc;
+}
+
+/* Parse DIR_FD/NAME; NULL if it is missing or not a complete envelope. */
+static struct envelope *
+parse_envelope_at(int dir_fd, const char *name)
+{
+	struct envelope *env;
+	const char *why;
+	size_t len;
+	char *text = read_file_at(dir_fd, name, &len);
+
+	if (text == NULL)
+		return NULL;
+	env = envelope_parse(text, len, &why);
+	free(text);
+	return env;
+}
+
+/* The newer of A and B (either may be NULL); the other is freed. */
+static struct envelope *
+newer_envelope(struct envelope *a, struct envelope *b)
+{
+	if (a == NULL || (b != NULL && b->seq > a->seq)) {
+		envelope_free(a);
+		return b;
+	}
+	envelope_free(b);
+	return a;
+}
+
+/*
+ * Decide the fate of tmp/NAME. A commit is acknowledged once its
+ * envelope is complete in tmp/ (commit.h), so a tmp/ envelope whose
+ * checksums hold may be a committed message whose rename never reached
+ * the disk, or an update newer than the copy in queue/ or deferred/.
+ * Either way it goes into place, queue/ for a new message and deferred/
+ * for an update, unless a copy there has the same or a higher seq.
+ * Anything else in tmp/ was never acknowledged. Returns the log text for
+ * what was done.
+ */
+static const char *
+recover_tmp_envelope(struct spool *spool, const char *name)
+{
+	struct envelope *tmp = parse_envelope_at(spool->tmp_fd, name), *placed = NULL;
+	const char *outcome = NULL;
+	int deferred;
+
+	if (tmp == NULL || !tmp->checksummed || strcmp(tmp->id, name) != 0)
+		outcome = "removed unfinished envelope file";
+	if (outcome == NULL)
+		placed = newer_envelope(parse_envelope_at(spool->queue_fd, name),
+		    parse_envelope_at(spool->deferred_fd, name));
+	if (outcome == NULL && placed != NULL && placed->seq >= tmp->seq)
+		outcome = "removed envelope file older than the committed one";
+	if (outcome == NULL && placed == NULL &&
+	    (!tmp->have_data_crc || !data_file_matches(spool, tmp)))
+		outcome = "removed envelope file whose data file is incomplete";
+
+	if (outcome == NULL) {
+		deferred = tmp->seq > 0;
+		if (renameat(spool->tmp_fd, name, spool_envelope_dir(spool, deferred), name) == 0)
+			outcome = placed != NULL ? "recovered envelope update from tmp/" :
+			    "recovered committed envelope from tmp/";
+		else
+			outcome = "could not move the envelope out of tmp/";
+	} else {
+		unlinkat(spool->tmp_fd, name, 0);
+	}
+	envelope_free(tmp);
+	envelope_free(placed);
+	return outcome;
+}
+
+static void
+recover_tmp(struct spool *spool)
+{
+	DIR *dir = open_dir_stream(spool->tmp_fd);
+	struct dirent *de;
+
+	if (dir == NULL)
+		fatal("read spool directory %s/tmp", spool->path);
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		log_info("%s: %s", de->d_name, recover_tmp_envelope(spool, de->d_name));
+	}
+	closedir(dir);
 }
 
 /*
@@ -478,7 +575,7 @@ spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg)
 {
 	struct envelope_list list = { NULL, 0, 0 };
 
-	remove_all_at(spool->tmp_fd, "removed unfinished envelope file");
+	recover_tmp(spool);
 	remove_older_envelopes(spool);
 	place_data_files(spool, 0);
 	place_data_files(spool, 1);

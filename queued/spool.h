@@ -5,7 +5,7 @@
  * queue_user):
  *   data/ID           the message as the client wrote it, created at NEW
  *   tmp/ID            an envelope being written, renamed into queue/ or
- *                     deferred/ when done
+ *                     deferred/ once it is on disk
  *   queue/ID          the committed envelope of a message not yet
  *                     deferred (see envelope.h)
  *   deferred/ID       the envelope of a message that has been deferred
@@ -13,12 +13,16 @@
  *   corrupt/ID        envelopes that could not be read, kept for the admin
  *   spare/N           files of removed messages, waiting to be reused
  *
- * A message is committed exactly when queue/ID or deferred/ID exists,
- * because the commit renames a complete, synced envelope into one of
- * them (commit.c). Recovery at start-up follows from that. Files in
- * tmp/ and data files without an envelope were never acknowledged, so
- * they are removed. Every envelope in queue/ and deferred/ is loaded
- * and delivered.
+ * A message is committed once its complete envelope is on disk in
+ * queue/, deferred/ or tmp/: the commit acknowledges after one barrier
+ * that covers the data file and the envelope in tmp/, and renames the
+ * envelope into place without another (commit.h). Each envelope carries
+ * a CRC-32 of itself and of its data file, and a seq that every update
+ * raises. Recovery at start-up follows from that. An envelope in tmp/
+ * whose checksums hold is moved into place unless a copy there is as
+ * new; anything else in tmp/, and data files without an envelope, were
+ * never acknowledged and are removed. Every envelope in queue/ and
+ * deferred/ is then loaded and delivered.
  *
  * Deferred messages: the envelope update that ends an attempt with
  * recipients left to try moves the message to deferred/ and

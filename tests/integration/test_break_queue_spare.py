@@ -118,7 +118,7 @@ def test_open_during_lease_check_keeps_queued(make_mailhost):
     # whether anyone still has it open. An open by another process (a
     # backup, a virus scanner) during that check breaks the lease, and the
     # kernel sends the lease holder SIGIO, which must not end queued.
-    # strace delays the apply thread for 1.5 seconds after each fcntl to
+    # strace delays the commit thread for 1.5 seconds after each fcntl to
     # widen the window of the check, which is otherwise microseconds.
     if os.geteuid() != 0:
         pytest.skip("needs root to trace queued")
@@ -127,10 +127,10 @@ def test_open_during_lease_check_keeps_queued(make_mailhost):
     host = make_mailhost()
     queued = host.procs["queued"]
     threads = sorted(int(tid) for tid in os.listdir("/proc/%d/task" % queued.pid))
-    assert len(threads) == 3, "expected the event loop and two commit threads: %s" % threads
-    # The second commit thread (apply) runs the removals.
+    assert len(threads) == 2, "expected the event loop and the commit thread: %s" % threads
+    # The commit thread runs the removals.
     tracer = subprocess.Popen(
-        ["strace", "-qq", "-p", str(threads[2]), "-e", "trace=fcntl",
+        ["strace", "-qq", "-p", str(threads[1]), "-e", "trace=fcntl",
          "-e", "inject=fcntl:delay_exit=1500000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

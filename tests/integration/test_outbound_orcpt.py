@@ -15,6 +15,7 @@ import pytest
 import smtp_peer
 from smtp_peer import PEER_ADDRESS, SENDER, queued_ids, recorded, start_mx_peer
 from test_queue_ipc import QueueClient
+from test_queue_recovery import with_crc
 
 pytestmark = smtp_peer.skip_without_netns
 
@@ -99,7 +100,8 @@ def test_invalid_orcpt_in_queue_file_left_out(make_mailhost, net, tmp_path):
     envelope = sender.dir / "spool" / "deferred" / ids[0]
     text = envelope.read_text()
     assert text.count("orcpt=rfc822;alice@example.test\n") == 1
-    envelope.write_text(text.replace("orcpt=rfc822;alice@example.test\n", "orcpt=rf c822;alice@example.test\n"))
+    edited = text.replace("orcpt=rfc822;alice@example.test\n", "orcpt=rf c822;alice@example.test\n")
+    envelope.write_bytes(with_crc(edited.encode()))
     record = start_mx_peer(net, tmp_path, "mx1", PEER_ADDRESS, "ok")
     sender.start("queued")
 

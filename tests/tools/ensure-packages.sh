@@ -4,7 +4,7 @@
 # as another user, the exact apt-get line is printed and the script fails.
 set -eu
 
-build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev libpam0g-dev libargon2-dev openssl libcurl4-openssl-dev libunbound-dev dns-root-data libspf2-dev libopendkim-dev libopendmarc-dev libidn2-dev publicsuffix"
+build_packages="gcc make adduser pkg-config libevent-dev libssl-dev libcdb-dev libsystemd-dev libcrypt-dev libpam0g-dev libargon2-dev openssl libcurl4-openssl-dev libunbound-dev dns-root-data libspf2-dev libopendkim-dev libopendmarc-dev libidn2-dev zlib1g-dev publicsuffix"
 check_packages="$build_packages check libsubunit-dev python3 python3-pytest python3-pytest-xdist swaks postfix bsd-mailx libpython3.11-testsuite passwd iproute2 apache2-utils openssl argon2 dovecot-imapd mutt strace isync fetchmail nodejs msmtp gsasl libnet-ssleay-perl libio-socket-ssl-perl ldnsutils unbound bind9-dnsutils spamassassin spamd spamc clamav-daemon clamav clamdscan opendkim-tools python3-dkim python3-dnspython python3-spf spfquery zip"
 
 # bench: Postfix is the system measured against, gnuplot draws the plot,
