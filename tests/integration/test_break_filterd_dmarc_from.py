@@ -13,6 +13,7 @@ or rejecting such messages: filterd now applies the strictest policy.
 A From: field after a bare CR is rejected by smtpd itself.
 """
 
+import email.utils
 import os
 import smtplib
 
@@ -65,8 +66,8 @@ def start_host(make_mailhost, zone):
 def send(host, from_lines):
     """Send a message with FROM_LINES and return the code of the reply to the data."""
     message = ("%sTo: <%s>\r\nSubject: invoice\r\n"
-               "Date: Sat, 05 Dec 2026 06:00:00 +0000\r\n\r\nPlease pay.\r\n"
-               % (from_lines, DEMO))
+               "Date: %s\r\n\r\nPlease pay.\r\n"
+               % (from_lines, DEMO, email.utils.formatdate(usegmt=True)))
     with host.smtp() as client:
         try:
             client.sendmail(ENVELOPE_SENDER, [DEMO], message.encode())
