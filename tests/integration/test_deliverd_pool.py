@@ -63,7 +63,7 @@ def test_killed_worker_is_replaced(mailhost):
             with open("/proc/%d/status" % worker) as status:
                 if "State:\tZ" in status.read():
                     break
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             break  # already reaped
         time.sleep(0.02)
 
