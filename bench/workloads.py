@@ -245,6 +245,9 @@ def fill_deferred(host, spec):
     while host.queue_size() < spec.deferred and time.monotonic() < deadline:
         time.sleep(0.5)
     idle = procstat.wait_until_idle(roots, timeout=DELIVERY_TIMEOUT)
+    # Write the filled queue back now, so that the first round does not
+    # share the disk with the writeback of 50,000 new files.
+    os.sync()
     errors = []
     if result is None or result.returncode != 0:
         errors.append("smtp-source failed while filling the queue: %s"
