@@ -28,6 +28,12 @@ static struct {
 	struct commit_job *done_head, *done_tail;
 	int stopping;
 
+	/* Envelope files moved to spare/ whose content must stay intact
+	 * until the next barrier (spare_hold), and those of them that the
+	 * last barrier covers. Only the commit thread uses them. */
+	unsigned *held, *covered;
+	size_t nheld, ncovered, held_capacity;
+
 	int done_fd;		/* eventfd: the thread signals finished batches */
 	struct event *done_ev;
 } committer = {
@@ -122,6 +128,44 @@ fsync_or_error(int fd, int *error)
 	return -1;
 }
 
+/* Keep the spare slot of a file held until the next barrier. */
+static void
+hold_until_barrier(unsigned slot)
+{
+	if (slot == 0)
+		return;
+	/* Both lists fit in the capacity: covered files wait for a barrier
+	 * that succeeds, and held ones join them at the next. */
+	if (committer.nheld + committer.ncovered == committer.held_capacity) {
+		committer.held_capacity = committer.held_capacity ? committer.held_capacity * 2 : 64;
+		committer.held = xrealloc(committer.held,
+		    committer.held_capacity * sizeof *committer.held);
+		committer.covered = xrealloc(committer.covered,
+		    committer.held_capacity * sizeof *committer.covered);
+	}
+	committer.held[committer.nheld++] = slot;
+}
+
+/* A barrier is about to start: the files held so far are covered once
+ * it has finished. */
+static void
+cover_held(void)
+{
+	memcpy(committer.covered + committer.ncovered, committer.held,
+	    committer.nheld * sizeof *committer.held);
+	committer.ncovered += committer.nheld;
+	committer.nheld = 0;
+}
+
+/* The barrier has finished: the files it covers may be reused. */
+static void
+release_covered(void)
+{
+	for (size_t i = 0; i < committer.ncovered; i++)
+		spare_release(committer.spool, committer.covered[i]);
+	committer.ncovered = 0;
+}
+
 /* Where a round changed envelope directories, for the fsync barrier. */
 enum {
 	CHANGED_QUEUE = 1,
@@ -148,6 +192,7 @@ sync_batch(struct commit_batch *batch)
 	const struct spool *spool = committer.spool;
 	int error = 0, have_new = 0;
 
+	cover_held();
 	if (committer.use_syncfs) {
 		if (syncfs(spool->dir_fd) < 0)
 			error = errno;
@@ -172,7 +217,11 @@ sync_batch(struct commit_batch *batch)
 			error = errno;
 		if ((batch->changed & CHANGED_DEFERRED) && fsync(spool->deferred_fd) < 0)
 			error = errno;
+		if (committer.ncovered > 0 && fsync(spool->deferred_fd) < 0)
+			error = errno;
 	}
+	if (error == 0)
+		release_covered();
 
 	for (size_t i = 0; i < batch->ncommits; i++)
 		if (batch->commits[i]->error == 0 && error != 0)
@@ -236,9 +285,10 @@ rename_update(struct commit_batch *batch, struct commit_job *job)
 	/* The exchange swaps the new envelope in and the old one out in one
 	 * step, so the old file can become a spare instead of being freed.
 	 * Until the next barrier either copy may be the one on disk, and
-	 * recovery keeps the one with the higher seq. */
+	 * recovery keeps the one with the higher seq; so the old file keeps
+	 * its content until then. */
 	if (renameat2(spool->tmp_fd, job->id, spool->deferred_fd, job->id, RENAME_EXCHANGE) == 0) {
-		spare_retire(spool, spool->tmp_fd, job->id);
+		hold_until_barrier(spare_hold(spool, spool->tmp_fd, job->id));
 		return;
 	}
 
@@ -329,20 +379,34 @@ retire_either(int (*retire)(struct spool *, int, const char *), const int dir_fd
 	return -1;
 }
 
-/* Step 1 for the removal BATCH->removals[I]: the envelope leaves first,
- * and that is the removal. */
+/*
+ * Step 1 for the removal BATCH->removals[I]: the envelope leaves first,
+ * and that is the removal. Its file is held until the round's barrier
+ * has made the removal durable, so that no stale name on disk points at
+ * a reused file.
+ */
 static void
 retire_envelope(struct commit_batch *batch, size_t i)
 {
 	struct spool *spool = committer.spool;
 	struct commit_job *job = batch->removals[i];
-	const int envelope_dirs[2] = { spool->queue_fd, spool->deferred_fd };
-	int from = retire_either(spare_retire, envelope_dirs, job->deferred, job);
+	int from = job->deferred;
 
-	if (from < 0)
-		from = job->deferred;
-	batch->removed_from[i] = from;
-	batch->changed |= from ? CHANGED_DEFERRED : CHANGED_QUEUE;
+	for (int tries = 0; tries < 2; tries++, from = !from) {
+		unsigned slot = spare_hold(spool, spool_envelope_dir(spool, from), job->id);
+
+		if (slot != 0) {
+			hold_until_barrier(slot);
+			batch->removed_from[i] = from;
+			batch->changed |= from ? CHANGED_DEFERRED : CHANGED_QUEUE;
+			return;
+		}
+		if (errno != ENOENT) {
+			job->error = errno;
+			break;
+		}
+	}
+	batch->removed_from[i] = job->deferred;
 }
 
 /* Step 5 for a removal whose envelope is gone from the disk. */
@@ -371,37 +435,52 @@ batch_fill(struct commit_batch *batch, struct commit_job **jobs, size_t count)
 	}
 }
 
-/* Whether JOB removes a message that JOBS[0..COUNT) commits or updates. */
+#define ID_SET_SIZE (2 * COMMIT_BATCH_MAX)
+
+/* The queue ids of one batch: an open-addressing hash set. */
+struct id_set {
+	const char *ids[ID_SET_SIZE];
+};
+
+/* Add ID to SET; 0 if it was there already. */
 static int
-removes_earlier_commit(const struct commit_job *job, struct commit_job **jobs, size_t count)
+id_set_add(struct id_set *set, const char *id)
 {
-	if (job->kind != COMMIT_REMOVE)
-		return 0;
-	for (size_t i = 0; i < count; i++)
-		if (jobs[i]->kind != COMMIT_REMOVE && strcmp(jobs[i]->id, job->id) == 0)
+	unsigned long hash = 5381;
+
+	for (const char *p = id; *p != '\0'; p++)
+		hash = hash * 33 + (unsigned char)*p;
+	for (size_t i = hash % ID_SET_SIZE;; i = (i + 1) % ID_SET_SIZE) {
+		if (set->ids[i] == NULL) {
+			set->ids[i] = id;
 			return 1;
-	return 0;
+		}
+		if (strcmp(set->ids[i], id) == 0)
+			return 0;
+	}
 }
 
 /*
- * Move up to COMMIT_BATCH_MAX pending jobs into JOBS. A round takes
- * removals out of queue/ before it renames its commits into queue/, so
- * the removal of a message updated earlier in the same round waits for
- * the next round. The caller holds the lock (or the thread has stopped).
- * Returns the count.
+ * Move up to COMMIT_BATCH_MAX pending jobs into JOBS, at most one per
+ * message: jobs for one message share its tmp/ file, and a round takes
+ * removals out of queue/ before it renames its commits into place, so a
+ * second job for a message waits for the next round. The caller holds
+ * the lock (or the thread has stopped). Returns the count.
  */
 static size_t
 take_pending(struct commit_job **jobs)
 {
+	struct id_set *seen = xcalloc(1, sizeof *seen);
 	size_t count = 0;
 
 	while (committer.pending_head != NULL && count < COMMIT_BATCH_MAX &&
-	    !removes_earlier_commit(committer.pending_head, jobs, count)) {
+	    id_set_add(seen, committer.pending_head->id)) {
 		jobs[count++] = committer.pending_head;
 		committer.pending_head = committer.pending_head->next;
 	}
 	if (committer.pending_head == NULL)
 		committer.pending_tail = NULL;
+	free(seen);
 	return count;
 }
 
@@ -435,7 +514,7 @@ finish_jobs(struct commit_job **jobs, size_t count)
 }
 
 /*
- * One round: steps 1 to 6 for a batch. The commits are acknowledged
+ * One round: steps 1 to 5 for a batch. The commits are acknowledged
  * right after their renames, which need no barrier of their own: the
  * envelopes were complete on disk in tmp/ before. The removals' data
  * files go only after the barrier that took their envelopes away, so
@@ -490,6 +569,23 @@ commit_thread_main(void *unused)
 	}
 	free(batch);
 	return NULL;
+}
+
+/* At exit, one more barrier lets the held files go. */
+static void
+release_at_exit(void)
+{
+	const struct spool *spool = committer.spool;
+	int rc;
+
+	cover_held();
+	if (committer.ncovered > 0) {
+		rc = committer.use_syncfs ? syncfs(spool->dir_fd) : fsync(spool->deferred_fd);
+		if (rc == 0)
+			release_covered();
+	}
+	free(committer.held);
+	free(committer.covered);
 }
 
 /* Event loop side. */
@@ -634,6 +730,7 @@ commit_stop(void)
 		free(batch);
 		run_done_callbacks();
 	}
+	release_at_exit();
 	event_free(committer.done_ev);
 	close(committer.done_fd);
 }

@@ -31,9 +31,12 @@
  * Step 3 needs no barrier of its own, which saves the second cache
  * flush that a rename-then-fsync scheme pays per round. A removal's data
  * file goes only after the barrier that removed its envelope, so no
- * envelope on disk ever lacks its data file; for the same reason a
- * removal waits for the next round when the same round updates its
- * message.
+ * envelope on disk ever lacks its data file. A round takes at most one
+ * job per message, since its jobs share the message's tmp/ file. The old
+ * envelope file an update swaps out, and a removed envelope, keep their
+ * content until a barrier has made that change durable (spare_hold):
+ * until then a crash may leave the old name pointing at the file, and a
+ * reused file would put another message's text under it.
  *
  * A crash during a move leaves, at worst, the data file in the other
  * data directory than its envelope, or the old envelope in queue/ beside

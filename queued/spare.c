@@ -127,6 +127,39 @@ pool_reserve(struct spare_pool *pool)
 	return name;
 }
 
+/* Reserve a slot and a new name for a held file, even beyond the
+ * capacity: spare_release removes the file if the pool is full then. */
+static unsigned
+pool_reserve_hold(struct spare_pool *pool)
+{
+	unsigned name;
+
+	pthread_mutex_lock(&pool->lock);
+	name = pool->next_name++;
+	if (pool->next_name == 0)
+		pool->next_name = 1;
+	pool->reserved++;
+	pthread_mutex_unlock(&pool->lock);
+	return name;
+}
+
+/* Give back the slot of the held file NAME, keeping it in RING if the
+ * pool has room. Returns 1 if it was kept. */
+static int
+pool_release_held(struct spare_pool *pool, unsigned name, enum spare_ring ring)
+{
+	int kept = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	pool->reserved--;
+	if (pool_count(pool) < pool->capacity) {
+		ring_append(pool, ring, name);
+		kept = 1;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return kept;
+}
+
 /* Give back a reserved slot, with NAME in RING unless NAME is 0. */
 static void
 pool_release_slot(struct spare_pool *pool, unsigned name, enum spare_ring ring)
@@ -361,4 +394,37 @@ spare_retire(struct spool *spool, int dir_fd, const char *name)
 	}
 	pool_release_slot(spool->spares, slot, (enum spare_ring)ring);
 	return 0;
+}
+
+unsigned
+spare_hold(struct spool *spool, int dir_fd, const char *name)
+{
+	char spare[16];
+	unsigned slot = pool_reserve_hold(spool->spares);
+
+	spare_name(spare, sizeof spare, slot);
+	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {
+		int saved = errno;
+
+		pool_release_slot(spool->spares, 0, RING_SMALL);
+		errno = saved;
+		return 0;
+	}
+	return slot;
+}
+
+void
+spare_release(struct spool *spool, unsigned slot)
+{
+	char spare[16];
+	int ring;
+
+	if (slot == 0)
+		return;
+	spare_name(spare, sizeof spare, slot);
+	ring = scrub_file_at(spool->spare_fd, spare);
+	if (ring < 0 || !pool_release_held(spool->spares, slot, (enum spare_ring)ring))
+		unlinkat(spool->spare_fd, spare, 0);
+	if (ring < 0)
+		pool_release_slot(spool->spares, 0, RING_SMALL);
 }

@@ -333,8 +333,12 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 	return env;
 }
 
-/* Whether ENV's data file, in data/ or deferred-data/, holds the SIZE
- * bytes whose CRC-32 ENV records. */
+/*
+ * Whether ENV's data file, in data/ or deferred-data/, holds the SIZE
+ * bytes whose CRC-32 ENV records. An update of an envelope written
+ * before data_crc existed has none; its data file has been on disk since
+ * that earlier commit, so its size is all there is to check.
+ */
 static int
 data_file_matches(const struct spool *spool, const struct envelope *env)
 {
@@ -353,6 +357,10 @@ data_file_matches(const struct spool *spool, const struct envelope *env)
 		close(fd);
 		return 0;
 	}
+	if (!env->have_data_crc) {
+		close(fd);
+		return env->seq > 0;
+	}
 	while (offset < env->size && (n = pread(fd, buf, sizeof buf, offset)) > 0) {
 		crc = envelope_crc(crc, buf, (size_t)n);
 		offset += n;
@@ -361,7 +369,8 @@ data_file_matches(const struct spool *spool, const struct envelope *env)
 	return offset == env->size && crc == env->data_crc;
 }
 
-/* Parse DIR_FD/NAME; NULL if it is missing or not a complete envelope. */
+/* Parse DIR_FD/NAME; NULL if it is missing, not a complete envelope, or
+ * the envelope of another message (a file reused before a crash). */
 static struct envelope *
 parse_envelope_at(int dir_fd, const char *name)
 {
@@ -374,6 +383,10 @@ parse_envelope_at(int dir_fd, const char *name)
 		return NULL;
 	env = envelope_parse(text, len, &why);
 	free(text);
+	if (env != NULL && strcmp(env->id, name) != 0) {
+		envelope_free(env);
+		return NULL;
+	}
 	return env;
 }
 
@@ -413,17 +426,21 @@ recover_tmp_envelope(struct spool *spool, const char *name)
 		    parse_envelope_at(spool->deferred_fd, name));
 	if (outcome == NULL && placed != NULL && placed->seq >= tmp->seq)
 		outcome = "removed envelope file older than the committed one";
-	if (outcome == NULL && placed == NULL &&
-	    (!tmp->have_data_crc || !data_file_matches(spool, tmp)))
+	if (outcome == NULL && placed == NULL && !data_file_matches(spool, tmp))
 		outcome = "removed envelope file whose data file is incomplete";
 
 	if (outcome == NULL) {
 		deferred = tmp->seq > 0;
-		if (renameat(spool->tmp_fd, name, spool_envelope_dir(spool, deferred), name) == 0)
+		if (renameat(spool->tmp_fd, name, spool_envelope_dir(spool, deferred), name) == 0) {
 			outcome = placed != NULL ? "recovered envelope update from tmp/" :
 			    "recovered committed envelope from tmp/";
-		else
-			outcome = "could not move the envelope out of tmp/";
+		} else {
+			/* Kept in tmp/ with its data file (place_data_files), for
+			 * the next start. */
+			log_error("%s: could not move the envelope out of tmp/: %s", name,
+			    strerror(errno));
+			outcome = "envelope kept in tmp/";
+		}
 	} else {
 		unlinkat(spool->tmp_fd, name, 0);
 	}
@@ -517,6 +534,9 @@ place_data_files(struct spool *spool, int deferred)
 		if (de->d_name[0] == '.')
 			continue;
 		if (exists_at(spool_envelope_dir(spool, deferred), de->d_name))
+			continue;
+		/* A committed envelope that recovery could not move out of tmp/. */
+		if (exists_at(spool->tmp_fd, de->d_name))
 			continue;
 		if (exists_at(spool_envelope_dir(spool, !deferred), de->d_name)) {
 			move_data_to_envelope(spool, deferred, de->d_name);

@@ -158,6 +158,20 @@ int spare_open(struct spool *spool, int dir_fd, const char *name, enum spare_use
  * ENOENT when DIR_FD had no NAME. Thread-safe. */
 int spare_retire(struct spool *spool, int dir_fd, const char *name);
 
+/*
+ * Move DIR_FD/NAME to spare/ as it is, neither scrubbed nor offered for
+ * reuse: its content must stay intact until a barrier has made durable
+ * the rename that took its place (an envelope update's exchange), since
+ * until then a crash may leave the old name pointing at it. Returns the
+ * slot to pass to spare_release after that barrier, or 0 when NAME could
+ * not be moved (it stays where it is). Thread-safe.
+ */
+unsigned spare_hold(struct spool *spool, int dir_fd, const char *name);
+
+/* Scrub a held file and offer it for reuse, or remove it when the pool
+ * is full. Nothing for slot 0. Thread-safe. */
+void spare_release(struct spool *spool, unsigned slot);
+
 /* spare_retire for a data file, which a client wrote through a passed
  * descriptor: only if no process still has the file open, else it is
  * removed. */
