@@ -151,6 +151,8 @@ hold_until_barrier(unsigned slot)
 static void
 cover_held(void)
 {
+	if (committer.nheld == 0)
+		return;
 	memcpy(committer.covered + committer.ncovered, committer.held,
 	    committer.nheld * sizeof *committer.held);
 	committer.ncovered += committer.nheld;
