@@ -211,6 +211,7 @@ struct maildir_file {
 	int created;			/* the folder was created for it */
 	int fd;				/* open until maildir_commit, else -1 */
 	int renamed;			/* in new/, waiting for the last barrier */
+	off_t size;			/* bytes written */
 };
 
 /* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced.
@@ -223,8 +224,8 @@ int maildir_write(const struct message *msg, const char *root, const char *folde
 /* Finish COUNT files that maildir_write wrote (entries with fd -1 are
  * skipped, their RESULTS untouched): a barrier for the files, the
  * renames into new/, a barrier for the directories. USE_SYNCFS: one
- * syncfs per barrier for a batch of two or more, else fsync of each
- * file and each new/. Fills RESULTS. */
+ * syncfs per barrier for a batch of two or more small files, else fsync
+ * of each file and each new/. Fills RESULTS. */
 void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs);
 

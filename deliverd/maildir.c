@@ -19,6 +19,9 @@
 #include "deliverd.h"
 #include "util.h"
 
+/* Batches with a file larger than this sync file by file. */
+#define MAILDIR_SYNCFS_MAX (256 * 1024)
+
 /* Deliveries made by this process, the Q part of the unique name. */
 static unsigned maildir_delivery_count;
 
@@ -165,6 +168,7 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 		return -1;
 	}
 	file->fd = fd;
+	file->size = st.st_size;
 	return 0;
 }
 
@@ -298,6 +302,21 @@ maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, s
 	}
 }
 
+/*
+ * Whether a batch holds a file over MAILDIR_SYNCFS_MAX. syncfs waits for
+ * everything dirty on the file system, which with large messages
+ * includes those still being received and queued, so such a batch syncs
+ * its own files instead.
+ */
+static int
+has_large_file(const struct maildir_file *files, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (files[i].fd >= 0 && files[i].size > MAILDIR_SYNCFS_MAX)
+			return 1;
+	return 0;
+}
+
 void
 maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs)
@@ -308,7 +327,7 @@ maildir_commit(struct maildir_file *files, struct delivery_result *results, size
 			    files[i].folder);
 		else if (files[i].fd >= 0)
 			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir");
-	use_syncfs = use_syncfs && count > 1;
+	use_syncfs = use_syncfs && count > 1 && !has_large_file(files, count);
 
 	maildir_sync_files(files, results, count, use_syncfs);
 

@@ -17,6 +17,10 @@
 
 #define COMMIT_BATCH_MAX 1024
 
+/* Data files up to this size get a CRC-32 in their envelope; larger ones
+ * are synced before it is written (syncs_data_first). */
+#define DATA_CRC_MAX (256 * 1024)
+
 static struct {
 	struct spool *spool;
 	int use_syncfs;
@@ -83,6 +87,20 @@ scan_data(struct commit_job *job)
 	return 0;
 }
 
+/*
+ * Whether the data file of JOB is synced on its own before its envelope
+ * is written, instead of being read for its CRC: for a large file one
+ * more cache flush costs less than reading it back (about 1 ms per MB
+ * here), and the syncfs of the round would write it back anyway. A file
+ * without a body= field is read regardless, for its 8-bit check.
+ */
+static int
+syncs_data_first(const struct commit_job *job)
+{
+	return job->kind == COMMIT_NEW && job->env->size > DATA_CRC_MAX &&
+	    envelope_attr(job->env, "body") != NULL;
+}
+
 /* Step 1: write tmp/ID. Returns the open file (for fsync) or -1. */
 static int
 write_tmp_envelope(struct commit_job *job)
@@ -92,8 +110,17 @@ write_tmp_envelope(struct commit_job *job)
 	if (job->kind == COMMIT_NEW) {
 		if (job->data_fd < 0)
 			job->data_fd = spool_open_data(committer.spool, job->env);
-		if (job->data_fd < 0 || spool_cut(job->data_fd, job->env->size) < 0 ||
-		    scan_data(job) < 0) {
+		if (job->data_fd < 0 || spool_cut(job->data_fd, job->env->size) < 0) {
+			job->error = errno;
+			return -1;
+		}
+		if (syncs_data_first(job)) {
+			if (fdatasync(job->data_fd) < 0) {
+				job->error = errno;
+				return -1;
+			}
+			job->env->data_synced = 1;
+		} else if (scan_data(job) < 0) {
 			job->error = errno;
 			return -1;
 		}
@@ -182,6 +209,7 @@ struct commit_batch {
 							 * retires (the jobs are gone by then) */
 	int tmp_fds[COMMIT_BATCH_MAX];
 	int removed_from[COMMIT_BATCH_MAX];	/* 1: the removal's envelope left deferred/ */
+	int has_large;		/* a data file over DATA_CRC_MAX: no syncfs */
 	size_t ncommits, nremovals, nmoves;
 	unsigned changed;	/* CHANGED_ flags, for the barrier */
 };
@@ -194,8 +222,11 @@ sync_batch(struct commit_batch *batch)
 	const struct spool *spool = committer.spool;
 	int error = 0, have_new = 0;
 
+	/* syncfs waits for everything dirty on the file system, which with
+	 * large messages includes those still being received and delivered:
+	 * a round with a large data file syncs its own files instead. */
 	cover_held();
-	if (committer.use_syncfs) {
+	if (committer.use_syncfs && !batch->has_large) {
 		if (syncfs(spool->dir_fd) < 0)
 			error = errno;
 	} else {
@@ -525,6 +556,16 @@ finish_jobs(struct commit_job **jobs, size_t count)
 static void
 run_batch(struct commit_batch *batch, void (*finish)(struct commit_job **, size_t))
 {
+	/* Start the writeback of every large data file, so that their
+	 * fdatasync calls in step 1 wait for all of them at once. */
+	batch->has_large = 0;
+	for (size_t i = 0; i < batch->ncommits; i++) {
+		if (!syncs_data_first(batch->commits[i]))
+			continue;
+		batch->has_large = 1;
+		if (batch->commits[i]->data_fd >= 0)
+			sync_file_range(batch->commits[i]->data_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
 	for (size_t i = 0; i < batch->ncommits; i++)
 		batch->tmp_fds[i] = write_tmp_envelope(batch->commits[i]);
 	for (size_t i = 0; i < batch->nremovals; i++)

@@ -353,6 +353,8 @@ envelope_format(const struct envelope *env, size_t *len)
 	fprintf(fp, "seq=%lld\n", env->seq);
 	if (env->have_data_crc)
 		fprintf(fp, "data_crc=%08lX\n", env->data_crc);
+	if (env->data_synced)
+		fputs("data_synced=1\n", fp);
 	for (size_t i = 0; i < env->nattrs; i++)
 		append_field(fp, env->attrs[i].key, env->attrs[i].value);
 
@@ -530,6 +532,8 @@ parse_message_field(struct envelope *env, const char *key, const char *value,
 			return -1;
 		}
 		env->have_data_crc = 1;
+	} else if (strcmp(key, "data_synced") == 0) {
+		env->data_synced = strcmp(value, "1") == 0;
 	} else {
 		envelope_set_attr(env, key, value);
 	}

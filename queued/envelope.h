@@ -14,6 +14,8 @@
  *   seq=0                              (updates of this envelope so far)
  *   data_crc=1C291CA3                  (CRC-32 of the data file, written
  *                                      by the commit)
+ *   data_synced=1                      (instead, for a large file: it was
+ *                                      synced before this was written)
  *   body=8BITMIME, smtputf8=yes, client_addr=..., ...   (optional)
  *   ret=FULL|HDRS, envid=TEXT, requiretls=1, tls_required=no (optional:
  *                                      DSN and REQUIRETLS parameters)
@@ -93,6 +95,8 @@ struct envelope {
 				 * of one envelope, the higher is newer */
 	int have_data_crc;	/* data_crc is known */
 	unsigned long data_crc;	/* CRC-32 of the data file's SIZE bytes */
+	int data_synced;	/* the data file was synced before the envelope
+				 * was first written (large files have no CRC) */
 	int checksummed;	/* parsed from a file whose crc line matched */
 
 	/* Optional message attributes from COMMIT (body, smtputf8,

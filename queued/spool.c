@@ -335,9 +335,11 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 
 /*
  * Whether ENV's data file, in data/ or deferred-data/, holds the SIZE
- * bytes whose CRC-32 ENV records. An update of an envelope written
- * before data_crc existed has none; its data file has been on disk since
- * that earlier commit, so its size is all there is to check.
+ * bytes whose CRC-32 ENV records. A large file has no CRC: it was synced
+ * before its envelope was written (data_synced). Nor has an update of an
+ * envelope written before data_crc existed; its data file has been on
+ * disk since that earlier commit. For those the size is all there is to
+ * check.
  */
 static int
 data_file_matches(const struct spool *spool, const struct envelope *env)
@@ -359,7 +361,7 @@ data_file_matches(const struct spool *spool, const struct envelope *env)
 	}
 	if (!env->have_data_crc) {
 		close(fd);
-		return env->seq > 0;
+		return env->data_synced || env->seq > 0;
 	}
 	while (offset < env->size && (n = pread(fd, buf, sizeof buf, offset)) > 0) {
 		crc = envelope_crc(crc, buf, (size_t)n);

@@ -8,6 +8,7 @@ is moved into place and delivered, anything else in tmp/ is removed, and
 of two copies of one envelope the one with the higher seq wins.
 """
 
+import os
 import re
 import time
 import zlib
@@ -140,6 +141,23 @@ def test_newer_copy_in_tmp_replaces_the_committed_one(make_mailhost):
     assert host.messages("bob@example.test") == []
 
 
+def envelope_as_committed(spool, queue_id):
+    """Take QUEUE_ID's envelope out of queue/ or deferred/ as it was at its
+    commit (seq=0, not yet tried), with its data file back in data/."""
+    if (spool / "deferred" / queue_id).exists():
+        # Its first attempt ran already: undo what it changed.
+        text = (spool / "deferred" / queue_id).read_bytes()
+        (spool / "deferred" / queue_id).unlink()
+        (spool / "deferred-data" / queue_id).rename(spool / "data" / queue_id)
+        text = set_field(set_field(set_field(text, b"seq", b"0"), b"attempts", b"0"),
+                         b"status", b"pending")
+    else:
+        text = (spool / "queue" / queue_id).read_bytes()
+        (spool / "queue" / queue_id).unlink()
+    assert b"\nseq=0\n" in text
+    return text
+
+
 def test_new_message_only_in_tmp_is_recovered_into_queue(make_mailhost):
     # A commit whose rename into queue/ was lost: seq=0, data in data/.
     host = make_mailhost(**FAST_RETRY)
@@ -153,21 +171,51 @@ def test_new_message_only_in_tmp_is_recovered_into_queue(make_mailhost):
     assert msg_type == "COMMIT-OK"
     host.kill("queued")
     spool = host.dir / "spool"
-    if (spool / "deferred" / queue_id).exists():
-        # Its first attempt ran already: put it back as it was committed.
-        text = (spool / "deferred" / queue_id).read_bytes()
-        (spool / "deferred" / queue_id).unlink()
-        (spool / "deferred-data" / queue_id).rename(spool / "data" / queue_id)
-        text = set_field(set_field(set_field(text, b"seq", b"0"), b"attempts", b"0"),
-                         b"status", b"pending")
-    else:
-        text = (spool / "queue" / queue_id).read_bytes()
-        (spool / "queue" / queue_id).unlink()
-    assert b"\nseq=0\n" in text
-    (spool / "tmp" / queue_id).write_bytes(with_crc(text))
+    (spool / "tmp" / queue_id).write_bytes(with_crc(envelope_as_committed(spool, queue_id)))
 
     host.start("queued")
     assert host.wait_for_log(queue_id + r": recovered committed envelope from tmp/")
     host.start("deliverd")
     found = host.wait_for_messages("bob@example.test", 1)
     assert b"Never tried yet." in found[0]
+
+
+def large_message_in_tmp(host):
+    """Send a message of 300 KB over SMTP, then leave its envelope in tmp/
+    as a lost rename would. Returns its queue id."""
+    host.stop("deliverd")
+    body = "".join("line %06d of a large message\n" % i for i in range(10000))
+    with host.smtp() as client:
+        client.sendmail("alice@example.test", ["bob@example.test"],
+                        message("large", body=body).replace(b"\n", b"\r\n"))
+    match = host.wait_for_log(r"([0-9A-F]{12,20}): to=<bob@example.test>.*status=deferred")
+    queue_id = match.group(1)
+    host.stop("queued")
+    spool = host.dir / "spool"
+    text = envelope_as_committed(spool, queue_id)
+    # Too large for a CRC: the data file was synced before the envelope.
+    assert b"\ndata_synced=1\n" in text and b"\ndata_crc=" not in text
+    (spool / "tmp" / queue_id).write_bytes(with_crc(text))
+    return queue_id
+
+
+def test_large_message_only_in_tmp_is_recovered(make_mailhost):
+    host = make_mailhost(**FAST_RETRY)
+    queue_id = large_message_in_tmp(host)
+
+    host.start("queued")
+    assert host.wait_for_log(queue_id + r": recovered committed envelope from tmp/")
+    host.start("deliverd")
+    found = host.wait_for_messages("bob@example.test", 1)
+    assert b"line 009999 of a large message" in found[0]
+
+
+def test_large_message_in_tmp_with_short_data_is_removed(make_mailhost):
+    host = make_mailhost(**FAST_RETRY)
+    queue_id = large_message_in_tmp(host)
+    data = host.dir / "spool" / "data" / queue_id
+    os.truncate(data, data.stat().st_size - 1)
+
+    host.start("queued")
+    assert host.wait_for_log(queue_id + r": removed envelope file whose data file is incomplete")
+    assert not data.exists()
