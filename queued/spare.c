@@ -110,35 +110,21 @@ pool_push(struct spare_pool *pool, enum spare_ring ring, unsigned name)
 	return pushed;
 }
 
-/* Reserve a slot and a new name for a retired file; 0 when full. */
+/* Reserve a slot and a new name for a file on its way into the pool;
+ * 0 when the pool is full, unless EVEN_WHEN_FULL (a held file, which
+ * spare_release removes if the pool is still full then). */
 static unsigned
-pool_reserve(struct spare_pool *pool)
+pool_reserve(struct spare_pool *pool, int even_when_full)
 {
 	unsigned name = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (pool_count(pool) + pool->reserved < pool->capacity) {
+	if (even_when_full || pool_count(pool) + pool->reserved < pool->capacity) {
 		name = pool->next_name++;
 		if (pool->next_name == 0)
 			pool->next_name = 1;
 		pool->reserved++;
 	}
-	pthread_mutex_unlock(&pool->lock);
-	return name;
-}
-
-/* Reserve a slot and a new name for a held file, even beyond the
- * capacity: spare_release removes the file if the pool is full then. */
-static unsigned
-pool_reserve_hold(struct spare_pool *pool)
-{
-	unsigned name;
-
-	pthread_mutex_lock(&pool->lock);
-	name = pool->next_name++;
-	if (pool->next_name == 0)
-		pool->next_name = 1;
-	pool->reserved++;
 	pthread_mutex_unlock(&pool->lock);
 	return name;
 }
@@ -366,7 +352,7 @@ int
 spare_retire(struct spool *spool, int dir_fd, const char *name)
 {
 	char spare[16];
-	unsigned slot = pool_reserve(spool->spares);
+	unsigned slot = pool_reserve(spool->spares, 0);
 	int ring;
 
 	if (slot == 0)
@@ -400,7 +386,7 @@ unsigned
 spare_hold(struct spool *spool, int dir_fd, const char *name)
 {
 	char spare[16];
-	unsigned slot = pool_reserve_hold(spool->spares);
+	unsigned slot = pool_reserve(spool->spares, 1);
 
 	spare_name(spare, sizeof spare, slot);
 	if (renameat(dir_fd, name, spool->spare_fd, spare) < 0) {

@@ -158,6 +158,16 @@ def envelope_as_committed(spool, queue_id):
     return text
 
 
+def assert_recovered_and_delivered(host, queue_id, text):
+    """Start queued and deliverd; QUEUE_ID comes out of tmp/ and reaches
+    bob with TEXT in it."""
+    host.start("queued")
+    assert host.wait_for_log(queue_id + r": recovered committed envelope from tmp/")
+    host.start("deliverd")
+    found = host.wait_for_messages("bob@example.test", 1)
+    assert text in found[0]
+
+
 def test_new_message_only_in_tmp_is_recovered_into_queue(make_mailhost):
     # A commit whose rename into queue/ was lost: seq=0, data in data/.
     host = make_mailhost(**FAST_RETRY)
@@ -173,11 +183,7 @@ def test_new_message_only_in_tmp_is_recovered_into_queue(make_mailhost):
     spool = host.dir / "spool"
     (spool / "tmp" / queue_id).write_bytes(with_crc(envelope_as_committed(spool, queue_id)))
 
-    host.start("queued")
-    assert host.wait_for_log(queue_id + r": recovered committed envelope from tmp/")
-    host.start("deliverd")
-    found = host.wait_for_messages("bob@example.test", 1)
-    assert b"Never tried yet." in found[0]
+    assert_recovered_and_delivered(host, queue_id, b"Never tried yet.")
 
 
 def large_message_in_tmp(host):
@@ -203,11 +209,7 @@ def test_large_message_only_in_tmp_is_recovered(make_mailhost):
     host = make_mailhost(**FAST_RETRY)
     queue_id = large_message_in_tmp(host)
 
-    host.start("queued")
-    assert host.wait_for_log(queue_id + r": recovered committed envelope from tmp/")
-    host.start("deliverd")
-    found = host.wait_for_messages("bob@example.test", 1)
-    assert b"line 009999 of a large message" in found[0]
+    assert_recovered_and_delivered(host, queue_id, b"line 009999 of a large message")
 
 
 def test_large_message_in_tmp_with_short_data_is_removed(make_mailhost):
