@@ -2,14 +2,11 @@
 
 Each FLUSH starts a new attempt on a deferred message at once, and with
 deliverd down the attempt ends deferred, so the updates of one message
-can pile up while the commit thread runs a barrier. One round then takes
-several of them. All of them write the same tmp/ID, and the first
-exchange puts the newest text into deferred/ID. Every later job of the
-round finds tmp/ID gone, so rename_update falls back to start_move, which
-fails with ENOENT. queued logs "envelope update failed: No such file or
-directory; the last attempt may be repeated" for each of them, although
-deferred/ID contains the newest envelope. In one run, 50 FLUSH requests
-for one message gave 43 such errors.
+can pile up while the commit thread runs a barrier. When one round took
+several of them, they all wrote the same tmp/ID; the first exchange put
+the newest text into deferred/ID, and every later job found tmp/ID gone
+and logged "envelope update failed", although deferred/ID held the
+newest envelope. A round now takes one job per message.
 """
 
 import re

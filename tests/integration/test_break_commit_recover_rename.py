@@ -1,12 +1,11 @@
-"""Recovery removes the data file of an envelope it cannot move: found in review.
+"""Recovery keeps the data file of an envelope it cannot move: found in review.
 
-recover_tmp_envelope logs "could not move the envelope out of tmp/" when
-the rename into deferred/ or queue/ fails (ENOSPC when the directory
-needs a new block on a full file system, EIO, EPERM), and leaves the
-envelope in tmp/. place_data_files then finds the data file without an
-envelope in queue/ or deferred/ and removes it as uncommitted. The next
-start drops the envelope too, because its data file is gone. Here an
-immutable flag on tmp/ID makes the rename fail.
+When the rename of a tmp/ envelope into deferred/ or queue/ fails
+(ENOSPC when the directory needs a new block on a full file system,
+EIO, EPERM), recovery leaves the envelope in tmp/. place_data_files
+used to find the data file without an envelope in queue/ or deferred/
+and remove it as uncommitted, and the next start then dropped the
+envelope too. Here an immutable flag on tmp/ID makes the rename fail.
 """
 
 import os

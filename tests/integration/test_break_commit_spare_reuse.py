@@ -1,18 +1,15 @@
 """Recovery after a power loss while a spare file is reused: found in review.
 
 An envelope update swaps tmp/ID with deferred/ID (RENAME_EXCHANGE) after
-the round's barrier, and the old envelope file goes to spare/ at once.
-No barrier runs before the file is reused. When it is the oldest file
-in the pool, the next round writes another message's envelope into it
-before its own syncfs. strace of queued with queue_spare_files = 1
-shows the order for two deferred messages X and Y: the exchange of
-tmp/X with deferred/X, the rename of tmp/X (now X's old file) to
-spare/N, the rename of spare/N to tmp/Y, the write of Y's envelope, and
-only then syncfs. A power loss during that syncfs can keep the exchange
-off the disk while Y's bytes are on it. deferred/X then names a file
-that contains Y's envelope, or the text of a message that took the file
-as its data file, and tmp/X contains X's new envelope. These tests make
-that state by hand and start queued on it.
+the round's barrier. The old envelope file used to go to spare/ at once,
+and the next round could write another message's envelope into it
+before its own syncfs. A power loss during that syncfs could keep the
+exchange off the disk while the other message's bytes were on it:
+deferred/X then named a file with Y's envelope, or the text of a
+message that took the file as its data file, while tmp/X held X's new
+envelope. The old file is now held until the next barrier, and recovery
+ignores a copy whose id differs from its name. These tests make that
+state by hand and start queued on it.
 """
 
 import time

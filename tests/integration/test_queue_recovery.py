@@ -129,7 +129,7 @@ def test_newer_copy_in_tmp_replaces_the_committed_one(make_mailhost):
     host.stop("queued")
     spool = host.dir / "spool"
     text = (spool / "deferred" / queue_id).read_bytes()
-    # The newer copy says bob has the message already; only demo is left.
+    # In the newer copy bob has the message already; only demo is left.
     newer = set_field(set_field(text, b"status", b"sent"), b"seq", b"2")
     (spool / "tmp" / queue_id).write_bytes(with_crc(newer))
 
@@ -200,7 +200,8 @@ def large_message_in_tmp(host):
     spool = host.dir / "spool"
     text = envelope_as_committed(spool, queue_id)
     # Too large for a CRC: the data file was synced before the envelope.
-    assert b"\ndata_synced=1\n" in text and b"\ndata_crc=" not in text
+    assert b"\ndata_synced=1\n" in text
+    assert b"\ndata_crc=" not in text
     (spool / "tmp" / queue_id).write_bytes(with_crc(text))
     return queue_id
 
