@@ -196,7 +196,7 @@ class Benchmark:
             self.destroy(host, failed)
 
     def run_deferred(self, spec):
-        """Start two hosts of each system and fill one of them; then measure
+        """Start two hosts of each system and fill one of them. Then measure
         new mail on both, round by round, each round into a mailbox of its own.
         Both hosts have run equally long when measured, so the difference
         between them is the cost of the deferred messages."""
@@ -223,13 +223,16 @@ class Benchmark:
                     for recorded, load, host in pairs:
                         self.measure_on(recorded, load, host, system, round_index)
         finally:
-            for system, host in list(full.items()) + list(empty.items()):
-                name = spec.name if host in full.values() else baseline.name
-                failed = any(run["errors"] for run in self.results["runs"]
-                             if run["workload"] == name and run["system"] == system)
-                if host in full.values():
-                    failed = failed or bool(self.results["deferred_fill"].get(system, {}).get("errors", True))
-                self.destroy(host, failed)
+            for system, host in full.items():
+                fill_failed = bool(self.results["deferred_fill"].get(system, {}).get("errors", True))
+                self.destroy(host, fill_failed or self.any_errors(spec.name, system))
+            for system, host in empty.items():
+                self.destroy(host, self.any_errors(baseline.name, system))
+
+    def any_errors(self, workload, system):
+        """Whether a measurement of WORKLOAD on SYSTEM had errors."""
+        return any(run["errors"] for run in self.results["runs"]
+                   if run["workload"] == workload and run["system"] == system)
 
     def measure_on(self, recorded, load, host, system, round_index):
         """Measure LOAD on a running host; record it under RECORDED's name."""

@@ -60,7 +60,7 @@ scan_data(struct commit_job *job)
 	unsigned long crc = 0;
 	off_t offset = 0;
 	int want_8bit = envelope_attr(job->env, "body") == NULL;
-	ssize_t n;
+	ssize_t n = 0;
 
 	while (offset < job->env->size &&
 	    (n = pread(job->data_fd, buf, sizeof buf, offset)) > 0) {
@@ -78,8 +78,9 @@ scan_data(struct commit_job *job)
 		}
 		offset += n;
 	}
-	if (offset != job->env->size) {
-		errno = offset < job->env->size ? EIO : errno;
+	if (offset < job->env->size) {
+		if (n == 0)
+			errno = EIO;	/* shorter than its committed size */
 		return -1;
 	}
 	job->env->data_crc = crc;
@@ -88,11 +89,11 @@ scan_data(struct commit_job *job)
 }
 
 /*
- * Whether the data file of JOB is synced on its own before its envelope
- * is written, instead of being read for its CRC: for a large file one
- * more cache flush costs less than reading it back (about 1 ms per MB
- * here), and the syncfs of the round would write it back anyway. A file
- * without a body= field is read regardless, for its 8-bit check.
+ * Return whether the data file of JOB is synced on its own before its
+ * envelope is written, instead of being read back for its CRC. For a
+ * large file one more cache flush costs less than the read (about 1 ms
+ * per MB on the benchmark machine). A file without a body= field is read
+ * anyway, for its 8-bit check.
  */
 static int
 syncs_data_first(const struct commit_job *job)
@@ -248,9 +249,9 @@ sync_batch(struct commit_batch *batch)
 			error = errno;
 		if ((batch->changed & CHANGED_QUEUE) && fsync(spool->queue_fd) < 0)
 			error = errno;
-		if ((batch->changed & CHANGED_DEFERRED) && fsync(spool->deferred_fd) < 0)
-			error = errno;
-		if (committer.ncovered > 0 && fsync(spool->deferred_fd) < 0)
+		/* The held files of exchanges wait for deferred/ too. */
+		if (((batch->changed & CHANGED_DEFERRED) || committer.ncovered > 0) &&
+		    fsync(spool->deferred_fd) < 0)
 			error = errno;
 	}
 	if (error == 0)
@@ -317,9 +318,9 @@ rename_update(struct commit_batch *batch, struct commit_job *job)
 
 	/* The exchange swaps the new envelope in and the old one out in one
 	 * step, so the old file can become a spare instead of being freed.
-	 * Until the next barrier either copy may be the one on disk, and
-	 * recovery keeps the one with the higher seq; so the old file keeps
-	 * its content until then. */
+	 * Until the next barrier either copy may be the one on disk, so the
+	 * old file keeps its content until then (recovery keeps the higher
+	 * seq). */
 	if (renameat2(spool->tmp_fd, job->id, spool->deferred_fd, job->id, RENAME_EXCHANGE) == 0) {
 		hold_until_barrier(spare_hold(spool, spool->tmp_fd, job->id));
 		return;

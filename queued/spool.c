@@ -334,8 +334,8 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 }
 
 /*
- * Whether ENV's data file, in data/ or deferred-data/, holds the SIZE
- * bytes whose CRC-32 ENV records. A large file has no CRC: it was synced
+ * Return whether ENV's data file, in data/ or deferred-data/, contains
+ * the SIZE bytes whose CRC-32 ENV records. A large file has no CRC: it was synced
  * before its envelope was written (data_synced). Nor has an update of an
  * envelope written before data_crc existed; its data file has been on
  * disk since that earlier commit. For those the size is all there is to
@@ -406,8 +406,8 @@ newer_envelope(struct envelope *a, struct envelope *b)
 
 /*
  * Decide the fate of tmp/NAME. A commit is acknowledged once its
- * envelope is complete in tmp/ (commit.h), so a tmp/ envelope whose
- * checksums hold may be a committed message whose rename never reached
+ * envelope is complete in tmp/ (commit.h). So a tmp/ envelope whose
+ * checksums match may be a committed message whose rename never reached
  * the disk, or an update newer than the copy in queue/ or deferred/.
  * Either way it goes into place, queue/ for a new message and deferred/
  * for an update, unless a copy there has the same or a higher seq.
@@ -421,7 +421,7 @@ recover_tmp_envelope(struct spool *spool, const char *name)
 	const char *outcome = NULL;
 	int deferred;
 
-	if (tmp == NULL || !tmp->checksummed || strcmp(tmp->id, name) != 0)
+	if (tmp == NULL || !tmp->checksummed)
 		outcome = "removed unfinished envelope file";
 	if (outcome == NULL)
 		placed = newer_envelope(parse_envelope_at(spool->queue_fd, name),
@@ -468,11 +468,34 @@ recover_tmp(struct spool *spool)
 }
 
 /*
- * Remove queue/NAME where deferred/NAME exists too: a crash during a
- * move left both (commit.h). The copy in deferred/ is the newer one,
- * because a message gets no new envelope in queue/ once it has one in
- * deferred/.
+ * Keep one of queue/NAME and deferred/NAME, which a crash during a move
+ * can leave both (commit.h): the one with the higher seq, which is the
+ * copy in deferred/ unless that one is unreadable. An unreadable copy is
+ * left for load_envelope, which moves it to corrupt/.
  */
+static void
+keep_newer_copy(struct spool *spool, const char *name)
+{
+	struct envelope *queued = parse_envelope_at(spool->queue_fd, name);
+	struct envelope *deferred = parse_envelope_at(spool->deferred_fd, name);
+	int older = -1;		/* 0: the copy in queue/, 1: the one in deferred/ */
+
+	if (deferred != NULL && (queued == NULL || deferred->seq >= queued->seq))
+		older = 0;
+	else if (deferred != NULL)
+		older = 1;
+	envelope_free(queued);
+	envelope_free(deferred);
+	if (older < 0)
+		return;
+
+	log_warn("%s: envelope in both queue/ and deferred/ after an interrupted move; "
+	    "removed the older one in %s/", name, envelope_dir_name(older));
+	if (unlinkat(spool_envelope_dir(spool, older), name, 0) < 0)
+		log_error("%s: remove %s/%s: %s", name, envelope_dir_name(older), name,
+		    strerror(errno));
+}
+
 static void
 remove_older_envelopes(struct spool *spool)
 {
@@ -484,10 +507,7 @@ remove_older_envelopes(struct spool *spool)
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.' || !exists_at(spool->deferred_fd, de->d_name))
 			continue;
-		log_warn("%s: envelope in both queue/ and deferred/ after an interrupted move; "
-		    "removed the older one in queue/", de->d_name);
-		if (unlinkat(spool->queue_fd, de->d_name, 0) < 0)
-			log_error("%s: remove queue/%s: %s", de->d_name, de->d_name, strerror(errno));
+		keep_newer_copy(spool, de->d_name);
 	}
 	closedir(dir);
 }
