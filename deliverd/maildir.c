@@ -303,10 +303,10 @@ maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, s
 }
 
 /*
- * Whether a batch holds a file over MAILDIR_SYNCFS_MAX. syncfs waits for
- * everything dirty on the file system, which with large messages
- * includes those still being received and queued, so such a batch syncs
- * its own files instead.
+ * Return whether a batch contains a file over MAILDIR_SYNCFS_MAX.
+ * syncfs waits for everything dirty on the file system, which with large
+ * messages includes those still being received and queued, so such a
+ * batch syncs its own files instead.
  */
 static int
 has_large_file(const struct maildir_file *files, size_t count)

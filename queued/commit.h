@@ -3,15 +3,16 @@
  * Jobs that arrive while a round runs wait and form the next one, so all
  * of them share its barrier. A round:
  *
- *   1. write each envelope to tmp/ID, with the CRC-32 of its data file
- *      and of itself; take the envelope of each removal out of queue/ or
- *      deferred/ (to spare/, or unlinked)
+ *   1. write each envelope to tmp/ID with a CRC-32 of itself and of its
+ *      data file (a data file over 256 KB is synced first instead). Take
+ *      the envelope of each removal out of queue/ or deferred/, to
+ *      spare/ or unlinked.
  *   2. barrier: syncfs of the spool file system (queue_sync_method =
  *      syncfs), or fsync of every data file and tmp/ file, then of
  *      data/, tmp/ and the envelope directories the removals changed
  *      (fsync)
  *   3. rename tmp/ID to queue/ID for a new message, or exchange it with
- *      deferred/ID for an update; the first update of a message moves
+ *      deferred/ID for an update. The first update of a message moves
  *      it instead: data/ID to deferred-data/ID, then tmp/ID to
  *      deferred/ID. Then the commits' and updates' completion callbacks
  *      run on the event loop, in submission order.
@@ -24,9 +25,9 @@
  * The rule: a message is committed once its complete envelope is on
  * disk, in queue/, deferred/ or tmp/. The client's COMMIT-OK is sent
  * from the callback, after the barrier, so a crash at any later point
- * loses no acknowledged message: recovery (spool_recover) finds the
- * envelope in tmp/ if its rename did not reach the disk, checks both
- * CRCs, and moves it into place. Every update raises the envelope's
+ * loses no acknowledged message. If the rename did not reach the disk,
+ * recovery (spool_recover) finds the envelope in tmp/, checks its CRCs
+ * and moves it into place. Every update raises the envelope's
  * seq, and of two copies of one envelope recovery keeps the higher.
  * Step 3 needs no barrier of its own, which saves the second cache
  * flush that a rename-then-fsync scheme pays per round. A removal's data

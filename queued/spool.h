@@ -14,13 +14,14 @@
  *   spare/N           files of removed messages, waiting to be reused
  *
  * A message is committed once its complete envelope is on disk in
- * queue/, deferred/ or tmp/: the commit acknowledges after one barrier
- * that covers the data file and the envelope in tmp/, and renames the
+ * queue/, deferred/ or tmp/. The commit acknowledges after one barrier
+ * that covers the data file and the envelope in tmp/, then renames the
  * envelope into place without another (commit.h). Each envelope carries
- * a CRC-32 of itself and of its data file, and a seq that every update
+ * a CRC-32 of itself, a CRC-32 of its data file (or, for a large one,
+ * the mark that it was synced first) and a seq that every update
  * raises. Recovery at start-up follows from that. An envelope in tmp/
- * whose checksums hold is moved into place unless a copy there is as
- * new; anything else in tmp/, and data files without an envelope, were
+ * whose checksums match is moved into place unless a copy there is as
+ * new. Anything else in tmp/, and data files without an envelope, were
  * never acknowledged and are removed. Every envelope in queue/ and
  * deferred/ is then loaded and delivered.
  *

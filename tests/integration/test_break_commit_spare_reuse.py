@@ -4,10 +4,10 @@ An envelope update swaps tmp/ID with deferred/ID (RENAME_EXCHANGE) after
 the round's barrier. The old envelope file used to go to spare/ at once,
 and the next round could write another message's envelope into it
 before its own syncfs. A power loss during that syncfs could keep the
-exchange off the disk while the other message's bytes were on it:
-deferred/X then named a file with Y's envelope, or the text of a
-message that took the file as its data file, while tmp/X held X's new
-envelope. The old file is now held until the next barrier, and recovery
+exchange off the disk while the other message's bytes were on it.
+deferred/X then named a file with Y's envelope, or with the text of a
+message that took the file as its data file, and tmp/X contained X's
+new envelope. The old file is now held until the next barrier, and recovery
 ignores a copy whose id differs from its name. These tests make that
 state by hand and start queued on it.
 """

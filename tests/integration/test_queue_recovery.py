@@ -3,7 +3,7 @@
 A commit is acknowledged once its envelope is complete on disk in tmp/,
 before the rename into queue/ or deferred/ (queued/commit.h). These
 tests stop queued, arrange the spool as a crash between those two steps
-can leave it, and start queued again: an envelope whose checksums hold
+can leave it, and start queued again. An envelope whose checksums match
 is moved into place and delivered, anything else in tmp/ is removed, and
 of two copies of one envelope the one with the higher seq wins.
 """
@@ -168,7 +168,7 @@ def assert_recovered_and_delivered(host, queue_id, text):
     assert text in found[0]
 
 
-def test_new_message_only_in_tmp_is_recovered_into_queue(make_mailhost):
+def test_new_message_in_tmp_recovered(make_mailhost):
     # A commit whose rename into queue/ was lost: seq=0, data in data/.
     host = make_mailhost(**FAST_RETRY)
     host.stop("deliverd")
@@ -206,14 +206,14 @@ def large_message_in_tmp(host):
     return queue_id
 
 
-def test_large_message_only_in_tmp_is_recovered(make_mailhost):
+def test_large_message_in_tmp_recovered(make_mailhost):
     host = make_mailhost(**FAST_RETRY)
     queue_id = large_message_in_tmp(host)
 
     assert_recovered_and_delivered(host, queue_id, b"line 009999 of a large message")
 
 
-def test_large_message_in_tmp_with_short_data_is_removed(make_mailhost):
+def test_large_message_short_data_removed(make_mailhost):
     host = make_mailhost(**FAST_RETRY)
     queue_id = large_message_in_tmp(host)
     data = host.dir / "spool" / "data" / queue_id
