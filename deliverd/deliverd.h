@@ -212,6 +212,7 @@ struct maildir_file {
 	int fd;				/* open until maildir_commit, else -1 */
 	int renamed;			/* in new/, waiting for the last barrier */
 	off_t size;			/* bytes written */
+	dev_t dev;			/* its file system */
 };
 
 /* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced.
@@ -228,6 +229,27 @@ int maildir_write(const struct message *msg, const char *root, const char *folde
  * of each file and each new/. Fills RESULTS. */
 void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs);
+
+/* The steps of maildir_commit, for a caller that overlaps batches:
+ * whether COUNT files share a syncfs barrier (two or more, none large);
+ * the success results of the files written; the first barrier (fsync
+ * of each file, or syncfs); the renames into new/; the second barrier,
+ * which also clears the files' renamed flags. */
+int maildir_syncfs_suits(const struct maildir_file *files, size_t count);
+void maildir_set_results(const struct maildir_file *files, struct delivery_result *results,
+    size_t count);
+void maildir_sync_files(struct maildir_file *files, struct delivery_result *results,
+    size_t count, int use_syncfs);
+void maildir_rename(struct maildir_file *files, struct delivery_result *results, size_t count);
+void maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results,
+    size_t count, int use_syncfs);
+
+/* One syncfs of each file system that holds one of the open FILES or
+ * one of the RENAMED files (either may be empty): the first barrier of
+ * FILES and the second of RENAMED at once. 0, or -1 when a syncfs
+ * failed; then neither barrier is known to have happened. */
+int maildir_barrier(struct maildir_file *files, size_t count, const struct maildir_file *renamed,
+    size_t nrenamed);
 
 /* mbox.c: append to the mbox file PATH under an fcntl lock and, with
  * MBOX_DOTLOCK, a PATH.lock file. MBOX_CHECK_OWNER rejects a file that

@@ -7,7 +7,8 @@
  * userdb, checks that the user still maps to its own uid and gid, and
  * writes the Maildir deliveries into tmp/. Then the whole batch shares
  * one barrier for the files and one for the renames into new/, and a
- * RESULT goes back for each request.
+ * RESULT goes back for each request. While requests keep coming, the
+ * second barrier of a batch is the first of the next (run_batch).
  *
  * What it cannot do as this uid, such as creating a missing home
  * directory, delivering to an mbox (which may need the mail spool's
@@ -47,22 +48,31 @@ enum {
 	JOB_REDO,			/* for a one-shot worker */
 };
 
+struct mailbox_batch {
+	struct mailbox_job jobs[BATCH_MAX];
+	struct maildir_file files[BATCH_MAX];
+	struct delivery_result results[BATCH_MAX];
+	size_t count;
+};
+
 struct mailbox_worker {
 	int channel;
 	uid_t uid;
 	gid_t gid;
 	int use_syncfs;
 	int userdb_lost;	/* cannot reconnect as this uid: stop after the batch */
+	int closed;		/* the master closed the channel */
 	struct userdb_client *userdb;
-	struct mailbox_job jobs[BATCH_MAX];
-	struct maildir_file files[BATCH_MAX];
-	struct delivery_result results[BATCH_MAX];
+	struct mailbox_batch batches[2];
+	struct mailbox_batch *renamed;	/* in new/, waiting for the second
+					 * barrier and its results, or NULL */
 };
 
-/* Read the requests waiting on the channel, blocking for the first.
- * Returns how many, 0 when the master closed the channel. */
+/* Read the requests waiting on the channel into B, blocking for the
+ * first unless WAIT is 0. Returns how many; sets closed when the master
+ * closed the channel. */
 static size_t
-read_batch(struct mailbox_worker *w)
+read_batch(struct mailbox_worker *w, struct mailbox_batch *b, int wait)
 {
 	struct pollfd pfd = { .fd = w->channel, .events = POLLIN };
 	size_t count = 0;
@@ -70,15 +80,18 @@ read_batch(struct mailbox_worker *w)
 	while (count < BATCH_MAX) {
 		struct ipc_msg *msg;
 
-		if (count > 0 && poll(&pfd, 1, 0) <= 0)
+		if ((count > 0 || !wait) && poll(&pfd, 1, 0) <= 0)
 			break;
 		msg = ipc_recv(w->channel);
-		if (msg == NULL)
+		if (msg == NULL) {
+			w->closed = 1;
 			break;
-		memset(&w->jobs[count], 0, sizeof w->jobs[count]);
-		w->jobs[count].msg = msg;
+		}
+		memset(&b->jobs[count], 0, sizeof b->jobs[count]);
+		b->jobs[count].msg = msg;
 		count++;
 	}
+	b->count = count;
 	return count;
 }
 
@@ -106,13 +119,14 @@ can_deliver(const struct mailbox_worker *w, const struct userdb_entry *user, cha
  * so one lookup serves all of its deliveries to that user. Returns as
  * userdb_lookup does. */
 static int
-lookup_user(struct mailbox_worker *w, size_t i, char *err, size_t errsize)
+lookup_user(struct mailbox_worker *w, struct mailbox_batch *b, size_t i, char *err,
+    size_t errsize)
 {
-	struct mailbox_job *job = &w->jobs[i];
+	struct mailbox_job *job = &b->jobs[i];
 	int found;
 
 	for (size_t j = 0; j < i; j++) {
-		const struct mailbox_job *earlier = &w->jobs[j];
+		const struct mailbox_job *earlier = &b->jobs[j];
 
 		if (earlier->user_found && strcmp(earlier->request.user, job->request.user) == 0) {
 			job->user = earlier->user;
@@ -126,17 +140,17 @@ lookup_user(struct mailbox_worker *w, size_t i, char *err, size_t errsize)
 	return found;
 }
 
-/* Everything before the barrier for job I. */
+/* Everything before the barrier for job I of B. */
 static void
-job_start(struct mailbox_worker *w, size_t i)
+job_start(struct mailbox_worker *w, struct mailbox_batch *b, size_t i)
 {
-	struct mailbox_job *job = &w->jobs[i];
-	struct delivery_result *result = &w->results[i];
+	struct mailbox_job *job = &b->jobs[i];
+	struct delivery_result *result = &b->results[i];
 	char err[256], path[PATH_MAX];
 	struct stat st;
 	int found;
 
-	w->files[i].fd = -1;
+	b->files[i].fd = -1;
 	job->state = JOB_DONE;
 	if (request_from_msg(&job->request, job->msg) < 0 || job->msg->fd < 0 ||
 	    strcmp(job->request.kind, "mailbox") != 0 || fstat(job->msg->fd, &st) < 0) {
@@ -147,7 +161,7 @@ job_start(struct mailbox_worker *w, size_t i)
 
 	/* The connection to the userdb was made as root; once it breaks, a
 	 * new worker has to make the next one. */
-	found = w->userdb_lost ? -1 : lookup_user(w, i, err, sizeof err);
+	found = w->userdb_lost ? -1 : lookup_user(w, b, i, err, sizeof err);
 	if (found < 0) {
 		w->userdb_lost = 1;
 		job->state = JOB_REDO;
@@ -172,7 +186,7 @@ job_start(struct mailbox_worker *w, size_t i)
 	    forward_deliver(&job->message, &job->request, &job->user, result))
 		return;
 	if (maildir_write(&job->message, path, mailbox_folder(&job->request),
-	    job->request.recipient, &w->files[i], result) < 0) {
+	    job->request.recipient, &b->files[i], result) < 0) {
 		log_delivery(&job->request, result, job->request.recipient);
 		return;
 	}
@@ -180,40 +194,92 @@ job_start(struct mailbox_worker *w, size_t i)
 }
 
 static void
-send_result(struct mailbox_worker *w, size_t i)
+send_result(struct mailbox_worker *w, struct mailbox_batch *b, size_t i)
 {
-	struct ipc_msg *reply = result_to_msg(&w->results[i], w->jobs[i].request.id);
+	struct ipc_msg *reply = result_to_msg(&b->results[i], b->jobs[i].request.id);
 
-	if (w->jobs[i].state == JOB_REDO)
+	if (b->jobs[i].state == JOB_REDO)
 		ipc_msg_add(reply, "redo", "yes");
 	if (ipc_send(w->channel, reply, -1) < 0)
 		fatal("cannot send a delivery result to the master");
 	ipc_msg_free(reply);
 }
 
+/* Log B's deliveries, which are final now, and send every result. */
 static void
-run_batch(struct mailbox_worker *w, size_t count)
+finish_batch(struct mailbox_worker *w, struct mailbox_batch *b)
 {
-	for (size_t i = 0; i < count; i++)
-		job_start(w, i);
+	for (size_t i = 0; i < b->count; i++)
+		if (b->jobs[i].state == JOB_STAGED)
+			log_delivery(&b->jobs[i].request, &b->results[i], b->jobs[i].request.recipient);
 
-	maildir_commit(w->files, w->results, count, w->use_syncfs);
-	for (size_t i = 0; i < count; i++)
-		if (w->jobs[i].state == JOB_STAGED)
-			log_delivery(&w->jobs[i].request, &w->results[i], w->jobs[i].request.recipient);
-
-	for (size_t i = 0; i < count; i++) {
-		send_result(w, i);
-		ipc_msg_free(w->jobs[i].msg);
-		w->jobs[i].msg = NULL;
+	for (size_t i = 0; i < b->count; i++) {
+		send_result(w, b, i);
+		ipc_msg_free(b->jobs[i].msg);
+		b->jobs[i].msg = NULL;
 	}
+	b->count = 0;
+}
+
+/* Run the second barrier of the batch in new/ on its own and finish
+ * it. This is for when no next batch's first barrier can serve as it. */
+static void
+finish_renamed(struct mailbox_worker *w)
+{
+	struct mailbox_batch *b = w->renamed;
+
+	if (b == NULL)
+		return;
+	maildir_sync_dirs(b->files, b->results, b->count, w->use_syncfs);
+	finish_batch(w, b);
+	w->renamed = NULL;
+}
+
+/*
+ * Deliver batch B. A batch that suits syncfs overlaps with the batch
+ * before it, which is already renamed into new/. One syncfs is the
+ * first barrier of B and the second barrier of that batch, whose results
+ * go out next. Then B's files are renamed and wait for the next barrier.
+ * Under a steady load this saves one syncfs per batch.
+ */
+static void
+run_batch(struct mailbox_worker *w, struct mailbox_batch *b)
+{
+	int overlap;
+
+	for (size_t i = 0; i < b->count; i++)
+		job_start(w, b, i);
+	overlap = w->use_syncfs && maildir_syncfs_suits(b->files, b->count);
+	if (!overlap) {
+		finish_renamed(w);
+		maildir_commit(b->files, b->results, b->count, w->use_syncfs);
+		finish_batch(w, b);
+		return;
+	}
+
+	maildir_set_results(b->files, b->results, b->count);
+	if (maildir_barrier(b->files, b->count, w->renamed != NULL ? w->renamed->files : NULL,
+	    w->renamed != NULL ? w->renamed->count : 0) < 0) {
+		/* Fall back on fsync, file by file and folder by folder. */
+		maildir_sync_files(b->files, b->results, b->count, 0);
+		if (w->renamed != NULL)
+			maildir_sync_dirs(w->renamed->files, w->renamed->results,
+			    w->renamed->count, 0);
+	} else if (w->renamed != NULL) {
+		for (size_t i = 0; i < w->renamed->count; i++)
+			w->renamed->files[i].renamed = 0;
+	}
+	if (w->renamed != NULL)
+		finish_batch(w, w->renamed);
+
+	maildir_rename(b->files, b->results, b->count);
+	w->renamed = b;
 }
 
 void
 mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *userdb)
 {
 	struct mailbox_worker *w = xcalloc(1, sizeof *w);
-	size_t count;
 
 	w->channel = channel;
 	w->uid = uid;
@@ -221,8 +287,19 @@ mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *user
 	w->use_syncfs = strcmp(config_string("maildir_sync_method"), "syncfs") == 0;
 	w->userdb = userdb;
 
-	while (!w->userdb_lost && (count = read_batch(w)) > 0)
-		run_batch(w, count);
+	/* Without a batch in new/, wait for requests. With one, take only the
+	 * requests already there, or finish that batch if there are none. */
+	while (!w->userdb_lost && !w->closed) {
+		struct mailbox_batch *b = w->renamed == &w->batches[0] ? &w->batches[1] :
+		    &w->batches[0];
+
+		if (read_batch(w, b, w->renamed == NULL) == 0) {
+			finish_renamed(w);
+			continue;
+		}
+		run_batch(w, b);
+	}
+	finish_renamed(w);
 
 	userdb_client_free(w->userdb);
 	free(w);

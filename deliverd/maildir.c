@@ -3,7 +3,9 @@
  * (the procedure of the Maildir specification, file names as Dovecot
  * writes them so that its size field saves a stat). A batch of files
  * shares each barrier: one syncfs for all the files, then one for all
- * the renames.
+ * the renames. A mailbox worker with batch after batch lets one syncfs
+ * serve as the first barrier of a batch and the second of the one
+ * before (maildir_barrier).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -169,6 +171,7 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 	}
 	file->fd = fd;
 	file->size = st.st_size;
+	file->dev = st.st_dev;
 	return 0;
 }
 
@@ -227,30 +230,31 @@ syncfs_once(int fd, struct synced_devices *synced)
 }
 
 static int
-syncfs_files(struct maildir_file *files, size_t count)
+syncfs_files(struct maildir_file *files, size_t count, struct synced_devices *synced)
 {
-	struct synced_devices synced = { .count = 0 };
-
 	for (size_t i = 0; i < count; i++)
-		if (files[i].fd >= 0 && syncfs_once(files[i].fd, &synced) < 0)
+		if (files[i].fd >= 0 && syncfs_once(files[i].fd, synced) < 0)
 			return -1;
 	return 0;
 }
 
+/* syncfs the file systems of the renamed FILES that SYNCED lacks. */
 static int
-syncfs_folders(struct maildir_file *files, size_t count)
+syncfs_folders(const struct maildir_file *files, size_t count, struct synced_devices *synced)
 {
-	struct synced_devices synced = { .count = 0 };
-
 	for (size_t i = 0; i < count; i++) {
-		int fd, rc;
+		int fd, rc, known = 0;
 
 		if (!files[i].renamed)
+			continue;
+		for (size_t j = 0; j < synced->count && !known; j++)
+			known = synced->devices[j] == files[i].dev;
+		if (known)
 			continue;
 		fd = open(files[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return -1;
-		rc = syncfs_once(fd, &synced);
+		rc = syncfs_once(fd, synced);
 		close(fd);
 		if (rc < 0)
 			return -1;
@@ -258,27 +262,35 @@ syncfs_folders(struct maildir_file *files, size_t count)
 	return 0;
 }
 
-/* The first barrier: the data and inodes of the files in tmp/. */
-static void
+int
+maildir_barrier(struct maildir_file *files, size_t count, const struct maildir_file *renamed,
+    size_t nrenamed)
+{
+	struct synced_devices synced = { .count = 0 };
+
+	if (syncfs_files(files, count, &synced) < 0)
+		return -1;
+	return syncfs_folders(renamed, nrenamed, &synced);
+}
+
+void
 maildir_sync_files(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs)
 {
-	if (use_syncfs && syncfs_files(files, count) == 0)
+	if (use_syncfs && maildir_barrier(files, count, NULL, 0) == 0)
 		return;
 	for (size_t i = 0; i < count; i++)
 		if (files[i].fd >= 0 && fsync(files[i].fd) < 0)
 			maildir_abandon(&files[i], &results[i], "cannot write", files[i].tmp_path, errno);
 }
 
-/* The second barrier: the new/ entries (and the folders just created). */
+/* fsync each new/ that FILES were renamed into, and the folders just
+ * created with their parents. */
 static void
-maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, size_t count,
-    int use_syncfs)
+fsync_dirs(struct maildir_file *files, struct delivery_result *results, size_t count)
 {
 	char new_dir[PATH_MAX];
 
-	if (use_syncfs && syncfs_folders(files, count) == 0)
-		return;
 	for (size_t i = 0; i < count; i++) {
 		int repeated = 0;
 
@@ -302,6 +314,16 @@ maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, s
 	}
 }
 
+void
+maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs)
+{
+	if (!use_syncfs || maildir_barrier(NULL, 0, files, count) < 0)
+		fsync_dirs(files, results, count);
+	for (size_t i = 0; i < count; i++)
+		files[i].renamed = 0;
+}
+
 /*
  * Return whether a batch contains a file over MAILDIR_SYNCFS_MAX.
  * syncfs waits for everything dirty on the file system, which with large
@@ -317,9 +339,15 @@ has_large_file(const struct maildir_file *files, size_t count)
 	return 0;
 }
 
+int
+maildir_syncfs_suits(const struct maildir_file *files, size_t count)
+{
+	return count > 1 && !has_large_file(files, count);
+}
+
 void
-maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
-    int use_syncfs)
+maildir_set_results(const struct maildir_file *files, struct delivery_result *results,
+    size_t count)
 {
 	for (size_t i = 0; i < count; i++)
 		if (files[i].fd >= 0 && files[i].folder[0] != '\0')
@@ -327,10 +355,11 @@ maildir_commit(struct maildir_file *files, struct delivery_result *results, size
 			    files[i].folder);
 		else if (files[i].fd >= 0)
 			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir");
-	use_syncfs = use_syncfs && count > 1 && !has_large_file(files, count);
+}
 
-	maildir_sync_files(files, results, count, use_syncfs);
-
+void
+maildir_rename(struct maildir_file *files, struct delivery_result *results, size_t count)
+{
 	for (size_t i = 0; i < count; i++) {
 		if (files[i].fd < 0)
 			continue;
@@ -349,10 +378,18 @@ maildir_commit(struct maildir_file *files, struct delivery_result *results, size
 		}
 		files[i].renamed = 1;
 	}
+}
 
+void
+maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
+    int use_syncfs)
+{
+	use_syncfs = use_syncfs && maildir_syncfs_suits(files, count);
+
+	maildir_set_results(files, results, count);
+	maildir_sync_files(files, results, count, use_syncfs);
+	maildir_rename(files, results, count);
 	maildir_sync_dirs(files, results, count, use_syncfs);
-	for (size_t i = 0; i < count; i++)
-		files[i].renamed = 0;
 }
 
 void

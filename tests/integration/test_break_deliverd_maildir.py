@@ -1,5 +1,6 @@
 """Barriers of a mailbox worker's batch, watched with strace. A batch
-whose Maildirs are on two file systems must sync both of them."""
+whose Maildirs are on two file systems must sync both of them, and a
+barrier shared by two batches must come before the first one's results."""
 
 import os
 import pwd
@@ -104,3 +105,79 @@ def test_batch_on_two_file_systems_syncs_both(make_mailhost):
     before, after = counts
     assert before >= 1, trace
     assert after >= 1, trace
+
+
+def client_before_data(host, rcpt):
+    client = lmtp(host)
+    assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
+    assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
+    return client
+
+
+def traced_calls(trace):
+    """The worker's calls in order, as (name, argument text, result)."""
+    events = []
+    for line in trace.splitlines():
+        match = SYSCALL.match(line)
+        if match is not None:
+            events.append((match.group(1), match.group(2), int(match.group(3))))
+    return events
+
+
+def test_shared_barrier_precedes_results(make_mailhost):
+    # Two batches of two deliveries. The second batch reaches the worker
+    # while it renames the first (strace slows each rename), so one
+    # syncfs serves as the first batch's folder barrier and the second
+    # batch's file barrier. No result may leave before a barrier that
+    # follows the renames it reports.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to trace the mailbox worker")
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    host = make_mailhost()
+    # The first delivery creates the home in a one-shot worker; the
+    # second starts the mailbox worker.
+    deliver(host, "demo@example.test", 2)
+    worker = [pid for pid in delivering_pids(host, "demo@example.test")
+              if os.path.exists("/proc/%d" % pid)][0]
+
+    first = [client_before_data(host, "demo@example.test") for _ in range(2)]
+    second = [client_before_data(host, "demo@example.test") for _ in range(2)]
+    os.kill(worker, signal.SIGSTOP)
+    tracer = subprocess.Popen(
+        ["strace", "-qq", "-p", str(worker),
+         "-e", "trace=openat,rename,fsync,syncfs,sendmsg",
+         "-e", "inject=rename:delay_exit=400000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        for client in first:
+            assert send_data(client, b"Subject: first\r\n\r\nbody\r\n")[0] == 354
+        time.sleep(0.3)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    # The worker now writes, syncs and renames the first batch.
+    time.sleep(0.2)
+    for client in second:
+        assert send_data(client, b"Subject: second\r\n\r\nbody\r\n")[0] == 354
+    for client in first + second:
+        assert client.getreply()[0] == 250
+        client.quit()
+    tracer.send_signal(signal.SIGINT)
+    _, trace = tracer.communicate(timeout=10)
+
+    assert len(host.messages("demo@example.test")) == 6
+    events = traced_calls(trace)
+    renamed = created = 0
+    shared = False
+    for name, args, result in events:
+        if name == "rename" and result == 0:
+            renamed += 1
+        elif name == "openat" and "/tmp/" in args and "O_CREAT" in args and result >= 0:
+            created += 1
+        elif name in ("fsync", "syncfs"):
+            shared = shared or (renamed > 0 and created > 0)
+            renamed = created = 0
+        elif name == "sendmsg":
+            assert renamed == 0, "a result left before the barrier after its rename:\n" + trace
+    assert shared, "no barrier served two batches:\n" + trace
