@@ -230,11 +230,12 @@ int maildir_write(const struct message *msg, const char *root, const char *folde
 void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs);
 
-/* The steps of maildir_commit, for a caller that overlaps batches:
- * whether COUNT files share a syncfs barrier (two or more, none large);
- * the success results of the files written; the first barrier (fsync
- * of each file, or syncfs); the renames into new/; the second barrier,
- * which also clears the files' renamed flags. */
+/* The steps of maildir_commit, for a caller that overlaps batches.
+ * maildir_syncfs_suits: whether COUNT files share a syncfs barrier (two
+ * or more, none large). maildir_set_results: the success results of the
+ * files written. Then the first barrier (fsync of each file, or
+ * syncfs), the renames into new/, and the second barrier, which also
+ * clears the files' renamed flags. */
 int maildir_syncfs_suits(const struct maildir_file *files, size_t count);
 void maildir_set_results(const struct maildir_file *files, struct delivery_result *results,
     size_t count);
@@ -244,10 +245,10 @@ void maildir_rename(struct maildir_file *files, struct delivery_result *results,
 void maildir_sync_dirs(struct maildir_file *files, struct delivery_result *results,
     size_t count, int use_syncfs);
 
-/* One syncfs of each file system that holds one of the open FILES or
- * one of the RENAMED files (either may be empty): the first barrier of
- * FILES and the second of RENAMED at once. 0, or -1 when a syncfs
- * failed; then neither barrier is known to have happened. */
+/* Run one syncfs on each file system that contains one of the open
+ * FILES or one of the RENAMED files (either list may be empty). That is
+ * the first barrier of FILES and the second of RENAMED at once. Returns
+ * 0, or -1 when a syncfs failed, and then neither barrier counts. */
 int maildir_barrier(struct maildir_file *files, size_t count, const struct maildir_file *renamed,
     size_t nrenamed);
 

@@ -69,8 +69,8 @@ struct mailbox_worker {
 };
 
 /* Read the requests waiting on the channel into B, blocking for the
- * first unless WAIT is 0. Returns how many; sets closed when the master
- * closed the channel. */
+ * first unless WAIT is 0. Return how many were read. The closed flag is
+ * set when the master closed the channel. */
 static size_t
 read_batch(struct mailbox_worker *w, struct mailbox_batch *b, int wait)
 {
@@ -140,7 +140,7 @@ lookup_user(struct mailbox_worker *w, struct mailbox_batch *b, size_t i, char *e
 	return found;
 }
 
-/* Everything before the barrier for job I of B. */
+/* Run everything before the barrier for job I of B. */
 static void
 job_start(struct mailbox_worker *w, struct mailbox_batch *b, size_t i)
 {
@@ -151,6 +151,7 @@ job_start(struct mailbox_worker *w, struct mailbox_batch *b, size_t i)
 	int found;
 
 	b->files[i].fd = -1;
+	b->files[i].renamed = 0;
 	job->state = JOB_DONE;
 	if (request_from_msg(&job->request, job->msg) < 0 || job->msg->fd < 0 ||
 	    strcmp(job->request.kind, "mailbox") != 0 || fstat(job->msg->fd, &st) < 0) {
@@ -245,6 +246,7 @@ finish_renamed(struct mailbox_worker *w)
 static void
 run_batch(struct mailbox_worker *w, struct mailbox_batch *b)
 {
+	struct mailbox_batch *earlier = w->renamed;
 	int overlap;
 
 	for (size_t i = 0; i < b->count; i++)
@@ -258,19 +260,15 @@ run_batch(struct mailbox_worker *w, struct mailbox_batch *b)
 	}
 
 	maildir_set_results(b->files, b->results, b->count);
-	if (maildir_barrier(b->files, b->count, w->renamed != NULL ? w->renamed->files : NULL,
-	    w->renamed != NULL ? w->renamed->count : 0) < 0) {
+	if (maildir_barrier(b->files, b->count, earlier != NULL ? earlier->files : NULL,
+	    earlier != NULL ? earlier->count : 0) < 0) {
 		/* Fall back on fsync, file by file and folder by folder. */
 		maildir_sync_files(b->files, b->results, b->count, 0);
-		if (w->renamed != NULL)
-			maildir_sync_dirs(w->renamed->files, w->renamed->results,
-			    w->renamed->count, 0);
-	} else if (w->renamed != NULL) {
-		for (size_t i = 0; i < w->renamed->count; i++)
-			w->renamed->files[i].renamed = 0;
+		if (earlier != NULL)
+			maildir_sync_dirs(earlier->files, earlier->results, earlier->count, 0);
 	}
-	if (w->renamed != NULL)
-		finish_batch(w, w->renamed);
+	if (earlier != NULL)
+		finish_batch(w, earlier);
 
 	maildir_rename(b->files, b->results, b->count);
 	w->renamed = b;

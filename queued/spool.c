@@ -261,6 +261,23 @@ open_dir_stream(int dir_fd)
 	return dir;
 }
 
+/* Call VISIT for every entry of the spool directory DIR_FD (NAME, for
+ * the error) except those whose names start with a dot. */
+static void
+visit_entries(struct spool *spool, int dir_fd, const char *name,
+    void (*visit)(struct spool *, const char *entry, void *arg), void *arg)
+{
+	DIR *dir = open_dir_stream(dir_fd);
+	struct dirent *de;
+
+	if (dir == NULL)
+		fatal("read spool directory %s/%s", spool->path, name);
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			visit(spool, de->d_name, arg);
+	closedir(dir);
+}
+
 /* The names of a message's envelope and data directories, for logs. */
 static const char *
 envelope_dir_name(int deferred)
@@ -335,8 +352,8 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 
 /*
  * Return whether ENV's data file, in data/ or deferred-data/, contains
- * the SIZE bytes whose CRC-32 ENV records. A large file has no CRC: it was synced
- * before its envelope was written (data_synced). Nor has an update of an
+ * the SIZE bytes whose CRC-32 ENV records. A large file has no CRC,
+ * because it was synced before its envelope was written (data_synced). Nor has an update of an
  * envelope written before data_crc existed; its data file has been on
  * disk since that earlier commit. For those the size is all there is to
  * check.
@@ -452,19 +469,9 @@ recover_tmp_envelope(struct spool *spool, const char *name)
 }
 
 static void
-recover_tmp(struct spool *spool)
+recover_tmp_entry(struct spool *spool, const char *name, void *unused)
 {
-	DIR *dir = open_dir_stream(spool->tmp_fd);
-	struct dirent *de;
-
-	if (dir == NULL)
-		fatal("read spool directory %s/tmp", spool->path);
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		log_info("%s: %s", de->d_name, recover_tmp_envelope(spool, de->d_name));
-	}
-	closedir(dir);
+	log_info("%s: %s", name, recover_tmp_envelope(spool, name));
 }
 
 /*
@@ -496,20 +503,12 @@ keep_newer_copy(struct spool *spool, const char *name)
 		    strerror(errno));
 }
 
+/* Resolve queue/NAME if deferred/NAME exists too. */
 static void
-remove_older_envelopes(struct spool *spool)
+check_both_copies(struct spool *spool, const char *name, void *unused)
 {
-	DIR *dir = open_dir_stream(spool->queue_fd);
-	struct dirent *de;
-
-	if (dir == NULL)
-		fatal("read spool directory %s/queue", spool->path);
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.' || !exists_at(spool->deferred_fd, de->d_name))
-			continue;
-		keep_newer_copy(spool, de->d_name);
-	}
-	closedir(dir);
+	if (exists_at(spool->deferred_fd, name))
+		keep_newer_copy(spool, name);
 }
 
 /* Move the data file NAME from the data directory of DEFERRED to the
@@ -539,68 +538,49 @@ move_data_to_envelope(struct spool *spool, int deferred, const char *name)
 	    envelope_dir_name(!deferred), data_dir_name(!deferred));
 }
 
-/* Check every file in the data directory of DEFERRED. A file stays when
+/* Check the file NAME in the data directory of *DEFERRED. It stays when
  * its envelope is in the matching envelope directory and moves when the
  * envelope is in the other one. Without an envelope it belongs to an
  * uncommitted message and is removed. */
 static void
-place_data_files(struct spool *spool, int deferred)
+place_data_file(struct spool *spool, const char *name, void *arg)
 {
-	int data_fd = spool_data_dir(spool, deferred);
-	DIR *dir = open_dir_stream(data_fd);
-	struct dirent *de;
+	int deferred = *(int *)arg;
 
-	if (dir == NULL)
-		fatal("read spool directory %s/%s", spool->path, data_dir_name(deferred));
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (exists_at(spool_envelope_dir(spool, deferred), de->d_name))
-			continue;
-		/* A committed envelope that recovery could not move out of tmp/. */
-		if (exists_at(spool->tmp_fd, de->d_name))
-			continue;
-		if (exists_at(spool_envelope_dir(spool, !deferred), de->d_name)) {
-			move_data_to_envelope(spool, deferred, de->d_name);
-			continue;
-		}
-		log_info("%s: removed uncommitted data file", de->d_name);
-		unlinkat(data_fd, de->d_name, 0);
+	if (exists_at(spool_envelope_dir(spool, deferred), name))
+		return;
+	/* A committed envelope that recovery could not move out of tmp/. */
+	if (exists_at(spool->tmp_fd, name))
+		return;
+	if (exists_at(spool_envelope_dir(spool, !deferred), name)) {
+		move_data_to_envelope(spool, deferred, name);
+		return;
 	}
-	closedir(dir);
+	log_info("%s: removed uncommitted data file", name);
+	unlinkat(spool_data_dir(spool, deferred), name, 0);
 }
 
-/* A growing array of loaded envelopes. */
+/* A growing array of loaded envelopes, from queue/ or deferred/. */
 struct envelope_list {
 	struct envelope **items;
 	size_t count, capacity;
+	int deferred;		/* the directory being loaded */
 };
 
-/* Load every envelope in queue/, or in deferred/ when DEFERRED is set,
- * into LIST. */
+/* Load the envelope NAME into the envelope_list ARG. */
 static void
-load_envelopes(struct spool *spool, int deferred, struct envelope_list *list)
+load_entry(struct spool *spool, const char *name, void *arg)
 {
-	DIR *dir = open_dir_stream(spool_envelope_dir(spool, deferred));
-	struct dirent *de;
+	struct envelope_list *list = arg;
+	struct envelope *env = load_envelope(spool, list->deferred, name);
 
-	if (dir == NULL)
-		fatal("read spool directory %s/%s", spool->path, envelope_dir_name(deferred));
-	while ((de = readdir(dir)) != NULL) {
-		struct envelope *env;
-
-		if (de->d_name[0] == '.')
-			continue;
-		env = load_envelope(spool, deferred, de->d_name);
-		if (env == NULL)
-			continue;
-		if (list->count == list->capacity) {
-			list->capacity = list->capacity ? list->capacity * 2 : 256;
-			list->items = xrealloc(list->items, list->capacity * sizeof *list->items);
-		}
-		list->items[list->count++] = env;
+	if (env == NULL)
+		return;
+	if (list->count == list->capacity) {
+		list->capacity = list->capacity ? list->capacity * 2 : 256;
+		list->items = xrealloc(list->items, list->capacity * sizeof *list->items);
 	}
-	closedir(dir);
+	list->items[list->count++] = env;
 }
 
 static int
@@ -615,15 +595,21 @@ compare_arrival(const void *a, const void *b)
 size_t
 spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg), void *arg)
 {
-	struct envelope_list list = { NULL, 0, 0 };
+	struct envelope_list list = { NULL, 0, 0, 0 };
+	int in_queue = 0, in_deferred = 1;
 
-	recover_tmp(spool);
-	remove_older_envelopes(spool);
-	place_data_files(spool, 0);
-	place_data_files(spool, 1);
+	/* Envelopes first, since where a data file belongs depends on where
+	 * its envelope ended up. */
+	visit_entries(spool, spool->tmp_fd, "tmp", recover_tmp_entry, NULL);
+	visit_entries(spool, spool->queue_fd, "queue", check_both_copies, NULL);
+	visit_entries(spool, spool->data_fd, data_dir_name(0), place_data_file,
+	    &in_queue);
+	visit_entries(spool, spool->deferred_data_fd, data_dir_name(1), place_data_file,
+	    &in_deferred);
 
-	load_envelopes(spool, 0, &list);
-	load_envelopes(spool, 1, &list);
+	visit_entries(spool, spool->queue_fd, envelope_dir_name(0), load_entry, &list);
+	list.deferred = 1;
+	visit_entries(spool, spool->deferred_fd, envelope_dir_name(1), load_entry, &list);
 
 	/* Oldest first, so delivery and the queue listing follow arrival. */
 	if (list.count > 0)

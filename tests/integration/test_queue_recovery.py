@@ -36,6 +36,15 @@ def deferred_message(host, rcpts):
     return queue_id
 
 
+def stopped_with_deferred(make_mailhost, rcpts=("bob@example.test",)):
+    """A host with one deferred message for RCPTS and queued stopped.
+    Returns (host, its spool directory, the queue id)."""
+    host = make_mailhost(**FAST_RETRY)
+    queue_id = deferred_message(host, list(rcpts))
+    host.stop("queued")
+    return host, host.dir / "spool", queue_id
+
+
 def host_wait(predicate, tries=100):
     for _ in range(tries):
         if predicate():
@@ -55,10 +64,7 @@ def set_field(text, key, value):
 
 
 def test_envelope_only_in_tmp_is_recovered_and_delivered(make_mailhost):
-    host = make_mailhost(**FAST_RETRY)
-    queue_id = deferred_message(host, ["bob@example.test"])
-    host.stop("queued")
-    spool = host.dir / "spool"
+    host, spool, queue_id = stopped_with_deferred(make_mailhost)
     (spool / "deferred" / queue_id).rename(spool / "tmp" / queue_id)
 
     host.start("queued")
@@ -71,10 +77,7 @@ def test_envelope_only_in_tmp_is_recovered_and_delivered(make_mailhost):
 
 
 def test_envelope_in_tmp_with_altered_data_is_removed(make_mailhost):
-    host = make_mailhost(**FAST_RETRY)
-    queue_id = deferred_message(host, ["bob@example.test"])
-    host.stop("queued")
-    spool = host.dir / "spool"
+    host, spool, queue_id = stopped_with_deferred(make_mailhost)
     (spool / "deferred" / queue_id).rename(spool / "tmp" / queue_id)
     data = spool / "deferred-data" / queue_id
     data.write_bytes(data.read_bytes().replace(b"Kept", b"Lost"))
@@ -93,10 +96,7 @@ def test_envelope_in_tmp_with_altered_data_is_removed(make_mailhost):
 
 
 def test_envelope_in_tmp_with_bad_checksum_is_removed(make_mailhost):
-    host = make_mailhost(**FAST_RETRY)
-    queue_id = deferred_message(host, ["bob@example.test"])
-    host.stop("queued")
-    spool = host.dir / "spool"
+    host, spool, queue_id = stopped_with_deferred(make_mailhost)
     text = (spool / "deferred" / queue_id).read_bytes()
     (spool / "deferred" / queue_id).unlink()
     # One recipient changed, the crc line left as it was: a torn write.
@@ -109,10 +109,7 @@ def test_envelope_in_tmp_with_bad_checksum_is_removed(make_mailhost):
 
 
 def test_older_copy_in_tmp_loses(make_mailhost):
-    host = make_mailhost(**FAST_RETRY)
-    queue_id = deferred_message(host, ["bob@example.test"])
-    host.stop("queued")
-    spool = host.dir / "spool"
+    host, spool, queue_id = stopped_with_deferred(make_mailhost)
     text = (spool / "deferred" / queue_id).read_bytes()
     older = set_field(text, b"status", b"sent")
     (spool / "tmp" / queue_id).write_bytes(with_crc(set_field(older, b"seq", b"0")))
@@ -124,10 +121,8 @@ def test_older_copy_in_tmp_loses(make_mailhost):
 
 
 def test_newer_copy_in_tmp_replaces_the_committed_one(make_mailhost):
-    host = make_mailhost(**FAST_RETRY)
-    queue_id = deferred_message(host, ["bob@example.test", "demo@example.test"])
-    host.stop("queued")
-    spool = host.dir / "spool"
+    host, spool, queue_id = stopped_with_deferred(make_mailhost,
+                                                  ("bob@example.test", "demo@example.test"))
     text = (spool / "deferred" / queue_id).read_bytes()
     # In the newer copy bob has the message already; only demo is left.
     newer = set_field(set_field(text, b"status", b"sent"), b"seq", b"2")
