@@ -34,6 +34,7 @@
 #include "domain.h"
 #include "log.h"
 #include "userdb.h"
+#include "userdb_cache.h"
 #include "util.h"
 
 #define USERDB_TIMEOUT_MS 10000
@@ -41,6 +42,7 @@
 
 struct resolver {
 	struct userdb_client *userdb;
+	struct userdb_cache *users;	/* results of userdb, for deliverd_userdb_cache_time */
 	struct cdbmap *aliases;
 	char *alias_map_path;
 	int refuse_uid0;
@@ -65,6 +67,7 @@ resolver_new(int refuse_uid0)
 	const char *delimiter = config_string("recipient_delimiter");
 
 	resolver->userdb = userdb_client_new(config_string("userdb_socket"));
+	resolver->users = userdb_cache_new(config_time("deliverd_userdb_cache_time"));
 	resolver->alias_map_path = xasprintf("%s.cdb", config_string("alias_database"));
 	resolver->aliases = cdbmap_open(resolver->alias_map_path);
 	if (resolver->aliases == NULL && errno != ENOENT)
@@ -82,6 +85,7 @@ resolver_free(struct resolver *resolver)
 	if (resolver == NULL)
 		return;
 	userdb_client_free(resolver->userdb);
+	userdb_cache_free(resolver->users);
 	cdbmap_close(resolver->aliases);
 	free(resolver->alias_map_path);
 	free(resolver);
@@ -240,8 +244,8 @@ user_lookup(struct resolver *resolver, const char *local, const char *domain, in
 
 	detail[0] = '\0';
 	ascii_lower(name);
-	found = userdb_lookup(resolver->userdb, name, "lmtp", USERDB_TIMEOUT_MS, entry, err,
-	    sizeof err);
+	found = userdb_cache_lookup(resolver->users, resolver->userdb, name, "lmtp",
+	    USERDB_TIMEOUT_MS, entry, err, sizeof err);
 	free(name);
 
 	if (found == 0 && resolver->delimiter != '\0') {
@@ -249,8 +253,8 @@ user_lookup(struct resolver *resolver, const char *local, const char *domain, in
 		if (detail[0] != '\0') {
 			name = with_domain ? xasprintf("%s@%s", base, domain) : xstrdup(base);
 			ascii_lower(name);
-			found = userdb_lookup(resolver->userdb, name, "lmtp", USERDB_TIMEOUT_MS, entry,
-			    err, sizeof err);
+			found = userdb_cache_lookup(resolver->users, resolver->userdb, name, "lmtp",
+			    USERDB_TIMEOUT_MS, entry, err, sizeof err);
 			free(name);
 		}
 	}

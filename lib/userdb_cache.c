@@ -1,0 +1,125 @@
+/*
+ * Cached userdb lookups (see userdb_cache.h). The table has a fixed
+ * number of slots, one per hash of service and name, and a new result
+ * replaces the one in its slot. Entries are allocated when a slot is
+ * first used, because each contains two paths of PATH_MAX bytes.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "userdb_cache.h"
+#include "util.h"
+
+#define USERDB_CACHE_SLOTS 64
+
+struct cached_result {
+	char *key;		/* "SERVICE\tNAME" */
+	int found;		/* 1 found, 0 not found */
+	long long expires;	/* monotonic seconds */
+	struct userdb_entry entry;
+};
+
+struct userdb_cache {
+	long long seconds;
+	struct cached_result *slots[USERDB_CACHE_SLOTS];
+};
+
+struct userdb_cache *
+userdb_cache_new(long long seconds)
+{
+	struct userdb_cache *cache = xcalloc(1, sizeof *cache);
+
+	cache->seconds = seconds;
+	return cache;
+}
+
+void
+userdb_cache_free(struct userdb_cache *cache)
+{
+	if (cache == NULL)
+		return;
+	for (size_t i = 0; i < USERDB_CACHE_SLOTS; i++) {
+		if (cache->slots[i] != NULL)
+			free(cache->slots[i]->key);
+		free(cache->slots[i]);
+	}
+	free(cache);
+}
+
+static long long
+monotonic_seconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec;
+}
+
+/* FNV-1a of KEY, reduced to a slot index. */
+static size_t
+slot_of(const char *key)
+{
+	uint32_t hash = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+		hash = (hash ^ *p) * 16777619u;
+	return hash % USERDB_CACHE_SLOTS;
+}
+
+/* The unexpired result for KEY, or NULL. */
+static const struct cached_result *
+cache_find(const struct userdb_cache *cache, const char *key)
+{
+	const struct cached_result *slot = cache->slots[slot_of(key)];
+
+	if (slot == NULL || strcmp(slot->key, key) != 0 || slot->expires <= monotonic_seconds())
+		return NULL;
+	return slot;
+}
+
+static void
+cache_store(struct userdb_cache *cache, char *key, int found, const struct userdb_entry *entry)
+{
+	struct cached_result **slot = &cache->slots[slot_of(key)];
+
+	if (*slot == NULL)
+		*slot = xcalloc(1, sizeof **slot);
+	free((*slot)->key);
+	(*slot)->key = key;
+	(*slot)->found = found;
+	(*slot)->expires = monotonic_seconds() + cache->seconds;
+	if (found)
+		(*slot)->entry = *entry;
+}
+
+int
+userdb_cache_lookup(struct userdb_cache *cache, struct userdb_client *client,
+    const char *user, const char *service, int timeout_ms, struct userdb_entry *out,
+    char *err, size_t errsize)
+{
+	const struct cached_result *hit;
+	char *key;
+	int found;
+
+	if (cache == NULL || cache->seconds <= 0)
+		return userdb_lookup(client, user, service, timeout_ms, out, err, errsize);
+
+	key = xasprintf("%s\t%s", service, user);
+	hit = cache_find(cache, key);
+	if (hit != NULL) {
+		free(key);
+		if (hit->found)
+			*out = hit->entry;
+		return hit->found;
+	}
+
+	found = userdb_lookup(client, user, service, timeout_ms, out, err, errsize);
+	if (found >= 0)
+		cache_store(cache, key, found, out);
+	else
+		free(key);
+	return found;
+}
