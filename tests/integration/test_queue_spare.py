@@ -5,6 +5,7 @@ for new messages, cut to the length of the new text.
 
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -132,6 +133,43 @@ def test_large_files_are_emptied(mailhost):
     assert max(path.stat().st_size for path in spare_files(mailhost)) < 128 * 1024
     assert all(path.read_bytes().count(0) == path.stat().st_size
                for path in spare_files(mailhost))
+
+
+def has_unwritten_extent(path):
+    """Return whether filefrag maps an unwritten extent in PATH, or None
+    when it cannot map the file."""
+    result = subprocess.run(["filefrag", "-v", str(path)], capture_output=True, text=True)
+    if result.returncode != 0 or "extent" not in result.stdout:
+        return None
+    return "unwritten" in result.stdout
+
+
+def test_small_spares_keep_written_blocks(mailhost):
+    """Zeros are written over a file of up to 16 KB, so its blocks stay
+    written extents. A larger one is zeroed with FALLOC_FL_ZERO_RANGE and
+    its blocks become unwritten extents."""
+    send_held(mailhost, 3)
+    send_held_body(mailhost, b"Subject: long\r\n\r\n" + b"0123456789abcdef\r\n" * 4000)
+
+    # The data file of the long message becomes a spare just after its
+    # removal is logged.
+    deadline = time.monotonic() + 10
+    while True:
+        spares = spare_files(mailhost)
+        large = [path for path in spares if path.stat().st_size > 16 * 1024]
+        if large or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    small = [path for path in spares if 0 < path.stat().st_size <= 16 * 1024]
+    assert small
+    assert large
+    small_unwritten = [has_unwritten_extent(path) for path in small]
+    large_unwritten = [has_unwritten_extent(path) for path in large]
+    if None in small_unwritten + large_unwritten:
+        pytest.skip("filefrag cannot map the spool's files on this file system")
+    assert not any(small_unwritten)
+    assert all(large_unwritten)
+    assert all(path.read_bytes().count(0) == path.stat().st_size for path in spares)
 
 
 def send_held_body(host, body):
