@@ -4,7 +4,7 @@
 #define DAY (24LL * 3600)
 
 const struct config_param config_params_queued[] = {
-	{ "lmtp_concurrency", CONFIG_INT, "16", 1, 64,
+	{ "lmtp_concurrency", CONFIG_INT, "32", 1, 64,
 	  "maximum number of parallel LMTP connections from queued to deliverd; deliverd syncs the deliveries that arrive together under one barrier, so more connections make larger batches", NULL, NULL },
 	{ "lmtp_timeout", CONFIG_TIME, "300s", 1, DAY,
 	  "time queued waits for a reply (or for buffer space) on an LMTP connection, in seconds", NULL, NULL },
