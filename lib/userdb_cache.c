@@ -1,8 +1,9 @@
 /*
  * Cached userdb lookups (see userdb_cache.h). The table has a fixed
  * number of slots, one per hash of service and name, and a new result
- * replaces the one in its slot. Entries are allocated when a slot is
- * first used, because each contains two paths of PATH_MAX bytes.
+ * replaces the one in its slot. A slot keeps copies of the entry's
+ * strings rather than a struct userdb_entry, which holds two buffers
+ * of PATH_MAX bytes.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -19,13 +20,27 @@ struct cached_result {
 	char *key;		/* "SERVICE\tNAME" */
 	int found;		/* 1 found, 0 not found */
 	long long expires;	/* monotonic seconds */
-	struct userdb_entry entry;
+	char *user, *home, *mail;	/* of the entry, when found */
+	uid_t uid;
+	gid_t gid;
 };
 
 struct userdb_cache {
 	long long seconds;
 	struct cached_result *slots[USERDB_CACHE_SLOTS];
 };
+
+static void
+result_free(struct cached_result *result)
+{
+	if (result == NULL)
+		return;
+	free(result->key);
+	free(result->user);
+	free(result->home);
+	free(result->mail);
+	free(result);
+}
 
 struct userdb_cache *
 userdb_cache_new(long long seconds)
@@ -41,11 +56,8 @@ userdb_cache_free(struct userdb_cache *cache)
 {
 	if (cache == NULL)
 		return;
-	for (size_t i = 0; i < USERDB_CACHE_SLOTS; i++) {
-		if (cache->slots[i] != NULL)
-			free(cache->slots[i]->key);
-		free(cache->slots[i]);
-	}
+	for (size_t i = 0; i < USERDB_CACHE_SLOTS; i++)
+		result_free(cache->slots[i]);
 	free(cache);
 }
 
@@ -80,19 +92,37 @@ cache_find(const struct userdb_cache *cache, const char *key)
 	return slot;
 }
 
+/* Keep the result FOUND (and ENTRY, when found) under KEY, which the
+ * cache takes. */
 static void
 cache_store(struct userdb_cache *cache, char *key, int found, const struct userdb_entry *entry)
 {
 	struct cached_result **slot = &cache->slots[slot_of(key)];
+	struct cached_result *result = xcalloc(1, sizeof *result);
 
-	if (*slot == NULL)
-		*slot = xcalloc(1, sizeof **slot);
-	free((*slot)->key);
-	(*slot)->key = key;
-	(*slot)->found = found;
-	(*slot)->expires = monotonic_seconds() + cache->seconds;
-	if (found)
-		(*slot)->entry = *entry;
+	result->key = key;
+	result->found = found;
+	result->expires = monotonic_seconds() + cache->seconds;
+	if (found) {
+		result->user = xstrdup(entry->user);
+		result->home = xstrdup(entry->home);
+		result->mail = xstrdup(entry->mail);
+		result->uid = entry->uid;
+		result->gid = entry->gid;
+	}
+	result_free(*slot);
+	*slot = result;
+}
+
+/* Fill OUT from the found RESULT. */
+static void
+cache_copy_entry(const struct cached_result *result, struct userdb_entry *out)
+{
+	strlcpy_x(out->user, result->user, sizeof out->user);
+	strlcpy_x(out->home, result->home, sizeof out->home);
+	strlcpy_x(out->mail, result->mail, sizeof out->mail);
+	out->uid = result->uid;
+	out->gid = result->gid;
 }
 
 int
@@ -112,7 +142,7 @@ userdb_cache_lookup(struct userdb_cache *cache, struct userdb_client *client,
 	if (hit != NULL) {
 		free(key);
 		if (hit->found)
-			*out = hit->entry;
+			cache_copy_entry(hit, out);
 		return hit->found;
 	}
 

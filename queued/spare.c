@@ -186,8 +186,11 @@ write_zeros(int fd, off_t size)
 		    sizeof zeros;
 		ssize_t n = pwrite(fd, zeros, chunk, offset);
 
-		if (n < 0)
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
 			return -1;
+		}
 		offset += n;
 	}
 	return 0;
