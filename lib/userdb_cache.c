@@ -2,7 +2,7 @@
  * Cached userdb lookups (see userdb_cache.h). The table has a fixed
  * number of slots, one per hash of service and name, and a new result
  * replaces the one in its slot. A slot keeps copies of the entry's
- * strings rather than a struct userdb_entry, which holds two buffers
+ * strings rather than a struct userdb_entry, which contains two buffers
  * of PATH_MAX bytes.
  */
 #include <stdint.h>
