@@ -19,7 +19,7 @@
 struct cached_result {
 	char *key;		/* "SERVICE\tNAME" */
 	int found;		/* 1 found, 0 not found */
-	long long expires;	/* monotonic seconds */
+	long long expires;	/* monotonic milliseconds */
 	char *user, *home, *mail;	/* of the entry, when found */
 	uid_t uid;
 	gid_t gid;
@@ -62,12 +62,12 @@ userdb_cache_free(struct userdb_cache *cache)
 }
 
 static long long
-monotonic_seconds(void)
+monotonic_msec(void)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec;
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* FNV-1a of KEY, reduced to a slot index. */
@@ -87,7 +87,7 @@ cache_find(const struct userdb_cache *cache, const char *key)
 {
 	const struct cached_result *slot = cache->slots[slot_of(key)];
 
-	if (slot == NULL || strcmp(slot->key, key) != 0 || slot->expires <= monotonic_seconds())
+	if (slot == NULL || strcmp(slot->key, key) != 0 || slot->expires <= monotonic_msec())
 		return NULL;
 	return slot;
 }
@@ -102,7 +102,7 @@ cache_store(struct userdb_cache *cache, char *key, int found, const struct userd
 
 	result->key = key;
 	result->found = found;
-	result->expires = monotonic_seconds() + cache->seconds;
+	result->expires = monotonic_msec() + cache->seconds * 1000;
 	if (found) {
 		result->user = xstrdup(entry->user);
 		result->home = xstrdup(entry->home);
