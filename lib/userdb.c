@@ -207,15 +207,6 @@ userdb_entry_parse(char *fields, struct userdb_entry *out)
 	return 0;
 }
 
-static long long
-monotonic_msec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until FD is ready for EVENTS or DEADLINE (monotonic_msec) passes. */
 static int
 wait_ready(int fd, short events, long long deadline, char *err, size_t errsize)

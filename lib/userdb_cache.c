@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "userdb_cache.h"
 #include "util.h"
@@ -59,15 +58,6 @@ userdb_cache_free(struct userdb_cache *cache)
 	for (size_t i = 0; i < USERDB_CACHE_SLOTS; i++)
 		result_free(cache->slots[i]);
 	free(cache);
-}
-
-static long long
-monotonic_msec(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* FNV-1a of KEY, reduced to a slot index. */

@@ -32,8 +32,9 @@ void close_descriptors_except(int keep_a, int keep_b);
 /* mkdir -p with MODE for each created component. 0 or -1. */
 int mkdir_p(const char *path, mode_t mode);
 
-/* Monotonic and wall clock helpers in seconds and microseconds. */
+/* Wall-clock time in microseconds, and monotonic time in milliseconds. */
 long long now_usec(void);
+long long monotonic_msec(void);
 
 /* Case-insensitive ASCII comparison helpers. */
 int ascii_casecmp(const char *a, const char *b);
