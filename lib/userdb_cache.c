@@ -15,6 +15,10 @@
 
 #define USERDB_CACHE_SLOTS 64
 
+/* Longest "SERVICE\tNAME" key. userdb_lookup accepts names of up to 512
+ * bytes and services of up to 64, so a longer key is never cached. */
+#define USERDB_CACHE_KEY_MAX 600
+
 struct cached_result {
 	char *key;		/* "SERVICE\tNAME" */
 	int found;		/* 1 found, 0 not found */
@@ -60,7 +64,7 @@ userdb_cache_free(struct userdb_cache *cache)
 	free(cache);
 }
 
-/* FNV-1a of KEY, reduced to a slot index. */
+/* Hash KEY (FNV-1a) to a slot index. */
 static size_t
 slot_of(const char *key)
 {
@@ -71,7 +75,7 @@ slot_of(const char *key)
 	return hash % USERDB_CACHE_SLOTS;
 }
 
-/* The unexpired result for KEY, or NULL. */
+/* Return the unexpired result for KEY, or NULL. */
 static const struct cached_result *
 cache_find(const struct userdb_cache *cache, const char *key)
 {
@@ -82,15 +86,15 @@ cache_find(const struct userdb_cache *cache, const char *key)
 	return slot;
 }
 
-/* Keep the result FOUND (and ENTRY, when found) under KEY, which the
- * cache takes. */
+/* Keep the result FOUND (and ENTRY, when found) under KEY. */
 static void
-cache_store(struct userdb_cache *cache, char *key, int found, const struct userdb_entry *entry)
+cache_store(struct userdb_cache *cache, const char *key, int found,
+    const struct userdb_entry *entry)
 {
 	struct cached_result **slot = &cache->slots[slot_of(key)];
 	struct cached_result *result = xcalloc(1, sizeof *result);
 
-	result->key = key;
+	result->key = xstrdup(key);
 	result->found = found;
 	result->expires = monotonic_msec() + cache->seconds * 1000;
 	if (found) {
@@ -121,16 +125,15 @@ userdb_cache_lookup(struct userdb_cache *cache, struct userdb_client *client,
     char *err, size_t errsize)
 {
 	const struct cached_result *hit;
-	char *key;
+	char key[USERDB_CACHE_KEY_MAX];
 	int found;
 
-	if (cache == NULL || cache->seconds <= 0)
+	if (cache == NULL || cache->seconds <= 0 ||
+	    (size_t)snprintf(key, sizeof key, "%s\t%s", service, user) >= sizeof key)
 		return userdb_lookup(client, user, service, timeout_ms, out, err, errsize);
 
-	key = xasprintf("%s\t%s", service, user);
 	hit = cache_find(cache, key);
 	if (hit != NULL) {
-		free(key);
 		if (hit->found)
 			cache_copy_entry(hit, out);
 		return hit->found;
@@ -139,7 +142,5 @@ userdb_cache_lookup(struct userdb_cache *cache, struct userdb_client *client,
 	found = userdb_lookup(client, user, service, timeout_ms, out, err, errsize);
 	if (found >= 0)
 		cache_store(cache, key, found, out);
-	else
-		free(key);
 	return found;
 }

@@ -353,10 +353,10 @@ load_envelope(struct spool *spool, int deferred, const char *name)
 /*
  * Return whether ENV's data file, in data/ or deferred-data/, contains
  * the SIZE bytes whose CRC-32 ENV records. A large file has no CRC,
- * because it was synced before its envelope was written (data_synced). Nor has an update of an
- * envelope written before data_crc existed; its data file has been on
- * disk since that earlier commit. For those the size is all there is to
- * check.
+ * because it was synced before its envelope was written (data_synced).
+ * Nor has an update of an envelope written before data_crc existed, and
+ * its data file has been on disk since that earlier commit. For those
+ * the size is all there is to check.
  */
 static int
 data_file_matches(const struct spool *spool, const struct envelope *env)
@@ -601,7 +601,7 @@ spool_recover(struct spool *spool, void (*load)(struct envelope *env, void *arg)
 	/* Envelopes first, since where a data file belongs depends on where
 	 * its envelope ended up. */
 	visit_entries(spool, spool->tmp_fd, "tmp", recover_tmp_entry, NULL);
-	visit_entries(spool, spool->queue_fd, "queue", check_both_copies, NULL);
+	visit_entries(spool, spool->queue_fd, envelope_dir_name(0), check_both_copies, NULL);
 	visit_entries(spool, spool->data_fd, data_dir_name(0), place_data_file,
 	    &in_queue);
 	visit_entries(spool, spool->deferred_data_fd, data_dir_name(1), place_data_file,

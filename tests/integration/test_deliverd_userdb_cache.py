@@ -1,7 +1,7 @@
 """deliverd's LMTP sessions keep the results of their
 userdb lookups for deliverd_userdb_cache_time: a user seen once needs no
-new lookup, a result expires, a failed lookup is not kept, and 0 asks every time.
-Stopping authd shows which RCPT asked it."""
+new lookup, a result expires, a failed lookup is not kept, and 0 turns the
+cache off. Stopping authd shows which RCPT sent a lookup."""
 
 import signal
 import smtplib
@@ -33,7 +33,7 @@ def test_seen_user_needs_no_lookup(make_mailhost):
     client.quit()
 
 
-def test_zero_asks_every_time(make_mailhost):
+def test_zero_turns_cache_off(make_mailhost):
     host = make_mailhost(deliverd_userdb_cache_time=0)
     client = lmtp_session(host)
     assert rcpt(client, "demo@example.test") == (250, b"2.1.5")
