@@ -7,7 +7,8 @@
  *   <- NEW-FAIL  reason=TEXT
  *   The client writes the message (header with its own trace fields
  *   first, LF line ends, no dot-stuffing) into the descriptor, closes
- *   it, then:
+ *   it, then (from any uid but root and smtpd's, a COMMIT fails while
+ *   any process still has the descriptor open):
  *   -> COMMIT id=QUEUEID sender=ADDR rcpt=ADDR... [orcpt=...] [notify=...]
  *             size=BYTES
  *             [client_addr=IP] [client_name=NAME] [helo=NAME]

@@ -29,7 +29,7 @@ struct uid_usage;
 
 struct client_file {
 	char id[QUEUE_ID_MAX];
-	int own_fd;		/* read-only descriptor of data/ID */
+	int own_fd;		/* queued's descriptor of data/ID */
 };
 
 struct client {

@@ -27,9 +27,8 @@ static const struct {
 	{ "body", 0 }, { "smtputf8", 0 }, { "submitter", 1 }, { "sasl_user", 1 },
 };
 
-/* 1 if UID may set every attribute: root, or the uid smtpd runs as. */
-static int
-uid_trusted(uid_t uid)
+int
+commit_request_trusted(uid_t uid)
 {
 	return uid == 0 || uid == queued_settings.smtpd_uid;
 }
@@ -97,7 +96,7 @@ warn_ignored_attrs(const struct envelope *env, const struct ipc_msg *request, ui
 static void
 set_attrs(struct envelope *env, const struct ipc_msg *request, uid_t uid)
 {
-	int trusted = uid_trusted(uid);
+	int trusted = commit_request_trusted(uid);
 	const struct passwd *pw;
 	char name[32];
 
@@ -136,7 +135,7 @@ set_quarantine(struct envelope *env, const struct ipc_msg *request, uid_t uid, c
 		snprintf(why, whysize, "invalid quarantine: expected 1");
 		return -1;
 	}
-	if (uid_trusted(uid))
+	if (commit_request_trusted(uid))
 		envelope_set_attr(env, "quarantine", "1");
 	return 0;
 }

@@ -12,6 +12,9 @@
 struct envelope;
 struct ipc_msg;
 
+/* 1 if UID may set every attribute: root, or the uid smtpd runs as. */
+int commit_request_trusted(uid_t uid);
+
 /* Build the envelope of message ID from REQUEST sent by UID. Returns
  * NULL with the COMMIT-FAIL reason in WHY if the request is invalid. */
 struct envelope *commit_request_envelope(const struct ipc_msg *request, const char *id,

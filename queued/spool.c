@@ -175,6 +175,26 @@ spool_data_written(int own_fd)
 }
 
 int
+spool_take_data(const struct spool *spool, const char *id, int own_fd)
+{
+	int fd = openat(spool->data_fd, id, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+
+	close(own_fd);
+	if (fd < 0)
+		return -1;
+
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0) {
+		int saved = errno == EAGAIN ? EBUSY : errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	fcntl(fd, F_SETLEASE, F_UNLCK);
+	return fd;
+}
+
+int
 spool_cut(int fd, off_t size)
 {
 	struct stat st;

@@ -103,6 +103,17 @@ int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd
  * data/ID (OWN_FD from spool_create_data), or -1 with errno set. */
 off_t spool_data_written(int own_fd);
 
+/*
+ * Replace OWN_FD, which shares its open file with the client's
+ * descriptor, by a new open file of data/ID, and check that the client
+ * has closed its descriptor. Once OWN_FD is closed, the kernel grants a
+ * write lease only if no other open file refers to data/ID. So a client
+ * cannot change a message after its COMMIT. Returns the new descriptor,
+ * or -1 with errno set (EBUSY: the client still has the file open).
+ * OWN_FD is closed in every case.
+ */
+int spool_take_data(const struct spool *spool, const char *id, int own_fd);
+
 /* Cut the file FD to SIZE bytes if a reused file left it longer.
  * Returns 0, or -1 with errno set. */
 int spool_cut(int fd, off_t size);

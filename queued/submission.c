@@ -67,7 +67,8 @@ drop_file(struct client *client, struct client_file *file)
 static void
 discard_file(struct client *client, struct client_file *file)
 {
-	close(file->own_fd);
+	if (file->own_fd >= 0)
+		close(file->own_fd);
 	spool_remove_data(&queued_spool, file->id);
 	uid_usage_release_file(client->usage);
 	drop_file(client, file);
@@ -304,6 +305,22 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		envelope_free(env);
 		discard_file(client, file);
 		return;
+	}
+	if (!commit_request_trusted(client->uid)) {
+		file->own_fd = spool_take_data(&queued_spool, file->id, file->own_fd);
+		if (file->own_fd < 0) {
+			if (errno == EBUSY)
+				strlcpy_x(reason, "the queue file is still open: close it before COMMIT",
+				    sizeof reason);
+			else
+				snprintf(reason, sizeof reason, "cannot check that the queue file is closed: %s",
+				    strerror(errno));
+			log_warn("%s: commit rejected, uid=%u: %s", id, (unsigned)client->uid, reason);
+			client_send_fail(client, "COMMIT-FAIL", id, reason);
+			envelope_free(env);
+			discard_file(client, file);
+			return;
+		}
 	}
 	snprintf(reason, sizeof reason, "%u", (unsigned)client->uid);
 	envelope_set_attr(env, "uid", reason);
