@@ -55,6 +55,7 @@ forward_submit(const struct message *msg, char *const *rcpts, size_t count,
 	struct submit *s = submit_begin(config_string("queued_socket"), err, sizeof err);
 	struct ipc_msg *envelope;
 	char *header;
+	int rc;
 
 	if (s == NULL) {
 		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot forward: %s", err);
@@ -79,12 +80,18 @@ forward_submit(const struct message *msg, char *const *rcpts, size_t count,
 	for (size_t i = 0; i < count; i++)
 		ipc_msg_add(envelope, "rcpt", rcpts[i]);
 	ipc_msg_add(envelope, "protocol", "LOCAL");
-	if (submit_commit(s, envelope, err, sizeof err) < 0) {
-		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot forward: %s", err);
-		ipc_msg_free(envelope);
+	rc = submit_commit(s, envelope, err, sizeof err);
+	ipc_msg_free(envelope);
+	/* A permanent failure is filterd's rejection of the content. A retry
+	 * would scan the same message again until it expires. */
+	if (rc == -2) {
+		result_set(result, EX_UNAVAILABLE, "5.7.1", "cannot forward: %s", err);
 		return;
 	}
-	ipc_msg_free(envelope);
+	if (rc < 0) {
+		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot forward: %s", err);
+		return;
+	}
 
 	log_info("%s: forwarded as %s to %zu recipient%s (delivered-to %s)", session_id, queue_id,
 	    count, count == 1 ? "" : "s", delivered_to);
