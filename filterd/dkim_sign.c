@@ -5,17 +5,33 @@
  * runs after the checks that edit the header, so it signs the header as
  * it will be stored: with the fields they insert, without the fields in
  * result->removals, and with result->subject_prefix in the Subject: field.
+ * Mail of a login (SMTP AUTH, or a local submission's user) is signed
+ * only when the login owns every From: address, by the rules smtpd
+ * applies after AUTH (sender_login.h).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
+#include "config.h"
 #include "dkim.h"
 #include "header.h"
 #include "log.h"
+#include "sender_login.h"
 #include "util.h"
 
 #define SIGNATURE_FIELD "DKIM-Signature"
+
+/* Maximum number of From: addresses checked per message; a message with
+ * more is not signed. */
+#define FROM_OWNER_MAX 32
+
+/* smtpd_sender_login_maps. The map reloads itself when its file changes,
+ * so the worker threads take turns with it. */
+static struct sender_login_map *from_owners;
+static pthread_mutex_t from_owners_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Whether RESULT removes FIELD, the INDEXth (1-based) field of its name. */
 static int
@@ -103,6 +119,65 @@ from_domain(const struct header_list *list, const struct filter_result *result, 
 	for (size_t i = 0; i < count && i < 4; i++)
 		free(addresses[i]);
 	return rc;
+}
+
+/* Whether LOGIN owns ADDRESS (text from a From: field): 1 yes, 0 no, -1
+ * when the map cannot be read. An invalid address belongs to nobody. */
+static int
+address_owned(const char *login, const char *address)
+{
+	struct mailaddr parsed;
+	const char *why;
+	int rc;
+
+	if (addr_parse_plain(address, ADDR_ALLOW_UTF8, &parsed, &why) < 0)
+		return 0;
+
+	pthread_mutex_lock(&from_owners_lock);
+	if (from_owners == NULL)
+		from_owners = sender_login_map_new(config_string("smtpd_sender_login_maps"),
+		    config_string("recipient_delimiter")[0]);
+	rc = sender_login_owns(from_owners, login, &parsed);
+	pthread_mutex_unlock(&from_owners_lock);
+	return rc;
+}
+
+/*
+ * Whether LOGIN owns every From: address of the header as it will be
+ * stored: 1 yes, 0 no (the first address it does not own is copied to
+ * FOREIGN), -1 when the map cannot be read.
+ */
+static int
+from_owned(const struct header_list *list, const struct filter_result *result, const char *login,
+    char *foreign, size_t size)
+{
+	int owned = 1;
+
+	for (size_t i = 0; i < list->count && owned == 1; i++) {
+		const struct header_field *field = &list->fields[i];
+		char *addresses[FROM_OWNER_MAX], *value;
+		size_t count, stored;
+
+		if (!field_named(field, "From") || field_removed(result, field, field_index(list, i)))
+			continue;
+		value = header_unfold(field);
+		count = header_addresses(value, addresses, FROM_OWNER_MAX);
+		free(value);
+		stored = count < FROM_OWNER_MAX ? count : FROM_OWNER_MAX;
+
+		for (size_t j = 0; j < stored && owned == 1; j++) {
+			owned = address_owned(login, addresses[j]);
+			if (owned == 0)
+				strlcpy_x(foreign, addresses[j], size);
+		}
+		if (owned == 1 && count > FROM_OWNER_MAX) {
+			owned = 0;
+			snprintf(foreign, size, "(more than %d addresses)", FROM_OWNER_MAX);
+		}
+		for (size_t j = 0; j < stored; j++)
+			free(addresses[j]);
+	}
+	return owned;
 }
 
 /* Pass the header as it will be stored to DKIM: the fields the checks
@@ -226,8 +301,8 @@ dkim_sign_check(const struct filter_message *msg, struct filter_result *result, 
 	struct spool_header header;
 	struct header_list list = { 0 };
 	struct dkim_signing_key key = { 0 };
-	char domain[256];
-	int rc = 0;
+	char domain[256], foreign[ADDR_MAX * 4 + 8], clean[512], login[512];
+	int owned = 1, rc = 0;
 
 	if (!msg->outbound)
 		return 0;
@@ -236,11 +311,20 @@ dkim_sign_check(const struct filter_message *msg, struct filter_result *result, 
 		return -1;
 	spool_header_fields(&header, &list);
 
-	if (from_domain(&list, result, domain, sizeof domain) < 0) {
+	if (msg->auth_user[0] != '\0')
+		owned = from_owned(&list, result, msg->auth_user, foreign, sizeof foreign);
+
+	if (owned < 0) {
+		snprintf(err, errsize, "smtpd_sender_login_maps %s cannot be read",
+		    config_string("smtpd_sender_login_maps"));
+		rc = -1;
+	} else if (owned == 0) {
+		log_sanitize(login, sizeof login, msg->auth_user, strlen(msg->auth_user));
+		filter_result_log(result, "dkim_sign=none (From: %s not owned by %s)",
+		    log_sanitize(clean, sizeof clean, foreign, strlen(foreign)), login);
+	} else if (from_domain(&list, result, domain, sizeof domain) < 0) {
 		filter_result_log(result, "dkim_sign=none (no From: address)");
 	} else if (dkim_signing_key_find(domain, &key) < 0) {
-		char clean[512];
-
 		filter_result_log(result, "dkim_sign=none (no key for %s)",
 		    log_sanitize(clean, sizeof clean, domain, strlen(domain)));
 	} else {

@@ -50,7 +50,7 @@ const struct config_param config_params_smtpd[] = {
 	  "how long smtpd waits for each reply of authd during AUTH before replying 454 4.7.0, in seconds; keep it above auth_failure_delay_max, because authd delays failures; the wait for the client's response after 334 is bounded by smtpd_timeout instead",
 	  NULL, NULL },
 	{ "smtpd_sender_login_maps", CONFIG_STRING, "", 0, 0,
-	  "map of sender addresses to the login names that may use them in MAIL FROM and in the From: header after AUTH: a text file of \"address login, login...\" lines (address or @domain), reread when it changes, or a .cdb file with the same keys and comma-separated values; addresses it does not list belong to the virtual user of that name, or to the system user of that local part in a local domain",
+	  "map of sender addresses to the login names that may use them in MAIL FROM and in the From: header after AUTH: a text file of \"address login, login...\" lines (address or @domain), reread when it changes, or a .cdb file with the same keys and comma-separated values; addresses it does not list belong to the virtual user of that name, or to the system user of that local part in a local domain; filterd reads it too (as filter_user) and signs the mail of a login only when the login owns every From: address",
 	  NULL, NULL },
 	{ "smtpd_client_connection_rate_limit", CONFIG_INT, "120", 0, 1000000,
 	  "maximum number of connections one client address may open per smtpd_client_rate_time_unit; further ones get 421 4.7.0; clients in mynetworks are exempt; 0 means no limit",

@@ -71,10 +71,8 @@ int
 local_filter_wanted(const struct ipc_msg *request, uid_t uid)
 {
 	/* TODO: deliverd's forwards arrive here as the mailbox owner's own
-	 * submissions, so they are signed whatever their From: contains and
-	 * lose the Authentication-Results of their arrival. No submission's
-	 * From: is checked against its submitter either, which is why
-	 * local_filter is off by default. */
+	 * submissions, so they lose the Authentication-Results of their
+	 * arrival, which is why local_filter is off by default. */
 	if (!config_bool("local_filter"))
 		return 0;
 	if (uid != 0 && uid != queued_settings.smtpd_uid)

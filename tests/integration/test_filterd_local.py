@@ -48,11 +48,15 @@ def queued_files(host):
 
 
 def signing_host(make_mailhost, zone, keys):  # noqa: F811
-    """A host whose filterd signs mail from example.test."""
+    """A host whose filterd signs mail from example.test that root sends:
+    root owns the domain's addresses in smtpd_sender_login_maps."""
     table = Path(keys["directory"]) / "table-local"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
-    host = make_mailhost(local_filter="yes",
+    owners = Path(keys["directory"]) / "sender-logins-local"
+    owners.write_text("@example.test root\n")
+    os.chmod(owners, 0o644)
+    host = make_mailhost(local_filter="yes", smtpd_sender_login_maps=str(owners),
                          **dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
     return host
@@ -71,6 +75,43 @@ def test_sendmail_mail_is_signed(make_mailhost, zone, keys, records):  # noqa: F
     assert b"DKIM-Signature:" in stored[0]
     assert dkim_bed.dkimpy_verify(stored[0], records)
     assert host.wait_for_log(r"queued\[\d+\]: \w+: filterd action=accept")
+
+
+@needs_dkim_bed
+def test_sendmail_foreign_from_not_signed(make_mailhost, zone, keys, records):  # noqa: F811
+    host = signing_host(make_mailhost, zone, keys)
+    message = ("From: <someone@example.org>\nTo: <%s>\nSubject: not ours\n\nHello.\n"
+               % DEMO).encode()
+
+    result = host.run("sendmail", "-f", DEMO, DEMO, input=message)
+    stored = host.wait_for_messages(DEMO, 1)
+
+    assert result.returncode == 0, result.stderr
+    assert b"DKIM-Signature:" not in stored[0]
+    assert host.wait_for_log(r"dkim_sign=none \(From: someone@example.org not owned by root\)")
+
+
+@needs_dkim_bed
+def test_sendmail_unreadable_owner_map(make_mailhost, zone, keys):  # noqa: F811
+    """filterd reads smtpd_sender_login_maps as filter_user; a map it
+    cannot read fails the signing check, whose failure policy applies."""
+    table = Path(keys["directory"]) / "table-local"
+    table.write_text(keys["rsa"]["line"] + "\n")
+    os.chmod(table, 0o644)
+    owners = Path(keys["directory"]) / "sender-logins-private"
+    owners.write_text("@example.test root\n")
+    os.chmod(owners, 0o600)
+    host = make_mailhost(local_filter="yes", smtpd_sender_login_maps=str(owners),
+                         **dkim_bed.filter_settings(zone, dkim_signing_table=table))
+    host.start("filterd")
+
+    result = host.run("sendmail", "-f", DEMO, DEMO,
+                      input=plain_message("private map", "Hello."))
+    stored = host.wait_for_messages(DEMO, 1)
+
+    assert result.returncode == 0, result.stderr
+    assert b"DKIM-Signature:" not in stored[0]
+    assert host.wait_for_log(r"check dkim_sign failed: smtpd_sender_login_maps \S+ cannot be read")
 
 
 def test_sendmail_virus_is_rejected(make_mailhost, clamd):
