@@ -50,6 +50,28 @@ set_socket_group(const char *path)
 		fatal("cannot give %s to group %u", path, (unsigned)gid);
 }
 
+/* Serve root, filterd's own uid, and the uids of smtpd_user and
+ * queue_user: the socket's default mode lets every local user connect,
+ * so that queued needs no group that also opens other daemons' sockets. */
+static void
+allow_clients(void)
+{
+	const char *users[] = { "smtpd_user", "queue_user", "filter_user" };
+	uid_t uids[SERVER_ALLOWED_UIDS_MAX];
+	size_t count = 0;
+
+	uids[count++] = 0;
+	uids[count++] = getuid();
+	for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+		uid_t uid;
+		gid_t gid;
+
+		if (privsep_lookup(config_string(users[i]), &uid, &gid) == 0)
+			uids[count++] = uid;
+	}
+	server_allow_uids(uids, count);
+}
+
 static int
 open_listener(void)
 {
@@ -92,6 +114,7 @@ main(int argc, char **argv)
 			    config_string("filter_user"), config_string("filter_user"));
 	}
 	listener = open_listener();
+	allow_clients();
 	privsep_drop(config_string("filter_user"), NULL);
 
 	/* Signals go to the signalfd of server_run, so block them before

@@ -41,6 +41,9 @@
 /* Time a worker waits for smtpd to take a reply. */
 #define SEND_TIMEOUT 30
 
+/* Seconds between two log lines about refused connections. */
+#define REFUSED_LOG_INTERVAL 10
+
 /* A connection waiting for its next request, since when, and the part
  * of the request read so far and since when. */
 struct idle_conn {
@@ -69,6 +72,10 @@ static long long workers, workers_waiting;
 
 /* Workers write a served connection's descriptor here to give it back. */
 static int handback[2];
+
+/* The uids whose connections are served (server_allow_uids). */
+static uid_t allowed_uids[SERVER_ALLOWED_UIDS_MAX];
+static size_t nallowed;
 
 static void
 set_socket_timeout(int sock, int option, long long seconds)
@@ -236,10 +243,58 @@ read_handback(void)
 		idle_add(socks[i]);
 }
 
+void
+server_allow_uids(const uid_t *uids, size_t count)
+{
+	if (count > SERVER_ALLOWED_UIDS_MAX)
+		count = SERVER_ALLOWED_UIDS_MAX;
+	memcpy(allowed_uids, uids, count * sizeof *uids);
+	nallowed = count;
+}
+
+/* Whether the peer of SOCK may send requests; stores its uid in UID. */
+static int
+peer_allowed(int sock, uid_t *uid)
+{
+	gid_t gid;
+	pid_t pid;
+
+	if (ipc_peer_cred(sock, uid, &gid, &pid) < 0) {
+		*uid = (uid_t)-1;
+		return 0;
+	}
+	for (size_t i = 0; i < nallowed; i++)
+		if (allowed_uids[i] == *uid)
+			return 1;
+	return 0;
+}
+
+/* Log a refused connection at once, and the next ones at most once every
+ * REFUSED_LOG_INTERVAL seconds with the count since, because any local
+ * user may connect as often as it likes. */
+static void
+log_refused(uid_t uid)
+{
+	static time_t logged_at;
+	static unsigned long unlogged;
+	time_t now = time(NULL);
+
+	if (logged_at != 0 && now - logged_at < REFUSED_LOG_INTERVAL) {
+		unlogged++;
+		return;
+	}
+	log_warn("connection from uid %ld refused: filterd_socket serves only smtpd and queued"
+	    " (%lu more refused in the last %d seconds)", uid == (uid_t)-1 ? -1L : (long)uid,
+	    unlogged, REFUSED_LOG_INTERVAL);
+	logged_at = now;
+	unlogged = 0;
+}
+
 static void
 accept_connection(int listener)
 {
 	int sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	uid_t uid;
 
 	if (sock < 0) {
 		/* Out of descriptors: close the connection idle the longest,
@@ -256,6 +311,11 @@ accept_connection(int listener)
 		}
 		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 			log_warn("accept on filterd_socket failed: %s", strerror(errno));
+		return;
+	}
+	if (!peer_allowed(sock, &uid)) {
+		log_refused(uid);
+		close(sock);
 		return;
 	}
 	set_socket_timeout(sock, SO_RCVTIMEO, config_time("filterd_timeout"));

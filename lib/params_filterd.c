@@ -9,8 +9,8 @@
 const struct config_param config_params_filterd[] = {
 	{ "filterd_socket", CONFIG_STRING, "/run/estafeta/filterd.sock", 0, 0,
 	  "Unix socket where filterd takes requests from smtpd", NULL, NULL },
-	{ "filterd_socket_mode", CONFIG_STRING, "0660", 0, 0,
-	  "octal permissions of filterd_socket; with 0660 only its owner and filterd_socket_group can connect",
+	{ "filterd_socket_mode", CONFIG_STRING, "0666", 0, 0,
+	  "octal permissions of filterd_socket; whatever they allow, filterd closes every connection whose peer is not root or the uid of smtpd_user, queue_user or filter_user; with 0660 only its owner and filterd_socket_group can connect, and queued then keeps that group to pass local submissions (local_filter)",
 	  NULL, config_check_octal_mode },
 	{ "filterd_socket_group", CONFIG_STRING, "", 0, 0,
 	  "group that owns filterd_socket; empty means the primary group of smtpd_user", NULL, NULL },

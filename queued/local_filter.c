@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -48,6 +49,11 @@ local_filter_keep_group(void)
 	gid_t gid;
 
 	if (!privsep_is_root() || !config_bool("local_filter"))
+		return;
+	/* With the default mode every uid may connect, and filterd checks
+	 * the peer's. A group would also open every other socket it owns:
+	 * smtpd_user's owns authd's. */
+	if (config_mode("filterd_socket_mode") & S_IWOTH)
 		return;
 
 	if (group[0] != '\0') {

@@ -31,12 +31,13 @@ struct local_filter_verdict {
 typedef void (*local_filter_done_cb)(const struct local_filter_verdict *verdict, void *arg);
 
 /*
- * As root with smtpd_filter on, keep the group of filterd_socket
+ * As root with local_filter on, and a filterd_socket_mode that does not
+ * let every uid connect, keep the group of filterd_socket
  * (filterd_socket_group, or smtpd_user's primary group) when queued
  * drops root, so that queued can connect to filterd. When that group
  * does not exist, it logs a warning and local submissions get the
  * failure policy.
- * NOTE: smtpd_filter switched on by a SIGHUP finds the group missing,
+ * NOTE: local_filter switched on by a SIGHUP finds the group missing,
  * so the failure policy applies until queued restarts.
  */
 void local_filter_keep_group(void);
