@@ -274,9 +274,22 @@ void command_deliver(const struct message *msg, const char *command,
     const struct command_env *env, struct delivery_result *result);
 
 /* forward.c: resubmit the message to queued for RCPTS (envelope sender
- * kept), with "Delivered-To: DELIVERED_TO" added on top. */
+ * kept), with "Delivered-To: DELIVERED_TO" added on top. SUBMITTER is
+ * the user of a ~/.forward, or NULL for an alias. */
 void forward_submit(const struct message *msg, char *const *rcpts, size_t count,
-    const char *delivered_to, const char *session_id, struct delivery_result *result);
+    const char *delivered_to, const char *submitter, const char *session_id,
+    struct delivery_result *result);
+
+/* forward.c: as root with local_filter on, connect to queued_socket
+ * before the process becomes the user, so that a forward of this
+ * delivery reaches queued as root's: filterd then keeps the
+ * Authentication-Results fields that it added on arrival. */
+void forward_connect_early(void);
+
+/* forward.c: whether a delivery to the user of HOME must go to a
+ * one-shot worker, which can make that connection as root: with
+ * local_filter on, when HOME has a .forward file. */
+int forward_needs_root(const char *home);
 
 /* forward.c: deliver through the user's ~/.forward, if there is one.
  * Returns 1 when the file took over the delivery (RESULT filled), 0 when

@@ -17,11 +17,16 @@
 #include "deliverd.h"
 #include "ipc.h"
 #include "log.h"
+#include "privsep.h"
 #include "submit.h"
 #include "util.h"
 
 #define FORWARD_FILE_MAX (64 * 1024)	/* larger .forward files are rejected */
 #define FORWARD_MAX_RCPTS 1000
+
+/* A connection to queued_socket that this process made as root, for the
+ * forward of its one delivery, or -1 (forward_connect_early). */
+static int early_queue_sock = -1;
 
 /* Copy the message into the queue file of S. 0 or -1 with errno. */
 static int
@@ -48,14 +53,45 @@ submit_copy_message(struct submit *s, const struct message *msg)
 }
 
 void
+forward_connect_early(void)
+{
+	if (!privsep_is_root() || !config_bool("local_filter") || early_queue_sock >= 0)
+		return;
+	early_queue_sock = ipc_connect(config_string("queued_socket"));
+}
+
+int
+forward_needs_root(const char *home)
+{
+	char path[PATH_MAX];
+
+	if (!config_bool("local_filter"))
+		return 0;
+	if ((size_t)snprintf(path, sizeof path, "%s/.forward", home) >= sizeof path)
+		return 0;
+	return access(path, F_OK) == 0;
+}
+
+void
 forward_submit(const struct message *msg, char *const *rcpts, size_t count,
-    const char *delivered_to, const char *session_id, struct delivery_result *result)
+    const char *delivered_to, const char *submitter, const char *session_id,
+    struct delivery_result *result)
 {
 	char err[512], queue_id[QUEUE_ID_MAX + 1];
-	struct submit *s = submit_begin(config_string("queued_socket"), err, sizeof err);
+	int trusted = submitter != NULL && early_queue_sock >= 0;
+	struct submit *s;
 	struct ipc_msg *envelope;
 	char *header;
 	int rc;
+
+	/* Over a connection made as root, queued takes forward=1 and the
+	 * submitter; from the user's own connection it would ignore both. */
+	if (trusted) {
+		s = submit_begin_socket(early_queue_sock, err, sizeof err);
+		early_queue_sock = -1;
+	} else {
+		s = submit_begin(config_string("queued_socket"), err, sizeof err);
+	}
 
 	if (s == NULL) {
 		result_set(result, EX_TEMPFAIL, "4.3.0", "cannot forward: %s", err);
@@ -80,6 +116,10 @@ forward_submit(const struct message *msg, char *const *rcpts, size_t count,
 	for (size_t i = 0; i < count; i++)
 		ipc_msg_add(envelope, "rcpt", rcpts[i]);
 	ipc_msg_add(envelope, "protocol", "LOCAL");
+	if (trusted) {
+		ipc_msg_add(envelope, "submitter", submitter);
+		ipc_msg_add(envelope, "forward", "1");
+	}
 	rc = submit_commit(s, envelope, err, sizeof err);
 	ipc_msg_free(envelope);
 	/* A permanent failure is filterd's rejection of the content. A retry
@@ -325,7 +365,7 @@ forward_deliver(const struct message *msg, const struct delivery_request *reques
 		result_merge(&state.combined, &one);
 	}
 	if (state.nrcpts > 0) {
-		forward_submit(msg, state.rcpts, state.nrcpts, request->recipient,
+		forward_submit(msg, state.rcpts, state.nrcpts, request->recipient, user->user,
 		    request->session_id, &one);
 		log_delivery(request, &one, request->recipient);
 		result_merge(&state.combined, &one);

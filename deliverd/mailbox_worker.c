@@ -180,6 +180,12 @@ job_start(struct mailbox_worker *w, struct mailbox_batch *b, size_t i)
 		return;
 	}
 
+	if (job->request.forward && forward_needs_root(job->user.home)) {
+		job->state = JOB_REDO;
+		result_set(result, EX_TEMPFAIL, "4.3.0", "handed to a one-shot worker");
+		return;
+	}
+
 	job->message.fd = job->msg->fd;
 	job->message.size = st.st_size;
 	job->message.sender = job->request.sender;

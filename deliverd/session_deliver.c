@@ -157,7 +157,7 @@ forward_remote(struct session *s, struct recipient *rcpt, const struct message *
 		if (targets->items[i].kind == TARGET_REMOTE)
 			addresses[count++] = targets->items[i].text;
 	if (count > 0) {
-		forward_submit(msg, addresses, count, rcpt->address, s->id, &result);
+		forward_submit(msg, addresses, count, rcpt->address, NULL, s->id, &result);
 		for (size_t i = 0; i < count; i++)
 			log_session_delivery(s, rcpt, addresses[i], &result, start_usec);
 		recipient_add_result(rcpt, &result);

@@ -229,6 +229,8 @@ worker_mailbox(const struct delivery_request *request, const struct message *msg
 {
 	struct userdb_entry user;
 
+	if (request->forward)
+		forward_connect_early();
 	if (become_mailbox_owner(request, &user, result) < 0) {
 		log_delivery(request, result, request->recipient);
 		return;

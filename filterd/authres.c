@@ -150,8 +150,10 @@ authres_check(const struct filter_message *msg, struct filter_result *result, ch
 	int rc;
 
 	/* A forged field that cannot be removed must not stay beside ours:
-	 * when there are too many, the message is rejected and gets no field. */
-	rc = forged_fields_remove(msg, our_id, result, err, errsize);
+	 * when there are too many, the message is rejected and gets no field.
+	 * A forward carries the fields this host added on arrival, after it
+	 * removed the forged ones then. */
+	rc = msg->forward ? 0 : forged_fields_remove(msg, our_id, result, err, errsize);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
 

@@ -27,6 +27,7 @@ struct filter_message {
 	char *const *recipients;	/* NULL-terminated; empty at the MAIL stage */
 	const char *auth_user;		/* SASL login name, "" when not authenticated */
 	int mynetworks;			/* 1 when the client is in mynetworks */
+	int forward;			/* 1 for deliverd's forward of mail that arrived here */
 	int outbound;			/* 1 for authenticated or mynetworks mail: sign, do not verify */
 
 	/* The MESSAGE stage only: the spool file, LF line ends, starting with

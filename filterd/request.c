@@ -65,6 +65,7 @@ request_decode(struct ipc_msg *request, enum filter_stage stage, struct filter_m
 	msg->sender = get_or_empty(request, FILTER_KEY_SENDER);
 	msg->auth_user = get_or_empty(request, FILTER_KEY_AUTH_USER);
 	msg->mynetworks = ipc_msg_get_int(request, FILTER_KEY_MYNETWORKS, 0) == 1;
+	msg->forward = ipc_msg_get_int(request, FILTER_KEY_FORWARD, 0) == 1;
 	msg->outbound = msg->auth_user[0] != '\0' || msg->mynetworks;
 	msg->spf_result = get_or_empty(request, FILTER_KEY_SPF_RESULT);
 	msg->spf_domain = get_or_empty(request, FILTER_KEY_SPF_DOMAIN);

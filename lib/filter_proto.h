@@ -31,6 +31,9 @@
 #define FILTER_KEY_SENDER	"sender"	/* "" for the null reverse-path */
 #define FILTER_KEY_AUTH_USER	"auth_user"	/* left out when not authenticated */
 #define FILTER_KEY_MYNETWORKS	"mynetworks"	/* "1" or "0" */
+#define FILTER_KEY_FORWARD	"forward"	/* "1": deliverd forwards mail that
+						 * arrived here, whose results with
+						 * our authserv-id are our own */
 
 /* Request keys, MESSAGE only. */
 #define FILTER_KEY_QUEUE_ID	"queue_id"

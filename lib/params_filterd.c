@@ -45,9 +45,9 @@ const struct config_param config_params_filterd[] = {
 	  "local submissions pass filterd only with local_filter", NULL, NULL },
 	{ "local_filter", CONFIG_BOOL, "no", 0, 1,
 	  "whether queued asks filterd about each local submission (sendmail, and deliverd's .forward resubmissions) before the commit, "
-	  "as outbound mail of the submitting user, so that it is scanned and signed; off by default because the From: address is not checked "
-	  "against the submitter and forwarded mail would be signed too, so turn it on only where every local user and forward is trusted; "
-	  "turning it on needs a restart of queued, which keeps the group of filterd_socket only when it starts with this set", NULL, NULL },
+	  "as outbound mail of the submitting user, so that it is scanned, and signed when the user owns its From: addresses; "
+	  "off by default, so that local mail does not wait for filterd or depend on it; "
+	  "with a filterd_socket_mode that needs a group, turning it on needs a restart of queued, which keeps that group only when it starts with this set", NULL, NULL },
 	{ "smtpd_filter_timeout", CONFIG_TIME, "120s", 1, 3600,
 	  "time smtpd waits for a filterd reply before it applies smtpd_filter_failure_policy, in seconds", NULL, NULL },
 	{ "smtpd_filter_failure_policy", CONFIG_STRING, "tempfail", 0, 0,

@@ -15,7 +15,7 @@
  *             [protocol=ESMTP|SMTP|LOCAL] [body=7BIT|8BITMIME|BINARYMIME]
  *             [smtputf8=yes] [submitter=LOCALUSER] [sasl_user=NAME]
  *             [ret=FULL|HDRS] [envid=TEXT] [requiretls=1] [tls_required=no]
- *             [quarantine=1]
+ *             [quarantine=1] [forward=1]
  *   <- COMMIT-OK   id=QUEUEID    only after file and directory fsync
  *   <- COMMIT-FAIL id=QUEUEID reason=TEXT    (the client replies 451)
  *   -> ABORT id=QUEUEID           (data removed; no reply)
@@ -36,7 +36,10 @@
  *   invalid value of any of them fails the commit. quarantine=1 is
  *   filterd's quarantine verdict: local recipients get the message in
  *   their Junk folder, remote ones get it as usual. Only root and
- *   smtpd's uid may set it. size must equal the
+ *   smtpd's uid may set it. forward=1 marks mail that deliverd forwards
+ *   for a user's ~/.forward over a connection it made as root: filterd
+ *   then keeps the Authentication-Results fields that it added on
+ *   arrival. From anyone else it is ignored. size must equal the
  *   bytes written, or the commit fails. queued records the client's uid
  *   from the socket credentials.
  *

@@ -50,17 +50,24 @@ submit_free(struct submit *s)
 struct submit *
 submit_begin(const char *socket_path, char *err, size_t errsize)
 {
+	int sock = ipc_connect(socket_path);
+
+	if (sock < 0) {
+		set_error(err, errsize, "connect to queued: %s", strerror(errno));
+		return NULL;
+	}
+	return submit_begin_socket(sock, err, errsize);
+}
+
+struct submit *
+submit_begin_socket(int sock, char *err, size_t errsize)
+{
 	struct submit *s = xcalloc(1, sizeof *s);
 	struct ipc_msg *request, *reply;
 	const char *id;
 
 	s->data_fd = -1;
-	s->sock = ipc_connect(socket_path);
-	if (s->sock < 0) {
-		set_error(err, errsize, "connect to queued: %s", strerror(errno));
-		submit_free(s);
-		return NULL;
-	}
+	s->sock = sock;
 
 	request = ipc_msg_new("NEW");
 	if (ipc_send(s->sock, request, -1) < 0) {

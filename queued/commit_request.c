@@ -72,7 +72,7 @@ warn_ignored_attrs(const struct envelope *env, const struct ipc_msg *request, ui
     const char *name)
 {
 	static const char *const suspicious[] = { "client_addr", "client_name", "sasl_user",
-		"quarantine" };
+		"quarantine", "forward" };
 	const char *submitter = ipc_msg_get(request, "submitter");
 	char ignored[128] = "";
 	size_t len = 0;
@@ -137,6 +137,25 @@ set_quarantine(struct envelope *env, const struct ipc_msg *request, uid_t uid, c
 	}
 	if (commit_request_trusted(uid))
 		envelope_set_attr(env, "quarantine", "1");
+	return 0;
+}
+
+/* Record deliverd's forward=1, which only root and smtpd's uid may
+ * set, as set_quarantine does quarantine=1. */
+static int
+set_forward(struct envelope *env, const struct ipc_msg *request, uid_t uid, char *why,
+    size_t whysize)
+{
+	const char *value = ipc_msg_get(request, "forward");
+
+	if (value == NULL)
+		return 0;
+	if (strcmp(value, "1") != 0) {
+		snprintf(why, whysize, "invalid forward: expected 1");
+		return -1;
+	}
+	if (commit_request_trusted(uid))
+		envelope_set_attr(env, "forward", "1");
 	return 0;
 }
 
@@ -210,7 +229,8 @@ commit_request_envelope(const struct ipc_msg *request, const char *id, uid_t uid
 	}
 
 	set_attrs(env, request, uid);
-	if (set_quarantine(env, request, uid, why, whysize) < 0) {
+	if (set_quarantine(env, request, uid, why, whysize) < 0 ||
+	    set_forward(env, request, uid, why, whysize) < 0) {
 		envelope_free(env);
 		return NULL;
 	}

@@ -76,9 +76,6 @@ local_filter_keep_group(void)
 int
 local_filter_wanted(const struct ipc_msg *request, uid_t uid)
 {
-	/* TODO: deliverd's forwards arrive here as the mailbox owner's own
-	 * submissions, so they lose the Authentication-Results of their
-	 * arrival, which is why local_filter is off by default. */
 	if (!config_bool("local_filter"))
 		return 0;
 	if (uid != 0 && uid != queued_settings.smtpd_uid)
@@ -292,6 +289,8 @@ build_request(const struct envelope *env, const char *login)
 	ipc_msg_add(msg, FILTER_KEY_SENDER, env->sender);
 	ipc_msg_add(msg, FILTER_KEY_AUTH_USER, login);
 	ipc_msg_add(msg, FILTER_KEY_MYNETWORKS, "1");
+	if (envelope_attr(env, "forward") != NULL)
+		ipc_msg_add(msg, FILTER_KEY_FORWARD, "1");
 	ipc_msg_add(msg, FILTER_KEY_QUEUE_ID, env->id);
 	for (size_t i = 0; i < env->nrcpts; i++)
 		ipc_msg_add(msg, FILTER_KEY_RCPT, env->rcpts[i].address);

@@ -7,6 +7,13 @@ as forged and removes them. Those fields are the results filterd itself
 added when the message arrived (spf=fail, dmarc=fail here), and the
 forward is a local submission from 127.0.0.1 that cannot be checked
 again. The final recipient's filters and mail reader lose the verdict.
+
+Fixed: with local_filter on, deliverd forwards from a one-shot worker
+that connected to queued_socket as root before it became the user, and
+sends forward=1 with the user as submitter. filterd still scans the
+forward and signs it if the user owns its From: addresses, but keeps
+the fields with our authserv-id. From any other uid queued ignores
+forward=1.
 """
 
 import os
@@ -14,6 +21,7 @@ import os
 import pytest
 
 from test_deliverd_system import deliver, make_home, system_users, write_as  # noqa: F401
+from test_queue_ipc import Nobody, QueueClient
 
 AUTHSERV_ID = "mail.example.test"
 DEMO = "demo@example.test"
@@ -23,7 +31,6 @@ RESULTS = (b"Authentication-Results: mail.example.test; spf=fail smtp.mailfrom=s
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates system users; needs root")
 
 
-@pytest.mark.xfail(strict=True, reason="filterd removes our own results from forwarded mail")
 def test_forward_keeps_arrival_results(make_mailhost, system_users):  # noqa: F811
     host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="authres", authserv_id=AUTHSERV_ID)
     host.start("filterd")
@@ -39,3 +46,35 @@ def test_forward_keeps_arrival_results(make_mailhost, system_users):  # noqa: F8
     assert len(forwarded) == 1, host.log()
     assert b"spf=fail" in forwarded[0], host.log()
     assert b"dmarc=fail" in forwarded[0]
+    assert forwarded[0].count(b"Authentication-Results:") == 1
+    forward_id = host.wait_for_log(r"forwarded as (\w+)").group(1)
+    assert host.wait_for_log(r"queued\[\d+\]: %s: filterd action=accept" % forward_id)
+
+
+def submit_with_forward_flag(hold, socket_path):
+    """Submit a message that carries our results, claiming forward=1, as
+    an ordinary user. Return the COMMIT reply type."""
+    client = QueueClient(socket_path)
+    hold.append(client)
+    data = (RESULTS.replace(b"\r\n", b"\n") +
+            b"From: <nobody@example.test>\nSubject: claimed forward\n\nHello.\n")
+    reply_type, _, _ = client.submit("nobody@example.test", [DEMO], data,
+                                     extra=[("forward", "1")])
+    return reply_type
+
+
+def test_forward_flag_ignored_from_user(make_mailhost):
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="authres",
+                         authserv_id=AUTHSERV_ID)
+    host.start("filterd")
+
+    child = Nobody(submit_with_forward_flag, host.settings["queued_socket"])
+    try:
+        reply_type = child.result()
+    finally:
+        child.release()
+    stored = host.wait_for_messages(DEMO, 1)
+
+    assert reply_type == "COMMIT-OK", host.log()
+    assert host.wait_for_log(r"forward from uid 65534 ignored")
+    assert b"spf=fail" not in stored[0], host.log()
