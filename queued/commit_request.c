@@ -119,43 +119,26 @@ set_attrs(struct envelope *env, const struct ipc_msg *request, uid_t uid)
 }
 
 /*
- * Record filterd's quarantine verdict, which smtpd sends as quarantine=1.
- * Any other value fails the commit. From an ordinary user it is ignored
- * (warn_ignored_attrs logs it). Returns 0, or -1 with the reason in WHY.
+ * Record the flag NAME=1, which only root and smtpd's uid may set:
+ * filterd's quarantine verdict (quarantine=1, from smtpd) or deliverd's
+ * forward of ~/.forward mail (forward=1). Any other value fails the
+ * commit. From an ordinary user it is ignored (warn_ignored_attrs logs
+ * it). Returns 0, or -1 with the reason in WHY.
  */
 static int
-set_quarantine(struct envelope *env, const struct ipc_msg *request, uid_t uid, char *why,
-    size_t whysize)
+set_trusted_flag(struct envelope *env, const struct ipc_msg *request, uid_t uid,
+    const char *name, char *why, size_t whysize)
 {
-	const char *value = ipc_msg_get(request, "quarantine");
+	const char *value = ipc_msg_get(request, name);
 
 	if (value == NULL)
 		return 0;
 	if (strcmp(value, "1") != 0) {
-		snprintf(why, whysize, "invalid quarantine: expected 1");
+		snprintf(why, whysize, "invalid %s: expected 1", name);
 		return -1;
 	}
 	if (commit_request_trusted(uid))
-		envelope_set_attr(env, "quarantine", "1");
-	return 0;
-}
-
-/* Record deliverd's forward=1, which only root and smtpd's uid may
- * set, as set_quarantine does quarantine=1. */
-static int
-set_forward(struct envelope *env, const struct ipc_msg *request, uid_t uid, char *why,
-    size_t whysize)
-{
-	const char *value = ipc_msg_get(request, "forward");
-
-	if (value == NULL)
-		return 0;
-	if (strcmp(value, "1") != 0) {
-		snprintf(why, whysize, "invalid forward: expected 1");
-		return -1;
-	}
-	if (commit_request_trusted(uid))
-		envelope_set_attr(env, "forward", "1");
+		envelope_set_attr(env, name, "1");
 	return 0;
 }
 
@@ -229,8 +212,8 @@ commit_request_envelope(const struct ipc_msg *request, const char *id, uid_t uid
 	}
 
 	set_attrs(env, request, uid);
-	if (set_quarantine(env, request, uid, why, whysize) < 0 ||
-	    set_forward(env, request, uid, why, whysize) < 0) {
+	if (set_trusted_flag(env, request, uid, "quarantine", why, whysize) < 0 ||
+	    set_trusted_flag(env, request, uid, "forward", why, whysize) < 0) {
 		envelope_free(env);
 		return NULL;
 	}

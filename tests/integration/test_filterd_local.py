@@ -47,15 +47,16 @@ def queued_files(host):
     return sorted({p.name for p in [*spool.glob("queue/*"), *spool.glob("deferred/*")]})
 
 
-def signing_host(make_mailhost, zone, keys):  # noqa: F811
+def signing_host(make_mailhost, zone, keys, owners_mode=0o644):  # noqa: F811
     """A host whose filterd signs mail from example.test that root sends:
-    root owns the domain's addresses in smtpd_sender_login_maps."""
+    root owns the domain's addresses in smtpd_sender_login_maps, a file
+    of OWNERS_MODE."""
     table = Path(keys["directory"]) / "table-local"
     table.write_text(keys["rsa"]["line"] + "\n")
     os.chmod(table, 0o644)
-    owners = Path(keys["directory"]) / "sender-logins-local"
+    owners = Path(keys["directory"]) / ("sender-logins-%o" % owners_mode)
     owners.write_text("@example.test root\n")
-    os.chmod(owners, 0o644)
+    os.chmod(owners, owners_mode)
     host = make_mailhost(local_filter="yes", smtpd_sender_login_maps=str(owners),
                          **dkim_bed.filter_settings(zone, dkim_signing_table=table))
     host.start("filterd")
@@ -95,15 +96,7 @@ def test_sendmail_foreign_from_not_signed(make_mailhost, zone, keys, records):  
 def test_sendmail_unreadable_owner_map(make_mailhost, zone, keys):  # noqa: F811
     """filterd reads smtpd_sender_login_maps as filter_user; a map it
     cannot read fails the signing check, whose failure policy applies."""
-    table = Path(keys["directory"]) / "table-local"
-    table.write_text(keys["rsa"]["line"] + "\n")
-    os.chmod(table, 0o644)
-    owners = Path(keys["directory"]) / "sender-logins-private"
-    owners.write_text("@example.test root\n")
-    os.chmod(owners, 0o600)
-    host = make_mailhost(local_filter="yes", smtpd_sender_login_maps=str(owners),
-                         **dkim_bed.filter_settings(zone, dkim_signing_table=table))
-    host.start("filterd")
+    host = signing_host(make_mailhost, zone, keys, owners_mode=0o600)
 
     result = host.run("sendmail", "-f", DEMO, DEMO,
                       input=plain_message("private map", "Hello."))
