@@ -78,3 +78,26 @@ def test_forward_flag_ignored_from_user(make_mailhost):
     assert reply_type == "COMMIT-OK", host.log()
     assert host.wait_for_log(r"forward from uid 65534 ignored")
     assert b"spf=fail" not in stored[0], host.log()
+
+
+def test_forward_command_gets_no_root_connection(make_mailhost, system_users):  # noqa: F811
+    """A |command in ~/.forward runs as the user while the worker holds
+    the connection it made to queued as root. The command must not get
+    it: it could submit as root with it."""
+    host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="authres",
+                         authserv_id=AUTHSERV_ID)
+    host.start("filterd")
+    (user,) = system_users(host)
+    make_home(user)
+    home = host.dir / "home" / user.pw_name
+    write_as(user, home / ".forward",
+             "\"|/bin/sh -c 'ls -l /proc/$$/fd > %s/fds'\", %s\n" % (home, DEMO))
+    body = b"From: <sender@example.org>\r\nSubject: command\r\n\r\nHello.\r\n"
+
+    replies = deliver(host, ["%s@localhost" % user.pw_name], body=body)
+    forwarded = host.wait_for_messages(DEMO, 1)
+    fds = (home / "fds").read_text()
+
+    assert replies[0][0] == 250, replies
+    assert len(forwarded) == 1, host.log()
+    assert "socket:" not in fds, fds
