@@ -7,8 +7,9 @@
  *   <- NEW-FAIL  reason=TEXT
  *   The client writes the message (header with its own trace fields
  *   first, LF line ends, no dot-stuffing) into the descriptor, closes
- *   it, then (from any uid but root and smtpd's, a COMMIT fails while
- *   any process still has the descriptor open):
+ *   it, then (for any uid but root and smtpd's, queued commits a copy
+ *   made at COMMIT, so later writes through the descriptor reach
+ *   nothing):
  *   -> COMMIT id=QUEUEID sender=ADDR rcpt=ADDR... [orcpt=...] [notify=...]
  *             size=BYTES
  *             [client_addr=IP] [client_name=NAME] [helo=NAME]

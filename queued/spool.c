@@ -174,24 +174,54 @@ spool_data_written(int own_fd)
 	return lseek(own_fd, 0, SEEK_CUR);
 }
 
-int
-spool_take_data(const struct spool *spool, const char *id, int own_fd)
+/* Copy the first SIZE bytes of FROM to TO, a new file, leaving TO's
+ * offset at SIZE as the client's was. 0, or -1 with errno set (EIO when
+ * FROM is shorter). */
+static int
+copy_file_start(int from, int to, off_t size)
 {
-	int fd = openat(spool->data_fd, id, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	char buf[65536];
+	off_t offset = 0;
 
-	close(own_fd);
-	if (fd < 0)
-		return -1;
+	while (offset < size) {
+		size_t want = size - offset < (off_t)sizeof buf ? (size_t)(size - offset) : sizeof buf;
+		ssize_t n = pread(from, buf, want, offset);
 
-	if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0) {
-		int saved = errno == EAGAIN ? EBUSY : errno;
-
-		close(fd);
-		errno = saved;
-		return -1;
+		if (n == 0)
+			errno = EIO;
+		if (n <= 0 || write_all(to, buf, (size_t)n) < 0)
+			return -1;
+		offset += n;
 	}
-	fcntl(fd, F_SETLEASE, F_UNLCK);
-	return fd;
+	return 0;
+}
+
+int
+spool_take_data(const struct spool *spool, const char *id, int own_fd, off_t size)
+{
+	char copy_name[QUEUE_ID_MAX + 8];
+	int fd, saved;
+
+	/* The ".copy" name is no queue id, so recovery removes a copy that
+	 * a crash left behind, as it does any data file without an
+	 * envelope. */
+	snprintf(copy_name, sizeof copy_name, "%s.copy", id);
+	unlinkat(spool->data_fd, copy_name, 0);
+	fd = openat(spool->data_fd, copy_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0 && copy_file_start(own_fd, fd, size) == 0 &&
+	    renameat(spool->data_fd, copy_name, spool->data_fd, id) == 0) {
+		close(own_fd);
+		return fd;
+	}
+
+	saved = errno;
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(spool->data_fd, copy_name, 0);
+	}
+	close(own_fd);
+	errno = saved;
+	return -1;
 }
 
 int

@@ -104,15 +104,15 @@ int spool_create_data(struct spool *spool, char id[QUEUE_ID_MAX], int *client_fd
 off_t spool_data_written(int own_fd);
 
 /*
- * Replace OWN_FD, which shares its open file with the client's
- * descriptor, by a new open file of data/ID, and check that the client
- * has closed its descriptor. Once OWN_FD is closed, the kernel grants a
- * write lease only if no other open file refers to data/ID. So a client
- * cannot change a message after its COMMIT. Returns the new descriptor,
- * or -1 with errno set (EBUSY: the client still has the file open).
- * OWN_FD is closed in every case.
+ * Replace data/ID, which the client of OWN_FD may still be able to write
+ * (through a descriptor, a shared mapping or pages pinned by io_uring),
+ * by a copy of its first SIZE bytes in a file that no client has seen.
+ * The old file leaves the spool and is never reused, so a client cannot
+ * change a message after its COMMIT. Returns the copy's descriptor, or
+ * -1 with errno set (EIO: the file is shorter than SIZE). OWN_FD is
+ * closed in every case.
  */
-int spool_take_data(const struct spool *spool, const char *id, int own_fd);
+int spool_take_data(const struct spool *spool, const char *id, int own_fd, off_t size);
 
 /* Cut the file FD to SIZE bytes if a reused file left it longer.
  * Returns 0, or -1 with errno set. */

@@ -307,14 +307,9 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		return;
 	}
 	if (!commit_request_trusted(client->uid)) {
-		file->own_fd = spool_take_data(&queued_spool, file->id, file->own_fd);
+		file->own_fd = spool_take_data(&queued_spool, file->id, file->own_fd, env->size);
 		if (file->own_fd < 0) {
-			if (errno == EBUSY)
-				strlcpy_x(reason, "the queue file is still open: close it before COMMIT",
-				    sizeof reason);
-			else
-				snprintf(reason, sizeof reason, "cannot check that the queue file is closed: %s",
-				    strerror(errno));
+			snprintf(reason, sizeof reason, "cannot copy the queue file: %s", strerror(errno));
 			log_warn("%s: commit rejected, uid=%u: %s", id, (unsigned)client->uid, reason);
 			client_send_fail(client, "COMMIT-FAIL", id, reason);
 			envelope_free(env);

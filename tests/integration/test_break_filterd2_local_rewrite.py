@@ -1,7 +1,7 @@
 """A local submitter could rewrite its message after filterd had judged it.
 
 queued hands the submitting client a read-write descriptor of the spool
-data file (NEW-OK) and keeps using that same file after COMMIT. With
+data file (NEW-OK) and kept using that same file after COMMIT. With
 smtpd_filter on, the commit waits for filterd, which scans the file
 through a read-only descriptor of its own. The client's descriptor
 stayed valid. An ordinary user that talks to queued_socket directly, as
@@ -10,13 +10,19 @@ write a virus into the committed file. The message was then delivered in
 a form that was never scanned. The same write could change a message
 after filterd added its DKIM signature.
 
-Fixed: at COMMIT from any uid but root and smtpd's, queued reopens the
-data file and requests a write lease on it, which the kernel grants
-only if no other open file refers to the file. A client that still has
-its descriptor open, in any process, gets COMMIT-FAIL.
+Fixed: at COMMIT from any uid but root and smtpd's, queued copies the
+message into a new file that no client has seen, renames it over the
+client's file and never reuses the client's file. Whatever the client
+kept (a descriptor, a shared mapping, pages pinned by io_uring on a
+tmpfs spool) now reaches only the old file.
 """
 
+import mmap
 import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +34,7 @@ SENDER = "nobody@example.test"
 CLEAN = b"From: <%s>\nTo: <%s>\nSubject: scanned\n\n%s\n" % (
     SENDER.encode(), REMOTE.encode(), b"x" * len(EICAR))
 INFECTED = CLEAN.replace(b"x" * len(EICAR), EICAR)
+PIN_HELPER_SOURCE = Path(__file__).with_name("pin_pages.c")
 
 
 @pytest.fixture(scope="module")
@@ -53,55 +60,84 @@ def commit_fields(queue_id, message):
 
 def commit_then_rewrite(hold, socket_path):
     """Commit CLEAN while still holding the descriptor from NEW-OK, then
-    try to overwrite the file with INFECTED. Return the queue id and the
-    COMMIT reply type and fields."""
+    overwrite the file with INFECTED through it. Return the queue id and
+    the COMMIT reply type."""
     client = QueueClient(socket_path)
     hold.append(client)
     queue_id, fd = client.new()
     os.write(fd, CLEAN)
-    reply_type, fields, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
-    try:
-        os.pwrite(fd, INFECTED, 0)
-    except OSError:
-        pass
+    reply_type, _, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
+    os.pwrite(fd, INFECTED, 0)
     os.close(fd)
-    return queue_id, reply_type, fields
+    return queue_id, reply_type
 
 
-def commit_with_copy_elsewhere(hold, socket_path):
-    """Close the descriptor from NEW-OK after a forked child got a copy
-    of it, then commit. Return the queue id and the COMMIT reply type and
-    fields."""
+def commit_then_rewrite_in_child(hold, socket_path):
+    """Give a forked child a copy of the descriptor from NEW-OK, close
+    ours and commit CLEAN; the child then overwrites the file with
+    INFECTED. Return the queue id and the COMMIT reply type."""
     client = QueueClient(socket_path)
     hold.append(client)
     queue_id, fd = client.new()
     os.write(fd, CLEAN)
-    release_read, release_write = os.pipe()
+    go_read, go_write = os.pipe()
     child = os.fork()
     if child == 0:
-        os.close(release_write)
-        os.read(release_read, 1)
+        os.close(go_write)
+        os.read(go_read, 1)
+        os.pwrite(fd, INFECTED, 0)
         os._exit(0)
-    os.close(release_read)
+    os.close(go_read)
     os.close(fd)
     try:
-        reply_type, fields, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
+        reply_type, _, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
     finally:
-        os.close(release_write)
+        os.write(go_write, b"x")
+        os.close(go_write)
         os.waitpid(child, 0)
-    return queue_id, reply_type, fields
+    return queue_id, reply_type
 
 
-def commit_closed(hold, socket_path):
-    """Write CLEAN, close the descriptor, then commit, as sendmail does.
+def commit_then_rewrite_mapping(hold, socket_path):
+    """Map the file from NEW-OK shared and writable, close the descriptor
+    and commit CLEAN, then overwrite the file through the mapping.
     Return the queue id and the COMMIT reply type."""
     client = QueueClient(socket_path)
     hold.append(client)
     queue_id, fd = client.new()
     os.write(fd, CLEAN)
+    mapping = mmap.mmap(fd, len(CLEAN), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     os.close(fd)
     reply_type, _, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
+    mapping[:] = INFECTED
+    mapping.close()
     return queue_id, reply_type
+
+
+def commit_then_rewrite_pinned(hold, socket_path, helper):
+    """Pin the pages of the file from NEW-OK with HELPER (pin_pages.c),
+    which then holds no open file of it, commit CLEAN, and let the helper
+    write INFECTED into the pinned pages. Return the queue id, the COMMIT
+    reply type and the helper's last line."""
+    client = QueueClient(socket_path)
+    hold.append(client)
+    queue_id, fd = client.new()
+    os.write(fd, CLEAN)
+    os.dup2(fd, 3)
+    os.close(fd)
+    pinner = subprocess.Popen([helper, INFECTED.decode()], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, pass_fds=(3,))
+    os.close(3)
+    ready = pinner.stdout.readline().decode().strip()
+    if ready != "READY":
+        pinner.wait(10)
+        return queue_id, None, ready
+    reply_type, _, _ = client.request("COMMIT", commit_fields(queue_id, CLEAN))
+    pinner.stdin.write(b"go\n")
+    pinner.stdin.flush()
+    outcome = pinner.stdout.readline().decode().strip()
+    pinner.wait(10)
+    return queue_id, reply_type, outcome
 
 
 def run_as_nobody(function, *args):
@@ -112,36 +148,59 @@ def run_as_nobody(function, *args):
         child.release()
 
 
-def spool_files(host, queue_id):
-    """Return the spool files named QUEUE_ID."""
-    return [p for p in (host.dir / "spool").rglob(queue_id) if p.is_file()]
+def spool_data(spool, queue_id):
+    """Return the contents of the data file of QUEUE_ID, wherever it is
+    in SPOOL."""
+    found = [p for p in Path(spool).rglob(queue_id) if p.is_file()
+             and b"Subject:" in p.read_bytes()[:4096]]
+    assert len(found) == 1, found
+    return found[0].read_bytes()
 
 
-def test_commit_with_open_descriptor_rejected(host):
-    queue_id, reply_type, fields = run_as_nobody(commit_then_rewrite,
-                                                 host.settings["queued_socket"])
-
-    assert reply_type == "COMMIT-FAIL", host.log()
-    assert "still open" in dict(fields).get("reason", ""), fields
-    assert spool_files(host, queue_id) == []
-    assert host.wait_for_log(r"%s: commit rejected, uid=65534: the queue file is still open"
-                             % queue_id)
-    assert "%s: filterd action" % queue_id not in host.log()
-
-
-def test_commit_with_copy_in_child_rejected(host):
-    queue_id, reply_type, fields = run_as_nobody(commit_with_copy_elsewhere,
-                                                 host.settings["queued_socket"])
-
-    assert reply_type == "COMMIT-FAIL", host.log()
-    assert "still open" in dict(fields).get("reason", ""), fields
-    assert spool_files(host, queue_id) == []
-
-
-def test_commit_after_close_is_scanned(host):
-    queue_id, reply_type = run_as_nobody(commit_closed, host.settings["queued_socket"])
+def test_write_after_commit_changes_nothing(host):
+    queue_id, reply_type = run_as_nobody(commit_then_rewrite, host.settings["queued_socket"])
 
     assert reply_type == "COMMIT-OK", host.log()
     assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)
-    data = [p.read_bytes() for p in spool_files(host, queue_id) if b"Subject:" in p.read_bytes()]
-    assert data == [CLEAN]
+    assert spool_data(host.dir / "spool", queue_id) == CLEAN
+
+
+def test_child_write_after_commit_changes_nothing(host):
+    queue_id, reply_type = run_as_nobody(commit_then_rewrite_in_child,
+                                         host.settings["queued_socket"])
+
+    assert reply_type == "COMMIT-OK", host.log()
+    assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)
+    assert spool_data(host.dir / "spool", queue_id) == CLEAN
+
+
+def test_mapping_write_after_commit_changes_nothing(host):
+    queue_id, reply_type = run_as_nobody(commit_then_rewrite_mapping,
+                                         host.settings["queued_socket"])
+
+    assert reply_type == "COMMIT-OK", host.log()
+    assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)
+    assert spool_data(host.dir / "spool", queue_id) == CLEAN
+
+
+def test_pinned_pages_on_tmpfs_change_nothing(make_mailhost):
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm")
+    spool_parent = Path(tempfile.mkdtemp(prefix="estafeta-spool-", dir="/dev/shm"))
+    os.chmod(spool_parent, 0o755)
+    # The helper runs as uid nobody, which cannot enter pytest's tmp_path.
+    helper = spool_parent / "pin_pages"
+    try:
+        subprocess.run(["cc", "-o", str(helper), str(PIN_HELPER_SOURCE)], check=True,
+                       timeout=120)
+        host = make_mailhost(queue_directory=str(spool_parent / "spool"))
+        queue_id, reply_type, outcome = run_as_nobody(
+            commit_then_rewrite_pinned, host.settings["queued_socket"], str(helper))
+        if outcome == "UNSUPPORTED":
+            pytest.skip("io_uring cannot pin pages here")
+
+        assert reply_type == "COMMIT-OK", host.log()
+        assert outcome.startswith("WROTE"), outcome
+        assert spool_data(spool_parent / "spool", queue_id) == CLEAN
+    finally:
+        shutil.rmtree(spool_parent, ignore_errors=True)
