@@ -9,6 +9,7 @@
  * only when the login owns every From: address, by the rules smtpd
  * applies after AUTH (sender_login.h).
  */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,10 +143,55 @@ address_owned(const char *login, const char *address)
 	return rc;
 }
 
+/* Whether C may be part of an address around an '@': the atext of RFC
+ * 5322, dots, and the bytes of UTF-8 sequences. */
+static int
+address_char(unsigned char c)
+{
+	return c >= 0x80 || isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~.", c) != NULL;
+}
+
+/*
+ * Whether LOGIN owns every address-like token (the text around each '@')
+ * in VALUE, a From: field's value, wherever it stands: in a display
+ * name, a group name or a comment too. Mail readers disagree on which
+ * address of an odd field is the author (the first of two angle
+ * addresses, say), so no address in the field may be someone else's.
+ * Returns as from_owned does.
+ */
+static int
+tokens_owned(const char *login, const char *value, char *foreign, size_t size)
+{
+	for (const char *at = strchr(value, '@'); at != NULL; at = strchr(at + 1, '@')) {
+		const char *start = at, *end = at + 1;
+		char token[ADDR_MAX * 4 + 8];
+		int owned;
+
+		while (start > value && address_char((unsigned char)start[-1]))
+			start--;
+		while (*end != '\0' && address_char((unsigned char)*end))
+			end++;
+		if ((size_t)(end - start) >= sizeof token) {
+			strlcpy_x(foreign, "(an overlong address)", size);
+			return 0;
+		}
+		memcpy(token, start, (size_t)(end - start));
+		token[end - start] = '\0';
+
+		owned = address_owned(login, token);
+		if (owned == 0)
+			strlcpy_x(foreign, token, size);
+		if (owned != 1)
+			return owned;
+	}
+	return 1;
+}
+
 /*
  * Whether LOGIN owns every From: address of the header as it will be
- * stored: 1 yes, 0 no (the first address it does not own is copied to
- * FOREIGN), -1 when the map cannot be read.
+ * stored, and every other address-like text in those fields
+ * (tokens_owned): 1 yes, 0 no (the first address it does not own is
+ * copied to FOREIGN), -1 when the map cannot be read.
  */
 static int
 from_owned(const struct header_list *list, const struct filter_result *result, const char *login,
@@ -161,6 +207,7 @@ from_owned(const struct header_list *list, const struct filter_result *result, c
 		if (!field_named(field, "From") || field_removed(result, field, field_index(list, i)))
 			continue;
 		value = header_unfold(field);
+		owned = tokens_owned(login, value, foreign, size);
 		count = header_addresses(value, addresses, FROM_OWNER_MAX);
 		free(value);
 		stored = count < FROM_OWNER_MAX ? count : FROM_OWNER_MAX;
