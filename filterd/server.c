@@ -44,6 +44,11 @@
 /* Seconds between two log lines about refused connections. */
 #define REFUSED_LOG_INTERVAL 10
 
+/* Connections accepted in one round of the poll loop at most. Any local
+ * user may connect, so the backlog is emptied quickly: smtpd and queued
+ * connect in blocking calls. */
+#define ACCEPT_BATCH 64
+
 /* A connection waiting for its next request, since when, and the part
  * of the request read so far and since when. */
 struct idle_conn {
@@ -290,7 +295,9 @@ log_refused(uid_t uid)
 	unlogged = 0;
 }
 
-static void
+/* Accept one connection. Returns 1 when one was taken (served or
+ * refused), 0 when none is waiting or accepting failed. */
+static int
 accept_connection(int listener)
 {
 	int sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
@@ -311,16 +318,26 @@ accept_connection(int listener)
 		}
 		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 			log_warn("accept on filterd_socket failed: %s", strerror(errno));
-		return;
+		return 0;
 	}
 	if (!peer_allowed(sock, &uid)) {
 		log_refused(uid);
 		close(sock);
-		return;
+		return 1;
 	}
 	set_socket_timeout(sock, SO_RCVTIMEO, config_time("filterd_timeout"));
 	set_socket_timeout(sock, SO_SNDTIMEO, SEND_TIMEOUT);
 	idle_add(sock);
+	return 1;
+}
+
+/* Accept the connections waiting on LISTENER, up to ACCEPT_BATCH. */
+static void
+accept_waiting(int listener)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++)
+		if (!accept_connection(listener))
+			break;
 }
 
 /*
@@ -454,7 +471,7 @@ server_run(int listener)
 		if (fds[2].revents & POLLIN)
 			read_handback();
 		if (fds[0].revents & POLLIN)
-			accept_connection(listener);
+			accept_waiting(listener);
 		close_expired();
 	}
 	free(fds);

@@ -100,6 +100,40 @@ def test_filterd_refuses_other_uids(make_mailhost):
                              r"smtpd and queued" % NOBODY)
 
 
+def burst_as_nobody(path, count):
+    """Open COUNT connections to PATH as nobody, without waiting for
+    filterd to accept them, then close them all."""
+    script = (
+        "import errno, os, socket, sys\n"
+        "os.setgroups([]); os.setgid(%d); os.setuid(%d)\n"
+        "socks = []\n"
+        "for _ in range(%d):\n"
+        "    s = socket.socket(socket.AF_UNIX); s.setblocking(False)\n"
+        "    try:\n"
+        "        s.connect(sys.argv[1])\n"
+        "    except (BlockingIOError, ConnectionRefusedError):\n"
+        "        pass\n"
+        "    socks.append(s)\n"
+        "for s in socks: s.close()\n" % (NOBODY, NOBODY, count))
+    result = subprocess.run(["/usr/bin/python3", "-c", script, str(path)],
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_filterd_serves_smtpd_after_burst(make_mailhost):
+    host = make_mailhost(smtpd_filter="yes", filterd_checks="")
+    host.start("filterd")
+
+    burst_as_nobody(host.settings["filterd_socket"], 500)
+    client = host.smtp()
+    client.sendmail("sender@example.org", ["demo@example.test"],
+                    b"Subject: after the burst\r\n\r\nHello.\r\n")
+    client.quit()
+
+    assert len(host.wait_for_messages("demo@example.test", 1)) == 1, host.log()
+    assert host.wait_for_log(r"connection from uid %d refused" % NOBODY)
+
+
 def test_group_mode_keeps_local_filter(make_mailhost):
     """With filterd_socket_mode 0660, queued keeps the socket's group and
     still reaches filterd for local submissions."""
