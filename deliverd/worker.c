@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -27,6 +28,20 @@
 #define USERDB_TIMEOUT_MS 10000
 #define MAX_GROUPS 256
 
+/*
+ * Keep the user from attaching to this process: it holds connections
+ * made as root (to authd's userdb, and to queued for a forward), which
+ * would give the user root's rights there. The kernel makes a process
+ * that changed its uid non-dumpable only while fs.suid_dumpable is 0.
+ */
+static int
+become_undumpable(int rc, int was_root)
+{
+	if (rc == 0 && was_root && prctl(PR_SET_DUMPABLE, 0) < 0)
+		return -1;
+	return rc;
+}
+
 /* The extra group is the group of a mail spool directory such as
  * Debian's /var/mail (root:mail, mode 2775): the user needs it to create
  * USER.lock there, and nothing else in the worker uses it. */
@@ -34,11 +49,11 @@ int
 worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
 {
 	gid_t groups[MAX_GROUPS];
-	int count;
+	int count, was_root = privsep_is_root();
 
 	if (extra_gid == (gid_t)-1)
-		return privsep_become(uid, gid, name);
-	if (!privsep_is_root())
+		return become_undumpable(privsep_become(uid, gid, name), was_root);
+	if (!was_root)
 		return 0;
 	if (uid == 0) {
 		errno = EPERM;
@@ -64,7 +79,7 @@ worker_become(uid_t uid, gid_t gid, const char *name, gid_t extra_gid)
 		errno = EPERM;
 		return -1;
 	}
-	return 0;
+	return become_undumpable(0, 1);
 }
 
 /* The group to add for mbox delivery into a spool directory that only

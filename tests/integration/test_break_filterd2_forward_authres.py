@@ -17,6 +17,7 @@ forward=1.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,63 @@ def test_forward_command_gets_no_root_connection(make_mailhost, system_users):  
     assert replies[0][0] == 250, replies
     assert len(forwarded) == 1, host.log()
     assert "socket:" not in fds, fds
+
+
+def processes_of(uid, name):
+    """Return the ids of the processes called NAME that run as UID."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Name", "").strip() == name and int(fields["Uid"].split()[0]) == uid:
+            found.append(int(entry.name))
+    return found
+
+
+def can_list_fds(uid, gid, pid):
+    """Return whether a child running as UID can list /proc/PID/fd."""
+    child = os.fork()
+    if child == 0:
+        code = 2
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.listdir("/proc/%d/fd" % pid)
+            code = 0
+        except PermissionError:
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.WEXITSTATUS(status) in (0, 1)
+    return os.WEXITSTATUS(status) == 0
+
+
+def test_mailbox_worker_not_open_to_its_user(make_mailhost, system_users):  # noqa: F811
+    """A mailbox worker runs as the user but holds a connection to authd's
+    userdb that it made as root. With fs.suid_dumpable 1 the kernel would
+    leave it open to the user's ptrace and /proc/PID/fd."""
+    setting = Path("/proc/sys/fs/suid_dumpable")
+    if not os.access(setting, os.W_OK):
+        pytest.skip("cannot change fs.suid_dumpable")
+    before = setting.read_text().strip()
+    setting.write_text("1\n")
+    try:
+        host = make_mailhost()
+        (user,) = system_users(host)
+        make_home(user)
+        replies = deliver(host, ["%s@localhost" % user.pw_name])
+        workers = processes_of(user.pw_uid, "deliverd")
+
+        assert replies[0][0] == 250, replies
+        assert workers, host.log()
+        for pid in workers:
+            assert not can_list_fds(user.pw_uid, user.pw_gid, pid)
+    finally:
+        setting.write_text(before + "\n")
