@@ -6,8 +6,8 @@
  * it will be stored: with the fields they insert, without the fields in
  * result->removals, and with result->subject_prefix in the Subject: field.
  * Mail of a login (SMTP AUTH, or a local submission's user) is signed
- * only when the login owns every From: address, by the rules smtpd
- * applies after AUTH (sender_login.h).
+ * only when the login owns every address in its From: fields, by the
+ * rules smtpd applies after AUTH (sender_login.h).
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -190,8 +190,8 @@ tokens_owned(const char *login, const char *value, char *foreign, size_t size)
 /*
  * Whether LOGIN owns every From: address of the header as it will be
  * stored, and every other address-like text in those fields
- * (tokens_owned): 1 yes, 0 no (the first address it does not own is
- * copied to FOREIGN), -1 when the map cannot be read.
+ * (tokens_owned). Returns 1 yes, 0 no, or -1 when the map cannot be
+ * read. On 0, FOREIGN gets the first address LOGIN does not own.
  */
 static int
 from_owned(const struct header_list *list, const struct filter_result *result, const char *login,
