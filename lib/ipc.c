@@ -162,8 +162,10 @@ fail_fds:
 	return NULL;
 }
 
-int
-ipc_connect(const char *socket_path)
+/* Connect a stream socket of TYPE_FLAGS (SOCK_NONBLOCK or 0) to
+ * SOCKET_PATH. */
+static int
+connect_unix(const char *socket_path, int type_flags)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int sock;
@@ -172,7 +174,7 @@ ipc_connect(const char *socket_path)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | type_flags, 0);
 	if (sock < 0)
 		return -1;
 	if (connect(sock, (struct sockaddr *)&sun, sizeof sun) < 0) {
@@ -183,6 +185,18 @@ ipc_connect(const char *socket_path)
 		return -1;
 	}
 	return sock;
+}
+
+int
+ipc_connect(const char *socket_path)
+{
+	return connect_unix(socket_path, 0);
+}
+
+int
+ipc_connect_nowait(const char *socket_path)
+{
+	return connect_unix(socket_path, SOCK_NONBLOCK);
 }
 
 int

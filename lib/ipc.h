@@ -59,6 +59,11 @@ struct ipc_msg *ipc_msg_decode(const char *body, size_t len);
 
 /* Blocking API, for command-line clients and simple workers. */
 int ipc_connect(const char *socket_path);	/* fd or -1 (errno set) */
+/* Connect without waiting, for event loops: a socket whose backlog is
+ * full fails at once with EAGAIN, where ipc_connect would wait until the
+ * server accepts. Any local user can fill the backlog of a socket it may
+ * connect to. Returns a non-blocking fd or -1 (errno set). */
+int ipc_connect_nowait(const char *socket_path);
 int ipc_send(int sock, const struct ipc_msg *msg, int fd);	/* fd -1: none; 0 or -1 */
 /* Returns a message, or NULL on EOF (errno 0) or error (errno set). */
 struct ipc_msg *ipc_recv(int sock);

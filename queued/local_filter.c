@@ -316,7 +316,7 @@ local_filter_start(struct envelope *env, int data_fd, const char *login,
 
 	/* A failure to send is reported from the event loop, as a reply
 	 * would be, so DONE never runs inside this call. */
-	sock = ipc_connect(path);
+	sock = ipc_connect_nowait(path);
 	if (sock < 0) {
 		snprintf(filter->send_error, sizeof filter->send_error, "cannot connect to %s: %s",
 		    path, strerror(errno));

@@ -165,7 +165,7 @@ filter_send(struct session *s, struct ipc_msg *msg, int fd, enum filter_request 
 	session_pause(s);
 
 	if (client->conn == NULL) {
-		int sock = ipc_connect(path);
+		int sock = ipc_connect_nowait(path);
 
 		if (sock < 0) {
 			snprintf(client->send_error, sizeof client->send_error,

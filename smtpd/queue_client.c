@@ -66,7 +66,7 @@ queue_client_connect(struct session *s)
 
 	if (s->queue != NULL)
 		return 0;
-	sock = ipc_connect(s->server->settings.queued_socket);
+	sock = ipc_connect_nowait(s->server->settings.queued_socket);
 	if (sock < 0) {
 		log_warn("cannot connect to queued at %s: %s", s->server->settings.queued_socket,
 		    strerror(errno));
