@@ -310,7 +310,7 @@ handle_commit(struct client *client, const struct ipc_msg *request)
 		file->own_fd = spool_take_data(&queued_spool, file->id, file->own_fd, env->size);
 		if (file->own_fd < 0) {
 			snprintf(reason, sizeof reason, "cannot copy the queue file: %s", strerror(errno));
-			log_warn("%s: commit rejected, uid=%u: %s", id, (unsigned)client->uid, reason);
+			log_error("%s: commit failed, uid=%u: %s", id, (unsigned)client->uid, reason);
 			client_send_fail(client, "COMMIT-FAIL", id, reason);
 			envelope_free(env);
 			discard_file(client, file);
