@@ -286,8 +286,8 @@ void forward_submit(const struct message *msg, char *const *rcpts, size_t count,
  * Authentication-Results fields that it added on arrival. */
 void forward_connect_early(void);
 
-/* forward.c: whether a delivery to the user of HOME must go to a
- * one-shot worker, which can make that connection as root: with
+/* forward.c: whether a delivery to the user of HOME needs that
+ * connection, so a mailbox worker hands it to a one-shot worker: with
  * local_filter on, when HOME has a .forward file. */
 int forward_needs_root(const char *home);
 

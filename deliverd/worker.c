@@ -29,7 +29,7 @@
 #define MAX_GROUPS 256
 
 /*
- * Keep the user from attaching to this process: it holds connections
+ * Keep the user from attaching to this process: it has connections
  * made as root (to authd's userdb, and to queued for a forward), which
  * would give the user root's rights there. The kernel makes a process
  * that changed its uid non-dumpable only while fs.suid_dumpable is 0.
@@ -225,6 +225,10 @@ become_mailbox_owner(const struct delivery_request *request, struct userdb_entry
 	    strcmp(type, "mbox") == 0)
 		extra_gid = spool_group_for(path);
 
+	/* A forward must reach queued over a connection made as root. */
+	if (request->forward && forward_needs_root(user->home))
+		forward_connect_early();
+
 	/* System users get their supplementary groups; virtual users have
 	 * none (their names are not in /etc/group). */
 	if (worker_become(user->uid, user->gid, request->forward ? user->user : NULL,
@@ -244,8 +248,6 @@ worker_mailbox(const struct delivery_request *request, const struct message *msg
 {
 	struct userdb_entry user;
 
-	if (request->forward)
-		forward_connect_early();
 	if (become_mailbox_owner(request, &user, result) < 0) {
 		log_delivery(request, result, request->recipient);
 		return;

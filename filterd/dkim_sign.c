@@ -123,7 +123,7 @@ from_domain(const struct header_list *list, const struct filter_result *result, 
 }
 
 /* Whether LOGIN owns ADDRESS (text from a From: field): 1 yes, 0 no, -1
- * when the map cannot be read. An invalid address belongs to nobody. */
+ * when the map cannot be read. No login owns an invalid address. */
 static int
 address_owned(const char *login, const char *address)
 {
@@ -153,11 +153,10 @@ address_char(unsigned char c)
 
 /*
  * Whether LOGIN owns every address-like token (the text around each '@')
- * in VALUE, a From: field's value, wherever it stands: in a display
- * name, a group name or a comment too. Mail readers disagree on which
- * address of an odd field is the author (the first of two angle
- * addresses, say), so no address in the field may be someone else's.
- * Returns as from_owned does.
+ * in VALUE, a From: field's value, in a display name, a group name or a
+ * comment too. Mail readers disagree on which address of an odd field is
+ * the author (the first of two angle addresses, say), so no address in
+ * the field may be someone else's. Returns as from_owned does.
  */
 static int
 tokens_owned(const char *login, const char *value, char *foreign, size_t size)
@@ -188,10 +187,11 @@ tokens_owned(const char *login, const char *value, char *foreign, size_t size)
 }
 
 /*
- * Whether LOGIN owns every From: address of the header as it will be
- * stored, and every other address-like text in those fields
- * (tokens_owned). Returns 1 yes, 0 no, or -1 when the map cannot be
- * read. On 0, FOREIGN gets the first address LOGIN does not own.
+ * Whether LOGIN owns every address in the From: fields of the header as
+ * it will be stored (tokens_owned). A field with an address that has no
+ * domain, or with more than FROM_OWNER_MAX addresses, belongs to no
+ * login. Returns 1 yes, 0 no, or -1 when the map cannot be read. On 0,
+ * FOREIGN gets the first address LOGIN does not own.
  */
 static int
 from_owned(const struct header_list *list, const struct filter_result *result, const char *login,
@@ -212,10 +212,12 @@ from_owned(const struct header_list *list, const struct filter_result *result, c
 		free(value);
 		stored = count < FROM_OWNER_MAX ? count : FROM_OWNER_MAX;
 
+		/* tokens_owned has checked every address with an '@'. */
 		for (size_t j = 0; j < stored && owned == 1; j++) {
-			owned = address_owned(login, addresses[j]);
-			if (owned == 0)
-				strlcpy_x(foreign, addresses[j], size);
+			if (strchr(addresses[j], '@') != NULL)
+				continue;
+			owned = 0;
+			strlcpy_x(foreign, addresses[j], size);
 		}
 		if (owned == 1 && count > FROM_OWNER_MAX) {
 			owned = 0;

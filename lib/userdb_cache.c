@@ -5,7 +5,6 @@
  * strings rather than a struct userdb_entry, which contains two buffers
  * of PATH_MAX bytes.
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,15 +63,11 @@ userdb_cache_free(struct userdb_cache *cache)
 	free(cache);
 }
 
-/* Hash KEY (FNV-1a) to a slot index. */
+/* Return the slot index of KEY. */
 static size_t
 slot_of(const char *key)
 {
-	uint32_t hash = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-		hash = (hash ^ *p) * 16777619u;
-	return hash % USERDB_CACHE_SLOTS;
+	return hash_fnv1a(key) % USERDB_CACHE_SLOTS;
 }
 
 /* Return the unexpired result for KEY, or NULL. */

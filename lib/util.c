@@ -182,6 +182,16 @@ monotonic_msec(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint32_t
+hash_fnv1a(const char *text)
+{
+	uint32_t hash = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+		hash = (hash ^ *p) * 16777619u;
+	return hash;
+}
+
 static int
 ascii_tolower(int c)
 {

@@ -4,6 +4,7 @@
 #define ESTAFETA_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 void *xmalloc(size_t size);
@@ -35,6 +36,9 @@ int mkdir_p(const char *path, mode_t mode);
 /* Wall-clock time in microseconds, and monotonic time in milliseconds. */
 long long now_usec(void);
 long long monotonic_msec(void);
+
+/* The 32-bit FNV-1a hash of TEXT, for hash tables. */
+uint32_t hash_fnv1a(const char *text);
 
 /* Case-insensitive ASCII comparison helpers. */
 int ascii_casecmp(const char *a, const char *b);

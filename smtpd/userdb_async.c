@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,15 +77,11 @@ userdb_async_new(struct event_base *base, const char *socket_path, long long tim
 	return client;
 }
 
-/* Hash USER (FNV-1a) to a slot of the cache. */
+/* Return the slot of the cache for USER. */
 static size_t
 cache_slot(const char *user)
 {
-	uint32_t hash = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++)
-		hash = (hash ^ *p) * 16777619u;
-	return hash % USERDB_CACHE_SLOTS;
+	return hash_fnv1a(user) % USERDB_CACHE_SLOTS;
 }
 
 /* Return the cached result for USER: 1 found, 0 not found, -1 none. */

@@ -82,9 +82,9 @@ def test_forward_flag_ignored_from_user(make_mailhost):
 
 
 def test_forward_command_gets_no_root_connection(make_mailhost, system_users):  # noqa: F811
-    """A |command in ~/.forward runs as the user while the worker holds
+    """A |command in ~/.forward runs as the user while the worker keeps
     the connection it made to queued as root. The command must not get
-    it: it could submit as root with it."""
+    that connection, because it could submit mail as root through it."""
     host = make_mailhost(smtpd_filter="yes", local_filter="yes", filterd_checks="authres",
                          authserv_id=AUTHSERV_ID)
     host.start("filterd")
@@ -141,7 +141,7 @@ def can_list_fds(uid, gid, pid):
 
 
 def test_mailbox_worker_not_open_to_its_user(make_mailhost, system_users):  # noqa: F811
-    """A mailbox worker runs as the user but holds a connection to authd's
+    """A mailbox worker runs as the user but keeps a connection to authd's
     userdb that it made as root. With fs.suid_dumpable 1 the kernel would
     leave it open to the user's ptrace and /proc/PID/fd."""
     setting = Path("/proc/sys/fs/suid_dumpable")

@@ -116,7 +116,7 @@ def commit_then_rewrite_mapping(hold, socket_path):
 
 def commit_then_rewrite_pinned(hold, socket_path, helper):
     """Pin the pages of the file from NEW-OK with HELPER (pin_pages.c),
-    which then holds no open file of it, commit CLEAN, and let the helper
+    which then has no open file of it, commit CLEAN, and let the helper
     write INFECTED into the pinned pages. Return the queue id, the COMMIT
     reply type and the helper's last line."""
     client = QueueClient(socket_path)
@@ -157,26 +157,11 @@ def spool_data(spool, queue_id):
     return found[0].read_bytes()
 
 
-def test_write_after_commit_changes_nothing(host):
-    queue_id, reply_type = run_as_nobody(commit_then_rewrite, host.settings["queued_socket"])
-
-    assert reply_type == "COMMIT-OK", host.log()
-    assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)
-    assert spool_data(host.dir / "spool", queue_id) == CLEAN
-
-
-def test_child_write_after_commit_changes_nothing(host):
-    queue_id, reply_type = run_as_nobody(commit_then_rewrite_in_child,
-                                         host.settings["queued_socket"])
-
-    assert reply_type == "COMMIT-OK", host.log()
-    assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)
-    assert spool_data(host.dir / "spool", queue_id) == CLEAN
-
-
-def test_mapping_write_after_commit_changes_nothing(host):
-    queue_id, reply_type = run_as_nobody(commit_then_rewrite_mapping,
-                                         host.settings["queued_socket"])
+@pytest.mark.parametrize("rewrite", [commit_then_rewrite, commit_then_rewrite_in_child,
+                                     commit_then_rewrite_mapping],
+                         ids=["descriptor", "child", "mapping"])
+def test_write_after_commit_changes_nothing(host, rewrite):
+    queue_id, reply_type = run_as_nobody(rewrite, host.settings["queued_socket"])
 
     assert reply_type == "COMMIT-OK", host.log()
     assert host.wait_for_log(r"%s: filterd action=accept" % queue_id)

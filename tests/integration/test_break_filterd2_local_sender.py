@@ -9,9 +9,9 @@ account, such as a web application's, can then send mail that carries
 a valid DKIM signature of the domain in the name of another user.
 
 Fixed: filterd signs the mail of a login only when the login owns
-every From: address, by the rules smtpd applies after AUTH, and every
-other address-like text in the From: fields, because mail readers
-disagree on which address of an odd field is the author.
+every From: address, by the rules smtpd applies after AUTH. The same
+applies to every other address-like text in the From: fields, because
+mail readers disagree on which address of an odd field is the author.
 """
 
 import os
@@ -103,6 +103,6 @@ def test_ambiguous_from_not_signed(make_mailhost, zone, keys, records):  # noqa:
     assert len(stored) == 1 + len(AMBIGUOUS_FROM), host.log()
     assert len(signed) == 1, host.log()
     assert b"Subject: own address" in signed[0]
-    refusals = re.findall(r"filterd\[\d+\]: \w+: .*dkim_sign=none \(From: demo@example.test "
+    unsigned = re.findall(r"filterd\[\d+\]: \w+: .*dkim_sign=none \(From: demo@example.test "
                           r"not owned by nobody\)", host.log())
-    assert len(refusals) == len(AMBIGUOUS_FROM), host.log()
+    assert len(unsigned) == len(AMBIGUOUS_FROM), host.log()

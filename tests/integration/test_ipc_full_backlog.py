@@ -32,35 +32,14 @@ def fill_backlog(path):
     return sockets
 
 
-def test_full_filterd_backlog_tempfails(make_mailhost):
-    host = make_mailhost(**FILTER_SETTINGS)
-    host.start("filterd")
-    filterd = host.procs["filterd"]
-    filterd.send_signal(signal.SIGSTOP)
+def transaction_with_full_backlog(host, daemon, socket_setting):
+    """Stop DAEMON, fill the backlog of its socket SOCKET_SETTING, and
+    start an SMTP transaction up to the first reply that is not 250.
+    Return the number of connections the backlog took and that reply."""
+    process = host.procs[daemon]
+    process.send_signal(signal.SIGSTOP)
     try:
-        held = fill_backlog(host.settings["filterd_socket"])
-        client = host.smtp()
-        client.ehlo("client.example.test")
-        code, text = client.docmd("MAIL FROM:<sender@example.org>")
-        client.close()
-    finally:
-        filterd.send_signal(signal.SIGCONT)
-    for sock in held:
-        sock.close()
-
-    assert len(held) < BACKLOG_FILL
-    assert code == 451, text
-    assert text.startswith(b"4.7.0 "), text
-    assert host.wait_for_log(r"filterd unavailable: cannot connect to .*: "
-                             r"Resource temporarily unavailable")
-
-
-def test_full_queued_backlog_tempfails(make_mailhost):
-    host = make_mailhost()
-    queued = host.procs["queued"]
-    queued.send_signal(signal.SIGSTOP)
-    try:
-        held = fill_backlog(host.settings["queued_socket"])
+        backlog_sockets = fill_backlog(host.settings[socket_setting])
         client = host.smtp()
         client.ehlo("client.example.test")
         code, text = client.docmd("MAIL FROM:<sender@example.org>")
@@ -69,10 +48,30 @@ def test_full_queued_backlog_tempfails(make_mailhost):
             code, text = client.docmd("DATA")
         client.close()
     finally:
-        queued.send_signal(signal.SIGCONT)
-    for sock in held:
+        process.send_signal(signal.SIGCONT)
+    for sock in backlog_sockets:
         sock.close()
+    return len(backlog_sockets), code, text
 
-    assert len(held) < BACKLOG_FILL
+
+def test_full_filterd_backlog_tempfails(make_mailhost):
+    host = make_mailhost(**FILTER_SETTINGS)
+    host.start("filterd")
+
+    taken, code, text = transaction_with_full_backlog(host, "filterd", "filterd_socket")
+
+    assert taken < BACKLOG_FILL
+    assert code == 451, text
+    assert text.startswith(b"4.7.0 "), text
+    assert host.wait_for_log(r"filterd unavailable: cannot connect to .*: "
+                             r"Resource temporarily unavailable")
+
+
+def test_full_queued_backlog_tempfails(make_mailhost):
+    host = make_mailhost()
+
+    taken, code, text = transaction_with_full_backlog(host, "queued", "queued_socket")
+
+    assert taken < BACKLOG_FILL
     assert code == 451, text
     assert host.wait_for_log(r"cannot connect to queued at .*: Resource temporarily unavailable")
