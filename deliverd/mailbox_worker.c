@@ -4,8 +4,9 @@
  * and fed DELIVER requests over its channel (see pool.c).
  *
  * It reads every request that has arrived, looks each user up in the
- * userdb, checks that the user still maps to its own uid and gid, and
- * writes the Maildir deliveries into tmp/. Then the whole batch shares
+ * userdb (keeping the results for deliverd_userdb_cache_time, as the
+ * sessions do), checks that the user still maps to its own uid and gid,
+ * and writes the Maildir deliveries into tmp/. Then the whole batch shares
  * one barrier for the files and one for the renames into new/, and a
  * RESULT goes back for each request. While requests keep coming, the
  * second barrier of a batch is the first of the next (run_batch).
@@ -28,6 +29,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "userdb.h"
+#include "userdb_cache.h"
 #include "util.h"
 
 #define BATCH_MAX 64
@@ -63,6 +65,7 @@ struct mailbox_worker {
 	int userdb_lost;	/* cannot reconnect as this uid: stop after the batch */
 	int closed;		/* the master closed the channel */
 	struct userdb_client *userdb;
+	struct userdb_cache *users;	/* results of userdb, for deliverd_userdb_cache_time */
 	struct mailbox_batch batches[2];
 	struct mailbox_batch *renamed;	/* in new/, waiting for the second
 					 * barrier and its results, or NULL */
@@ -116,8 +119,8 @@ can_deliver(const struct mailbox_worker *w, const struct userdb_entry *user, cha
 
 /* Look up the user of job I, or reuse the entry an earlier job of the
  * same batch found for the same user. The batch was read at one moment,
- * so one lookup serves all of its deliveries to that user. Returns as
- * userdb_lookup does. */
+ * so one lookup serves all of its deliveries to that user, even with the
+ * cache off. Returns as userdb_lookup does. */
 static int
 lookup_user(struct mailbox_worker *w, struct mailbox_batch *b, size_t i, char *err,
     size_t errsize)
@@ -134,8 +137,8 @@ lookup_user(struct mailbox_worker *w, struct mailbox_batch *b, size_t i, char *e
 			return 1;
 		}
 	}
-	found = userdb_lookup(w->userdb, job->request.user, "lmtp", USERDB_TIMEOUT_MS, &job->user,
-	    err, errsize);
+	found = userdb_cache_lookup(w->users, w->userdb, job->request.user, "lmtp",
+	    USERDB_TIMEOUT_MS, &job->user, err, errsize);
 	job->user_found = found == 1;
 	return found;
 }
@@ -290,6 +293,7 @@ mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *user
 	w->gid = gid;
 	w->use_syncfs = strcmp(config_string("maildir_sync_method"), "syncfs") == 0;
 	w->userdb = userdb;
+	w->users = userdb_cache_new(config_time("deliverd_userdb_cache_time"));
 
 	/* Without a batch in new/, wait for requests. With one, take only the
 	 * requests already there, or finish that batch if there are none. */
@@ -305,6 +309,7 @@ mailbox_worker_run(int channel, uid_t uid, gid_t gid, struct userdb_client *user
 	}
 	finish_renamed(w);
 
+	userdb_cache_free(w->users);
 	userdb_client_free(w->userdb);
 	free(w);
 }

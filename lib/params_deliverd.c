@@ -43,7 +43,7 @@ const struct config_param config_params_deliverd[] = {
 	  "how Maildir deliveries reach the disk: syncfs (one barrier for the file system per batch of deliveries made together) or fsync (each file and each new/ folder)",
 	  "syncfs fsync", NULL },
 	{ "deliverd_userdb_cache_time", CONFIG_TIME, "30s", 0, 3600,
-	  "how long an LMTP session keeps the result of a recipient lookup in authd's userdb (the entry, or not found) before it asks again, in seconds; a user added, removed or moved is seen by delivery after at most this time; 0 asks every time", NULL, NULL },
+	  "how long an LMTP session or a mailbox worker keeps the result of a recipient lookup in authd's userdb (the entry, or not found) before it asks again, in seconds; a user added, removed or moved is seen by delivery after at most this time; 0 asks every time", NULL, NULL },
 	{ "deliverd_max_sessions", CONFIG_INT, "100", 1, 10000,
 	  "maximum number of LMTP connections served at once; later connections wait in the listen backlog", NULL, NULL },
 	{ "deliverd_timeout", CONFIG_TIME, "300s", 1, 24 * 3600,

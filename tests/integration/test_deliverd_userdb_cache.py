@@ -1,7 +1,7 @@
-"""deliverd's LMTP sessions keep the results of their
+"""deliverd's LMTP sessions and mailbox workers keep the results of their
 userdb lookups for deliverd_userdb_cache_time: a user seen once needs no
 new lookup, a result expires, a failed lookup is not kept, and 0 turns the
-cache off. Stopping authd shows which RCPT sent a lookup."""
+cache off. Stopping authd shows which RCPT or delivery sent a lookup."""
 
 import signal
 import smtplib
@@ -78,6 +78,29 @@ def test_unknown_user_kept_until_expiry(make_mailhost):
     time.sleep(2.2)
     assert rcpt(client, "carol@example.test") == (250, b"2.1.5")
     client.quit()
+
+
+def send_data(client, subject):
+    assert client.docmd("DATA")[0] == 354
+    client.send(b"Subject: %s\r\n\r\nbody\r\n.\r\n" % subject)
+    return client.getreply()
+
+
+def test_mailbox_worker_keeps_results(make_mailhost):
+    host = make_mailhost()
+    client = lmtp_session(host)
+    assert rcpt(client, "demo@example.test") == (250, b"2.1.5")
+    assert send_data(client, b"first")[0] == 250
+
+    # The session and the mailbox worker of demo's owner both looked demo
+    # up; neither needs authd for the second message.
+    host.stop("authd")
+    assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
+    assert rcpt(client, "demo@example.test") == (250, b"2.1.5")
+    code, text = send_data(client, b"second")
+    assert (code, text[:5]) == (250, b"2.0.0")
+    client.quit()
+    assert len(host.messages("demo@example.test")) == 2
 
 
 def test_cached_user_still_delivered(make_mailhost):
