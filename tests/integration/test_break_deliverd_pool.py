@@ -100,7 +100,9 @@ def test_waiting_request_gets_idle_workers_slot(make_mailhost):
     # bob's delivery must get its slot, not wait for the idle timeout.
     if os.geteuid() != 0:
         pytest.skip("needs root for a second uid")
-    host = make_mailhost(start=False, deliverd_max_processes="1")
+    # Without the userdb cache, the worker's lookup for demo waits.
+    host = make_mailhost(start=False, deliverd_max_processes="1",
+                         deliverd_userdb_cache_time="0")
     give_bob_own_uid(host)
     vmail = pwd.getpwnam("_estafeta-vmail")
     home = host.dir / "mail" / "demo"
