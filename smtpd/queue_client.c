@@ -39,8 +39,11 @@ queue_client_fail(struct session *s, const char *error)
 	s->queue_request = QUEUE_IDLE;
 	if (request == QUEUE_COMMIT)
 		data_commit_done(s, error);
-	else if (request == QUEUE_NEW_AHEAD)
+	else if (request == QUEUE_NEW_AHEAD) {
+		/* Lost with the connection: no reply will give its slot back. */
+		s->server->ahead_files--;
 		log_debug("no spool file ahead: %s", error);
+	}
 	else if (request == QUEUE_READER)
 		data_reader_ready(s, -1, error);
 	else if (request != QUEUE_IDLE)
