@@ -32,15 +32,16 @@ FIGURES = ("delivered_per_s", "latency_p50_ms", "latency_p99_ms", "machine_cpu_s
 
 
 def parse_variant(text):
-    """LABEL=BINDIR[:NAME=VALUE,...] into (label, bin directory, settings)."""
+    """Split LABEL=BINDIR[:NAME=VALUE,...] into (label, bin directory, settings)."""
     label, sep, rest = text.partition("=")
     if not sep or not label or not rest:
-        raise argparse.ArgumentTypeError("expected LABEL=BINDIR[:NAME=VALUE,...], got %r" % text)
+        raise argparse.ArgumentTypeError("invalid variant %r: expected LABEL=BINDIR[:NAME=VALUE,...]"
+                                         % text)
     bindir, _, options = rest.partition(":")
     settings = [option for option in options.split(",") if option]
     for setting in settings:
         if "=" not in setting:
-            raise argparse.ArgumentTypeError("expected NAME=VALUE, got %r" % setting)
+            raise argparse.ArgumentTypeError("invalid setting %r: expected NAME=VALUE" % setting)
     return label, str(Path(bindir).resolve()), settings
 
 
@@ -74,7 +75,8 @@ def run_once(workload, label, bindir, settings, index, pause):
     completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True,
                                timeout=900)
     if completed.returncode != 0 or not results.exists():
-        print("%s: run %d failed:\n%s" % (label, index, completed.stdout[-2000:]), file=sys.stderr)
+        print("%s: run %d failed; the end of its output:\n%s" % (label, index, completed.stdout[-2000:]),
+              file=sys.stderr)
         return None
     runs = [run for run in json.loads(results.read_text())["runs"] if "delivered_per_s" in run]
     if not runs or runs[0].get("errors"):

@@ -50,9 +50,10 @@ set_socket_group(const char *path)
 		fatal("cannot give %s to group %u", path, (unsigned)gid);
 }
 
-/* Serve root, filterd's own uid, and the uids of smtpd_user and
- * queue_user: the socket's default mode lets every local user connect,
- * so that queued needs no group that also opens other daemons' sockets. */
+/* Serve root, the uid filterd was started as, and the uids of smtpd_user,
+ * queue_user and filter_user. The socket's default mode lets every local
+ * user connect, so that queued needs no group that also opens other
+ * daemons' sockets. */
 static void
 allow_clients(void)
 {

@@ -16,8 +16,8 @@ struct ipc_msg;
 struct submit *submit_begin(const char *socket_path, char *err, size_t errsize);
 
 /* Ask for a new queue file on SOCK, a connection to queued_socket made
- * earlier (queued identifies the client by the credentials it
- * connected with). Takes SOCK, which is closed with the submission. NULL with ERR
+ * earlier: queued identifies the client by the credentials it connected
+ * with. Takes SOCK, which is closed with the submission. NULL with ERR
  * filled on failure. */
 struct submit *submit_begin_socket(int sock, char *err, size_t errsize);
 

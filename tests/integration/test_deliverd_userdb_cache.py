@@ -8,6 +8,7 @@ import smtplib
 import time
 
 from conftest import VIRTUAL_USERS
+from test_deliverd_lmtp import send_data
 
 
 def lmtp_session(host):
@@ -80,25 +81,22 @@ def test_unknown_user_kept_until_expiry(make_mailhost):
     client.quit()
 
 
-def send_data(client, subject):
-    assert client.docmd("DATA")[0] == 354
-    client.send(b"Subject: %s\r\n\r\nbody\r\n.\r\n" % subject)
-    return client.getreply()
-
-
 def test_mailbox_worker_keeps_results(make_mailhost):
     host = make_mailhost()
     client = lmtp_session(host)
     assert rcpt(client, "demo@example.test") == (250, b"2.1.5")
-    assert send_data(client, b"first")[0] == 250
+    assert send_data(client, b"Subject: first\r\n\r\nbody\r\n")[0] == 354
+    assert client.getreply()[0] == 250
 
     # The session and the mailbox worker of demo's owner both looked demo
     # up; neither needs authd for the second message.
     host.stop("authd")
     assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
     assert rcpt(client, "demo@example.test") == (250, b"2.1.5")
-    code, text = send_data(client, b"second")
-    assert (code, text[:5]) == (250, b"2.0.0")
+    assert send_data(client, b"Subject: second\r\n\r\nbody\r\n")[0] == 354
+    code, text = client.getreply()
+    assert code == 250
+    assert text[:5] == b"2.0.0"
     client.quit()
     assert len(host.messages("demo@example.test")) == 2
 
