@@ -225,13 +225,13 @@ int maildir_write(const struct message *msg, const char *root, const char *folde
 /* Finish COUNT files that maildir_write wrote (entries with fd -1 are
  * skipped, their RESULTS untouched): a barrier for the files, the
  * renames into new/, a barrier for the directories. USE_SYNCFS: one
- * syncfs per barrier for a batch of two or more small files, else fsync
+ * syncfs per barrier for a batch of 32 or more small files, else fsync
  * of each file and each new/. Fills RESULTS. */
 void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,
     int use_syncfs);
 
 /* The steps of maildir_commit, for a caller that overlaps batches.
- * maildir_syncfs_suits: whether COUNT files share a syncfs barrier (two
+ * maildir_syncfs_suits: whether COUNT files share a syncfs barrier (32
  * or more, none large). maildir_set_results: the success results of the
  * files written. Then the first barrier (fsync of each file, or
  * syncfs), the renames into new/, and the second barrier, which also

@@ -1,10 +1,10 @@
 /*
  * Maildir delivery: write into tmp/, fsync, rename into new/, fsync new/
  * (the procedure of the Maildir specification, file names as Dovecot
- * writes them so that its size field saves a stat). A batch of files
- * shares each barrier: one syncfs for all the files, then one for all
- * the renames. A mailbox worker with batch after batch lets one syncfs
- * serve as the first barrier of a batch and the second of the one
+ * writes them so that its size field saves a stat). A large batch of
+ * files shares each barrier: one syncfs for all the files, then one for
+ * all the renames. A mailbox worker with batch after batch lets one
+ * syncfs serve as the first barrier of a batch and the second of the one
  * before (maildir_barrier).
  */
 #include <errno.h>
@@ -23,6 +23,11 @@
 
 /* Batches with a file larger than this sync file by file. */
 #define MAILDIR_SYNCFS_MAX (256 * 1024)
+
+/* Batches with fewer files sync file by file too: syncfs writes back
+ * everything dirty on the file system, queued's spool included, and for
+ * a few files that takes longer than an fsync of each file and folder. */
+#define MAILDIR_SYNCFS_MIN_FILES 32
 
 /* Deliveries made by this process, the Q part of the unique name. */
 static unsigned maildir_delivery_count;
@@ -342,7 +347,7 @@ has_large_file(const struct maildir_file *files, size_t count)
 int
 maildir_syncfs_suits(const struct maildir_file *files, size_t count)
 {
-	return count > 1 && !has_large_file(files, count);
+	return count >= MAILDIR_SYNCFS_MIN_FILES && !has_large_file(files, count);
 }
 
 void

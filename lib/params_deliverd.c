@@ -40,7 +40,7 @@ const struct config_param config_params_deliverd[] = {
 	{ "deliverd_user_processes", CONFIG_INT, "2", 1, 1000,
 	  "maximum long-lived mailbox delivery processes for one mailbox owner (one uid, or one system user); each serves many deliveries", NULL, NULL },
 	{ "maildir_sync_method", CONFIG_STRING, "syncfs", 0, 0,
-	  "how Maildir deliveries reach the disk: syncfs (one barrier for the file system per batch of deliveries made together) or fsync (each file and each new/ folder)",
+	  "how Maildir deliveries reach the disk: syncfs (one barrier for the file system per batch of 32 or more deliveries made together, fsync for smaller batches) or fsync (each file and each new/ folder)",
 	  "syncfs fsync", NULL },
 	{ "deliverd_userdb_cache_time", CONFIG_TIME, "30s", 0, 3600,
 	  "how long an LMTP session or a mailbox worker keeps the result of a recipient lookup in authd's userdb (the entry, or not found) before it asks again, in seconds; a user added, removed or moved is seen by delivery after at most this time; 0 asks every time", NULL, NULL },

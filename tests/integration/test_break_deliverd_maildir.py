@@ -1,6 +1,8 @@
-"""Barriers of a mailbox worker's batch, watched with strace. A batch
-whose Maildirs are on two file systems must sync both of them, and a
-barrier shared by two batches must come before the first one's results."""
+"""Barriers of a mailbox worker's batch, watched with strace. A small
+batch syncs each file and folder, and a batch of many files shares one
+syncfs per barrier. Such a batch with Maildirs on two file systems must
+sync both of them, and a barrier shared by two batches must come before
+the first one's results."""
 
 import os
 import pwd
@@ -13,10 +15,15 @@ import time
 
 import pytest
 
+from conftest import VIRTUAL_USERS
 from test_deliverd_lmtp import lmtp, send_data
 from test_deliverd_pool import deliver, delivering_pids
 
 SYSCALL = re.compile(r'^(\w+)\((.*)\)\s+= (-?\d+)')
+
+# deliverd gives a batch one syncfs per barrier from this many files on.
+SYNCFS_MIN_FILES = 32
+FAN_OUT = ["fan%02d@example.test" % i for i in range(SYNCFS_MIN_FILES)]
 
 
 def barriers_before_and_after_rename(trace, tmp_prefix, device):
@@ -44,60 +51,128 @@ def barriers_before_and_after_rename(trace, tmp_prefix, device):
     return (before, after) if renamed else None
 
 
-def test_batch_on_two_file_systems_syncs_both(make_mailhost):
-    # alice's Maildir is on tmpfs, demo's on the file system of the host
-    # directory. Their deliveries share one batch with alice's first, and
-    # syncfs on alice's file must not stand in for demo's barriers.
+def skip_unless_traceable():
     if os.geteuid() != 0:
         pytest.skip("needs root to trace the mailbox worker")
-    if shutil.which("strace") is None or not os.path.isdir("/dev/shm"):
-        pytest.skip("needs strace and a tmpfs at /dev/shm")
-    host = make_mailhost(start=False)
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+
+
+def fan_out_host(make_mailhost, homes=None):
+    """Start a host whose virtual users of FAN_OUT and demo have homes and
+    Maildirs, so that one mailbox worker delivers to all of them and
+    creates no folder. HOMES maps an address to a home elsewhere, which
+    the caller created. Returns the host and the worker's pid."""
+    host = make_mailhost(start=False, deliverd_user_processes=1)
+    host.write_users(dict(VIRTUAL_USERS, **{address: "fan-secret" for address in FAN_OUT}))
+    vmail = pwd.getpwnam("_estafeta-vmail")
+    for address in FAN_OUT + ["demo@example.test"]:
+        home = host.dir / "mail" / address.split("@")[0]
+        for folder in (home, home / "Maildir", home / "Maildir" / "cur",
+                       home / "Maildir" / "new", home / "Maildir" / "tmp"):
+            folder.mkdir(parents=True)
+            os.chown(folder, vmail.pw_uid, vmail.pw_gid)
+    users = host.dir / "etc" / "passwd-file"
+    for address, home in (homes or {}).items():
+        default = str(host.dir / "mail" / address.split("@")[0])
+        users.write_text(users.read_text().replace(default + ":", home + ":"))
+    host.newaliases()
+    host.start()
+    deliver(host, "demo@example.test", 1)
+    return host, delivering_pids(host, "demo@example.test")[0]
+
+
+def open_transaction(host, rcpts):
+    """Return an LMTP client that has sent MAIL and a RCPT for each of RCPTS."""
+    client = lmtp(host)
+    assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
+    for rcpt in rcpts:
+        assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
+    return client
+
+
+def finish_transaction(client, count):
+    """Return the codes of the COUNT replies after the message, and close the session."""
+    codes = [client.getreply()[0] for _ in range(count)]
+    client.quit()
+    return codes
+
+
+def trace_one_batch(host, worker, rcpts):
+    """Deliver one message to RCPTS, which the stopped WORKER reads as one
+    batch. Returns strace's output of its file calls."""
+    client = open_transaction(host, rcpts)
+    tracer = subprocess.Popen(
+        ["strace", "-qq", "-p", str(worker), "-e", "trace=openat,rename,fsync,syncfs"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        assert send_data(client, b"Subject: batch\r\n\r\nbody\r\n")[0] == 354
+        time.sleep(0.5)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    codes = finish_transaction(client, len(rcpts))
+    tracer.send_signal(signal.SIGINT)
+    _, trace = tracer.communicate(timeout=10)
+    assert codes == [250] * len(rcpts), trace
+    return trace
+
+
+def call_names(trace):
+    return [match.group(1) for match in map(SYSCALL.match, trace.splitlines()) if match]
+
+
+def test_small_batch_fsyncs_each_file(make_mailhost):
+    skip_unless_traceable()
+    host, worker = fan_out_host(make_mailhost)
+
+    trace = trace_one_batch(host, worker, FAN_OUT[:2])
+
+    names = call_names(trace)
+    assert names.count("syncfs") == 0, trace
+    # Two files, then the two new/ folders they were renamed into.
+    assert names.count("fsync") == 4, trace
+    assert names.count("rename") == 2, trace
+
+
+def test_large_batch_shares_syncfs(make_mailhost):
+    skip_unless_traceable()
+    host, worker = fan_out_host(make_mailhost)
+
+    trace = trace_one_batch(host, worker, FAN_OUT)
+
+    names = call_names(trace)
+    # One barrier for the files, one for the folders.
+    assert names.count("syncfs") == 2, trace
+    assert names.count("fsync") == 0, trace
+    assert names.count("rename") == SYNCFS_MIN_FILES, trace
+    for address in FAN_OUT:
+        assert len(host.messages(address)) == 1, address
+
+
+def test_batch_on_two_file_systems_syncs_both(make_mailhost):
+    # alice's Maildir is on tmpfs, the others' on the file system of the
+    # host directory. Their deliveries share one batch with alice's
+    # first, and syncfs on alice's file must not stand in for the
+    # others' barriers.
+    skip_unless_traceable()
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("needs a tmpfs at /dev/shm")
     shm = tempfile.mkdtemp(prefix="estafeta-test-", dir="/dev/shm")
     try:
-        if os.stat(shm).st_dev == os.stat(host.dir).st_dev:
-            pytest.skip("/dev/shm is on the file system of the host directory")
         os.chmod(shm, 0o755)
         vmail = pwd.getpwnam("_estafeta-vmail")
-        users = host.dir / "etc" / "passwd-file"
-        users.write_text(users.read_text().replace(str(host.dir / "mail" / "alice"),
-                                                   shm + "/alice"))
-        demo_home = host.dir / "mail" / "demo"
-        for home in (shm + "/alice", str(demo_home)):
-            os.mkdir(home)
-            os.chown(home, vmail.pw_uid, vmail.pw_gid)
-        host.start()
-        deliver(host, "demo@example.test", 1)
-        worker = delivering_pids(host, "demo@example.test")[0]
+        os.mkdir(shm + "/alice")
+        os.chown(shm + "/alice", vmail.pw_uid, vmail.pw_gid)
+        host, worker = fan_out_host(make_mailhost, {"alice@example.test": shm + "/alice"})
+        if os.stat(shm).st_dev == os.stat(host.dir).st_dev:
+            pytest.skip("/dev/shm is on the file system of the host directory")
 
-        clients = []
-        for rcpt in ("alice@example.test", "demo@example.test"):
-            client = lmtp(host)
-            assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
-            assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
-            clients.append(client)
-        tracer = subprocess.Popen(
-            ["strace", "-qq", "-p", str(worker), "-e", "trace=openat,rename,fsync,syncfs"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)
+        trace = trace_one_batch(host, worker, ["alice@example.test"] + FAN_OUT[:-1])
 
-        # Both requests wait on the channel of the stopped worker, so it
-        # reads them as one batch.
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            for client in clients:
-                assert send_data(client, b"Subject: batch\r\n\r\nbody\r\n")[0] == 354
-                time.sleep(0.2)
-        finally:
-            os.kill(worker, signal.SIGCONT)
-        for client in clients:
-            assert client.getreply()[0] == 250
-            client.quit()
-        tracer.send_signal(signal.SIGINT)
-        _, trace = tracer.communicate(timeout=10)
-
-        demo_tmp = str(demo_home / "Maildir" / "tmp") + "/"
-        counts = barriers_before_and_after_rename(trace, demo_tmp, os.stat(host.dir).st_dev)
+        last_tmp = str(host.maildir(FAN_OUT[-2]) / "tmp") + "/"
+        counts = barriers_before_and_after_rename(trace, last_tmp, os.stat(host.dir).st_dev)
     finally:
         shutil.rmtree(shm, ignore_errors=True)
 
@@ -105,13 +180,7 @@ def test_batch_on_two_file_systems_syncs_both(make_mailhost):
     before, after = counts
     assert before >= 1, trace
     assert after >= 1, trace
-
-
-def client_before_data(host, rcpt):
-    client = lmtp(host)
-    assert client.docmd("MAIL FROM:<sender@example.org>")[0] == 250
-    assert client.docmd("RCPT TO:<%s>" % rcpt)[0] == 250
-    return client
+    assert call_names(trace).count("fsync") == 0, trace
 
 
 def traced_calls(trace):
@@ -125,48 +194,38 @@ def traced_calls(trace):
 
 
 def test_shared_barrier_precedes_results(make_mailhost):
-    # Two batches of two deliveries. The second batch reaches the worker
-    # while it renames the first (strace slows each rename), so one
-    # syncfs serves as the first batch's folder barrier and the second
-    # batch's file barrier. No result may leave before a barrier that
-    # follows the renames it reports.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to trace the mailbox worker")
-    if shutil.which("strace") is None:
-        pytest.skip("needs strace")
-    host = make_mailhost()
-    # The first delivery creates the home in a one-shot worker; the
-    # second starts the mailbox worker.
-    deliver(host, "demo@example.test", 2)
-    worker = [pid for pid in delivering_pids(host, "demo@example.test")
-              if os.path.exists("/proc/%d" % pid)][0]
+    # Two batches of SYNCFS_MIN_FILES deliveries. The second batch
+    # reaches the worker while it renames the first (strace slows each
+    # rename), so one syncfs serves as the first batch's folder barrier
+    # and the second batch's file barrier. No result may leave before a
+    # barrier that follows the renames it reports.
+    skip_unless_traceable()
+    host, worker = fan_out_host(make_mailhost)
 
-    first = [client_before_data(host, "demo@example.test") for _ in range(2)]
-    second = [client_before_data(host, "demo@example.test") for _ in range(2)]
+    first = open_transaction(host, FAN_OUT)
+    second = open_transaction(host, FAN_OUT)
     os.kill(worker, signal.SIGSTOP)
     tracer = subprocess.Popen(
         ["strace", "-qq", "-p", str(worker),
          "-e", "trace=openat,rename,fsync,syncfs,sendmsg",
-         "-e", "inject=rename:delay_exit=400000"],
+         "-e", "inject=rename:delay_exit=30000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
-        for client in first:
-            assert send_data(client, b"Subject: first\r\n\r\nbody\r\n")[0] == 354
-        time.sleep(0.3)
+        assert send_data(first, b"Subject: first\r\n\r\nbody\r\n")[0] == 354
+        time.sleep(0.5)
     finally:
         os.kill(worker, signal.SIGCONT)
     # The worker now writes, syncs and renames the first batch.
     time.sleep(0.2)
-    for client in second:
-        assert send_data(client, b"Subject: second\r\n\r\nbody\r\n")[0] == 354
-    for client in first + second:
-        assert client.getreply()[0] == 250
-        client.quit()
+    assert send_data(second, b"Subject: second\r\n\r\nbody\r\n")[0] == 354
+    assert finish_transaction(first, len(FAN_OUT)) == [250] * len(FAN_OUT)
+    assert finish_transaction(second, len(FAN_OUT)) == [250] * len(FAN_OUT)
     tracer.send_signal(signal.SIGINT)
     _, trace = tracer.communicate(timeout=10)
 
-    assert len(host.messages("demo@example.test")) == 6
+    for address in FAN_OUT:
+        assert len(host.messages(address)) == 2, address
     events = traced_calls(trace)
     renamed = created = 0
     shared = False
