@@ -109,7 +109,8 @@ def trace_one_batch(host, worker, rcpts):
     os.kill(worker, signal.SIGSTOP)
     try:
         assert send_data(client, b"Subject: batch\r\n\r\nbody\r\n")[0] == 354
-        time.sleep(0.5)
+        # Time for the session to pass every request to the worker's channel.
+        time.sleep(1)
     finally:
         os.kill(worker, signal.SIGCONT)
     codes = finish_transaction(client, len(rcpts))
