@@ -37,19 +37,17 @@ queue_client_fail(struct session *s, const char *error)
 
 	queue_client_stop_timer(s);
 	s->queue_request = QUEUE_IDLE;
-
-	/* No reply will come for a NEW ahead, so its slot is given back here. */
-	if (request == QUEUE_NEW_AHEAD)
-		s->server->ahead_files--;
-
-	if (request == QUEUE_COMMIT)
+	if (request == QUEUE_COMMIT) {
 		data_commit_done(s, error);
-	else if (request == QUEUE_NEW_AHEAD)
+	} else if (request == QUEUE_NEW_AHEAD) {
+		/* No reply will come for it, so its slot is given back here. */
+		s->server->ahead_files--;
 		log_debug("no spool file ahead: %s", error);
-	else if (request == QUEUE_READER)
+	} else if (request == QUEUE_READER) {
 		data_reader_ready(s, -1, error);
-	else if (request != QUEUE_IDLE)
+	} else if (request != QUEUE_IDLE) {
 		data_queue_file_ready(s, request, -1, NULL, error);
+	}
 }
 
 static void

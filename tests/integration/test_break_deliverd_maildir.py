@@ -21,7 +21,7 @@ from test_deliverd_pool import deliver, delivering_pids
 
 SYSCALL = re.compile(r'^(\w+)\((.*)\)\s+= (-?\d+)')
 
-# deliverd gives a batch one syncfs per barrier from this many files on.
+# Batches of at least this many files share one syncfs per barrier in deliverd.
 SYNCFS_MIN_FILES = 32
 FAN_OUT = ["fan%02d@example.test" % i for i in range(SYNCFS_MIN_FILES)]
 
@@ -120,8 +120,19 @@ def trace_one_batch(host, worker, rcpts):
     return trace
 
 
+def traced_calls(trace):
+    """The worker's calls in order, as (name, argument text, result)."""
+    events = []
+    for line in trace.splitlines():
+        match = SYSCALL.match(line)
+        if match is not None:
+            events.append((match.group(1), match.group(2), int(match.group(3))))
+    return events
+
+
 def call_names(trace):
-    return [match.group(1) for match in map(SYSCALL.match, trace.splitlines()) if match]
+    """Return the names of the worker's calls in order."""
+    return [name for name, _, _ in traced_calls(trace)]
 
 
 def test_small_batch_fsyncs_each_file(make_mailhost):
@@ -182,16 +193,6 @@ def test_batch_on_two_file_systems_syncs_both(make_mailhost):
     assert before >= 1, trace
     assert after >= 1, trace
     assert call_names(trace).count("fsync") == 0, trace
-
-
-def traced_calls(trace):
-    """The worker's calls in order, as (name, argument text, result)."""
-    events = []
-    for line in trace.splitlines():
-        match = SYSCALL.match(line)
-        if match is not None:
-            events.append((match.group(1), match.group(2), int(match.group(3))))
-    return events
 
 
 def test_shared_barrier_precedes_results(make_mailhost):
