@@ -2,7 +2,8 @@
 batch syncs each file and folder, and a batch of many files shares one
 syncfs per barrier. Such a batch with Maildirs on two file systems must
 sync both of them, and a barrier shared by two batches must come before
-the first one's results."""
+the first one's results. Files are unnamed in tmp/ and linked into new/,
+or named and renamed where the file system refuses unnamed files."""
 
 import os
 import pwd
@@ -26,9 +27,30 @@ SYNCFS_MIN_FILES = 32
 FAN_OUT = ["fan%02d@example.test" % i for i in range(SYNCFS_MIN_FILES)]
 
 
-def barriers_before_and_after_rename(trace, tmp_prefix, device):
+# The calls that move a file into new/, and the calls traced in the worker.
+MOVES = ("rename", "linkat")
+TRACED = "trace=openat,rename,linkat,fsync,syncfs"
+
+
+def moved_to(name, args):
+    """The path in new/ that a rename or linkat call gives a file, or None."""
+    if name not in MOVES:
+        return None
+    return args.split('"')[3]
+
+
+def creates_mail_file(name, args):
+    """Whether an openat call makes a file in a Maildir's tmp/."""
+    if name != "openat":
+        return False
+    path = args.split('"')[1]
+    return ("O_TMPFILE" in args and path.endswith("/Maildir/tmp")) or \
+        ("O_CREAT" in args and "/Maildir/tmp/" in path)
+
+
+def barriers_before_and_after_move(trace, new_prefix, device):
     """Count the fsync and syncfs calls that reach DEVICE before and after
-    the rename of the file under TMP_PREFIX. None if it was not renamed."""
+    the file went into NEW_PREFIX. None if no file went there."""
     paths = {}
     before = after = 0
     renamed = False
@@ -39,7 +61,7 @@ def barriers_before_and_after_rename(trace, tmp_prefix, device):
         name, args, result = match.group(1), match.group(2), int(match.group(3))
         if name == "openat" and result >= 0:
             paths[result] = args.split('"')[1]
-        elif name == "rename" and args.startswith('"' + tmp_prefix):
+        elif (moved_to(name, args) or "").startswith(new_prefix):
             renamed = True
         elif name in ("fsync", "syncfs"):
             path = paths.get(int(args))
@@ -103,7 +125,7 @@ def trace_one_batch(host, worker, rcpts):
     batch. Returns strace's output of its file calls."""
     client = open_transaction(host, rcpts)
     tracer = subprocess.Popen(
-        ["strace", "-qq", "-p", str(worker), "-e", "trace=openat,rename,fsync,syncfs"],
+        ["strace", "-qq", "-p", str(worker), "-e", TRACED],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     os.kill(worker, signal.SIGSTOP)
@@ -143,9 +165,63 @@ def test_small_batch_fsyncs_each_file(make_mailhost):
 
     names = call_names(trace)
     assert names.count("syncfs") == 0, trace
-    # Two files, then the two new/ folders they were renamed into.
+    # Two files, then the two new/ folders they went into.
     assert names.count("fsync") == 4, trace
-    assert names.count("rename") == 2, trace
+    assert names.count("rename") + names.count("linkat") == 2, trace
+
+
+def skip_unless_unnamed_files(directory):
+    try:
+        os.close(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600))
+    except OSError:
+        pytest.skip("the file system of the host directory has no O_TMPFILE")
+
+
+def test_unnamed_file_linked_into_new(make_mailhost):
+    skip_unless_traceable()
+    host, worker = fan_out_host(make_mailhost)
+    skip_unless_unnamed_files(host.dir)
+
+    trace = trace_one_batch(host, worker, FAN_OUT[:2])
+
+    events = traced_calls(trace)
+    created = [args for name, args, _ in events if creates_mail_file(name, args)]
+    assert len(created) == 2, trace
+    assert all("O_TMPFILE" in args for args in created), trace
+    linked = [moved_to(name, args) for name, args, result in events
+              if name == "linkat" and result == 0]
+    assert sorted(os.path.dirname(path) for path in linked) == \
+        [str(host.maildir(address) / "new") for address in FAN_OUT[:2]], trace
+    assert "rename" not in call_names(trace), trace
+    for address in FAN_OUT[:2]:
+        assert len(host.messages(address)) == 1, address
+        assert list((host.maildir(address) / "tmp").iterdir()) == [], address
+
+
+def test_no_tmpfile_falls_back_to_rename(make_mailhost):
+    # strace makes every open of the recipient's tmp/ itself fail as on a
+    # file system without O_TMPFILE; the open of a named file inside it
+    # is not that path and goes through.
+    skip_unless_traceable()
+    host, worker = fan_out_host(make_mailhost)
+    tmp_dir = host.maildir(FAN_OUT[0]) / "tmp"
+    tracer = subprocess.Popen(
+        ["strace", "-qq", "-p", str(worker), "-P", str(tmp_dir), "-e", "trace=openat",
+         "-e", "inject=openat:error=EOPNOTSUPP"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+
+    client = open_transaction(host, FAN_OUT[:1])
+    assert send_data(client, b"Subject: named\r\n\r\nbody\r\n")[0] == 354
+    codes = finish_transaction(client, 1)
+    tracer.send_signal(signal.SIGINT)
+    _, trace = tracer.communicate(timeout=10)
+
+    assert codes == [250], trace
+    assert "O_TMPFILE" in trace, trace
+    assert "(INJECTED)" in trace, trace
+    assert len(host.messages(FAN_OUT[0])) == 1
+    assert list(tmp_dir.iterdir()) == []
 
 
 def test_large_batch_shares_syncfs(make_mailhost):
@@ -158,7 +234,7 @@ def test_large_batch_shares_syncfs(make_mailhost):
     # One barrier for the files, one for the folders.
     assert names.count("syncfs") == 2, trace
     assert names.count("fsync") == 0, trace
-    assert names.count("rename") == SYNCFS_MIN_FILES, trace
+    assert names.count("rename") + names.count("linkat") == SYNCFS_MIN_FILES, trace
     for address in FAN_OUT:
         assert len(host.messages(address)) == 1, address
 
@@ -183,8 +259,8 @@ def test_batch_on_two_file_systems_syncs_both(make_mailhost):
 
         trace = trace_one_batch(host, worker, ["alice@example.test"] + FAN_OUT[:-1])
 
-        last_tmp = str(host.maildir(FAN_OUT[-2]) / "tmp") + "/"
-        counts = barriers_before_and_after_rename(trace, last_tmp, os.stat(host.dir).st_dev)
+        last_new = str(host.maildir(FAN_OUT[-2]) / "new") + "/"
+        counts = barriers_before_and_after_move(trace, last_new, os.stat(host.dir).st_dev)
     finally:
         shutil.rmtree(shm, ignore_errors=True)
 
@@ -197,8 +273,8 @@ def test_batch_on_two_file_systems_syncs_both(make_mailhost):
 
 def test_shared_barrier_precedes_results(make_mailhost):
     # Two batches of SYNCFS_MIN_FILES deliveries. The second batch
-    # reaches the worker while it renames the first (strace slows each
-    # rename), so one syncfs serves as the first batch's folder barrier
+    # reaches the worker while it moves the first into new/ (strace slows
+    # each move), so one syncfs serves as the first batch's folder barrier
     # and the second batch's file barrier. No result may leave before a
     # barrier that follows the renames it reports.
     skip_unless_traceable()
@@ -209,8 +285,8 @@ def test_shared_barrier_precedes_results(make_mailhost):
     os.kill(worker, signal.SIGSTOP)
     tracer = subprocess.Popen(
         ["strace", "-qq", "-p", str(worker),
-         "-e", "trace=openat,rename,fsync,syncfs,sendmsg",
-         "-e", "inject=rename:delay_exit=30000"],
+         "-e", TRACED + ",sendmsg",
+         "-e", "inject=rename,linkat:delay_exit=30000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
@@ -218,7 +294,7 @@ def test_shared_barrier_precedes_results(make_mailhost):
         time.sleep(0.5)
     finally:
         os.kill(worker, signal.SIGCONT)
-    # The worker now writes, syncs and renames the first batch.
+    # The worker now writes, syncs and moves the first batch.
     time.sleep(0.2)
     assert send_data(second, b"Subject: second\r\n\r\nbody\r\n")[0] == 354
     assert finish_transaction(first, len(FAN_OUT)) == [250] * len(FAN_OUT)
@@ -232,9 +308,9 @@ def test_shared_barrier_precedes_results(make_mailhost):
     renamed = created = 0
     shared = False
     for name, args, result in events:
-        if name == "rename" and result == 0:
+        if name in MOVES and result == 0:
             renamed += 1
-        elif name == "openat" and "/tmp/" in args and "O_CREAT" in args and result >= 0:
+        elif creates_mail_file(name, args) and result >= 0:
             created += 1
         elif name in ("fsync", "syncfs"):
             shared = shared or (renamed > 0 and created > 0)
