@@ -5,10 +5,12 @@
  * its own.
  *
  * Workers are keyed by uid and gid, plus the user name for system users
- * (whose supplementary groups differ). A request goes to the worker of
- * its key with the fewest requests in flight. Another worker starts
- * while all of them have POOL_SPAWN_DEPTH or more, up to
- * deliverd_user_processes per key. The master keeps each request until
+ * (whose supplementary groups differ). A request goes to the first
+ * worker of its key with fewer than POOL_SPAWN_DEPTH requests in flight,
+ * so that deliveries gather in one worker's batches and share its
+ * barriers. Another worker starts while all of them have that many, up
+ * to deliverd_user_processes per key, and takes the overflow. At that
+ * limit a request goes to the worker with the fewest in flight. The master keeps each request until
  * its result arrives: a request that comes back with redo=yes, or that
  * was in flight when its worker died, goes to a one-shot worker.
  *
@@ -234,22 +236,31 @@ start_worker(uid_t uid, gid_t gid, const char *user)
 	return w;
 }
 
-/* The worker of the key to use, starting one if needed and allowed. */
+/*
+ * The worker of the key to use, starting one if needed and allowed.
+ * Spreading requests evenly would halve each worker's batches, and with
+ * them the deliveries that share a barrier, while the workers compete
+ * for the same directories.
+ */
 static struct pool_worker *
 choose_worker(uid_t uid, gid_t gid, const char *user)
 {
-	struct pool_worker *best = NULL;
+	struct pool_worker *first = NULL, *least = NULL;
 	long long count = 0;
 
 	for (struct pool_worker *w = pool_workers; w != NULL; w = w->next) {
 		if (!worker_usable(w) || !same_key(w, uid, gid, user))
 			continue;
 		count++;
-		if (best == NULL || w->in_flight < best->in_flight)
-			best = w;
+		if (first == NULL && w->in_flight < POOL_SPAWN_DEPTH)
+			first = w;
+		if (least == NULL || w->in_flight < least->in_flight)
+			least = w;
 	}
-	if (best != NULL && (best->in_flight < POOL_SPAWN_DEPTH || count >= per_key_max))
-		return best;
+	if (first != NULL)
+		return first;
+	if (least != NULL && count >= per_key_max)
+		return least;
 	if (master_free_slots() > 0) {
 		struct pool_worker *fresh = start_worker(uid, gid, user);
 
@@ -258,7 +269,7 @@ choose_worker(uid_t uid, gid_t gid, const char *user)
 	}
 	/* With no worker and no slot, the request goes to a one-shot worker,
 	 * and master_dispatch_oneshot frees a slot for it. */
-	return best;
+	return least;
 }
 
 /* A copy of the session's request with only the fields a mailbox

@@ -3,7 +3,9 @@ batch syncs each file and folder, and a batch of many files shares one
 syncfs per barrier. Such a batch with Maildirs on two file systems must
 sync both of them, and a barrier shared by two batches must come before
 the first one's results. Files are unnamed in tmp/ and linked into new/,
-or named and renamed where the file system refuses unnamed files."""
+or named and renamed where the file system refuses unnamed files. A
+second worker of the same owner takes only the overflow of the first, so
+that batches stay whole."""
 
 import os
 import pwd
@@ -80,12 +82,13 @@ def skip_unless_traceable():
         pytest.skip("needs strace")
 
 
-def fan_out_host(make_mailhost, homes=None):
+def fan_out_host(make_mailhost, homes=None, processes=1):
     """Start a host whose virtual users of FAN_OUT and demo have homes and
     Maildirs, so that one mailbox worker delivers to all of them and
     creates no folder. HOMES maps an address to a home elsewhere, which
-    the caller created. Returns the host and the worker's pid."""
-    host = make_mailhost(start=False, deliverd_user_processes=1)
+    the caller created. PROCESSES is deliverd_user_processes. Returns the
+    host and the pid of the worker that delivered to demo."""
+    host = make_mailhost(start=False, deliverd_user_processes=processes)
     host.write_users(dict(VIRTUAL_USERS, **{address: "fan-secret" for address in FAN_OUT}))
     vmail = pwd.getpwnam("_estafeta-vmail")
     for address in FAN_OUT + ["demo@example.test"]:
@@ -222,6 +225,32 @@ def test_no_tmpfile_falls_back_to_rename(make_mailhost):
     assert "(INJECTED)" in trace, trace
     assert len(host.messages(FAN_OUT[0])) == 1
     assert list(tmp_dir.iterdir()) == []
+
+
+def test_second_worker_takes_only_overflow(make_mailhost):
+    host, first = fan_out_host(make_mailhost, processes=2)
+
+    # Ten requests while the first worker is stopped: it holds eight, so
+    # a second worker starts for the rest.
+    client = open_transaction(host, FAN_OUT[:10])
+    os.kill(first, signal.SIGSTOP)
+    try:
+        assert send_data(client, b"Subject: overflow\r\n\r\nbody\r\n")[0] == 354
+        time.sleep(1)
+    finally:
+        os.kill(first, signal.SIGCONT)
+    assert finish_transaction(client, 10) == [250] * 10
+    overflow = {pid for address in FAN_OUT[:10] for pid in delivering_pids(host, address)}
+    assert len(overflow) == 2, overflow
+
+    # Both workers are idle now. Six requests at once stay below the
+    # depth, so they all go to one worker.
+    client = open_transaction(host, FAN_OUT[10:16])
+    assert send_data(client, b"Subject: together\r\n\r\nbody\r\n")[0] == 354
+    assert finish_transaction(client, 6) == [250] * 6
+    together = {pid for address in FAN_OUT[10:16] for pid in delivering_pids(host, address)}
+    assert len(together) == 1, together
+    assert together < overflow
 
 
 def test_large_batch_shares_syncfs(make_mailhost):
