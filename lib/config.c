@@ -33,14 +33,26 @@ static struct config_value *config_values;
 static size_t config_nvalues;
 static char config_loaded_path[PATH_MAX];
 
+/* The values sorted by parameter name, for bsearch, because daemons
+ * look parameters up for every message. */
+static struct config_value **config_by_name;
+
+static struct config_value *config_value_find(const char *name);
+
 const struct config_param *
 config_param_find(const char *name)
 {
-	for (size_t t = 0; config_tables[t] != NULL; t++)
-		for (const struct config_param *p = config_tables[t]; p->name != NULL; p++)
-			if (strcmp(p->name, name) == 0)
-				return p;
-	return NULL;
+	struct config_value *v = config_value_find(name);
+
+	return v != NULL ? v->param : NULL;
+}
+
+static int
+config_value_compare(const void *a, const void *b)
+{
+	const struct config_value *const *left = a, *const *right = b;
+
+	return strcmp((*left)->param->name, (*right)->param->name);
 }
 
 static void
@@ -57,16 +69,30 @@ config_values_init(void)
 	for (size_t t = 0; config_tables[t] != NULL; t++)
 		for (const struct config_param *p = config_tables[t]; p->name != NULL; p++)
 			config_values[config_nvalues++].param = p;
+
+	config_by_name = xcalloc(n, sizeof *config_by_name);
+	for (size_t i = 0; i < n; i++)
+		config_by_name[i] = &config_values[i];
+	qsort(config_by_name, n, sizeof *config_by_name, config_value_compare);
+}
+
+static int
+config_name_compare(const void *key, const void *element)
+{
+	const struct config_value *const *v = element;
+
+	return strcmp(key, (*v)->param->name);
 }
 
 static struct config_value *
 config_value_find(const char *name)
 {
+	struct config_value **found;
+
 	config_values_init();
-	for (size_t i = 0; i < config_nvalues; i++)
-		if (strcmp(config_values[i].param->name, name) == 0)
-			return &config_values[i];
-	return NULL;
+	found = bsearch(name, config_by_name, config_nvalues, sizeof *config_by_name,
+	    config_name_compare);
+	return found != NULL ? *found : NULL;
 }
 
 static int
