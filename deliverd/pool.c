@@ -10,9 +10,11 @@
  * so that deliveries gather in one worker's batches and share its
  * barriers. Another worker starts while all of them have that many, up
  * to deliverd_user_processes per key, and takes the overflow. At that
- * limit a request goes to the worker with the fewest in flight. The master keeps each request until
- * its result arrives: a request that comes back with redo=yes, or that
- * was in flight when its worker died, goes to a one-shot worker.
+ * limit a request goes to the worker with the fewest in flight.
+ *
+ * The master keeps each request until its result arrives: a request that
+ * comes back with redo=yes, or that was in flight when its worker died,
+ * goes to a one-shot worker.
  *
  * The uid in a request is what the unprivileged session found in the
  * userdb. The worker looks the user up again and refuses any user that
