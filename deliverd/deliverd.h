@@ -206,18 +206,16 @@ void maildir_folder_setup(const char *root, const char *folder, const char *dir)
 struct maildir_file {
 	char dir[PATH_MAX];		/* the Maildir or folder */
 	char folder[256];		/* the folder name, "" for the inbox */
-	char tmp_path[PATH_MAX];	/* its name in tmp/, unless unnamed */
+	char tmp_path[PATH_MAX];
 	char new_path[PATH_MAX];
 	int created;			/* the folder was created for it */
 	int fd;				/* open until maildir_commit, else -1 */
-	int unnamed;			/* made with O_TMPFILE, linked into new/ */
 	int renamed;			/* in new/, waiting for the last barrier */
 	off_t size;			/* bytes written */
 	dev_t dev;			/* its file system */
 };
 
-/* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced
- * (an unnamed file where the file system allows it).
+/* Write the message into the tmp/ of ROOT or its FOLDER, not yet synced.
  * A missing FOLDER is created in the layout imapd reads (tmp, new, cur
  * and a maildirfolder file) and added to the subscriptions file when
  * the user has one. 0, or -1 with RESULT filled. */
@@ -226,7 +224,7 @@ int maildir_write(const struct message *msg, const char *root, const char *folde
 
 /* Finish COUNT files that maildir_write wrote (entries with fd -1 are
  * skipped, their RESULTS untouched): a barrier for the files, the
- * renames (or links) into new/, a barrier for the directories. USE_SYNCFS: one
+ * renames into new/, a barrier for the directories. USE_SYNCFS: one
  * syncfs per barrier for a batch of 32 or more small files, else fsync
  * of each file and each new/. Fills RESULTS. */
 void maildir_commit(struct maildir_file *files, struct delivery_result *results, size_t count,

@@ -1,13 +1,9 @@
 /*
  * Maildir delivery: write into tmp/, fsync, rename into new/, fsync new/
  * (the procedure of the Maildir specification, file names as Dovecot
- * writes them so that its size field saves a stat). Where the file system
- * allows it, the file in tmp/ has no name (O_TMPFILE) and is linked into
- * new/. That spares an entry in tmp/ and its removal. On ext4 without a
- * journal it also spares a write of tmp/, since there an fsync of a newly
- * named file syncs its directory too. A large batch of
+ * writes them so that its size field saves a stat). A large batch of
  * files shares each barrier: one syncfs for all the files, then one for
- * all the moves into new/. A mailbox worker with batch after batch lets one
+ * all the renames. A mailbox worker with batch after batch lets one
  * syncfs serve as the first barrier of a batch and the second of the one
  * before (maildir_barrier).
  */
@@ -36,10 +32,6 @@
 /* Deliveries made by this process, the Q part of the unique name. */
 static unsigned maildir_delivery_count;
 
-/* Whether /proc is mounted, since an unnamed file is linked through its
- * descriptor's entry there. -1 until checked. */
-static int maildir_can_link_unnamed = -1;
-
 /* The host name with '/', ':' and ',' written as octal escapes (\057,
  * \072, \054), because those characters separate parts of the name. */
 static void
@@ -59,44 +51,6 @@ maildir_host_name(char *out, size_t outsize)
 			out[n++] = *p;
 	}
 	out[n] = '\0';
-}
-
-/*
- * Open an unnamed file in DIR/tmp for writing, or -1 where the file
- * system or the kernel has no O_TMPFILE or /proc is not mounted. The
- * caller then makes a named file in tmp/, whose open reports the errors
- * that matter, such as a full disk.
- */
-static int
-maildir_open_unnamed(const char *dir)
-{
-	char tmp_dir[PATH_MAX];
-
-	if (maildir_can_link_unnamed < 0)
-		maildir_can_link_unnamed = access("/proc/self/fd", F_OK) == 0;
-	if (!maildir_can_link_unnamed)
-		return -1;
-	if ((size_t)snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", dir) >= sizeof tmp_dir)
-		return -1;
-	return open(tmp_dir, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
-}
-
-/* Give FILE's unnamed inode its name in new/. */
-static int
-maildir_link_unnamed(const struct maildir_file *file)
-{
-	char proc_path[64];
-
-	snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", file->fd);
-	return linkat(AT_FDCWD, proc_path, AT_FDCWD, file->new_path, AT_SYMLINK_FOLLOW);
-}
-
-/* Remove the named file that FILE has in tmp/, if any. */
-static void
-maildir_remove_tmp(const struct maildir_file *file)
-{
-	if (!file->unnamed)
-		unlink(file->tmp_path);
 }
 
 /* Create DIR and its tmp, new and cur subdirectories (mode 0700) where
@@ -166,7 +120,6 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 
 	file->fd = -1;
 	file->renamed = 0;
-	file->unnamed = 0;
 	strlcpy_x(file->folder, folder != NULL ? folder : "", sizeof file->folder);
 	if (maildir_folder_path(file->dir, sizeof file->dir, root, folder) < 0) {
 		maildir_failure(result, "path too long:", root, ENAMETOOLONG);
@@ -196,10 +149,7 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 		return -1;
 	}
 
-	fd = maildir_open_unnamed(file->dir);
-	file->unnamed = fd >= 0;
-	if (fd < 0)
-		fd = open(file->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = open(file->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		maildir_failure(result, "cannot create", file->tmp_path, errno);
 		return -1;
@@ -210,7 +160,7 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 
 		free(prefix);
 		close(fd);
-		maildir_remove_tmp(file);
+		unlink(file->tmp_path);
 		maildir_failure(result, "cannot write", file->tmp_path, error);
 		return -1;
 	}
@@ -220,7 +170,7 @@ maildir_write(const struct message *msg, const char *root, const char *folder,
 	if ((size_t)snprintf(file->new_path, sizeof file->new_path, "%s/new/%s,S=%lld", file->dir,
 	    base, (long long)st.st_size) >= sizeof file->new_path) {
 		close(fd);
-		maildir_remove_tmp(file);
+		unlink(file->tmp_path);
 		maildir_failure(result, "path too long:", file->dir, ENAMETOOLONG);
 		return -1;
 	}
@@ -238,7 +188,7 @@ maildir_abandon(struct maildir_file *file, struct delivery_result *result, const
 	if (file->fd >= 0)
 		close(file->fd);
 	file->fd = -1;
-	maildir_remove_tmp(file);
+	unlink(file->tmp_path);
 	maildir_failure(result, what, path, error);
 }
 
@@ -412,56 +362,26 @@ maildir_set_results(const struct maildir_file *files, struct delivery_result *re
 			result_set(&results[i], EX_OK, "2.0.0", "delivered to maildir");
 }
 
-/* Link FILE's unnamed inode into new/ and close it. */
-static void
-maildir_link_file(struct maildir_file *file, struct delivery_result *result)
-{
-	if (maildir_link_unnamed(file) < 0) {
-		maildir_abandon(file, result, "cannot link into", file->dir, errno);
-		return;
-	}
-	if (close(file->fd) < 0) {
-		int error = errno;
-
-		file->fd = -1;
-		unlink(file->new_path);
-		maildir_failure(result, "cannot write", file->new_path, error);
-		return;
-	}
-	file->fd = -1;
-	file->renamed = 1;
-}
-
-/* Close FILE, named in tmp/, and rename it into new/. */
-static void
-maildir_rename_file(struct maildir_file *file, struct delivery_result *result)
-{
-	if (close(file->fd) < 0) {
-		file->fd = -1;
-		maildir_abandon(file, result, "cannot write", file->tmp_path, errno);
-		return;
-	}
-	file->fd = -1;
-	if (rename(file->tmp_path, file->new_path) < 0) {
-		int error = errno;
-
-		unlink(file->tmp_path);
-		maildir_failure(result, "cannot rename into", file->dir, error);
-		return;
-	}
-	file->renamed = 1;
-}
-
 void
 maildir_rename(struct maildir_file *files, struct delivery_result *results, size_t count)
 {
 	for (size_t i = 0; i < count; i++) {
 		if (files[i].fd < 0)
 			continue;
-		if (files[i].unnamed)
-			maildir_link_file(&files[i], &results[i]);
-		else
-			maildir_rename_file(&files[i], &results[i]);
+		if (close(files[i].fd) < 0) {
+			files[i].fd = -1;
+			maildir_abandon(&files[i], &results[i], "cannot write", files[i].tmp_path, errno);
+			continue;
+		}
+		files[i].fd = -1;
+		if (rename(files[i].tmp_path, files[i].new_path) < 0) {
+			int error = errno;
+
+			unlink(files[i].tmp_path);
+			maildir_failure(&results[i], "cannot rename into", files[i].dir, error);
+			continue;
+		}
+		files[i].renamed = 1;
 	}
 }
 
