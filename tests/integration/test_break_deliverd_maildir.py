@@ -187,26 +187,16 @@ def link_count(image, inode):
     return int(match.group(1))
 
 
-def test_delivery_survives_crash_without_journal(make_mailhost):
-    # A copy of the image taken right after the 250 contains what the
-    # loop device had written, which is what a crash would leave. On
-    # ext4 without a journal, an fsync of new/ does not write the
-    # file's inode, so the file must have its link from the first
-    # barrier on.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a file system image")
-    for tool in ("mkfs.ext4", "losetup", "debugfs", "e2fsck"):
-        if shutil.which(tool) is None:
-            pytest.skip("needs " + tool)
-    work = tempfile.mkdtemp(prefix="estafeta-test-")
-    os.chmod(work, 0o755)
+def deliver_and_copy_image(make_mailhost, work):
+    """Mount an ext4 image without a journal under WORK, deliver one
+    message into a Maildir on it and copy the image as soon as the 250
+    arrives. Returns the copy's path and the delivered file's inode."""
     image, crashed, mount_point = work + "/ext4.img", work + "/crashed.img", work + "/mnt"
     subprocess.run(["truncate", "-s", "64M", image], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal,^metadata_csum", image],
                    check=True)
     loop = subprocess.run(["losetup", "--show", "-f", image], capture_output=True, text=True)
     if loop.returncode != 0:
-        shutil.rmtree(work)
         pytest.skip("no loop device: " + loop.stderr.strip())
     device = loop.stdout.strip()
     os.mkdir(mount_point)
@@ -231,7 +221,7 @@ def test_delivery_survives_crash_without_journal(make_mailhost):
         assert code == 250
         names = os.listdir(home + "/Maildir/new")
         assert len(names) == 1, names
-        inode = os.stat(home + "/Maildir/new/" + names[0]).st_ino
+        return crashed, os.stat(home + "/Maildir/new/" + names[0]).st_ino
     finally:
         if host is not None:
             host.stop()
@@ -239,7 +229,22 @@ def test_delivery_survives_crash_without_journal(make_mailhost):
             subprocess.run(["umount", "-l", mount_point])
         subprocess.run(["losetup", "-d", device])
 
+
+def test_delivery_survives_crash_without_journal(make_mailhost):
+    # A copy of the image taken right after the 250 contains what the
+    # loop device had written, which is what a crash would leave. On
+    # ext4 without a journal, an fsync of new/ does not write the
+    # file's inode, so the file must have its link from the first
+    # barrier on.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a file system image")
+    for tool in ("mkfs.ext4", "losetup", "debugfs", "e2fsck"):
+        if shutil.which(tool) is None:
+            pytest.skip("needs " + tool)
+    work = tempfile.mkdtemp(prefix="estafeta-test-")
     try:
+        os.chmod(work, 0o755)
+        crashed, inode = deliver_and_copy_image(make_mailhost, work)
         assert link_count(crashed, inode) >= 1
         fsck = subprocess.run(["e2fsck", "-fn", crashed], capture_output=True, text=True)
         assert "deleted/unused inode" not in fsck.stdout, fsck.stdout
