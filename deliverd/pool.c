@@ -239,10 +239,10 @@ start_worker(uid_t uid, gid_t gid, const char *user)
 }
 
 /*
- * The worker of the key to use, starting one if needed and allowed.
- * Spreading requests evenly would halve each worker's batches, and with
- * them the deliveries that share a barrier, while the workers compete
- * for the same directories.
+ * Return the worker of the key to use, starting one if needed and
+ * allowed. Spreading requests evenly would halve each worker's batches,
+ * so more barriers, and the workers would compete for the same
+ * directories.
  */
 static struct pool_worker *
 choose_worker(uid_t uid, gid_t gid, const char *user)

@@ -102,6 +102,18 @@ def finish_transaction(client, count):
     return codes
 
 
+def send_while_stopped(client, worker, subject):
+    """Send the message of CLIENT's open transaction while WORKER is
+    stopped, so that the session passes every request to the master
+    before the worker reads any."""
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        assert send_data(client, b"Subject: %s\r\n\r\nbody\r\n" % subject)[0] == 354
+        time.sleep(1)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+
+
 def trace_one_batch(host, worker, rcpts):
     """Deliver one message to RCPTS, which the stopped WORKER reads as one
     batch. Returns strace's output of its file calls."""
@@ -110,13 +122,7 @@ def trace_one_batch(host, worker, rcpts):
         ["strace", "-qq", "-p", str(worker), "-e", "trace=openat,rename,fsync,syncfs"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    os.kill(worker, signal.SIGSTOP)
-    try:
-        assert send_data(client, b"Subject: batch\r\n\r\nbody\r\n")[0] == 354
-        # Time for the session to pass every request to the worker's channel.
-        time.sleep(1)
-    finally:
-        os.kill(worker, signal.SIGCONT)
+    send_while_stopped(client, worker, b"batch")
     codes = finish_transaction(client, len(rcpts))
     tracer.send_signal(signal.SIGINT)
     _, trace = tracer.communicate(timeout=10)
@@ -158,12 +164,7 @@ def test_second_worker_takes_only_overflow(make_mailhost):
     # Ten requests while the first worker is stopped: it takes eight, so
     # a second worker starts for the rest.
     client = open_transaction(host, FAN_OUT[:10])
-    os.kill(first, signal.SIGSTOP)
-    try:
-        assert send_data(client, b"Subject: overflow\r\n\r\nbody\r\n")[0] == 354
-        time.sleep(1)
-    finally:
-        os.kill(first, signal.SIGCONT)
+    send_while_stopped(client, first, b"overflow")
     assert finish_transaction(client, 10) == [250] * 10
     overflow = {pid for address in FAN_OUT[:10] for pid in delivering_pids(host, address)}
     assert len(overflow) == 2, overflow
