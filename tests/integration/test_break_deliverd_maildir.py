@@ -161,22 +161,22 @@ def test_small_batch_fsyncs_each_file(make_mailhost):
 def test_second_worker_takes_only_overflow(make_mailhost):
     host, first = fan_out_host(make_mailhost, processes=2)
 
-    # Twenty requests while the first worker is stopped: it takes
-    # sixteen, so a second worker starts for the rest.
+    # The stopped first worker takes 16 of 20 requests (the spawn depth),
+    # and a second worker starts for the other 4.
     client = open_transaction(host, FAN_OUT[:20])
     send_while_stopped(client, first, b"overflow")
     assert finish_transaction(client, 20) == [250] * 20
-    overflow = {pid for address in FAN_OUT[:20] for pid in delivering_pids(host, address)}
-    assert len(overflow) == 2, overflow
+    overflow_pids = {pid for address in FAN_OUT[:20] for pid in delivering_pids(host, address)}
+    assert len(overflow_pids) == 2, overflow_pids
 
-    # Both workers are idle now. Twelve requests at once stay below the
-    # depth, so they all go to one worker.
+    # With both workers idle, 12 requests at once stay below the depth
+    # and all go to one worker.
     client = open_transaction(host, FAN_OUT[20:32])
     assert send_data(client, b"Subject: together\r\n\r\nbody\r\n")[0] == 354
     assert finish_transaction(client, 12) == [250] * 12
-    together = {pid for address in FAN_OUT[20:32] for pid in delivering_pids(host, address)}
-    assert len(together) == 1, together
-    assert together < overflow
+    batch_pids = {pid for address in FAN_OUT[20:32] for pid in delivering_pids(host, address)}
+    assert len(batch_pids) == 1, batch_pids
+    assert batch_pids < overflow_pids
 
 
 def link_count(image, inode):
